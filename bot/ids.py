@@ -1,0 +1,28 @@
+"""Distinct types for Matrix identifiers, shared by the bot's shell, commands and store.
+
+They are plain strings at run time; the types only stop a room id being passed where a user id
+is expected (mypy catches it). Validation lives in the parsers that build them from user input.
+"""
+
+from __future__ import annotations
+
+from typing import NewType
+
+UserId = NewType("UserId", str)
+"""A Matrix user id, ``@localpart:server``."""
+
+RoomId = NewType("RoomId", str)
+"""A Matrix room id, ``!opaque:server``."""
+
+EventId = NewType("EventId", str)
+"""A Matrix event id, ``$opaque`` (room versions 4+)."""
+
+
+def server_of(matrix_id: str) -> str:
+    """The server part of a user or room id (everything after the first colon).
+
+    Server names may carry a port (``localhost:8481``), hence the first colon, not the last.
+    Returns "" when there is no colon, so callers treat malformed ids as foreign.
+    """
+    _, sep, server = matrix_id.partition(":")
+    return server if sep else ""
