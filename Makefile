@@ -1,0 +1,45 @@
+# Caducée developer entry points. Each target creates the virtualenv it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install up down status test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the local demo federation in the foreground (Ctrl-C stops it).
+up: $(STAMP)
+	$(BIN)/caducee local up
+
+down: $(STAMP)
+	$(BIN)/caducee local down
+
+status: $(STAMP)
+	$(BIN)/caducee local status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy bot bridge deploy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+## The whole suite: lint, types, tests.
+test: lint typecheck pytest
+
+## Benchmarks with same-run baselines (not part of `make test`).
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

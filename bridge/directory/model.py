@@ -1,0 +1,36 @@
+"""Types shared by the directory's parsers, importer and search.
+
+A `PractitionerRecord` is one *activity* line of the register (a practitioner with two
+practices yields two records with the same `rpps`). Parsers (RPPS text extract, FHIR) produce
+them; the importer stores them; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NewType
+
+RppsId = NewType("RppsId", str)
+"""The national identifier as published: 11-digit RPPS or 9-digit ADELI number (`Identifiant PP`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PractitionerRecord:
+    """One activity of one practitioner, as the register publishes it (public data only)."""
+
+    rpps: RppsId
+    id_type: str  # "8" RPPS, "0" ADELI (register's `Type d'identifiant PP`)
+    last_name: str  # `Nom d'exercice`, as published (accents kept)
+    first_name: str  # `Prénom d'exercice`
+    title: str  # `Libellé civilité d'exercice`, e.g. "Docteur" ("" if none)
+    profession_code: str  # e.g. "10"
+    profession: str  # e.g. "Médecin"
+    specialty_code: str  # `Code savoir-faire`, e.g. "SM04" ("" if none)
+    specialty: str  # `Libellé savoir-faire`, e.g. "Cardiologie et maladies vasculaires"
+    mode: str  # `Libellé mode exercice`, e.g. "Libéral"
+    organisation: str  # `Raison sociale site` ("" if none)
+    postcode: str  # `Code postal (coord. structure)`, or taken from `Bureau cedex`
+    city: str  # `Libellé commune`, or taken from `Bureau cedex`
+    department_code: str  # e.g. "69", "2A", "971"; derived from postcode when absent
+    department: str  # e.g. "Rhône"
+    country: str  # `Libellé pays` ("" means France)

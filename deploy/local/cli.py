@@ -1,0 +1,139 @@
+"""`caducee local ...`: start, stop and inspect the local demo federation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiohttp
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deploy.local.demo import DEMO_ACCOUNTS, default_state_dir, demo_specs
+from deploy.local.federation import LocalFederation, read_state, stop_from_state
+
+local_app = typer.Typer(help="Run the local demo federation (two homeservers on loopback).")
+console = Console()
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="State directory (default: var/local or CADUCEE_STATE_DIR)."),
+]
+
+
+def _launcher_alive(state: dict[str, Any]) -> bool:
+    try:
+        os.kill(int(state["launcher_pid"]), 0)
+    except (ProcessLookupError, KeyError, ValueError):
+        return False
+    return True
+
+
+def _print_summary(state: dict[str, Any]) -> None:
+    for homeserver in state["homeservers"]:
+        table = Table(title=f"Homeserver {homeserver['server_name']}", title_justify="left")
+        table.add_column("account")
+        table.add_column("password")
+        table.add_column("who")
+        admin = homeserver["admin"]
+        table.add_row(admin["user_id"], admin["password"], "server admin")
+        for account in homeserver["demo_accounts"]:
+            table.add_row(account["user_id"], account["password"], account["display_name"])
+        console.print(table)
+        console.print(f"  client URL: [bold]{homeserver['client_url']}[/bold]")
+    console.print(
+        "Sign in from Element: choose 'Edit' next to the homeserver, enter the client URL "
+        "above as a custom homeserver, then an account and its password."
+    )
+    console.print("Press Ctrl-C to stop everything.")
+
+
+async def _run_foreground(state_dir: Path) -> None:
+    federation = LocalFederation(state_dir, demo_specs())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    console.print("Starting the local federation ...")
+    await federation.start()
+    try:
+        await federation.ensure_demo_accounts(DEMO_ACCOUNTS)
+        _print_summary(federation.state())
+        await stop.wait()
+        console.print("Stopping ...")
+    finally:
+        federation.stop()
+    console.print("Stopped.")
+
+
+@local_app.command("up")
+def up(state_dir: StateDir = None) -> None:
+    """Start the demo federation in the foreground; Ctrl-C stops it. State is reused."""
+    directory = state_dir or default_state_dir()
+    state = read_state(directory)
+    if state is not None and _launcher_alive(state):
+        console.print(
+            f"[red]The local federation already runs (launcher pid {state['launcher_pid']}).[/red]"
+            " Use `caducee local status` or `caducee local down`."
+        )
+        raise typer.Exit(1)
+    try:
+        asyncio.run(_run_foreground(directory))
+    except (RuntimeError, TimeoutError) as error:
+        console.print(f"[red]Could not start the local federation:[/red] {error}")
+        raise typer.Exit(1) from None
+
+
+@local_app.command("down")
+def down(state_dir: StateDir = None) -> None:
+    """Stop a local federation started by `caducee local up` in another terminal."""
+    if stop_from_state(state_dir or default_state_dir()):
+        console.print("Asked the local federation to stop.")
+    else:
+        console.print("No local federation is running.")
+
+
+async def _alive(client_urls: list[str]) -> list[bool]:
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+
+        async def ping(url: str) -> bool:
+            try:
+                async with http.get(f"{url}/_matrix/client/versions") as response:
+                    return response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        return list(await asyncio.gather(*(ping(url) for url in client_urls)))
+
+
+@local_app.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Show what runs: homeservers, client URLs, admin and demo accounts (exit 1 if down)."""
+    state = read_state(state_dir or default_state_dir())
+    if state is None or not _launcher_alive(state):
+        if as_json:
+            print(json.dumps({"running": False, "homeservers": []}))
+        else:
+            console.print("No local federation is running. Start it with `make up`.")
+        raise typer.Exit(1)
+    alive = asyncio.run(_alive([hs["client_url"] for hs in state["homeservers"]]))
+    for homeserver, is_alive in zip(state["homeservers"], alive, strict=True):
+        homeserver["alive"] = is_alive
+    state["running"] = all(alive)
+    if as_json:
+        json.dump(state, sys.stdout, indent=2)
+        print()
+    else:
+        _print_summary(state)
+    if not state["running"]:
+        raise typer.Exit(1)

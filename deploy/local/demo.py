@@ -1,0 +1,35 @@
+"""The local demo: two medical federations that trust each other, one homeserver each."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deploy.local.federation import DemoAccount
+from deploy.local.homeserver import REPO_ROOT, HomeserverSpec
+
+A_PORT, B_PORT = 8481, 8482
+
+
+def demo_specs() -> list[HomeserverSpec]:
+    """Homeserver A (a doctors' union) and B (a hospital group), each allowing the other."""
+    a = f"localhost:{A_PORT}"
+    b = f"localhost:{B_PORT}"
+    return [
+        HomeserverSpec("a", A_PORT, A_PORT + 10000, A_PORT + 11000, allowed_servers=(b,)),
+        HomeserverSpec("b", B_PORT, B_PORT + 10000, B_PORT + 11000, allowed_servers=(a,)),
+    ]
+
+
+DEMO_ACCOUNTS = (
+    DemoAccount("a", "dr.martin", "Dr Anne-Sophie Martin-Léger", "10009999995"),
+    DemoAccount("a", "dr.dupont", "Dr Jean Dupont"),
+    DemoAccount("b", "dr.fontaine", "Dr Claire Fontaine"),
+    DemoAccount("b", "dr.benali", "Dr Karim Benali"),
+)
+
+
+def default_state_dir() -> Path:
+    """Where the demo keeps its state (`CADUCEE_STATE_DIR`, else var/local in the checkout)."""
+    configured = os.environ.get("CADUCEE_STATE_DIR")
+    return Path(configured) if configured else REPO_ROOT / "var" / "local"
