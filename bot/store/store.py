@@ -1,0 +1,283 @@
+"""`BotStore`: the only code that talks SQL for the bot. One short transaction per call."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from bot.ids import EventId, RoomId, UserId
+from bot.store.models import AuditRow, CaseRoomRow, ProcessedCommandRow
+from bot.store.records import AuditEntry, CaseRoom, Claim
+
+logger = logging.getLogger(__name__)
+
+SCRIPT_LOCATION = "bot:migrations"
+
+
+class StoreError(Exception):
+    """The database cannot be used as it is; the message is meant for the operator."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was migrated by a newer bot; running older code on it could corrupt it."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def normalise_url(url: str) -> str:
+    """Add the async driver to plain URLs (``sqlite:///x`` → ``sqlite+aiosqlite:///x``)."""
+    parsed = make_url(url)
+    drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+    if parsed.drivername in drivers:
+        parsed = parsed.set(drivername=drivers[parsed.drivername])
+    elif parsed.drivername == "postgres":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise StoreError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    return cfg
+
+
+def _migrate(sync_conn: Connection) -> str:
+    """Check the schema version, then upgrade to head. Runs inside the caller's transaction."""
+    cfg = _alembic_config()
+    script = ScriptDirectory.from_config(cfg)
+    known = {rev.revision for rev in script.walk_revisions()}
+    current = MigrationContext.configure(sync_conn).get_current_heads()
+    unknown = sorted(set(current) - known)
+    if unknown:
+        raise SchemaTooNewError(
+            f"the bot database is at schema revision {', '.join(unknown)}, which this version "
+            f"of the bot does not know (it knows up to {script.get_current_head()}): it was "
+            "upgraded by a newer bot. Run that newer version, or restore a backup."
+        )
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+    head = script.get_current_head()
+    return head or ""
+
+
+def _prepare_sqlite_file(database: str | None) -> None:
+    """Create the SQLite file 0600 (it lists who talks to whom) before the driver does."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def _case(row: CaseRoomRow) -> CaseRoom:
+    return CaseRoom(
+        room_id=RoomId(row.room_id),
+        label=row.label,
+        creator=UserId(row.creator),
+        ttl_seconds=row.ttl_seconds,
+        created_ms=row.created_ms,
+        closed_ms=row.closed_ms,
+    )
+
+
+class BotStore:
+    """Case rooms, processed commands and audit, behind small async methods.
+
+    Build it with `await BotStore.open(url)`; `await store.close()` on shutdown.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str, **engine_options: Any) -> BotStore:
+        """Connect, migrate to the code's schema, and return a ready store.
+
+        Raises:
+            SchemaTooNewError: the database was written by a newer bot.
+            StoreError: the URL is not usable.
+        """
+        full = normalise_url(url)
+        parsed = make_url(full)
+        if parsed.drivername.startswith("sqlite"):
+            _prepare_sqlite_file(parsed.database)
+            engine_options.setdefault("connect_args", {"timeout": 30})
+        engine = create_async_engine(full, **engine_options)
+        try:
+            async with engine.begin() as conn:
+                head = await conn.run_sync(_migrate)
+        except BaseException:
+            await engine.dispose()
+            raise
+        logger.info("bot database ready at schema revision %s", head)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # -- processed commands -------------------------------------------------------------
+
+    async def claim_command(
+        self, event_id: EventId, room_id: RoomId, command_name: str, *, at_ms: int | None = None
+    ) -> Claim:
+        """Record that the command in ``event_id`` starts, unless it was seen before.
+
+        The row is written (committed) *before* the command has any effect, so a command
+        whose effects began is never run again by accident; `finish_command` marks it done.
+        """
+        row = ProcessedCommandRow(
+            event_id=event_id,
+            room_id=room_id,
+            command=command_name,
+            claimed_ms=now_ms() if at_ms is None else at_ms,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+            return Claim.NEW
+        except IntegrityError:
+            pass
+        async with self._sessions() as session:
+            finished = await session.scalar(
+                select(ProcessedCommandRow.finished_ms).where(
+                    ProcessedCommandRow.event_id == event_id
+                )
+            )
+        return Claim.INTERRUPTED if finished is None else Claim.DONE
+
+    async def finish_command(
+        self,
+        event_id: EventId,
+        *,
+        sender: UserId,
+        room_id: RoomId,
+        command_name: str,
+        outcome: str,
+        at_ms: int | None = None,
+    ) -> None:
+        """Mark the command done and write its audit line, in one transaction."""
+        ts = now_ms() if at_ms is None else at_ms
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ProcessedCommandRow)
+                .where(ProcessedCommandRow.event_id == event_id)
+                .values(finished_ms=ts, command=command_name)
+            )
+            session.add(
+                AuditRow(
+                    ts_ms=ts, sender=sender, room_id=room_id, command=command_name, outcome=outcome
+                )
+            )
+
+    async def prune_processed(self, older_than_ms: int) -> int:
+        """Forget finished commands claimed before ``older_than_ms``; returns how many.
+
+        Homeservers only redeliver recent events (after a restart from an older sync token),
+        so old ids are dead weight.
+        """
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(ProcessedCommandRow).where(
+                    ProcessedCommandRow.claimed_ms < older_than_ms,
+                    ProcessedCommandRow.finished_ms.is_not(None),
+                )
+            )
+            count = 0
+            for row in rows:
+                await session.delete(row)
+                count += 1
+        return count
+
+    # -- audit ---------------------------------------------------------------------------
+
+    async def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
+        """The latest audit lines, newest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(select(AuditRow).order_by(AuditRow.id.desc()).limit(limit))
+            return [
+                AuditEntry(
+                    ts_ms=r.ts_ms,
+                    sender=UserId(r.sender),
+                    room_id=RoomId(r.room_id),
+                    command=r.command,
+                    outcome=r.outcome,
+                )
+                for r in rows
+            ]
+
+    # -- case rooms ----------------------------------------------------------------------
+
+    async def add_case(self, case: CaseRoom) -> None:
+        """Record a new case room. Raises StoreError if the room id is already recorded."""
+        try:
+            async with self._sessions.begin() as session:
+                session.add(
+                    CaseRoomRow(
+                        room_id=case.room_id,
+                        label=case.label,
+                        creator=case.creator,
+                        ttl_seconds=case.ttl_seconds,
+                        created_ms=case.created_ms,
+                        closed_ms=case.closed_ms,
+                    )
+                )
+        except IntegrityError as exc:
+            raise StoreError(f"case room {case.room_id} is already recorded") from exc
+
+    async def get_case(self, room_id: RoomId) -> CaseRoom | None:
+        async with self._sessions() as session:
+            row = await session.get(CaseRoomRow, room_id)
+            return _case(row) if row is not None else None
+
+    async def open_cases(self) -> Sequence[CaseRoom]:
+        """Open case rooms, oldest first (the expiry engine walks them at start)."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(CaseRoomRow)
+                .where(CaseRoomRow.closed_ms.is_(None))
+                .order_by(CaseRoomRow.created_ms, CaseRoomRow.room_id)
+            )
+            return [_case(r) for r in rows]
+
+    async def set_case_ttl(self, room_id: RoomId, ttl_seconds: int) -> bool:
+        """Change an open case's lifetime (``!expire``). False if no such open case."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(CaseRoomRow)
+                .where(CaseRoomRow.room_id == room_id, CaseRoomRow.closed_ms.is_(None))
+                .values(ttl_seconds=ttl_seconds)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    async def close_case(self, room_id: RoomId, *, at_ms: int | None = None) -> bool:
+        """Mark a case closed. False if it was not open (already closed or unknown)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(CaseRoomRow)
+                .where(CaseRoomRow.room_id == room_id, CaseRoomRow.closed_ms.is_(None))
+                .values(closed_ms=now_ms() if at_ms is None else at_ms)
+            )
+            return bool(getattr(result, "rowcount", 0))
