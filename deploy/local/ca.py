@@ -122,7 +122,5 @@ def ensure_server_cert(ca: CertPaths, directory: Path, hostname: str = "localhos
     )
     write_private(paths.key, _key_pem(key))
     # Synapse serves the chain it is given: include the CA so peers can build the path.
-    paths.cert.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM) + ca.cert.read_bytes()
-    )
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca.cert.read_bytes())
     return paths

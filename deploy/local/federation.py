@@ -9,6 +9,7 @@ which `caducee local status --json` prints for scripts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -163,9 +164,7 @@ def stop_from_state(base_dir: Path) -> bool:
         # The launcher died without cleaning up: stop its homeservers directly.
         for homeserver in state["homeservers"]:
             if homeserver.get("pid"):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(homeserver["pid"]), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         (base_dir / STATE_FILE).unlink(missing_ok=True)
     return True

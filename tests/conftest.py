@@ -1,0 +1,74 @@
+"""Shared fixtures: real Synapse homeservers on loopback, started once per test session.
+
+They come from the same launcher as `make up` (deploy.local), with test settings (fast
+password hashing, relaxed rate limits, 1 s retention jobs). Layout:
+- hs_a and hs_b: member homeservers, each on the other's allow-list. hs_a also restricts
+  federation with Synapse's own `federation_domain_whitelist`; hs_b relies on the guard
+  module alone, so tests against hs_b prove the guard blocks outsiders by itself.
+- hs_c: a homeserver that no member allows (it would accept them).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
+
+import pytest
+import pytest_asyncio
+
+from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def federation_specs() -> Iterator[dict[str, HomeserverSpec]]:
+    ports = {name: (free_port(), free_port(), free_port()) for name in "abc"}
+    server = {name: f"localhost:{ports[name][0]}" for name in "abc"}
+    yield {
+        "a": HomeserverSpec("a", *ports["a"], allowed_servers=(server["b"],), testing=True),
+        "b": HomeserverSpec(
+            "b",
+            *ports["b"],
+            allowed_servers=(server["a"],),
+            restrict_federation=False,
+            testing=True,
+        ),
+        "c": HomeserverSpec(
+            "c",
+            *ports["c"],
+            allowed_servers=(server["a"], server["b"]),
+            restrict_federation=False,
+            testing=True,
+        ),
+    }
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def federation(
+    tmp_path_factory: pytest.TempPathFactory, federation_specs: dict[str, HomeserverSpec]
+) -> AsyncIterator[LocalFederation]:
+    local = LocalFederation(tmp_path_factory.mktemp("federation"), list(federation_specs.values()))
+    await local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def hs_a(federation: LocalFederation) -> Homeserver:
+    return federation["a"]
+
+
+@pytest.fixture(scope="session")
+def hs_b(federation: LocalFederation) -> Homeserver:
+    return federation["b"]
+
+
+@pytest.fixture(scope="session")
+def hs_c(federation: LocalFederation) -> Homeserver:
+    return federation["c"]
