@@ -1,0 +1,273 @@
+"""The bridge's configuration: one YAML file, validated once at start.
+
+An operator edits a copy of `example-config.yaml` (shipped in this package). Anything wrong in
+it - a typo in a field name, a port out of range, a token left at its example value - stops the
+bridge before it listens, with a message naming the file and the field. Nothing downstream
+re-validates: the rest of the bridge receives a `BridgeConfig` and trusts it.
+
+Relative paths (data directory, token files, CA file) are resolved against the directory of
+the configuration file, so a configuration keeps working whatever the working directory of the
+process that starts it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+EXAMPLE_CONFIG_NAME = "example-config.yaml"
+MIN_TOKEN_LENGTH = 32
+"""Service tokens are long random strings (`openssl rand -hex 32`); short ones are refused."""
+
+_SERVER_NAME_RE = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?)(?::[0-9]{1,5})?$"
+)
+_PLACEHOLDER_MARK = "CHANGE_ME"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is meant for the operator, as is."""
+
+
+def is_valid_server_name(value: str) -> bool:
+    """Whether `value` is a Matrix server name (host, IPv4/IPv6 literal, optional port)."""
+    if not _SERVER_NAME_RE.match(value):
+        return False
+    _, _, port = value.rpartition(":") if not value.endswith("]") else ("", "", "")
+    return not port.isdigit() or 0 < int(port) < 65536
+
+
+def _server_name(value: str) -> str:
+    value = value.strip()
+    if not is_valid_server_name(value):
+        raise ValueError(f"{value!r} is not a Matrix server name (like 'example.org:8448')")
+    return value
+
+
+def _base_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$", value):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+ServerName = Annotated[str, AfterValidator(_server_name)]
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+    path = path.expanduser()
+    if not path.is_absolute() and isinstance(base, Path):
+        path = base / path
+    return path
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class ServiceToken(_Strict):
+    """A client that is not a Matrix user - the bot, scripts - identified by a shared secret."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @field_validator("token_file")
+    @classmethod
+    def _resolve_token_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> Self:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError(f"service token {self.name!r}: give exactly one of token, token_file")
+        if self.token_file is not None:
+            try:
+                text = self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"service token {self.name!r}: cannot read {self.token_file}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            object.__setattr__(self, "token", SecretStr(text))
+        secret = self.secret()
+        if _PLACEHOLDER_MARK in secret:
+            raise ValueError(
+                f"service token {self.name!r} still has its example value: generate one "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+        if len(secret) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"service token {self.name!r} is too short ({len(secret)} characters, "
+                f"at least {MIN_TOKEN_LENGTH}): generate one with `openssl rand -hex 32`"
+            )
+        return self
+
+    def secret(self) -> str:
+        assert self.token is not None  # guaranteed by the validator
+        return self.token.get_secret_value()
+
+    def matches(self, presented: str) -> bool:
+        """Constant-time comparison, so response timing does not reveal the token."""
+        return hmac.compare_digest(self.secret().encode(), presented.encode())
+
+
+class BridgeConfig(_Strict):
+    """Everything the bridge needs to serve one federation's homeserver."""
+
+    server_name: ServerName
+    """The Matrix server name of the homeserver this bridge serves (the part after ':' in IDs)."""
+    homeserver_url: BaseUrl
+    """Where the bridge reaches that homeserver (client listener; must also serve `openid`)."""
+    federation_name: str | None = Field(default=None, min_length=1, max_length=100)
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    """SQLAlchemy async URL; defaults to an SQLite file in `data_dir`."""
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8780, ge=1, le=65535)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """If set, Prometheus metrics are served on 127.0.0.1 at this port (never publicly)."""
+    service_tokens: tuple[ServiceToken, ...] = ()
+    openid_allowed_servers: tuple[ServerName, ...] | None = None
+    """Servers whose users may use the API with an OpenID token; defaults to `server_name`."""
+    openid_server_urls: dict[ServerName, BaseUrl] = Field(default_factory=dict)
+    """Explicit base URLs for checking other servers' OpenID tokens (else federation lookup)."""
+    federation_ca_file: Path | None = None
+    """Extra CA trusted when reaching other servers over federation TLS (private CAs)."""
+    openid_cache_seconds: int = Field(default=60, ge=0, le=3600)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("data_dir", "federation_ca_file")
+    @classmethod
+    def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve(value, info)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(
+            r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", value
+        ):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// (async drivers)"
+            )
+        return value
+
+    @field_validator("service_tokens")
+    @classmethod
+    def _unique_tokens(cls, value: tuple[ServiceToken, ...]) -> tuple[ServiceToken, ...]:
+        names = [t.name for t in value]
+        if len(set(names)) != len(names):
+            raise ValueError("service token names must be unique")
+        if len({t.secret() for t in value}) != len(value):
+            raise ValueError("two service tokens have the same secret")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'bridge.db'}"
+
+    @property
+    def allowed_servers(self) -> frozenset[str]:
+        """Servers whose users may query (own server unless configured otherwise)."""
+        if self.openid_allowed_servers is None:
+            return frozenset({self.server_name})
+        return frozenset(self.openid_allowed_servers)
+
+    def service_token_for(self, presented: str) -> ServiceToken | None:
+        """The service token equal to `presented`; every token is compared, in constant time."""
+        found = None
+        for candidate in self.service_tokens:
+            if candidate.matches(presented):
+                found = candidate
+        return found
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration:"]
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (typo?)"
+        elif item["type"] == "missing":
+            message = "required field missing"
+        message = message.removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def example_values() -> dict[str, Any]:
+    """The shipped example configuration, parsed (used to refuse copied placeholder values)."""
+    text = resources.files("bridge").joinpath(EXAMPLE_CONFIG_NAME).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+_EXAMPLE_CHECKED_FIELDS = ("server_name", "homeserver_url", "federation_name")
+
+
+def _refuse_example_values(source: str, data: Mapping[str, Any]) -> None:
+    example = example_values()
+    left = [f for f in _EXAMPLE_CHECKED_FIELDS if f in example and data.get(f) == example[f]]
+    if left:
+        raise ConfigError(
+            f"{source}: these fields still have the example value, edit them: " + ", ".join(left)
+        )
+
+
+def parse_config(
+    data: object, *, source: str = "configuration", base_dir: Path | None = None
+) -> BridgeConfig:
+    """Validate already-parsed YAML data. Raises `ConfigError` with every problem listed."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    _refuse_example_values(source, data)
+    try:
+        return BridgeConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from None
+
+
+def load_config(path: Path) -> BridgeConfig:
+    """Read and validate a configuration file. Raises `ConfigError` on any problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file (start from {EXAMPLE_CONFIG_NAME} shipped with the bridge)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+    return parse_config(data, source=str(path), base_dir=path.resolve().parent)
