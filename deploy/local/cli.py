@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deploy.local.demo import DEMO_ACCOUNTS, default_state_dir, demo_specs
+from deploy.local.demo import A_PORT, B_PORT, DEMO_ACCOUNTS, default_state_dir, demo_specs
 from deploy.local.federation import LocalFederation, read_state, stop_from_state
 
 local_app = typer.Typer(help="Run the local demo federation (two homeservers on loopback).")
@@ -54,8 +54,8 @@ def _print_summary(state: dict[str, Any]) -> None:
     console.print("Press Ctrl-C to stop everything.")
 
 
-async def _run_foreground(state_dir: Path) -> None:
-    federation = LocalFederation(state_dir, demo_specs())
+async def _run_foreground(state_dir: Path, ports: tuple[int, int]) -> None:
+    federation = LocalFederation(state_dir, demo_specs(ports))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -73,7 +73,13 @@ async def _run_foreground(state_dir: Path) -> None:
 
 
 @local_app.command("up")
-def up(state_dir: StateDir = None) -> None:
+def up(
+    state_dir: StateDir = None,
+    ports: Annotated[
+        tuple[int, int],
+        typer.Option("--ports", help="Federation ports of homeservers A and B."),
+    ] = (A_PORT, B_PORT),
+) -> None:
     """Start the demo federation in the foreground; Ctrl-C stops it. State is reused."""
     directory = state_dir or default_state_dir()
     state = read_state(directory)
@@ -84,7 +90,7 @@ def up(state_dir: StateDir = None) -> None:
         )
         raise typer.Exit(1)
     try:
-        asyncio.run(_run_foreground(directory))
+        asyncio.run(_run_foreground(directory, ports))
     except (RuntimeError, TimeoutError) as error:
         console.print(f"[red]Could not start the local federation:[/red] {error}")
         raise typer.Exit(1) from None

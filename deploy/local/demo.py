@@ -11,13 +11,17 @@ from deploy.local.homeserver import REPO_ROOT, HomeserverSpec
 A_PORT, B_PORT = 8481, 8482
 
 
-def demo_specs() -> list[HomeserverSpec]:
-    """Homeserver A (a doctors' union) and B (a hospital group), each allowing the other."""
-    a = f"localhost:{A_PORT}"
-    b = f"localhost:{B_PORT}"
+def demo_specs(ports: tuple[int, int] = (A_PORT, B_PORT)) -> list[HomeserverSpec]:
+    """Homeserver A (a doctors' union) and B (a hospital group), each allowing the other.
+
+    Each federation port `P` (the server name is `localhost:P`) comes with a client port
+    `P + 10000` and a metrics port `P + 11000`, all on loopback.
+    """
+    a_port, b_port = ports
+    a, b = f"localhost:{a_port}", f"localhost:{b_port}"
     return [
-        HomeserverSpec("a", A_PORT, A_PORT + 10000, A_PORT + 11000, allowed_servers=(b,)),
-        HomeserverSpec("b", B_PORT, B_PORT + 10000, B_PORT + 11000, allowed_servers=(a,)),
+        HomeserverSpec("a", a_port, a_port + 10000, a_port + 11000, allowed_servers=(b,)),
+        HomeserverSpec("b", b_port, b_port + 10000, b_port + 11000, allowed_servers=(a,)),
     ]
 
 

@@ -1,0 +1,133 @@
+"""`caducee local up` as a newcomer runs it: foreground, Ctrl-C stops cleanly, state reused."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CADUCEE = str(Path(sys.executable).parent / "caducee")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _demo_port(taken: set[int]) -> int:
+    """A federation port P with P+10000 (client) and P+11000 (metrics) free too."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 29000)
+        wanted = {port, port + 10000, port + 11000}
+        if not wanted & taken and all(map(_port_is_free, wanted)):
+            taken |= wanted
+            return port
+
+
+def _status(state_dir: Path) -> tuple[int, dict[str, Any]]:
+    result = subprocess.run(
+        [CADUCEE, "local", "status", "--json", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode, json.loads(result.stdout)
+
+
+def _start(state_dir: Path, ports: tuple[int, int]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    process = subprocess.Popen(
+        [CADUCEE, "local", "up", "--state-dir", str(state_dir), "--ports", *map(str, ports)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        code, state = _status(state_dir)
+        if code == 0 and all(hs["demo_accounts"] for hs in state["homeservers"]):
+            return process, state
+        if process.poll() is not None:
+            raise AssertionError(f"launcher exited: {process.stdout.read()}")  # type: ignore[union-attr]
+        time.sleep(0.2)  # polling another process's readiness: there is no event to await
+    process.kill()
+    raise AssertionError("the demo did not come up in 90 s")
+
+
+def _stop(process: subprocess.Popen[str], state: dict[str, Any]) -> str:
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    for homeserver in state["homeservers"]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(homeserver["pid"], 0)
+    return output
+
+
+async def _login(client_url: str, user_id: str, password: str) -> str:
+    body = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user_id},
+        "password": password,
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{client_url}/_matrix/client/v3/login", json=body) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return str((await response.json())["access_token"])
+
+
+async def _joined_rooms(client_url: str, token: str) -> list[str]:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.get(f"{client_url}/_matrix/client/v3/joined_rooms") as response,
+    ):
+        return list((await response.json())["joined_rooms"])
+
+
+async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
+    tmp_path: Path,
+) -> None:
+    taken: set[int] = set()
+    ports = (_demo_port(taken), _demo_port(taken))
+    process, state = _start(tmp_path, ports)
+    names = [hs["server_name"] for hs in state["homeservers"]]
+    assert names == [f"localhost:{ports[0]}", f"localhost:{ports[1]}"]
+    doctor = state["homeservers"][0]["demo_accounts"][0]
+    client_url = state["homeservers"][0]["client_url"]
+    token = await _login(client_url, doctor["user_id"], doctor["password"])
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.post(f"{client_url}/_matrix/client/v3/createRoom", json={"name": "Staff"}) as made,
+    ):
+        assert made.status == 200, await made.text()
+        room_id = (await made.json())["room_id"]
+    output = _stop(process, state)
+    assert doctor["password"] in output and client_url in output
+    assert "custom homeserver" in output
+    assert _status(tmp_path)[0] == 1
+
+    process, again = _start(tmp_path, ports)
+    try:
+        assert again["homeservers"][0]["demo_accounts"][0] == doctor
+        token = await _login(client_url, doctor["user_id"], doctor["password"])
+        assert room_id in await _joined_rooms(client_url, token)
+    finally:
+        _stop(process, again)
