@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The Element-compatible test client (matrix-js-sdk with Element's Rust crypto).
+ELEMENT_STAMP := tests/element/node_modules/.installed-stamp
+$(ELEMENT_STAMP): tests/element/package.json tests/element/package-lock.json
+	npm ci --prefix tests/element --no-audit --no-fund --loglevel=error
+	touch $(ELEMENT_STAMP)
+
+install: $(STAMP) $(ELEMENT_STAMP)
 
 ## Start the local demo federation in the foreground (Ctrl-C stops it).
 up: $(STAMP)
@@ -31,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy bot bridge deploy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(ELEMENT_STAMP)
 	$(BIN)/pytest -q
 
 ## The whole suite: lint, types, tests.
