@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import NewType
 
 RppsId = NewType("RppsId", str)
-"""The national identifier as published: 11-digit RPPS or 9-digit ADELI number (`Identifiant PP`)."""
+"""The national identifier as published: 11-digit RPPS or 9-digit ADELI (`Identifiant PP`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +34,23 @@ class PractitionerRecord:
     department_code: str  # e.g. "69", "2A", "971"; derived from postcode when absent
     department: str  # e.g. "Rhône"
     country: str  # `Libellé pays` ("" means France)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseError:
+    """A line (or FHIR entry) that cannot become a record; counted against the import's threshold.
+
+    `line` is the 1-based line number in the file (the header is line 1), or the entry number
+    for FHIR input, so an admin can open the file at the right place.
+    """
+
+    line: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParseWarning:
+    """Something odd about a record that is still imported (e.g. an RPPS failing its Luhn check)."""
+
+    line: int
+    message: str
