@@ -116,14 +116,26 @@ class ElementClient:
     # Commands -------------------------------------------------------------------------------
 
     async def login(
-        self, homeserver_url: str, user_id: str, password: str, *, isolation: str = "only_signed"
+        self,
+        homeserver_url: str,
+        user_id: str,
+        password: str,
+        *,
+        access_token: str | None = None,
+        device_id: str | None = None,
+        isolation: str = "only_signed",
     ) -> dict[str, Any]:
+        """Signs in (reusing a session when a token is given); keeps the password for UIA."""
+        session = {} if access_token is None else {"access_token": access_token}
+        if device_id is not None:
+            session["device_id"] = device_id
         result = await self.request(
             "login",
             homeserver_url=homeserver_url,
             user_id=user_id,
             password=password,
             isolation=isolation,
+            **session,
         )
         self.user_id, self.device_id = result["user_id"], result["device_id"]
         return result
@@ -136,6 +148,11 @@ class ElementClient:
 
     async def create_dm(self, user_id: str, *, wait_join: bool = True) -> str:
         result = await self.request("create_dm", user_id=user_id, wait_join=wait_join)
+        room_id: str = result["room_id"]
+        return room_id
+
+    async def create_room(self, invite: list[str], *, wait_join: bool = True) -> str:
+        result = await self.request("create_room", invite=invite, wait_join=wait_join)
         room_id: str = result["room_id"]
         return room_id
 

@@ -27,6 +27,7 @@ const COMMANDS = {
     cross_sign: (req) => session.crossSign(req),
     status: () => session.status(),
     create_dm: (req) => session.createDm(req),
+    create_room: (req) => session.createRoom(req),
     wait_for_invite: (req) => session.waitForInvite(req),
     join: (req) => session.join(req),
     wait_for_join: (req) => session.waitForJoin(req),

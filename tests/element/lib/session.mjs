@@ -213,18 +213,36 @@ export class Session {
     /** Creates an encrypted direct chat with `user_id`, the way Element does. */
     async createDm(req) {
         const other = requireString(req, "user_id");
+        return this.createRoom({ ...req, invite: [other], direct: true });
+    }
+
+    /**
+     * Creates an encrypted private room inviting `invite` (a direct chat when `direct`, with
+     * Element's m.direct bookkeeping) and, unless `wait_join` is false, waits for all to join.
+     */
+    async createRoom(req) {
+        const invite = req.invite ?? [];
+        if (!Array.isArray(invite) || invite.some((u) => typeof u !== "string")) {
+            throw new ProtocolError("BAD_REQUEST", "invite must be a list of user ids");
+        }
+        const direct = req.direct === true;
+        if (direct && invite.length !== 1) throw new ProtocolError("BAD_REQUEST", "a direct chat has one invitee");
         const deadline = deadlineFrom(req.timeout_ms);
         const { room_id: roomId } = await this.client.createRoom({
-            is_direct: true,
-            invite: [other],
+            is_direct: direct,
+            invite,
             preset: sdk.Preset.TrustedPrivateChat,
             initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: MEGOLM } }],
         });
-        const direct = this.client.getAccountData("m.direct")?.getContent() ?? {};
-        direct[other] = [...(direct[other] ?? []), roomId];
-        await this.client.setAccountData("m.direct", direct);
+        if (direct) {
+            const content = this.client.getAccountData("m.direct")?.getContent() ?? {};
+            content[invite[0]] = [...(content[invite[0]] ?? []), roomId];
+            await this.client.setAccountData("m.direct", content);
+        }
         await this.changes.until(deadline, "the new room to sync", () => this.client.getRoom(roomId)?.getMyMembership() === "join");
-        if (req.wait_join !== false) await this.waitForJoin({ room_id: roomId, user_id: other, deadline });
+        if (req.wait_join !== false) {
+            for (const userId of invite) await this.waitForJoin({ room_id: roomId, user_id: userId, deadline });
+        }
         return { room_id: roomId, encrypted: await this.crypto.isEncryptionEnabledInRoom(roomId) };
     }
 
