@@ -126,7 +126,7 @@ class ElementClient:
         isolation: str = "only_signed",
     ) -> dict[str, Any]:
         """Signs in (reusing a session when a token is given); keeps the password for UIA."""
-        session = {} if access_token is None else {"access_token": access_token}
+        session: dict[str, Any] = {} if access_token is None else {"access_token": access_token}
         if device_id is not None:
             session["device_id"] = device_id
         result = await self.request(
@@ -157,7 +157,7 @@ class ElementClient:
         return room_id
 
     async def wait_for_invite(self, *, sender: str | None = None) -> str:
-        args = {} if sender is None else {"from": sender}
+        args: dict[str, Any] = {} if sender is None else {"from": sender}
         result = await self.request("wait_for_invite", **args)
         room_id: str = result["room_id"]
         return room_id
