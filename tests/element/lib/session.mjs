@@ -184,11 +184,18 @@ export class Session {
             req.timeout_ms ?? DEFAULT_TIMEOUT_MS,
             "cross-signing bootstrap",
         );
-        const status = await this.status();
-        if (!status.cross_signing_ready || !status.device_signed_on_server) {
-            throw new ProtocolError("CROSS_SIGNING_FAILED", `cross-signing incomplete: ${JSON.stringify(status)}`);
+        // The server must publish the device's signature (a rejected signature still gets a
+        // 200 from keys/signatures/upload), and this device must see itself as signed.
+        const deadline = deadlineFrom(req.timeout_ms);
+        for (;;) {
+            const status = await this.status();
+            const done = status.cross_signing_ready && status.device_signed_on_server && status.device_signed_by_owner;
+            if (done) return status;
+            if (Date.now() >= deadline) {
+                throw new ProtocolError("CROSS_SIGNING_FAILED", `cross-signing incomplete: ${JSON.stringify(status)}`);
+            }
+            await this.changes.next(250);
         }
-        return status;
     }
 
     /** What this device knows of its own trust, and what the server publishes about it. */
