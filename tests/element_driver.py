@@ -196,11 +196,13 @@ class ElementClient:
     async def close(self) -> None:
         """Asks the client to stop, then makes sure the process is gone."""
         if self._proc.returncode is None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ElementClientError, OSError):
                 await self.request("quit", timeout_ms=5_000)
-        with contextlib.suppress(ProcessLookupError):
-            if self._proc.returncode is None:
-                self._proc.kill()
+            try:
+                await asyncio.wait_for(self._proc.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
         await self._proc.wait()
         self._stderr_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -26,7 +26,7 @@ import pytest
 from nio import AsyncClient, AsyncClientConfig, MegolmEvent, UnknownToDeviceEvent
 
 from deploy.local.federation import Homeserver
-from tests.element_driver import ElementClient, installation_problem
+from tests.element_driver import ElementClient, ElementClientError, installation_problem
 
 pytestmark = pytest.mark.slow
 
@@ -144,6 +144,23 @@ async def _assert_trusted_message(
     assert got["sender_device_signed_by_owner"] is True, got
     assert got["failure_codes_seen"] == [], got
     return got
+
+
+async def test_client_answers_bad_commands_with_clear_errors(element: MakeElement) -> None:
+    """Mistakes in a test show up as a named error from the client, not as a hang."""
+    client = await ElementClient.start()
+    try:
+        for cmd, args, code in (
+            ("fly", {}, "UNKNOWN_COMMAND"),
+            ("send", {"room_id": "!r:x", "body": "x"}, "NOT_LOGGED_IN"),
+            ("login", {"user_id": "@x:y", "password": "p"}, "BAD_REQUEST"),
+            ("login", {"homeserver_url": "http://127.0.0.1:9", "user_id": "@x:y"}, "BAD_REQUEST"),
+        ):
+            with pytest.raises(ElementClientError) as failure:
+                await client.request(cmd, **args)
+            assert failure.value.code == code, failure.value
+    finally:
+        await client.close()
 
 
 async def test_two_element_clients_talk_across_member_homeservers(

@@ -41,6 +41,9 @@ const COMMANDS = {
     },
 };
 
+/** Commands that make sense before login. */
+const SESSIONLESS = new Set(["login", "quit"]);
+
 function reply(obj) {
     process.stdout.write(JSON.stringify(obj) + "\n");
 }
@@ -65,6 +68,7 @@ async function handleLine(line) {
         return;
     }
     try {
+        if (!SESSIONLESS.has(req.cmd)) session.requireClient();
         const result = await handler(req);
         reply({ id, ok: true, result });
     } catch (err) {

@@ -27,9 +27,14 @@ export class Session {
         this.withheldReceived = [];
     }
 
+    requireClient() {
+        if (!this.client) throw new ProtocolError("NOT_LOGGED_IN", "run login first");
+        return this.client;
+    }
+
     get crypto() {
-        const crypto = this.client?.getCrypto();
-        if (!crypto) throw new ProtocolError("NOT_LOGGED_IN", "run login first");
+        const crypto = this.requireClient().getCrypto();
+        if (!crypto) throw new ProtocolError("NO_CRYPTO", "the client has no crypto");
         return crypto;
     }
 
