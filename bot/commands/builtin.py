@@ -1,0 +1,16 @@
+"""The bot's command set, in the order ``!help`` shows it."""
+
+from __future__ import annotations
+
+from bot.commands.case import CASE_CLOSE, CASE_INVITE, CASE_NEW
+from bot.commands.find import FIND
+from bot.commands.help import help_command
+from bot.commands.registry import Registry
+
+
+def default_registry() -> Registry:
+    """A fresh registry with every built-in command (``!expire`` will join it here)."""
+    registry = Registry()
+    registry.extend([FIND, CASE_NEW, CASE_INVITE, CASE_CLOSE])
+    registry.add(help_command(registry))
+    return registry

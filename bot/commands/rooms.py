@@ -1,0 +1,94 @@
+"""What a case room looks like, as a pure function of the request: the /createRoom body and
+the link the requester clicks. Everything that protects the case is set at creation, in the
+room's first events, so there is no moment where the room exists unprotected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from bot.ids import RoomId, UserId, server_of
+
+ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
+RETENTION_EVENT = "m.room.retention"
+FULL_POWER = 100
+ROOM_NAME_PREFIX = "Cas · "
+
+
+def case_room_name(label: str) -> str:
+    """The room's display name: a fixed prefix and the (already checked) pseudonymous label."""
+    return f"{ROOM_NAME_PREFIX}{label}"
+
+
+def build_case_room_body(
+    *,
+    label: str,
+    requester: UserId,
+    bot: UserId,
+    ttl_seconds: int,
+    invite: Sequence[UserId] = (),
+) -> dict[str, Any]:
+    """The /createRoom body of a case room.
+
+    - encrypted from the first message (``m.room.encryption`` in the initial state);
+    - invite-only, history readable from one's invitation on, no guests;
+    - the requester and the bot at power 100, everyone else at the default (0);
+    - ``m.room.retention`` with the lifetime, so homeservers purge expired events too;
+    - not published in the room directory, no topic (nothing but the pseudonym shows).
+
+    ``invite`` is left empty by the commands (invitees are invited one by one so that one
+    refused invite does not fail the whole creation) but is accepted for callers that want
+    a single request.
+    """
+    return {
+        "preset": "private_chat",
+        "visibility": "private",
+        "name": case_room_name(label),
+        "is_direct": False,
+        "invite": list(invite),
+        "creation_content": {"m.federate": True},
+        "power_level_content_override": {
+            "users": {bot: FULL_POWER, requester: FULL_POWER},
+            "users_default": 0,
+        },
+        "initial_state": [
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": ENCRYPTION_ALGORITHM},
+            },
+            {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
+            {
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": {"history_visibility": "invited"},
+            },
+            {
+                "type": "m.room.guest_access",
+                "state_key": "",
+                "content": {"guest_access": "forbidden"},
+            },
+            {
+                "type": RETENTION_EVENT,
+                "state_key": "",
+                "content": {"max_lifetime": ttl_seconds * 1000},
+            },
+        ],
+    }
+
+
+def matrix_to_link(room_id: RoomId, via: Sequence[str]) -> str:
+    """A matrix.to link to the room, with ``via`` servers so others' servers can find it.
+
+    The room id is written as Element writes it (``!opaque:server``, with only characters
+    outside the id's alphabet escaped); the room's own server is always the first ``via``.
+    """
+    servers: list[str] = []
+    for server in (server_of(room_id), *via):
+        if server and server not in servers:
+            servers.append(server)
+    query = "&".join(f"via={quote(s, safe=':[]')}" for s in servers)
+    path = quote(room_id, safe="!:.-_~[]")
+    return f"https://matrix.to/#/{path}" + (f"?{query}" if query else "")

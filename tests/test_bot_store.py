@@ -1,0 +1,170 @@
+"""The bot's database on SQLite and PostgreSQL: migrations, version refusal, exactly-once
+claims, case rooms and audit."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.ids import EventId, RoomId, UserId
+from bot.store import BotStore, CaseRoom, Claim, SchemaTooNewError, StoreError, normalise_url
+from bot.store.models import Base
+from tests.test_bot_commands_support import fresh_postgres_database, sqlite_url
+
+ROOM = RoomId("!case:hs-a.test")
+ALICE = UserId("@alice:hs-a.test")
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+    else:
+        async for url in fresh_postgres_database():
+            yield url
+
+
+@pytest_asyncio.fixture
+async def store(store_url: str) -> AsyncIterator[BotStore]:
+    opened = await BotStore.open(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_open_creates_the_schema_and_reopening_keeps_data(store_url: str) -> None:
+    first = await BotStore.open(store_url)
+    await first.add_case(CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1))
+    await first.close()
+    second = await BotStore.open(store_url)
+    try:
+        case = await second.get_case(ROOM)
+        assert case == CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1)
+    finally:
+        await second.close()
+
+
+async def test_migrations_produce_exactly_the_models(store_url: str) -> None:
+    await (await BotStore.open(store_url)).close()
+    engine = create_async_engine(normalise_url(store_url))
+    try:
+        async with engine.connect() as conn:
+            diffs = await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
+            tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+    assert diffs == []
+    assert {"case_rooms", "processed_commands", "audit", "expiry_schedule"} <= tables
+
+
+async def test_a_database_from_a_newer_bot_is_refused(store_url: str) -> None:
+    await (await BotStore.open(store_url)).close()
+    engine = create_async_engine(normalise_url(store_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    finally:
+        await engine.dispose()
+    with pytest.raises(SchemaTooNewError, match=r"0099_future.*newer bot"):
+        await BotStore.open(store_url)
+
+
+async def test_claim_is_new_then_interrupted_then_done(store: BotStore) -> None:
+    event = EventId("$cmd1")
+    assert await store.claim_command(event, ROOM, "find") is Claim.NEW
+    # Seen again before it finished: the bot stopped in the middle.
+    assert await store.claim_command(event, ROOM, "find") is Claim.INTERRUPTED
+    await store.finish_command(
+        event, sender=ALICE, room_id=ROOM, command_name="find", outcome="ok", at_ms=42
+    )
+    assert await store.claim_command(event, ROOM, "find") is Claim.DONE
+    assert await store.claim_command(EventId("$other"), ROOM, "find") is Claim.NEW
+
+
+async def test_concurrent_claims_of_one_event_admit_exactly_one(store: BotStore) -> None:
+    claims = await asyncio.gather(
+        *(store.claim_command(EventId("$same"), ROOM, "case new") for _ in range(8))
+    )
+    assert claims.count(Claim.NEW) == 1
+    assert set(claims) == {Claim.NEW, Claim.INTERRUPTED}
+
+
+async def test_audit_records_who_what_where_when_and_outcome_only(store: BotStore) -> None:
+    await store.claim_command(EventId("$a"), ROOM, "case new")
+    await store.finish_command(
+        EventId("$a"), sender=ALICE, room_id=ROOM, command_name="case new", outcome="ok", at_ms=7
+    )
+    await store.claim_command(EventId("$b"), ROOM, "find")
+    await store.finish_command(
+        EventId("$b"), sender=ALICE, room_id=ROOM, command_name="find", outcome="usage", at_ms=9
+    )
+    entries = await store.audit_entries()
+    assert [(e.command, e.outcome, e.ts_ms) for e in entries] == [
+        ("find", "usage", 9),
+        ("case new", "ok", 7),
+    ]
+    assert entries[0].sender == ALICE and entries[0].room_id == ROOM
+    columns = {c.name for c in Base.metadata.tables["audit"].columns}
+    assert columns == {"id", "ts_ms", "sender", "room_id", "command", "outcome"}
+
+
+async def test_case_rooms_open_close_and_lifetime(store: BotStore) -> None:
+    other = RoomId("!other:hs-b.test")
+    await store.add_case(CaseRoom(ROOM, "a", ALICE, 60, created_ms=2))
+    await store.add_case(CaseRoom(other, "b", ALICE, 60, created_ms=1))
+    with pytest.raises(StoreError, match="already recorded"):
+        await store.add_case(CaseRoom(ROOM, "dup", ALICE, 60, created_ms=3))
+    assert [c.room_id for c in await store.open_cases()] == [other, ROOM]
+
+    assert await store.set_case_ttl(ROOM, 7200) is True
+    assert await store.close_case(ROOM, at_ms=99) is True
+    assert await store.close_case(ROOM, at_ms=100) is False  # already closed
+    assert await store.set_case_ttl(ROOM, 60) is False  # closed cases keep their lifetime
+    case = await store.get_case(ROOM)
+    assert case is not None and case.ttl_seconds == 7200 and case.closed_ms == 99
+    assert not case.is_open
+    assert [c.room_id for c in await store.open_cases()] == [other]
+    assert await store.get_case(RoomId("!nope:hs-a.test")) is None
+
+
+async def test_prune_forgets_only_old_finished_commands(store: BotStore) -> None:
+    for event, at in (("$old", 10), ("$new", 1000)):
+        await store.claim_command(EventId(event), ROOM, "find", at_ms=at)
+        await store.finish_command(
+            EventId(event), sender=ALICE, room_id=ROOM, command_name="find", outcome="ok"
+        )
+    await store.claim_command(EventId("$running"), ROOM, "find", at_ms=10)
+    assert await store.prune_processed(older_than_ms=500) == 1
+    assert await store.claim_command(EventId("$old"), ROOM, "find") is Claim.NEW
+    assert await store.claim_command(EventId("$new"), ROOM, "find") is Claim.DONE
+    assert await store.claim_command(EventId("$running"), ROOM, "find") is Claim.INTERRUPTED
+
+
+async def test_sqlite_file_is_private_and_migrations_do_not_depend_on_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # script location comes from the package, not the cwd
+    path = tmp_path / "sub" / "bot.db"
+    store = await BotStore.open(f"sqlite:///{path}")
+    await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_urls_get_their_async_driver_and_others_are_refused() -> None:
+    assert normalise_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert normalise_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert normalise_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
+    with pytest.raises(StoreError, match="unsupported database URL"):
+        normalise_url("mysql://u@h/db")
