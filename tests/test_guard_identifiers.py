@@ -1,0 +1,125 @@
+"""Patient identifiers are recognised in room names and topics, other numbers are not."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bridge.guard.identifiers import (
+    INS_C_KIND,
+    NIR_KIND,
+    NamedPattern,
+    find_patient_identifier,
+    is_valid_ins_c,
+    is_valid_nir,
+    nir_key,
+)
+
+
+def with_key(first13: str) -> str:
+    return f"{first13}{nir_key(first13):02d}"
+
+
+# A man born in May 1985 in department 78, commune 006, order 084.
+NIR = with_key("1850578006084")
+CORSICA_2A = with_key("2690520A12345"[:5] + "2A" + "123456")
+CORSICA_2B = with_key("1750" + "3" + "2B" + "050123")
+NIA = with_key("7991299123456")  # waiting number for a person born abroad (dept 99)
+# A legacy INS-C computed from a Carte Vitale (20 digits and its key).
+INS_C = "1541187387477485562488"
+
+
+def test_key_is_97_minus_the_number_modulo_97() -> None:
+    assert nir_key("1850578006084") == 97 - 1850578006084 % 97
+
+
+def test_corsica_counts_2a_as_19_and_2b_as_18() -> None:
+    assert nir_key("269052A123456") == 97 - 2690519123456 % 97
+    assert nir_key("175032B050123") == 97 - 1750318050123 % 97
+    assert nir_key("269052a123456") == nir_key("269052A123456")
+
+
+@pytest.mark.parametrize("number", [NIR, CORSICA_2A, CORSICA_2B, NIA])
+def test_valid_numbers_pass_the_structure_and_key_check(number: str) -> None:
+    assert is_valid_nir(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        NIR[:13] + f"{(int(NIR[13:]) % 97) + 1:02d}",  # wrong key
+        "5" + NIR[1:],  # sex digit 5 does not exist
+        with_key("1851378006084"),  # month 13
+        with_key("1850000006084"),  # department 00
+        "185052C00608401",  # 2C is no department
+        NIR[:14],  # too short
+    ],
+)
+def test_malformed_numbers_are_not_nirs(number: str) -> None:
+    assert not is_valid_nir(number)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        NIR,
+        f"Dossier {NIR}",
+        " ".join([NIR[0], NIR[1:3], NIR[3:5], NIR[5:7], NIR[7:10], NIR[10:13], NIR[13:]]),
+        ".".join([NIR[0], NIR[1:3], NIR[3:5], NIR[5:7], NIR[7:10], NIR[10:13], NIR[13:]]),
+        "-".join([NIR[0], NIR[1:3], NIR[3:5], NIR[5:7], NIR[7:10], NIR[10:13], NIR[13:]]),
+        f"{NIR[:13]} {NIR[13:]}",  # key written apart
+        f"NIR:{NIR}.",
+        f"patient {CORSICA_2A} cardio",
+        f"{CORSICA_2B[:5]} {CORSICA_2B[5:7].lower()} {CORSICA_2B[7:]}",
+        f"INS {NIA}",
+        f"{NIR} 12 rue de la Paix",  # followed by a separate number
+        NIR.translate(str.maketrans("0123456789", "０１２３４５６７８９")),  # full-width
+        "\u200b".join(NIR),  # zero-width spaces between every digit
+        f"1\u00a085\u00a005\u00a078\u00a0006\u00a0084\u00a0{NIR[13:]}",  # no-break spaces
+    ],
+)
+def test_nir_and_ins_are_recognised_in_text(text: str) -> None:
+    assert find_patient_identifier(text) == NIR_KIND
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "RCP cardiologie 12/03",
+        "10003456789",  # RPPS number (11 digits)
+        "Dr Martin RPPS 10101234567",
+        "0612345678",  # phone
+        "06 12 34 56 78",
+        "+33 6 12 34 56 78",
+        "01 23 45 67 89 / 06 12 34 56 78",  # two phones
+        "FINESS 750712184",
+        "2024-03-12 14:30",
+        NIR[:13],  # no key: too ambiguous to call a NIR
+        NIR[:13] + f"{(int(NIR[13:]) % 97) + 1:02d}",  # wrong key
+        "9" + NIR,  # inside a longer run of digits
+        NIR + "7",
+        "",
+    ],
+)
+def test_other_numbers_are_not_taken_for_patient_identifiers(text: str) -> None:
+    assert find_patient_identifier(text) is None
+
+
+def test_legacy_ins_c_is_recognised_with_its_key() -> None:
+    assert is_valid_ins_c(INS_C)
+    assert find_patient_identifier(f"INS-C {INS_C}") == INS_C_KIND
+    wrong = INS_C[:20] + f"{(int(INS_C[20:]) % 97) + 1:02d}"
+    assert not is_valid_ins_c(wrong)
+    assert find_patient_identifier(wrong) is None
+
+
+def test_configured_patterns_name_what_they_found() -> None:
+    ipp = NamedPattern("IPP (hospital patient number)", re.compile(r"IPP[ :]*[0-9]{8}"))
+    assert find_patient_identifier("suivi IPP: 12345678", (ipp,)) == ipp.name
+    assert find_patient_identifier("suivi IPP", (ipp,)) is None
+
+
+def test_configured_patterns_see_folded_text() -> None:
+    ipp = NamedPattern("IPP", re.compile(r"IPP[0-9]{8}"))
+    assert find_patient_identifier("IPP\u200b12345678", (ipp,)) == "IPP"
