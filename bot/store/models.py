@@ -1,4 +1,7 @@
-"""The bot's tables. Identifiers and times only: never message content.
+"""The bot's tables for commands and case rooms. Identifiers and times only: never content.
+
+The expiry engine's tables (``expiry_schedule``, ...) are mapped by `bot.expiry.models`;
+the migrations in ``bot/migrations`` create both.
 
 Times are integer milliseconds since the epoch (the unit of Matrix's ``origin_server_ts``), so
 the expiry schedule compares them without time-zone conversions on either back end.
@@ -6,7 +9,7 @@ the expiry schedule compares them without time-zone conversions on either back e
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, MetaData, String
+from sqlalchemy import BigInteger, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Matrix ids are at most 255 bytes (spec); labels are capped by the commands.
@@ -65,19 +68,3 @@ class AuditRow(Base):
     room_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     command: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
-
-
-class ExpiryRow(Base):
-    """An event to redact when its room's lifetime has passed (filled by the expiry engine).
-
-    Ids and times only. ``done_ms`` is NULL until the redaction is acknowledged.
-    """
-
-    __tablename__ = "expiry_schedule"
-    __table_args__ = (Index("ix_expiry_schedule_pending", "done_ms", "due_ms"),)
-
-    room_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    origin_server_ts: Mapped[int] = mapped_column(BigInteger)
-    due_ms: Mapped[int] = mapped_column(BigInteger)
-    done_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
