@@ -142,7 +142,9 @@ async def _assert_trusted_message(
         assert got["body"] == body
     assert (got["shield_colour"], got["shield_reason"]) == ("NONE", None), got
     assert got["sender_device_signed_by_owner"] is True, got
-    assert got["failure_codes_seen"] == [], got
+    # A key may trail its message over federation (Element shows "waiting for this message"
+    # for a moment); anything else (withheld, refused device) is a real failure.
+    assert set(got["failure_codes_seen"]) <= {"MEGOLM_UNKNOWN_INBOUND_SESSION_ID"}, got
     return got
 
 
