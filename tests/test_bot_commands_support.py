@@ -182,3 +182,76 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+# -- the directory, over HTTP --------------------------------------------------------------
+
+DIRECTORY_TOKEN = "bot-" + "t" * 40
+
+
+def practitioner(
+    rpps: str,
+    name: str,
+    specialty: str = "Médecine générale",
+    city: str = "Lyon",
+    postcode: str = "69003",
+    matrix_id: str | None = None,
+) -> dict[str, Any]:
+    """One result as the bridge's API returns it (bridge/http/directory_routes.py)."""
+    return {
+        "rpps": rpps,
+        "display_name": name,
+        "profession": "Médecin",
+        "specialty": specialty,
+        "city": city,
+        "postcode": postcode,
+        "matrix_id": matrix_id,
+    }
+
+
+def _fold(text: str) -> str:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@dataclass
+class DirectoryServer:
+    """The documented search endpoint over a small list (every query word must match).
+
+    Used until the real bridge app can be started with an imported directory; same path,
+    same authentication, same JSON.
+    """
+
+    entries: list[dict[str, Any]]
+    token: str = DIRECTORY_TOKEN
+    requests: int = 0
+
+    def app(self) -> Any:
+        from aiohttp import web
+
+        async def search(request: web.Request) -> web.Response:
+            self.requests += 1
+            if request.headers.get("Authorization") != f"Bearer {self.token}":
+                return web.json_response(
+                    {"errcode": "M_UNKNOWN_TOKEN", "error": "unknown token"}, status=401
+                )
+            words = _fold(request.query["q"]).split()
+            limit = int(request.query.get("limit", "10"))
+            offset = int(request.query.get("offset", "0"))
+            hits = [
+                e
+                for e in self.entries
+                if all(
+                    w in _fold(" ".join(str(v) for v in e.values() if v is not None)) for w in words
+                )
+            ]
+            page = hits[offset : offset + limit]
+            return web.json_response(
+                {"total": len(hits), "limit": limit, "offset": offset, "results": page}
+            )
+
+        app = web.Application()
+        app.router.add_get("/_caducee/v1/directory/search", search)
+        return app
