@@ -219,7 +219,7 @@ async def test_case_new_creates_a_protected_room_invites_and_links(bot: Bot) -> 
     assert room.body["name"] == "Cas · suivi genou"
     assert room.state[("m.room.encryption", "")] == {"algorithm": "m.megolm.v1.aes-sha2"}
     assert room.state[("m.room.retention", "")] == {"max_lifetime": 2 * 86400 * 1000}
-    assert room.power == {bot.matrix.user_id: 100, ALICE: 100}
+    assert room.power == {ALICE: 100}
     # The requester, a Matrix ID and an RPPS number resolved to a Matrix ID are invited.
     assert room.invited == {ALICE, CAROL, BOB}
     assert f"https://matrix.to/#/{room_id}?via=hs-a.test&via=hs-b.test" in reply

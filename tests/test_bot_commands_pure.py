@@ -244,7 +244,13 @@ def test_case_room_body_protects_the_room_from_its_first_event() -> None:
     assert _state(body, "m.room.history_visibility") == {"history_visibility": "invited"}
     assert _state(body, "m.room.guest_access") == {"guest_access": "forbidden"}
     assert _state(body, "m.room.retention") == {"max_lifetime": 3_600_000}
-    assert body["power_level_content_override"]["users"] == {bot: 100, BOB: 100}
+    # Room version 12: the creator (the bot) has unlimited power and must not be listed.
+    assert body["room_version"] == "12"
+    assert body["power_level_content_override"]["users"] == {BOB: 100}
+    older = build_case_room_body(
+        label="g", requester=BOB, bot=bot, ttl_seconds=60, room_version="11"
+    )
+    assert older["power_level_content_override"]["users"] == {bot: 100, BOB: 100}
     assert body["power_level_content_override"]["users_default"] == 0
     assert body["visibility"] == "private" and "topic" not in body
     assert body["name"] == "Cas · genou"

@@ -101,9 +101,12 @@ class FakeMatrix:
     async def create_room(self, body: dict[str, Any]) -> RoomId:
         if self.fail_create is not None:
             raise MatrixActionError(self.fail_create)
+        override = body.get("power_level_content_override", {})
+        if body.get("room_version") == "12" and self.user_id in override.get("users", {}):
+            # What Synapse answers (400) for room version 12.
+            raise MatrixActionError(f"Creator user {self.user_id} must not appear in content.users")
         room_id = RoomId(self._next("!"))
         self.calls.append(("create_room", room_id))
-        override = body.get("power_level_content_override", {})
         room = FakeRoom(room_id, body, joined={self.user_id}, power=dict(override.get("users", {})))
         room.invited.update(UserId(u) for u in body.get("invite", []))
         for event in body.get("initial_state", []):

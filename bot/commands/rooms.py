@@ -15,6 +15,12 @@ ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
 RETENTION_EVENT = "m.room.retention"
 FULL_POWER = 100
 ROOM_NAME_PREFIX = "Cas · "
+ROOM_VERSION = "12"
+"""Pinned so the power levels below mean what they say. From version 12 on, the room's
+creator (the bot) holds an unlimited power level that cannot be lowered, and the homeserver
+refuses a ``users`` map that names the creator; in earlier versions the creator had to be
+listed at 100 explicitly."""
+_CREATORS_PRIVILEGED = frozenset({"12"})
 
 
 def case_room_name(label: str) -> str:
@@ -29,12 +35,14 @@ def build_case_room_body(
     bot: UserId,
     ttl_seconds: int,
     invite: Sequence[UserId] = (),
+    room_version: str = ROOM_VERSION,
 ) -> dict[str, Any]:
     """The /createRoom body of a case room.
 
     - encrypted from the first message (``m.room.encryption`` in the initial state);
     - invite-only, history readable from one's invitation on, no guests;
-    - the requester and the bot at power 100, everyone else at the default (0);
+    - the requester at power 100 and the bot with full power (as the creator in room
+      version 12, explicitly at 100 before), everyone else at the default (0);
     - ``m.room.retention`` with the lifetime, so homeservers purge expired events too;
     - not published in the room directory, no topic (nothing but the pseudonym shows).
 
@@ -42,7 +50,11 @@ def build_case_room_body(
     refused invite does not fail the whole creation) but is accepted for callers that want
     a single request.
     """
+    users: dict[str, int] = {requester: FULL_POWER}
+    if room_version not in _CREATORS_PRIVILEGED:
+        users[bot] = FULL_POWER
     return {
+        "room_version": room_version,
         "preset": "private_chat",
         "visibility": "private",
         "name": case_room_name(label),
@@ -50,7 +62,7 @@ def build_case_room_body(
         "invite": list(invite),
         "creation_content": {"m.federate": True},
         "power_level_content_override": {
-            "users": {bot: FULL_POWER, requester: FULL_POWER},
+            "users": users,
             "users_default": 0,
         },
         "initial_state": [
