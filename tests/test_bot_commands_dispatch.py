@@ -309,6 +309,7 @@ async def test_case_invite_is_for_the_requester_or_room_admins(bot: Bot) -> None
 
 async def test_case_close_removes_everyone_forgets_the_case_and_leaves(bot: Bot) -> None:
     room_id = await _open_case(bot)
+    await bot.say(f"!case invite {CAROL}", room=room_id)  # invited, never joined
     (refused,) = await bot.say("!case close", sender=BOB, room=room_id)
     assert "Only the practitioner who opened this case" in refused
 
@@ -316,7 +317,7 @@ async def test_case_close_removes_everyone_forgets_the_case_and_leaves(bot: Bot)
     room = bot.matrix.rooms[room_id]
     assert room.joined == set() and room.invited == set()
     kicked = {c[2] for c in bot.matrix.calls if c[0] == "kick"}
-    assert kicked == {ALICE, BOB}
+    assert kicked == {ALICE, BOB, CAROL}  # the pending invitation is revoked too
     case = await bot.store.get_case(room_id)
     assert case is not None and not case.is_open
     assert bot.lifecycle.calls == [

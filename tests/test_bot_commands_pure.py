@@ -252,6 +252,7 @@ def test_case_room_body_protects_the_room_from_its_first_event() -> None:
     )
     assert older["power_level_content_override"]["users"] == {bot: 100, BOB: 100}
     assert body["power_level_content_override"]["users_default"] == 0
+    assert body["power_level_content_override"]["invite"] == 50
     assert body["visibility"] == "private" and "topic" not in body
     assert body["name"] == "Cas · genou"
     assert body["preset"] != "trusted_private_chat"  # would make every invitee an admin

@@ -139,6 +139,9 @@ class FakeMatrix:
     async def joined_members(self, room_id: RoomId) -> list[UserId]:
         return sorted(self._room(room_id).joined)
 
+    async def invited_members(self, room_id: RoomId) -> list[UserId]:
+        return sorted(self._room(room_id).invited)
+
     async def power_level(self, room_id: RoomId, user_id: UserId) -> int:
         return self._room(room_id).power.get(user_id, 0)
 

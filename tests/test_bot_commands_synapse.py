@@ -67,6 +67,7 @@ async def test_case_room_body_is_accepted_and_yields_the_promised_state(
     assert power["users"] == {requester.user_id: 100}
     assert by_type[("m.room.create", "")]["room_version"] == "12"
     assert power.get("users_default", 0) == 0
+    assert power["invite"] == 50
     assert by_type[("m.room.member", requester.user_id)]["membership"] == "invite"
 
     # Invitees outside the member servers are refused by the homeservers as well.

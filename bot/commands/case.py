@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from html import escape
 
 from bot.commands import texts
+from bot.commands.context import ListsInvitedMembers
 from bot.commands.invitees import invite_all, resolve_invitees, summarise
 from bot.commands.policy import (
     CaseNewArgs,
@@ -110,6 +111,8 @@ async def run_case_close(invocation: Invocation, args: None) -> Reply | None:
     )
     await services.lifecycle.before_members_removed(case)
     members = [m for m in await actions.joined_members(msg.room_id) if m != actions.user_id]
+    if isinstance(actions, ListsInvitedMembers):  # revoke pending invitations as well
+        members += [m for m in await actions.invited_members(msg.room_id) if m not in members]
     await asyncio.gather(*(actions.kick(msg.room_id, m, CLOSE_REASON) for m in members))
     await services.store.close_case(msg.room_id)
     await actions.leave(msg.room_id)

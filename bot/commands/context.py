@@ -7,7 +7,7 @@ and unit tests fake in memory. Everything here is types; no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.ids import EventId, RoomId, UserId
 
@@ -67,6 +67,17 @@ class MatrixActions(Protocol):
         content: dict[str, Any],
         state_key: str = "",
     ) -> EventId: ...
+
+
+@runtime_checkable
+class ListsInvitedMembers(Protocol):
+    """Optional addition to `MatrixActions`: who is invited but has not joined yet.
+
+    ``!case close`` uses it, when the shell provides it, to revoke pending invitations too,
+    so nobody can join a closed case later.
+    """
+
+    async def invited_members(self, room_id: RoomId) -> list[UserId]: ...
 
 
 @dataclass(frozen=True)

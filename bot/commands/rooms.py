@@ -14,12 +14,14 @@ from bot.ids import RoomId, UserId, server_of
 ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
 RETENTION_EVENT = "m.room.retention"
 FULL_POWER = 100
+INVITE_LEVEL = 50
 ROOM_NAME_PREFIX = "Cas · "
 ROOM_VERSION = "12"
 """Pinned so the power levels below mean what they say. From version 12 on, the room's
 creator (the bot) holds an unlimited power level that cannot be lowered, and the homeserver
 refuses a ``users`` map that names the creator; in earlier versions the creator had to be
-listed at 100 explicitly."""
+listed at 100 explicitly. Version 12 also lets the bot remove the requester (power 100) at
+``!case close``: removing someone needs a power strictly above theirs."""
 _CREATORS_PRIVILEGED = frozenset({"12"})
 
 
@@ -41,6 +43,7 @@ def build_case_room_body(
 
     - encrypted from the first message (``m.room.encryption`` in the initial state);
     - invite-only, history readable from one's invitation on, no guests;
+    - inviting takes power 50, so plain members cannot widen the circle;
     - the requester at power 100 and the bot with full power (as the creator in room
       version 12, explicitly at 100 before), everyone else at the default (0);
     - ``m.room.retention`` with the lifetime, so homeservers purge expired events too;
@@ -64,6 +67,8 @@ def build_case_room_body(
         "power_level_content_override": {
             "users": users,
             "users_default": 0,
+            # Only the requester and admins bring people in, as with ``!case invite``.
+            "invite": INVITE_LEVEL,
         },
         "initial_state": [
             {
