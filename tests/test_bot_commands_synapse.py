@@ -70,6 +70,34 @@ async def test_case_room_body_is_accepted_and_yields_the_promised_state(
     assert power["invite"] == 50
     assert by_type[("m.room.member", requester.user_id)]["membership"] == "invite"
 
+    # The requester joins (over federation); plain members cannot invite; the bot, creator,
+    # can remove the requester at close although both have "full" power.
+    status, _ = await _call(hs_b, requester.access_token, "POST", f"/rooms/{room}/join", {})
+    assert status == 200
+    colleague = await hs_a.register_user(unique("col"), secrets.token_urlsafe(12))
+    status, _ = await _call(
+        hs_a, bot.access_token, "POST", f"/rooms/{room}/invite", {"user_id": colleague.user_id}
+    )
+    assert status == 200
+    status, _ = await _call(hs_a, colleague.access_token, "POST", f"/rooms/{room}/join", {})
+    assert status == 200
+    status, _ = await _call(
+        hs_a,
+        colleague.access_token,
+        "POST",
+        f"/rooms/{room}/invite",
+        {"user_id": (await hs_a.register_user(unique("x"), "pw-" + unique("p"))).user_id},
+    )
+    assert status == 403
+    status, kicked = await _call(
+        hs_a,
+        bot.access_token,
+        "POST",
+        f"/rooms/{room}/kick",
+        {"user_id": requester.user_id, "reason": "Dossier clos / Case closed"},
+    )
+    assert status == 200, kicked
+
     # Invitees outside the member servers are refused by the homeservers as well.
     status, _ = await _call(
         hs_a, bot.access_token, "POST", f"/rooms/{room}/invite", {"user_id": outsider.user_id}
