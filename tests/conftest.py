@@ -19,6 +19,8 @@ import pytest_asyncio
 
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation
 
+pytest_plugins = ["tests.conftest_bot"]  # bot_a: a running Caducée bot on hs_a
+
 
 def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:

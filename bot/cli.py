@@ -1,0 +1,93 @@
+"""``caducee bot ...``: run the bot, and the few operator actions on its trust store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.config import BotConfig, ConfigError, load_config
+
+bot_app = typer.Typer(
+    help="The Caducée bot: an end-to-end encrypted Matrix bot with a cross-signed device.",
+    no_args_is_help=True,
+)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The bot's YAML configuration file.")
+]
+
+# Libraries whose debug logs may carry request bodies or tokens stay at WARNING.
+_QUIET_LOGGERS = ("nio", "aiohttp", "peewee", "sqlalchemy.engine", "alembic")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _load(path: Path) -> BotConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@bot_app.command("run")
+def run(config: ConfigOption) -> None:
+    """Log in (same device across restarts), cross-sign, and answer doctors until stopped."""
+    from bot.crypto.bootstrap import CrossSigningError
+    from bot.runner import BotRunner, E2EEUnavailable
+    from bot.session import LoginError
+
+    settings = _load(config)
+    _configure_logging(settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await BotRunner(settings).run_forever(stop)
+
+    try:
+        asyncio.run(main())
+    except (CrossSigningError, E2EEUnavailable, LoginError, PermissionError, ValueError) as exc:
+        typer.echo(f"caducee bot: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@bot_app.command("check-config")
+def check_config(config: ConfigOption) -> None:
+    """Validate a configuration file without starting anything."""
+    settings = _load(config)
+    typer.echo(f"{config}: OK (bot {settings.user_id}, trust mode {settings.trust.value})")
+
+
+@bot_app.command("forget-identity")
+def forget_identity(
+    config: ConfigOption,
+    user_id: Annotated[str, typer.Argument(help="The Matrix ID whose pinned identity to drop.")],
+) -> None:
+    """Accept a user's new cross-signing identity: the next one seen is pinned.
+
+    Run it after checking with the doctor that they reset their identity themselves; until
+    then the bot sends them no room keys. Restart the bot (or wait for their next key change).
+    """
+    from bot.crypto.keyfiles import PinStore
+    from bot.runner import PINS_FILE
+
+    settings = _load(config)
+    pins = PinStore(settings.store_dir / PINS_FILE)
+    if pins.forget(user_id):
+        typer.echo(f"Forgot the pinned identity of {user_id}; the next one seen will be trusted.")
+    else:
+        typer.echo(f"No identity was pinned for {user_id}.")

@@ -1,0 +1,258 @@
+"""What the bot does with what the sync loop brings: invites, messages, unreadable messages.
+
+Callbacks run inside nio's sync loop, so they never wait on the network themselves: work is
+spawned as tasks (a command that creates a room must be able to wait for the *next* sync).
+Nothing here logs or keeps message content; undecrypted events are kept in memory only, as
+ciphertext, while their key may still arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nio import (
+    EncryptionError,
+    InviteMemberEvent,
+    JoinError,
+    MatrixInvitedRoom,
+    MatrixRoom,
+    MegolmEvent,
+    RoomMessageText,
+    SyncResponse,
+)
+
+from bot.commands.context import IncomingMessage, MatrixActionError
+from bot.ids import EventId, RoomId, UserId, server_of
+from bot.matrix import NioActions
+from bot.unreadable import NO_KEY, NoticeLimiter, Withheld, parse_withheld, unreadable_notice
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[IncomingMessage], Awaitable[None]]
+
+
+class SyncListener(Protocol):
+    """Hook for engines that must see every room event (the expiry engine)."""
+
+    async def on_room_event(self, room_id: RoomId, event: Any) -> None:
+        """Every timeline event, decrypted when possible (MegolmEvent otherwise)."""
+        ...
+
+    async def on_gap(self, room_id: RoomId, prev_batch: str) -> None:
+        """The sync skipped events in `room_id` (``limited``); paginate back from `prev_batch`."""
+        ...
+
+
+def may_join(inviter: str, member_servers: frozenset[str]) -> bool:
+    """The bot joins only rooms whose inviter is a user of a member homeserver."""
+    return server_of(inviter) in member_servers
+
+
+class TaskSet:
+    """Background tasks with strong references, logged failures and an orderly drain."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.create_task(coro, name=what)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            logger.error("%s failed: %s", task.get_name(), type(exc).__name__, exc_info=exc)
+
+    async def drain(self, timeout: float) -> None:
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+
+@dataclass
+class _Pending:
+    room_id: RoomId
+    event: Any  # MegolmEvent, still encrypted
+    deadline: float
+
+
+class EventRouter:
+    """Routes sync events to the command handler, the listeners and the unreadable notices."""
+
+    def __init__(
+        self,
+        client: Any,
+        actions: NioActions,
+        handler: MessageHandler,
+        *,
+        member_servers: frozenset[str],
+        notice_interval: float,
+        grace_seconds: float,
+        tasks: TaskSet,
+    ) -> None:
+        self._client = client
+        self._actions = actions
+        self._handler = handler
+        self._member_servers = member_servers
+        self._limiter = NoticeLimiter(notice_interval)
+        self._grace = grace_seconds
+        self._tasks = tasks
+        self._listeners: list[SyncListener] = []
+        self._joining: set[str] = set()
+        self._pending: dict[str, list[_Pending]] = {}
+        self._withheld: OrderedDict[str, Withheld] = OrderedDict()
+
+    def add_listener(self, listener: SyncListener) -> None:
+        self._listeners.append(listener)
+
+    def register(self) -> None:
+        client = self._client
+        client.add_event_callback(self.on_invite, InviteMemberEvent)
+        client.add_event_callback(self.on_room_event, object)  # every timeline event
+        client.add_to_device_callback(self.on_to_device, object)
+        client.add_response_callback(self.on_sync, SyncResponse)
+
+    # ---- invites -------------------------------------------------------------------------
+
+    async def on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
+        if event.state_key != self._client.user_id or event.membership != "invite":
+            return
+        if room.room_id in self._joining:
+            return
+        if not may_join(event.sender, self._member_servers):
+            logger.info(
+                "Ignoring invite to %s from %s: not a member homeserver", room.room_id, event.sender
+            )
+            return
+        self._joining.add(room.room_id)
+        self._tasks.spawn(self._join(room.room_id, event.sender), f"join {room.room_id}")
+
+    async def _join(self, room_id: str, inviter: str) -> None:
+        try:
+            response = await self._client.join(room_id)
+            if isinstance(response, JoinError):
+                logger.warning("Could not join %s: %s", room_id, response.message)
+            else:
+                logger.info("Joined %s, invited by %s", room_id, inviter)
+        finally:
+            self._joining.discard(room_id)
+
+    # ---- timeline ------------------------------------------------------------------------
+
+    async def on_room_event(self, room: MatrixRoom, event: Any) -> None:
+        if isinstance(room, MatrixInvitedRoom):
+            return  # invite state, not a timeline
+        room_id = RoomId(room.room_id)
+        for listener in self._listeners:
+            self._tasks.spawn(listener.on_room_event(room_id, event), "listener")
+        if isinstance(event, RoomMessageText):
+            self._dispatch(room, event)
+        elif isinstance(event, MegolmEvent) and event.sender != self._client.user_id:
+            self._undecrypted(room_id, event)
+
+    def _dispatch(self, room: MatrixRoom, event: RoomMessageText) -> None:
+        if event.sender == self._client.user_id:
+            return
+        msg = IncomingMessage(
+            room_id=RoomId(room.room_id),
+            event_id=EventId(event.event_id),
+            sender=UserId(event.sender),
+            body=event.body,
+            origin_server_ts=int(event.server_timestamp),
+            is_direct=len(room.users) <= 2,
+        )
+        self._tasks.spawn(self._handle(msg), f"command {event.event_id}")
+
+    async def _handle(self, msg: IncomingMessage) -> None:
+        await self._handler(msg)
+
+    # ---- unreadable messages -------------------------------------------------------------
+
+    def _undecrypted(self, room_id: RoomId, event: MegolmEvent) -> None:
+        withheld = self._withheld.get(event.session_id)
+        if withheld is not None:
+            self._notify(room_id, event.sender, withheld.code)
+            return
+        pending = _Pending(room_id, event, time.monotonic() + self._grace)
+        self._pending.setdefault(event.session_id, []).append(pending)
+        logger.info(
+            "Message %s in %s not decryptable yet; waiting for its key", event.event_id, room_id
+        )
+
+    async def on_to_device(self, event: Any) -> None:
+        withheld = parse_withheld(getattr(event, "source", None))
+        if withheld is None:
+            return
+        logger.info(
+            "%s withheld the key of a session in %s (%s)",
+            withheld.sender,
+            withheld.room_id,
+            withheld.code,
+        )
+        self._withheld[withheld.session_id] = withheld
+        while len(self._withheld) > 1000:
+            self._withheld.popitem(last=False)
+        for pending in self._pending.pop(withheld.session_id, []):
+            self._notify(pending.room_id, pending.event.sender, withheld.code)
+
+    def retry_pending(self, now: float) -> None:
+        """Decrypt what can now be decrypted; tell senders whose key never came."""
+        for session_id in list(self._pending):
+            still: list[_Pending] = []
+            for pending in self._pending[session_id]:
+                try:
+                    decrypted = self._client.decrypt_event(pending.event)
+                except EncryptionError:
+                    if now >= pending.deadline:
+                        logger.info(
+                            "No key for message %s in %s", pending.event.event_id, pending.room_id
+                        )
+                        self._notify(pending.room_id, pending.event.sender, NO_KEY)
+                    else:
+                        still.append(pending)
+                    continue
+                room = self._client.rooms.get(pending.room_id)
+                if room is not None:
+                    decrypted.room_id = pending.room_id
+                    self._tasks.spawn(self.on_room_event(room, decrypted), "late decryption")
+            if still:
+                self._pending[session_id] = still
+            else:
+                del self._pending[session_id]
+
+    def _notify(self, room_id: RoomId, sender: str, code: str) -> None:
+        if not self._limiter.allow(room_id, sender, time.monotonic()):
+            return
+        self._tasks.spawn(self._send_notice(room_id, code), f"unreadable notice {room_id}")
+
+    async def _send_notice(self, room_id: RoomId, code: str) -> None:
+        try:
+            await self._actions.send_notice(room_id, unreadable_notice(code))
+        except MatrixActionError as exc:
+            logger.warning(
+                "Could not tell %s about an unreadable message: %s", room_id, exc.message
+            )
+
+    # ---- sync ----------------------------------------------------------------------------
+
+    async def on_sync(self, response: SyncResponse) -> None:
+        for room_id, info in response.rooms.join.items():
+            timeline = info.timeline
+            if timeline.limited:
+                logger.warning(
+                    "Gappy sync in %s: events before %s were skipped", room_id, timeline.prev_batch
+                )
+                for listener in self._listeners:
+                    self._tasks.spawn(
+                        listener.on_gap(RoomId(room_id), timeline.prev_batch), "listener gap"
+                    )
+        self.retry_pending(time.monotonic())

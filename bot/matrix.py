@@ -1,0 +1,242 @@
+"""The nio side of the bot: a client that keeps the cross-signing data nio drops, and the
+`MatrixActions` implementation the commands call.
+
+Every nio call's answer is checked against `ErrorResponse`; failures become
+`MatrixActionError` with a message a doctor can read (never a token, never content).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    ErrorResponse,
+    JoinedMembersResponse,
+    KeysQueryResponse,
+    LocalProtocolError,
+    OlmUnverifiedDeviceError,
+    RoomCreateResponse,
+    RoomGetStateEventResponse,
+    RoomPutStateResponse,
+    RoomSendResponse,
+)
+from nio.api import Api
+
+from bot.commands.context import MatrixActionError
+from bot.crypto.device_trust import DeviceTrust
+from bot.crypto.signing import Json
+from bot.ids import EventId, RoomId, UserId, server_of
+
+logger = logging.getLogger(__name__)
+
+ROOM_READY_TIMEOUT = 30.0
+
+
+@dataclass
+class RawKeysQueryResponse(KeysQueryResponse):  # type: ignore[misc]
+    """nio's key query answer plus the raw JSON (master and self-signing keys live there)."""
+
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, parsed_dict: dict[Any, Any]) -> Any:
+        parsed = KeysQueryResponse.from_dict(parsed_dict)
+        if not isinstance(parsed, KeysQueryResponse):
+            return parsed
+        return cls(parsed.device_keys, parsed.failures, raw=parsed_dict)
+
+
+class CaduceeClient(AsyncClient):  # type: ignore[misc]
+    """An AsyncClient whose key queries also feed our cross-signing trust decisions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_keys_query: Callable[[Json], object] | None = None
+
+    async def keys_query(self) -> Any:
+        user_list = self.users_for_key_query
+        if not user_list:
+            raise LocalProtocolError("No key query required.")
+        method, path, data = Api.keys_query(self.access_token, user_list)
+        response = await self._send(RawKeysQueryResponse, method, path, data)
+        if isinstance(response, RawKeysQueryResponse) and self.on_keys_query is not None:
+            self.on_keys_query(response.raw)
+        return response
+
+
+def _error_text(response: Any) -> str:
+    code = getattr(response, "status_code", None) or "error"
+    message = getattr(response, "message", "") or ""
+    return f"{code}: {message}"[:300]
+
+
+class NioActions:
+    """`MatrixActions` over a running bot client.
+
+    Args:
+        client: the logged-in client (its sync loop runs elsewhere).
+        trust: device trust, consulted before every encrypted send.
+        wait_for_room: resolves once the sync loop has seen a room (new rooms are unknown to
+            nio until then, and nio cannot encrypt into a room it has not synced).
+    """
+
+    def __init__(
+        self,
+        client: CaduceeClient,
+        trust: DeviceTrust | None,
+        wait_for_room: Callable[[str, float], Awaitable[bool]],
+        *,
+        ignore_unverified_devices: bool,
+    ) -> None:
+        self._client = client
+        self._trust = trust
+        self._wait_for_room = wait_for_room
+        self._ignore_unverified = ignore_unverified_devices
+
+    @property
+    def user_id(self) -> UserId:
+        return UserId(self._client.user_id)
+
+    @property
+    def server_name(self) -> str:
+        return server_of(self._client.user_id)
+
+    async def send_notice(self, room_id: RoomId, body: str, html: str | None = None) -> EventId:
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": body}
+        if html is not None:
+            content.update(format="org.matrix.custom.html", formatted_body=html)
+        return await self.send_event(room_id, "m.room.message", content)
+
+    async def send_event(self, room_id: RoomId, event_type: str, content: Json) -> EventId:
+        """Send one room event, encrypted when the room is; the only path out for content."""
+        client = self._client
+        if room_id not in client.rooms and not await self._wait_for_room(
+            room_id, ROOM_READY_TIMEOUT
+        ):
+            raise MatrixActionError("the bot is not in that room")
+        await self._refresh_keys(room_id)
+        for _attempt in range(3):
+            try:
+                response = await client.room_send(
+                    room_id,
+                    event_type,
+                    content,
+                    ignore_unverified_devices=self._ignore_unverified,
+                )
+                break
+            except OlmUnverifiedDeviceError as exc:
+                # A device appeared without passing through our judgement: refuse it keys.
+                if self._trust is None:
+                    raise MatrixActionError("a device in the room could not be checked") from exc
+                self._trust.blacklist_unjudged([exc.device.user_id])
+        else:
+            raise MatrixActionError("could not encrypt for the room's devices")
+        if not isinstance(response, RoomSendResponse):
+            logger.warning("Sending to %s failed: %s", room_id, _error_text(response))
+            raise MatrixActionError(f"the homeserver refused the message ({_error_text(response)})")
+        return EventId(response.event_id)
+
+    async def _refresh_keys(self, room_id: RoomId) -> None:
+        """Query outdated device lists now (nio's sync loop would only do it after its
+        long poll), so a doctor's new device gets this message's key."""
+        client = self._client
+        room = client.rooms.get(room_id)
+        if room is None or not room.encrypted or client.olm is None:
+            return
+        if client.should_query_keys:
+            with contextlib.suppress(LocalProtocolError):  # the sync loop got there first
+                await client.keys_query()
+        if self._trust is not None:
+            self._trust.blacklist_unjudged(list(room.users))
+
+    async def create_room(self, body: dict[str, Any]) -> RoomId:
+        path = Api._build_path(["createRoom"])
+        response = await self._client._send(RoomCreateResponse, "POST", path, json.dumps(body))
+        if not isinstance(response, RoomCreateResponse):
+            logger.warning("Room creation failed: %s", _error_text(response))
+            raise MatrixActionError(f"the room could not be created ({_error_text(response)})")
+        room_id = RoomId(response.room_id)
+        if not await self._wait_for_room(room_id, ROOM_READY_TIMEOUT):
+            raise MatrixActionError("the new room did not appear in time; try again")
+        return room_id
+
+    async def invite(self, room_id: RoomId, user_id: UserId) -> None:
+        response = await self._client.room_invite(room_id, user_id)
+        self._check(response, f"could not invite {user_id}")
+
+    async def kick(self, room_id: RoomId, user_id: UserId, reason: str) -> None:
+        response = await self._client.room_kick(room_id, user_id, reason)
+        self._check(response, f"could not remove {user_id}")
+
+    async def leave(self, room_id: RoomId) -> None:
+        response = await self._client.room_leave(room_id)
+        self._check(response, "could not leave the room")
+
+    async def joined_members(self, room_id: RoomId) -> list[UserId]:
+        response = await self._client.joined_members(room_id)
+        if not isinstance(response, JoinedMembersResponse):
+            raise MatrixActionError(f"could not list the members ({_error_text(response)})")
+        return [UserId(m.user_id) for m in response.members]
+
+    async def power_level(self, room_id: RoomId, user_id: UserId) -> int:
+        response = await self._client.room_get_state_event(room_id, "m.room.power_levels")
+        if not isinstance(response, RoomGetStateEventResponse):
+            raise MatrixActionError(f"could not read the power levels ({_error_text(response)})")
+        return power_level_of(response.content, user_id)
+
+    async def put_state(
+        self,
+        room_id: RoomId,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str = "",
+    ) -> EventId:
+        response = await self._client.room_put_state(room_id, event_type, content, state_key)
+        if not isinstance(response, RoomPutStateResponse):
+            raise MatrixActionError(f"could not set {event_type} ({_error_text(response)})")
+        return EventId(response.event_id)
+
+    @staticmethod
+    def _check(response: Any, what: str) -> None:
+        if isinstance(response, ErrorResponse):
+            logger.warning("%s: %s", what, _error_text(response))
+            raise MatrixActionError(f"{what} ({_error_text(response)})")
+
+
+def power_level_of(content: Any, user_id: str) -> int:
+    """A user's power level from ``m.room.power_levels`` content (spec defaults when absent)."""
+    if not isinstance(content, dict):
+        return 0
+    users = content.get("users")
+    if isinstance(users, dict) and isinstance(users.get(user_id), int):
+        return int(users[user_id])
+    default = content.get("users_default", 0)
+    return int(default) if isinstance(default, int) else 0
+
+
+async def wait_until(
+    predicate: Callable[[], bool], generation: Callable[[], asyncio.Event], timeout: float
+) -> bool:
+    """Wait until `predicate` holds, re-checking after each sync; False on timeout.
+
+    `generation()` returns the event the *next* sync will set (the sync loop replaces it
+    each time), so no sync between the check and the wait can be missed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        event = generation()
+        if predicate():
+            return True
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), remaining)

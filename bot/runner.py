@@ -1,0 +1,289 @@
+"""The bot's lifecycle: log in (or restore the same device), prove E2EE works, cross-sign,
+judge devices, sync forever, stop cleanly.
+
+Order at start matters: the store files are created private before nio opens them; device
+keys are published before the device can be signed; the trust hook is installed before the
+first key query; commands are dispatched only after the first sync, so a restart resumes from
+the stored sync token without replaying history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from nio import AsyncClientConfig, KeysUploadError
+
+from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
+from bot.config import BotConfig, TrustMode
+from bot.crypto.bootstrap import CrossSigningOutcome, NioJson, ensure_cross_signed
+from bot.crypto.device_trust import DeviceTrust
+from bot.crypto.keyfiles import PinStore, ensure_private_dir, ensure_private_file
+from bot.events import EventRouter, MessageHandler, SyncListener, TaskSet
+from bot.matrix import CaduceeClient, NioActions, wait_until
+from bot.session import (
+    LoginError,
+    load_session,
+    password_login,
+    save_session,
+    token_still_valid,
+)
+
+logger = logging.getLogger(__name__)
+
+CROSS_SIGNING_FILE = "cross_signing.json"
+PINS_FILE = "trusted_identities.json"
+SYNC_TIMEOUT_MS = 30_000
+READY_TIMEOUT = 60.0
+
+HandlerFactory = Callable[[NioActions, AsyncExitStack], Awaitable[MessageHandler]]
+
+
+class E2EEUnavailable(RuntimeError):
+    """The encryption machinery did not start; the bot must not run (it would leak
+    plaintext into encrypted rooms, or be deaf)."""
+
+
+class UnavailableDirectory:
+    """Stands in for the bridge when none is configured: !find says the directory is down."""
+
+    async def search(self, query: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
+        raise DirectoryUnavailable("no bridge_url configured")
+
+
+async def command_dispatcher_factory(
+    config: BotConfig,
+) -> HandlerFactory:
+    """The production handler: the commands' dispatcher with its store and directory."""
+
+    async def build(actions: NioActions, stack: AsyncExitStack) -> MessageHandler:
+        from bot.commands.context import CommandSettings
+        from bot.commands.dispatcher import CommandDispatcher
+        from bot.store import BotStore
+
+        if config.database_url is None:
+            ensure_private_file(config.store_dir / "bot.db")
+        store = await BotStore.open(config.effective_database_url)
+        stack.push_async_callback(store.close)
+        token = config.bridge_token_value()
+        directory: Any
+        if config.bridge_url is not None and token is not None:
+            client = DirectoryClient(config.bridge_url, token)
+            stack.push_async_callback(client.close)
+            directory = client
+        else:
+            directory = UnavailableDirectory()
+        settings = CommandSettings(
+            default_ttl_seconds=config.default_ttl,
+            min_ttl_seconds=config.min_ttl,
+            max_ttl_seconds=config.max_ttl,
+            member_servers=config.effective_member_servers,
+        )
+        dispatcher = CommandDispatcher(
+            actions=actions, store=store, directory=directory, settings=settings
+        )
+        return dispatcher.handle
+
+    return build
+
+
+class BotRunner:
+    """One bot process (or one asyncio task in tests).
+
+    Args:
+        config: the validated configuration.
+        handler_factory: builds the message handler once Matrix is ready (default: the
+            command dispatcher); resources it opens go on the given exit stack.
+    """
+
+    def __init__(self, config: BotConfig, handler_factory: HandlerFactory | None = None) -> None:
+        self.config = config
+        self._handler_factory = handler_factory
+        self._stack = AsyncExitStack()
+        self._tasks = TaskSet()
+        self._listeners: list[SyncListener] = []
+        self._generation = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._sync_task: asyncio.Task[None] | None = None
+        self._tick_task: asyncio.Task[None] | None = None
+        self.client: CaduceeClient | None = None
+        self.actions: NioActions | None = None
+        self.router: EventRouter | None = None
+        self.cross_signing: CrossSigningOutcome | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.config.user_id
+
+    @property
+    def device_id(self) -> str:
+        assert self.client is not None
+        return str(self.client.device_id)
+
+    def add_listener(self, listener: SyncListener) -> None:
+        """Register an engine that must see every event (call before `start`)."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        """Log in, check E2EE, cross-sign, start syncing; returns after the first sync."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        store_dir = ensure_private_dir(config.store_dir)
+        pickle_key = config.resolve_pickle_key()
+        client = CaduceeClient(
+            config.homeserver_url,
+            config.user_id,
+            store_path=str(store_dir),
+            config=AsyncClientConfig(
+                encryption_enabled=True, store_sync_tokens=True, pickle_key=pickle_key
+            ),
+        )
+        self.client = client
+        session = load_session(store_dir, config.user_id)
+        if session is not None and not await token_still_valid(client, session):
+            logger.warning("The saved login of %s is no longer valid; logging in again", session)
+            session = None
+        if session is None:
+            session = await password_login(
+                client, config.user_id, config.password_value(), config.device_name
+            )
+            save_session(store_dir, session)
+            logger.info("Logged in as %s on new device %s", session.user_id, session.device_id)
+        else:
+            logger.info("Restored device %s of %s", session.device_id, session.user_id)
+        ensure_private_file(store_dir / f"{session.user_id}_{session.device_id}.db")
+        client.restore_login(session.user_id, session.device_id, session.access_token)
+        if client.olm is None or client.store is None:
+            raise E2EEUnavailable(
+                "end-to-end encryption did not start (no crypto store loaded): check that "
+                "matrix-nio is installed with its e2e extra and store_dir is writable"
+            )
+        if client.should_upload_keys:
+            uploaded = await client.keys_upload()
+            if isinstance(uploaded, KeysUploadError):
+                raise E2EEUnavailable(f"could not publish the device keys: {uploaded.message}")
+        self.cross_signing = await ensure_cross_signed(
+            NioJson(client),
+            session.user_id,
+            session.device_id,
+            store_dir / CROSS_SIGNING_FILE,
+            config.password_value(),
+            replace_foreign=config.replace_foreign_identity,
+        )
+        trust = DeviceTrust(
+            client, PinStore(store_dir / PINS_FILE), self.cross_signing.master_public, config.trust
+        )
+        client.on_keys_query = trust.apply_query
+        # Re-judge everyone we know at the first key query: pins or mode may have changed.
+        client.olm.users_for_key_query.update(client.device_store.users)
+        self.actions = NioActions(
+            client,
+            trust,
+            self.wait_for_room,
+            ignore_unverified_devices=config.trust is TrustMode.ALL,
+        )
+        factory = self._handler_factory or await command_dispatcher_factory(config)
+        handler = await factory(self.actions, self._stack)
+        self.router = EventRouter(
+            client,
+            self.actions,
+            handler,
+            member_servers=config.effective_member_servers,
+            notice_interval=config.unreadable_notice_interval,
+            grace_seconds=config.undecryptable_grace_seconds,
+            tasks=self._tasks,
+        )
+        for listener in self._listeners:
+            self.router.add_listener(listener)
+        self.router.register()
+        client.add_response_callback(self._on_sync, object)
+        self._sync_task = asyncio.create_task(self._sync_loop(), name="bot sync")
+        self._tick_task = asyncio.create_task(self._tick_loop(), name="bot ticks")
+        ready = asyncio.create_task(self._ready.wait())
+        done, _ = await asyncio.wait({ready, self._sync_task}, timeout=READY_TIMEOUT)
+        if ready not in done:
+            ready.cancel()
+            if self._sync_task in done:
+                self._sync_task.result()  # re-raise the sync failure
+            raise TimeoutError("the first sync did not complete in time")
+        logger.info("Bot %s ready (device %s)", session.user_id, session.device_id)
+
+    async def _on_sync(self, response: Any) -> None:
+        from nio import SyncResponse
+
+        if isinstance(response, SyncResponse):
+            previous, self._generation = self._generation, asyncio.Event()
+            previous.set()
+            self._ready.set()
+
+    async def wait_for_room(self, room_id: str, timeout: float) -> bool:
+        """Wait until the sync loop has seen us joined to `room_id`."""
+        client = self.client
+        assert client is not None
+        return await wait_until(lambda: room_id in client.rooms, lambda: self._generation, timeout)
+
+    async def _sync_loop(self) -> None:
+        assert self.client is not None
+        delay = 1.0
+        first = True
+        while True:
+            try:
+                await self.client.sync_forever(timeout=SYNC_TIMEOUT_MS, full_state=first)
+            except asyncio.CancelledError:
+                raise
+            except (LoginError, E2EEUnavailable):
+                raise
+            except Exception as exc:
+                if not self._ready.is_set() and first:
+                    raise
+                logger.error("Sync failed (%s); retrying in %.0f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+            first = False
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if self.router is not None:
+                self.router.retry_pending(time.monotonic())
+
+    async def stop(self) -> None:
+        """Stop syncing, let running commands finish (briefly), release everything."""
+        for task in (self._sync_task, self._tick_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._sync_task = self._tick_task = None
+        await self._tasks.drain(timeout=10.0)
+        await self._stack.aclose()
+        if self.client is not None:
+            await self.client.close()
+            if self.client.store is not None:
+                with contextlib.suppress(Exception):
+                    self.client.store.database.close()
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Start, then run until `stop` is set."""
+        await self.start()
+        try:
+            sync_task = self._sync_task
+            assert sync_task is not None
+            waiter = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({waiter, sync_task}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if sync_task in done:
+                sync_task.result()
+        finally:
+            await self.stop()

@@ -1,0 +1,191 @@
+"""Test doctors: real nio clients with real crypto stores that cross-sign themselves.
+
+Element's strict mode ("only cross-signed devices") shuts out any device its owner did not
+cross-sign, so every test client signs its own device with the same pure helpers the bot uses
+(`bot.crypto.bootstrap.ensure_cross_signed`). Reusable by any test: `await Doctor.create(hs,
+tmp_path)`, then `dm()`, `send()`, `wait_for_text()`, `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    JoinedMembersResponse,
+    MegolmEvent,
+    RoomCreateResponse,
+    RoomMessage,
+    RoomSendResponse,
+)
+
+from bot.crypto.bootstrap import NioJson, ensure_cross_signed
+from deploy.local.federation import Homeserver
+
+T = TypeVar("T")
+
+ENCRYPTION = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, every: float = 0.1
+) -> T:
+    """Poll `probe` until it returns something other than None (or fail after `timeout`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(every)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Doctor:
+    """A practitioner's client: E2EE, cross-signed, syncing in the background."""
+
+    client: AsyncClient
+    password: str
+    store_dir: Path
+    seen: list[Any] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _sync: asyncio.Task[None] | None = None
+
+    @property
+    def user_id(self) -> str:
+        return str(self.client.user_id)
+
+    @classmethod
+    async def create(
+        cls, hs: Homeserver, tmp_path: Path, *, name: str = "doctor", cross_sign: bool = True
+    ) -> Doctor:
+        password = secrets.token_urlsafe(12)
+        user = await hs.register_user(unique(name), password)
+        store_dir = tmp_path / unique("store")
+        store_dir.mkdir(mode=0o700, parents=True)
+        client = AsyncClient(
+            hs.client_url,
+            user.user_id,
+            device_id=user.device_id,
+            store_path=str(store_dir),
+            config=AsyncClientConfig(
+                encryption_enabled=True,
+                store_sync_tokens=True,
+                pickle_key=secrets.token_urlsafe(24),
+            ),
+        )
+        client.restore_login(user.user_id, user.device_id, user.access_token)
+        assert client.olm is not None, "the test client must have working E2EE"
+        await client.keys_upload()
+        if cross_sign:
+            await ensure_cross_signed(
+                NioJson(client), user.user_id, user.device_id, store_dir / "cs.json", password
+            )
+        doctor = cls(client, password, store_dir)
+        client.add_event_callback(doctor._on_event, (RoomMessage, MegolmEvent))
+        await client.sync(timeout=0, full_state=True)
+        doctor._sync = asyncio.create_task(client.sync_forever(timeout=5000))
+        return doctor
+
+    async def _on_event(self, room: Any, event: Any) -> None:
+        self.seen.append(event)
+        self._arrived.set()
+
+    async def dm(self, other: str, *, timeout: float = 20.0) -> str:
+        """An encrypted direct chat with `other`, returned once `other` has joined."""
+        response = await self.client.room_create(
+            is_direct=True, invite=[other], initial_state=[ENCRYPTION]
+        )
+        assert isinstance(response, RoomCreateResponse), response
+        room_id = str(response.room_id)
+        await self.wait_joined(room_id, other, timeout=timeout)
+        return room_id
+
+    async def wait_joined(self, room_id: str, user_id: str, *, timeout: float = 20.0) -> None:
+        async def joined() -> bool | None:
+            members = await self.client.joined_members(room_id)
+            ok = isinstance(members, JoinedMembersResponse) and any(
+                m.user_id == user_id for m in members.members
+            )
+            return True if ok and room_id in self.client.rooms else None
+
+        await eventually(joined, timeout=timeout)
+
+    async def send(self, room_id: str, body: str) -> str:
+        """Send an encrypted text message (key shared with every device: tests are lenient)."""
+        client = self.client
+        if client.should_query_keys:
+            with contextlib.suppress(Exception):
+                await client.keys_query()
+        response = await client.room_send(
+            room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": body},
+            ignore_unverified_devices=True,
+        )
+        assert isinstance(response, RoomSendResponse), response
+        return str(response.event_id)
+
+    def texts_from(self, room_id: str, sender: str) -> list[Any]:
+        return [
+            e
+            for e in self.seen
+            if getattr(e, "sender", None) == sender
+            and isinstance(e, RoomMessage)
+            and getattr(e, "room_id", room_id) in (room_id, None)
+        ]
+
+    async def wait_for_text(
+        self,
+        sender: str,
+        predicate: Callable[[str], bool] = lambda body: True,
+        *,
+        after: int = 0,
+        timeout: float = 30.0,
+    ) -> Any:
+        """The first decrypted message from `sender` (from index `after` of `seen`) whose body
+        matches. Undecryptable messages from `sender` fail the test at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        index = after
+        while True:
+            while index < len(self.seen):
+                event = self.seen[index]
+                index += 1
+                if getattr(event, "sender", None) != sender:
+                    continue
+                if isinstance(event, MegolmEvent):
+                    raise AssertionError(f"message {event.event_id} from {sender} undecryptable")
+                if predicate(str(getattr(event, "body", ""))):
+                    return event
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"no matching message from {sender} within {timeout} s")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, 1.0))
+
+    async def close(self) -> None:
+        if self._sync is not None:
+            self._sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sync
+        await self.client.close()

@@ -1,0 +1,44 @@
+"""The bot against real homeservers: E2EE DMs across federation, cross-signing seen by others,
+invite policy, restarts, redelivery, unreadable messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.crypto.bootstrap import NioJson, query_keys
+from bot.crypto.trust import Verdict, evaluate_user
+from bot.runner import BotRunner
+from deploy.local.federation import Homeserver
+from tests.matrix_helpers import Doctor
+
+pytestmark = pytest.mark.slow
+
+
+async def test_bot_device_is_cross_signed_as_seen_from_another_server(
+    bot_a: BotRunner, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    doctor = await Doctor.create(hs_b, tmp_path)
+    try:
+        answer = await query_keys(NioJson(doctor.client), [bot_a.user_id])
+        trust = evaluate_user(bot_a.user_id, answer, None)
+        assert bot_a.cross_signing is not None
+        assert trust.master_public == bot_a.cross_signing.master_public
+        assert trust.devices[bot_a.device_id] is Verdict.CROSS_SIGNED
+    finally:
+        await doctor.close()
+
+
+async def test_doctors_on_both_servers_get_a_decrypted_help(
+    bot_a: BotRunner, hs_a: Homeserver, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    for hs in (hs_a, hs_b):
+        doctor = await Doctor.create(hs, tmp_path, name=f"doc-{hs.name}")
+        try:
+            room_id = await doctor.dm(bot_a.user_id)
+            await doctor.send(room_id, "!help")
+            reply = await doctor.wait_for_text(bot_a.user_id, lambda b: "!find" in b)
+            assert "!case" in reply.body
+        finally:
+            await doctor.close()
