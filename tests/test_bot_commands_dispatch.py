@@ -216,7 +216,7 @@ async def test_case_new_creates_a_protected_room_invites_and_links(bot: Bot) -> 
     )
     (room_id,) = [r for r in bot.matrix.rooms if r != bot.dm]
     room = bot.matrix.rooms[room_id]
-    assert room.body["name"] == "Cas · suivi genou"
+    assert room.body["name"] == "Cas · suivi genou" and room.body["invite"] == []
     assert room.state[("m.room.encryption", "")] == {"algorithm": "m.megolm.v1.aes-sha2"}
     assert room.state[("m.room.retention", "")] == {"max_lifetime": 2 * 86400 * 1000}
     assert room.power == {ALICE: 100}
@@ -274,6 +274,10 @@ async def test_case_new_reports_matrix_refusals(bot: Bot) -> None:
     (reply,) = await bot.say("!case new x @carol:hs-a.test @bob:hs-b.test")
     assert "Invited: @bob:hs-b.test" in reply
     assert "Not invited: @carol:hs-a.test — user not found" in reply
+    bot.matrix.refuse_invites[str(ALICE)] = "server unreachable"
+    (reply,) = await bot.say("!case new z")
+    assert "I could not invite you (server unreachable): use the link" in reply
+    assert len(bot.matrix.rooms) == 3  # the room exists and is recorded all the same
     bot.matrix.fail_create = "room creation refused"
     (reply,) = await bot.say("!case new y")
     assert "The Matrix server refused the operation: room creation refused" in reply

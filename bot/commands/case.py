@@ -10,7 +10,7 @@ from html import escape
 
 from bot.commands import texts
 from bot.commands.context import ListsInvitedMembers
-from bot.commands.invitees import invite_all, resolve_invitees, summarise
+from bot.commands.invitees import Invitee, invite_all, resolve_invitees, summarise
 from bot.commands.policy import (
     CaseNewArgs,
     WhoRef,
@@ -47,8 +47,9 @@ async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
         requester=msg.sender,
         bot=actions.user_id,
         ttl_seconds=args.ttl_seconds,
-        invite=[msg.sender],
     )
+    # No invitations in the creation request: one refused invitation would fail it after
+    # the room exists. The room is recorded first, then everyone is invited (concurrently).
     room_id = await actions.create_room(body)
     await services.store.add_case(
         CaseRoom(
@@ -60,9 +61,12 @@ async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
         )
     )
     logger.info("case room %s created with %d invitee(s)", room_id, len(invitees))
-    outcomes = await invite_all(
-        actions, room_id, invitees, skip=frozenset({msg.sender, actions.user_id})
+    requester = Invitee(str(msg.sender), user_id=msg.sender)
+    everyone = await invite_all(
+        actions, room_id, [requester, *invitees], skip=frozenset({actions.user_id})
     )
+    own = next((i for i in everyone if i.shown == requester.shown), requester)
+    outcomes = [i for i in everyone if i is not own]
     via = [actions.server_name, server_of(msg.sender)]
     via += [server_of(i.user_id) for i in outcomes if i.user_id is not None and not i.problem]
     link = matrix_to_link(room_id, via)
@@ -72,11 +76,16 @@ async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
         f"Case “{label}” opened (messages erased after {lifetime}): {link}",
         *summarise(outcomes),
     ]
+    if own.problem is not None:
+        lines.append(
+            f"Je n'ai pas pu vous inviter ({own.problem}) : utilisez le lien. / "
+            f"I could not invite you ({own.problem}): use the link."
+        )
     html_lines = [
         f"Dossier « {escape(label)} » ouvert (messages effacés après {lifetime}) / "
         f"Case “{escape(label)}” opened (messages erased after {lifetime}): "
         f'<a href="{escape(link)}">{escape(link)}</a>',
-        *map(escape, summarise(outcomes)),
+        *map(escape, lines[2:]),
     ]
     return Reply("\n".join(lines), "<br>".join(html_lines))
 
