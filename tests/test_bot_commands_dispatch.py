@@ -370,12 +370,12 @@ async def test_an_interrupted_case_new_is_not_rerun_but_the_requester_is_told(bo
     assert len(bot.matrix.notices_in(bot.dm)) == 1
 
 
-async def test_an_interrupted_search_is_simply_run_again(bot: Bot) -> None:
-    msg = bot.message("!find cardiologie")
-    await bot.store.claim_command(msg.event_id, msg.room_id, "find")
-    await bot.dispatcher.handle(msg)
-    (reply,) = bot.matrix.notices_in(bot.dm)
-    assert reply.startswith("2 résultat(s)")
+async def test_an_interrupted_search_or_usage_reply_is_simply_run_again(bot: Bot) -> None:
+    for body, expected in (("!find cardiologie", "2 résultat(s)"), ("!nope", "Unknown command")):
+        msg = bot.message(body)
+        await bot.store.claim_command(msg.event_id, msg.room_id, "find")
+        await bot.dispatcher.handle(msg)
+        assert expected in bot.matrix.notices_in(bot.dm)[-1]
 
 
 # -- privacy --------------------------------------------------------------------------------

@@ -123,9 +123,8 @@ class CommandDispatcher:
                 return
             outcome = "interrupted"
             reply: Reply | None = texts.plain(texts.INTERRUPTED)
-            if claim is Claim.NEW or (
-                isinstance(resolution, Found) and resolution.command.rerun_if_interrupted
-            ):
+            harmless = not isinstance(resolution, Found) or resolution.command.rerun_if_interrupted
+            if claim is Claim.NEW or harmless:
                 if claim is Claim.INTERRUPTED:
                     logger.info("command %s was interrupted; running it again", name)
                 outcome, reply = await self._run(msg, resolution)
