@@ -26,6 +26,7 @@ NIR = with_key("1850578006084")
 CORSICA_2A = with_key("2690520A12345"[:5] + "2A" + "123456")
 CORSICA_2B = with_key("1750" + "3" + "2B" + "050123")
 NIA = with_key("7991299123456")  # waiting number for a person born abroad (dept 99)
+OVERSEAS = with_key("2920597123045")  # born in Guadeloupe: department 971, commune 23
 # A legacy INS-C computed from a Carte Vitale (20 digits and its key).
 INS_C = "1541187387477485562488"
 
@@ -73,6 +74,8 @@ def test_malformed_numbers_are_not_nirs(number: str) -> None:
         f"patient {CORSICA_2A} cardio",
         f"{CORSICA_2B[:5]} {CORSICA_2B[5:7].lower()} {CORSICA_2B[7:]}",
         f"INS {NIA}",
+        f"{OVERSEAS[0]} {OVERSEAS[1:3]} {OVERSEAS[3:5]} {OVERSEAS[5:8]} {OVERSEAS[8:10]} "
+        f"{OVERSEAS[10:13]} {OVERSEAS[13:]}",  # overseas grouping 1-2-2-3-2-3-2
         f"{NIR} 12 rue de la Paix",  # followed by a separate number
         NIR.translate(str.maketrans("0123456789", "０１２３４５６７８９")),  # full-width
         "\u200b".join(NIR),  # zero-width spaces between every digit
@@ -104,6 +107,12 @@ def test_nir_and_ins_are_recognised_in_text(text: str) -> None:
 )
 def test_other_numbers_are_not_taken_for_patient_identifiers(text: str) -> None:
     assert find_patient_identifier(text) is None
+
+
+def test_long_hostile_texts_are_scanned_quickly_enough_to_answer() -> None:
+    """A 64 KiB topic made of near-misses still gets an answer (linear scan, no blow-up)."""
+    for text in ("1 " * 32000, "1 85 05 78 006 084 00 " * 2900, "7" * 65000):
+        assert find_patient_identifier(text) is None
 
 
 def test_legacy_ins_c_is_recognised_with_its_key() -> None:

@@ -17,8 +17,8 @@ What counts as a patient identifier here:
 
 The key is checked (key = 97 - (number mod 97); Corsica's 2A/2B count as 19/18), so
 RPPS numbers (11 digits), phone numbers (10 digits, leading 0) and dates are not
-taken for patient numbers. Separators between digits (spaces, dots, dashes,
-underscores) are tolerated because people write "1 85 05 78 006 084 36".
+taken for patient numbers. Separators between the usual digit groups (spaces, dots,
+dashes, underscores) are tolerated because people write "1 85 05 78 006 084 36".
 
 Findings never carry the matched text: it must not end up in logs or error messages.
 """
@@ -33,15 +33,20 @@ NIR_KIND = "NIR / INS (French social security number)"
 INS_C_KIND = "INS-C (legacy computed health identifier)"
 
 # Characters people put between digit groups. NFKC turns no-break spaces into spaces.
-_SEP = r"[ \t.\-_\u2010-\u2015]{0,3}"
+_SEPARATOR_CHARS = " \t.-_" + "".join(map(chr, range(0x2010, 0x2016)))
+_S = "[" + re.escape(_SEPARATOR_CHARS) + "]{0,3}"
+_DROP_SEPARATORS = str.maketrans("", "", _SEPARATOR_CHARS)
 
-# A NIR candidate: sex digit, then 14 more characters (digits, or A/B for Corsica),
-# each possibly preceded by separators; not glued to further digits on either side
-# (a number in a longer run of digits is something else, e.g. a bank account).
-# The outer lookahead makes matches overlap, so a false start does not hide a real one.
-_NIR_CANDIDATE = re.compile(r"(?<![0-9])(?=([1-478](?:" + _SEP + r"[0-9AaBb]){14})(?![0-9]))")
-_INS_C_CANDIDATE = re.compile(r"(?<![0-9])(?=([0-9](?:" + _SEP + r"[0-9]){21})(?![0-9]))")
-_SEPARATORS = re.compile(_SEP)
+# A NIR as people write it: "1 85 05 78 006 084 36" (Carte Vitale), overseas "1 85 05 971
+# 23 084 36", or without separators. Separators are allowed only between those groups,
+# which keeps the scan linear on long texts and keeps runs of small numbers (phone
+# numbers, lists) from lining up into candidates. Not glued to further digits on either
+# side: a number inside a longer run of digits is something else. The outer lookahead
+# makes matches overlap, so a false start does not hide a real number.
+_NIR_GROUPS = ("[1-478]", "[0-9]{2}", "[0-9]{2}", "(?:[0-9]{2}|2[AaBb])", "[0-9]", "[0-9]{2}",
+               "[0-9]{3}", "[0-9]{2}")  # fmt: skip
+_NIR_CANDIDATE = re.compile(r"(?<![0-9])(?=(" + _S.join(_NIR_GROUPS) + r")(?![0-9]))")
+_INS_C_CANDIDATE = re.compile(r"(?<![0-9])[0-9]{22}(?![0-9])")
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def is_valid_ins_c(compact: str) -> bool:
 
 
 def _compact(candidate: str) -> str:
-    return _SEPARATORS.sub("", candidate)
+    return candidate.translate(_DROP_SEPARATORS)
 
 
 def find_patient_identifier(text: str, extra: tuple[NamedPattern, ...] = ()) -> str | None:
@@ -116,7 +121,7 @@ def find_patient_identifier(text: str, extra: tuple[NamedPattern, ...] = ()) -> 
         if is_valid_nir(_compact(match.group(1))):
             return NIR_KIND
     for match in _INS_C_CANDIDATE.finditer(folded):
-        if is_valid_ins_c(_compact(match.group(1))):
+        if is_valid_ins_c(match.group(0)):
             return INS_C_KIND
     for pattern in extra:
         if pattern.regex.search(folded):
