@@ -27,9 +27,9 @@ def demo_specs(ports: tuple[int, int] = (A_PORT, B_PORT)) -> list[HomeserverSpec
 
 DEMO_ACCOUNTS = (
     DemoAccount("a", "dr.martin", "Dr Anne-Sophie Martin-Léger", "10009999995"),
-    DemoAccount("a", "dr.dupont", "Dr Jean Dupont"),
-    DemoAccount("b", "dr.fontaine", "Dr Claire Fontaine"),
-    DemoAccount("b", "dr.benali", "Dr Karim Benali"),
+    DemoAccount("a", "dr.dupont", "Dr Jean Dupont", "10008888884"),
+    DemoAccount("b", "dr.fontaine", "Dr Claire Fontaine", "10007777773"),
+    DemoAccount("b", "dr.benali", "Dr Karim Benali", "10006666662"),
 )
 
 
