@@ -199,3 +199,23 @@ def test_committed_demo_extract_is_what_the_generator_writes(tmp_path: Path) -> 
     assert anne[:17] == REFERENCE_LINE.split("|")[:17]
     jean = by_id["10008888884"]
     assert (jean[7], jean[8], jean[15], jean[35]) == ("DUPONT", "JEAN", "SM54", "13001")
+
+
+def test_specialty_columns_can_leave_the_activity_file_altogether(tmp_path: Path) -> None:
+    inline = tmp_path / "inline.txt"
+    generate(inline, lines=3000, seed=2, variant=56)
+    moved_dir = tmp_path / "moved"
+    moved_dir.mkdir()
+    result = generate(
+        moved_dir,
+        lines=3000,
+        seed=2,
+        variant=56,
+        separate_savoir_faire=True,
+        drop_specialty_columns=True,
+    )
+    moved = rows(result.paths[0])
+    assert {len(r) for r in moved} == {52}
+    assert not any("savoir-faire" in c for c in moved[0])
+    assert [r[:13] + r[17:] for r in rows(inline)] == moved
+    assert result.savoir_faire_lines > 0

@@ -23,7 +23,8 @@ large and changes daily; benchmarks need the same shape, deterministic by seed:
 - optionally inside a .zip, as the register ships it.
 
 Usage: ``python -m tests.bench.rpps_synth OUT --lines N [--variant 56] [--zip]
-[--separate-savoir-faire] [--alt-header] [--seed S]``; ``--demo`` rewrites the demo extract.
+[--separate-savoir-faire [--drop-specialty-columns]] [--alt-header] [--seed S]``;
+``--demo`` rewrites the demo extract.
 """
 
 from __future__ import annotations
@@ -102,14 +103,17 @@ def write_extract(
     variant: int = 52,
     seed: int = 0,
     savoir_faire: TextIO | None = None,
+    drop_specialty_columns: bool = False,
     alt_header: bool = False,
     fixed: Sequence[FixedPractitioner] = (),
     collect_ids: bool = False,
 ) -> Generated:
     """Write `lines` activity lines (header not counted) to `activity`.
 
-    With `savoir_faire`, the specialty columns of the activity file stay empty and the
-    specialties go to that stream instead. `fixed` practitioners come first, as given.
+    With `savoir_faire`, the specialties go to that stream instead, and the activity file's
+    four specialty columns stay empty, or with `drop_specialty_columns` are left out of the
+    header and lines altogether (as in extracts that moved them to the SavoirFaire file).
+    `fixed` practitioners come first, as given.
     """
     if variant not in (52, 56):
         raise ValueError("variant must be 52 or 56")
@@ -117,11 +121,16 @@ def write_extract(
     columns = list(HEADER_52 if variant == 52 else HEADER_56)
     if alt_header:
         columns = [ALT_HEADER_SPELLINGS.get(c, c) for c in columns]
+    if savoir_faire is None:
+        specialty_columns = "inline"
+    else:
+        specialty_columns = "absent" if drop_specialty_columns else "empty"
+    if specialty_columns == "absent":
+        del columns[13:17]
     activity.write(header_line(columns))
     if savoir_faire is not None:
         savoir_faire.write(header_line(SAVOIR_FAIRE_HEADER))
     factory = LineFactory(seed=seed, variant=variant, fixed=fixed)
-    inline_specialty = savoir_faire is None
     written = practitioners = sf_lines = 0
     chunk: list[str] = []
     sf_chunk: list[str] = []
@@ -129,7 +138,7 @@ def write_extract(
     while written < lines:
         person = factory.next_practitioner()
         practitioners += 1
-        for line in factory.activity_lines(person, inline_specialty=inline_specialty):
+        for line in factory.activity_lines(person, specialty_columns=specialty_columns):
             chunk.append(line)
             written += 1
             if written == lines:
@@ -158,6 +167,7 @@ def generate(
     variant: int = 52,
     seed: int = 0,
     separate_savoir_faire: bool = False,
+    drop_specialty_columns: bool = False,
     zip_output: bool = False,
     alt_header: bool = False,
     fixed: Sequence[FixedPractitioner] = (),
@@ -200,6 +210,7 @@ def generate(
             variant=variant,
             seed=seed,
             savoir_faire=sf_stream,
+            drop_specialty_columns=drop_specialty_columns,
             alt_header=alt_header,
             fixed=fixed,
         )
@@ -245,6 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--zip", action="store_true", help="write a .zip as the register ships")
     parser.add_argument("--separate-savoir-faire", action="store_true")
+    parser.add_argument(
+        "--drop-specialty-columns",
+        action="store_true",
+        help="with --separate-savoir-faire: leave the 4 specialty columns out (48/52 columns)",
+    )
     parser.add_argument("--alt-header", action="store_true", help="other spellings seen in use")
     parser.add_argument("--demo", action="store_true", help=f"rewrite {DEMO_PATH}")
     args = parser.parse_args(argv)
@@ -259,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             variant=args.variant,
             seed=args.seed,
             separate_savoir_faire=args.separate_savoir_faire,
+            drop_specialty_columns=args.drop_specialty_columns,
             zip_output=args.zip,
             alt_header=args.alt_header,
         )

@@ -334,8 +334,14 @@ class LineFactory:
 
     # --- activity lines --------------------------------------------------------------------
 
-    def activity_lines(self, p: Person, *, inline_specialty: bool) -> Iterator[str]:
-        specialty = p.specialty if inline_specialty and p.specialty else "|||"
+    def activity_lines(self, p: Person, *, specialty_columns: str = "inline") -> Iterator[str]:
+        """Lines of one practitioner; `specialty_columns` is "inline", "empty" or "absent"."""
+        if specialty_columns == "absent":
+            specialty = ""
+        elif specialty_columns == "inline" and p.specialty:
+            specialty = p.specialty + "|"
+        else:
+            specialty = "||||"
         home: _Commune | None = None
         for n in range(p.activities):
             if p.fixed is not None:
@@ -346,7 +352,7 @@ class LineFactory:
                 commune = home if reuse and home else self._commune.pick()
             home = home or commune
             tail = self._structure(p, n, mode, commune)
-            yield f"{p.prefix}|{specialty}|{tail}|\n"
+            yield f"{p.prefix}|{specialty}{tail}|\n"
 
     def _structure(self, p: Person, n: int, mode: str, c: _Commune) -> str:
         """Columns 17.. of one line: mode, structure, address, contact, registration, extras.
