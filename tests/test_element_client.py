@@ -152,12 +152,13 @@ async def test_client_answers_bad_commands_with_clear_errors(element: MakeElemen
     """Mistakes in a test show up as a named error from the client, not as a hang."""
     client = await ElementClient.start()
     try:
-        for cmd, args, code in (
+        cases: list[tuple[str, dict[str, Any], str]] = [
             ("fly", {}, "UNKNOWN_COMMAND"),
             ("send", {"room_id": "!r:x", "body": "x"}, "NOT_LOGGED_IN"),
             ("login", {"user_id": "@x:y", "password": "p"}, "BAD_REQUEST"),
             ("login", {"homeserver_url": "http://127.0.0.1:9", "user_id": "@x:y"}, "BAD_REQUEST"),
-        ):
+        ]
+        for cmd, args, code in cases:
             with pytest.raises(ElementClientError) as failure:
                 await client.request(cmd, **args)
             assert failure.value.code == code, failure.value
