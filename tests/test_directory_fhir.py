@@ -201,3 +201,17 @@ def test_ndjson_line_in_another_encoding_is_reported_alone(tmp_path: Path) -> No
     records, errors, _ = split(path)
     assert [r.last_name for r in records] == ["MARTIN-LÉGER", "FONTAINE"]
     assert [(e.line, "UTF-8" in e.message) for e in errors] == [(2, True)]
+
+
+def test_collection_of_per_practitioner_bundles(tmp_path: Path) -> None:
+    inner = json.loads((DATA / "bundle.json").read_text(encoding="utf-8"))
+    outer = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Observation"}}, {"resource": inner}],
+    }
+    path = tmp_path / "collection.json"
+    path.write_text(json.dumps(outer), encoding="utf-8")
+    records, errors, _ = split(path)
+    assert errors == []
+    assert set(by_rpps(records)) == set(by_rpps(split(DATA / "bundle.json")[0]))

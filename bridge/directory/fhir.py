@@ -59,10 +59,18 @@ def _model(resource_type: str) -> Any:
 # --- reading ---------------------------------------------------------------------------------
 
 
+def _same_number(number: int) -> Callable[[int], int]:
+    return lambda _: number
+
+
 def _bundle_entries(bundle: dict[str, Any], number: Callable[[int], int]) -> Iterator[_Raw]:
     for i, entry in enumerate(bundle.get("entry") or ()):
-        if isinstance(entry, dict):
-            yield number(i), entry.get("resource"), str(entry.get("fullUrl") or "")
+        resource = entry.get("resource") if isinstance(entry, dict) else entry
+        if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+            # A Bundle per practitioner inside a collection: its entries share the number.
+            yield from _bundle_entries(resource, _same_number(number(i)))
+        elif isinstance(entry, dict):
+            yield number(i), resource, str(entry.get("fullUrl") or "")
         else:
             yield number(i), entry, ""
 
