@@ -199,9 +199,9 @@ class _Index:
             return self._add_person(number, resource, full_url)
         if resource_type == "Organization":
             address = fm.first_address(resource.address)
-            place = fm.place_from_address(address, fm._clean(resource.name))
+            place = fm.place_from_address(address, fm.clean(resource.name))
         else:
-            place = fm.place_from_address(resource.address, fm._clean(resource.name))
+            place = fm.place_from_address(resource.address, fm.clean(resource.name))
         for key in _keys(resource_type, resource, full_url):
             self.places[key] = place
         return None
@@ -261,14 +261,14 @@ def _resolve_person(role: Any, index: _Index) -> _Person | None:
 
 def _resolve_place(role: Any, index: _Index, person: _Person) -> fm.Place:
     contained = {
-        f"#{r.id}": fm.place_from_address(r.address, fm._clean(r.name))
+        f"#{r.id}": fm.place_from_address(r.address, fm.clean(r.name))
         for r in role.contained or ()
         if r.get_resource_type() == "Location" and r.id
     }
     organisation = fm.Place()
     if role.organization is not None:
         key = _reference_key(str(role.organization.reference or ""), "Organization")
-        organisation = index.places.get(key) or fm.Place(fm._clean(role.organization.display))
+        organisation = index.places.get(key) or fm.Place(fm.clean(role.organization.display))
     for ref in role.location or ():
         key = str(ref.reference or "")
         location = contained.get(key) or index.places.get(_reference_key(key, "Location"))

@@ -72,7 +72,8 @@ def _codings(concepts: Iterable[Any] | None) -> Iterator[Any]:
         yield from getattr(concept, "coding", None) or ()
 
 
-def _clean(text: Any) -> str:
+def clean(text: Any) -> str:
+    """Text with runs of whitespace collapsed; "" for None."""
     return " ".join(str(text).split()) if text else ""
 
 
@@ -80,7 +81,7 @@ def identity_from_identifiers(identifiers: Iterable[Any] | None) -> tuple[str, s
     """`(number, id_type)` from identifiers: RPPS first, else the national id ("8"/"0" + id)."""
     rpps = national = adeli = ""
     for ident in identifiers or ():
-        value = _clean(getattr(ident, "value", None)).replace(" ", "")
+        value = clean(getattr(ident, "value", None)).replace(" ", "")
         system = str(getattr(ident, "system", None) or "")
         types = {str(c.code).upper() for c in _codings([getattr(ident, "type", None)]) if c.code}
         if not value:
@@ -103,7 +104,7 @@ def identity_from_identifiers(identifiers: Iterable[Any] | None) -> tuple[str, s
 def title_from_prefixes(prefixes: Iterable[Any] | None) -> str:
     """Practising title ("Docteur", "Professeur"); "M"/"MME" are civilities, not titles."""
     for prefix in prefixes or ():
-        title = _TITLES.get(_clean(prefix).lower().rstrip("."))
+        title = _TITLES.get(clean(prefix).lower().rstrip("."))
         if title:
             return title
     return ""
@@ -126,10 +127,10 @@ def name_parts(name: Any | None) -> tuple[str, str, str]:
     """`(last, first, title)` of a HumanName (given names joined by a space)."""
     if name is None:
         return "", "", ""
-    given = " ".join(_clean(g) for g in getattr(name, "given", None) or () if g)
-    family = _clean(getattr(name, "family", None))
+    given = " ".join(clean(g) for g in getattr(name, "given", None) or () if g)
+    family = clean(getattr(name, "family", None))
     if not family and not given and getattr(name, "text", None):
-        *first, last = _clean(name.text).split(" ")
+        *first, last = clean(name.text).split(" ")
         family, given = last, " ".join(first)
     return family, given, title_from_prefixes(getattr(name, "prefix", None))
 
@@ -147,10 +148,10 @@ def professions(concepts: Iterable[Any] | None) -> list[Coded]:
     """Professions (TRE_G15) named by codings; a bare known code without system counts too."""
     found: list[Coded] = []
     for coding in _codings(concepts):
-        code = _clean(coding.code)
+        code = clean(coding.code)
         known = _system_matches(coding.system, _PROFESSION_SYSTEMS)
         if code and (known or (not coding.system and code in PROFESSIONS)):
-            found.append(Coded(code, PROFESSIONS.get(code) or _clean(coding.display)))
+            found.append(Coded(code, PROFESSIONS.get(code) or clean(coding.display)))
     return found
 
 
@@ -158,9 +159,9 @@ def specialties(concepts: Iterable[Any] | None) -> list[Coded]:
     """Ordinal specialties (TRE_R38) named by codings; SMxx-style codes are recognised anyway."""
     found: list[Coded] = []
     for coding in _codings(concepts):
-        code = _clean(coding.code)
+        code = clean(coding.code)
         if code and (_system_matches(coding.system, _SPECIALTY_SYSTEMS) or code in SPECIALTIES):
-            label = SPECIALTIES.get(code) or re.sub(r"\s*\([A-Z]+\)$", "", _clean(coding.display))
+            label = SPECIALTIES.get(code) or re.sub(r"\s*\([A-Z]+\)$", "", clean(coding.display))
             if all(f.code != code for f in found):
                 found.append(Coded(code, label))
     return found
@@ -170,7 +171,7 @@ def mode(concepts: Iterable[Any] | None) -> str:
     """Mode of practice label (Libéral, Salarié, Bénévole) from TRE_R23 codings."""
     for coding in _codings(concepts):
         if _system_matches(coding.system, _MODE_SYSTEMS) and coding.code:
-            return _MODES.get(str(coding.code), _clean(coding.display) or str(coding.code))
+            return _MODES.get(str(coding.code), clean(coding.display) or str(coding.code))
     return ""
 
 
@@ -178,17 +179,17 @@ def place_from_address(address: Any | None, organisation: str = "") -> Place:
     """A Place from a FHIR Address; the postcode may hide in a line ("75015 PARIS CEDEX")."""
     if address is None:
         return Place(organisation=organisation)
-    postcode = _clean(getattr(address, "postalCode", None))
-    city = _clean(getattr(address, "city", None))
+    postcode = clean(getattr(address, "postalCode", None))
+    city = clean(getattr(address, "city", None))
     if not postcode or not city:
         for line in [*(getattr(address, "line", None) or ()), getattr(address, "text", None)]:
-            match = _POSTCODE_IN_TEXT.search(_clean(line))
+            match = _POSTCODE_IN_TEXT.search(clean(line))
             if match:
                 postcode = postcode or match.group(1)
                 city = city or match.group(2)
                 break
     city = _CEDEX.sub("", city)
-    country = _clean(getattr(address, "country", None))
+    country = clean(getattr(address, "country", None))
     if country.lower() in _FRANCE:
         country = ""
     dept = department_for_postcode(postcode) if not country else ""
