@@ -70,8 +70,9 @@ def test_lifetime_bounds_are_the_federations() -> None:
         lifetime_ms_within_bounds(2 * 86400, 30, 86400)
 
 
-def test_retention_content_matches_the_lifetime() -> None:
-    assert retention_content(86_400_000) == {"max_lifetime": 86_400_000}
+def test_homeservers_purge_a_margin_after_the_redaction() -> None:
+    assert retention_content(86_400_000) == {"max_lifetime": 86_400_000 + 600_000}
+    assert retention_content(4_000, margin_ms=3_000) == {"max_lifetime": 7_000}
 
 
 def _p(event: str, origin: int, due: int, next_try: int | None = None) -> Pending:

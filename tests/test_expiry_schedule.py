@@ -46,13 +46,20 @@ async def test_entries_survive_a_reopen_and_duplicates_are_ignored(store_url: st
     await first.close()  # as after kill -9: the commit is all that counts
     second = await ExpiryStore.open(store_url)
     try:
-        await second.add([entry("$a", 1_000, 99_000), entry("$b", 2_000, 12_000)])
+        await second.add(
+            [
+                entry("$a", 1_000, 99_000, media=("mxc://hs/other",)),
+                entry("$b", 2_000, 12_000),
+            ]
+        )
+        await second.add([entry("$b", 2_000, 50_000, media=("mxc://hs/late",))])
         due = await second.ready(now=20_000, limit=10)
         assert [(d.pending.event_id, d.pending.due_ms) for d in due] == [
             ("$a", 11_000),  # the first scheduling wins
             ("$b", 12_000),
         ]
-        assert due[0].media == ("mxc://hs/blob",)
+        assert due[0].media == ("mxc://hs/blob",)  # times and media of the first sighting
+        assert due[1].media == ("mxc://hs/late",)  # media learnt after decryption is added
     finally:
         await second.close()
 

@@ -56,9 +56,18 @@ def lifetime_ms_within_bounds(seconds: int, min_seconds: int, max_seconds: int) 
     return check_bounds(seconds, min_seconds, max_seconds) * 1000
 
 
-def retention_content(lifetime_ms: int) -> dict[str, int]:
-    """The ``m.room.retention`` state content matching a room lifetime (integer ms)."""
-    return {"max_lifetime": lifetime_ms}
+# How long after the bot's redaction the homeservers may purge an event. Synapse withholds
+# a redaction from clients once it no longer has the original event (measured: a member
+# whose sync came after the purge never received the redaction and kept showing the
+# message), so purging at the very moment the bot redacts loses redactions. Content is
+# censored anyway 5-10 minutes after redaction (redaction_retention_period + censor job).
+PURGE_MARGIN_MS = 10 * 60_000
+
+
+def retention_content(lifetime_ms: int, margin_ms: int = PURGE_MARGIN_MS) -> dict[str, int]:
+    """The ``m.room.retention`` content for a room lifetime: purge a margin after the bot's
+    redaction, so members' clients receive the redaction before the original disappears."""
+    return {"max_lifetime": lifetime_ms + margin_ms}
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,15 +103,21 @@ class ExpiryStore:
     async def close(self) -> None:
         await self._engine.dispose()
 
-    def _insert_ignore(self) -> Any:
-        if self._dialect == "postgresql":
-            return postgresql.insert(schedule).on_conflict_do_nothing()
-        return sqlite.insert(schedule).on_conflict_do_nothing()
+    def _insert_or_add_media(self) -> Any:
+        """Insert; for an event already scheduled, only fill in attachments it lacked (the
+        shell may decrypt an event - and learn its attachment - after first seeing it)."""
+        dialect: Any = postgresql if self._dialect == "postgresql" else sqlite
+        statement = dialect.insert(schedule)
+        return statement.on_conflict_do_update(
+            index_elements=[schedule.c.room_id, schedule.c.event_id],
+            set_={"media": func.coalesce(schedule.c.media, statement.excluded.media)},
+        )
 
     # -- scheduling ------------------------------------------------------------------------
 
     async def add(self, entries: Sequence[NewEntry]) -> None:
-        """Schedule events (an event already scheduled is left as it is). One transaction."""
+        """Schedule events in one transaction. An event already scheduled keeps its times
+        (the first sighting counts) and gains attachments it did not have."""
         if not entries:
             return
         rows = [
@@ -128,7 +134,7 @@ class ExpiryStore:
         ]
         async with self._engine.begin() as conn:
             for start in range(0, len(rows), 500):
-                await conn.execute(self._insert_ignore(), rows[start : start + 500])
+                await conn.execute(self._insert_or_add_media(), rows[start : start + 500])
 
     async def known(self, room_id: RoomId, event_ids: Iterable[str]) -> dict[str, int]:
         """Which of these events are scheduled (done or not), with their origin_server_ts."""

@@ -1,0 +1,34 @@
+"""Message expiry: every message of a case room is redacted when the room's lifetime ends.
+
+The shell feeds `ExpiryEngine` with timeline events and runs it; `!expire` changes a room's
+lifetime; closing a case redacts everything and purges the room. See BOT-INTERFACE.md for
+how the shell must call it (the ordering that makes ``kill -9`` lose nothing).
+"""
+
+from __future__ import annotations
+
+from bot.expiry.engine import CaseSource, ExpiryEngine, ExpirySettings
+from bot.expiry.ports import (
+    AdminError,
+    ExpiryMatrix,
+    HomeserverAdmin,
+    MatrixUnavailableError,
+    Page,
+    RedactFailure,
+    TimelineEvent,
+)
+from bot.expiry.schedule import ExpiryStore
+
+__all__ = [
+    "AdminError",
+    "CaseSource",
+    "ExpiryEngine",
+    "ExpiryMatrix",
+    "ExpirySettings",
+    "ExpiryStore",
+    "HomeserverAdmin",
+    "MatrixUnavailableError",
+    "Page",
+    "RedactFailure",
+    "TimelineEvent",
+]

@@ -1,0 +1,70 @@
+"""Closing a case: every message redacted now, everyone removed, the room purged.
+
+`ExpiryLifecycle` plugs into ``!case close`` through the commands' `CaseLifecycle` hooks;
+`close_room` does the whole sequence for callers outside the commands (operators' tools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.commands.context import MatrixActions
+from bot.commands.registry import CaseLifecycle
+from bot.expiry.engine import ExpiryEngine
+from bot.expiry.ports import AdminError
+from bot.ids import RoomId
+from bot.store import CaseRoom
+
+logger = logging.getLogger(__name__)
+
+CLOSE_REASON = "Dossier clos / Case closed"
+
+
+class ExpiryLifecycle(CaseLifecycle):
+    """Redact everything while members are still there; purge once the bot has left.
+
+    A purge failure (no admin token, homeserver refusal) is logged, not raised: the members
+    are already removed and the content redacted, and Synapse's retention will purge the
+    events anyway.
+    """
+
+    def __init__(self, engine: ExpiryEngine, *, redact_timeout_s: float = 120.0) -> None:
+        self._engine = engine
+        self._timeout = redact_timeout_s
+
+    async def before_members_removed(self, case: CaseRoom) -> None:
+        left = await self._engine.redact_room_now(case.room_id, self._timeout)
+        if left:
+            logger.warning("case %s: %d redaction(s) still pending at close", case.room_id, left)
+
+    async def after_bot_left(self, case: CaseRoom) -> None:
+        try:
+            await self._engine.purge_room(case.room_id)
+        except AdminError as error:
+            logger.error("case %s: room not purged from the homeserver: %s", case.room_id, error)
+        else:
+            logger.info("case %s purged from the homeserver", case.room_id)
+
+
+async def close_room(
+    engine: ExpiryEngine,
+    actions: MatrixActions,
+    room_id: RoomId,
+    *,
+    redact_timeout_s: float = 120.0,
+) -> int:
+    """Redact every message now, remove all members, leave, purge the room (admin API).
+
+    Needs the engine's `run` task. Returns how many redactions were still pending when the
+    members were removed (0 when everything was redacted in time).
+
+    Raises:
+        AdminError: the purge failed (the room is otherwise closed).
+    """
+    left = await engine.redact_room_now(room_id, redact_timeout_s)
+    members = [m for m in await actions.joined_members(room_id) if m != actions.user_id]
+    await asyncio.gather(*(actions.kick(room_id, m, CLOSE_REASON) for m in members))
+    await actions.leave(room_id)
+    await engine.purge_room(room_id)
+    return left

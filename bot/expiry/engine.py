@@ -1,0 +1,483 @@
+"""`ExpiryEngine`: the thin async shell around the expiry rules.
+
+It takes timeline events from the bot's sync loop (`observe` then `persist`), keeps the
+schedule in the bot's database, reads back what sync skipped (gaps), and redacts what is due
+(`run`). Every decision is a pure function of `bot.expiry.policy`.
+
+Order of work after a start: rooms are caught up from their newest event back to the last
+event already scheduled (in case the previous process died after the homeserver delivered
+events but before they were persisted), while the worker redacts overdue events first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.expiry.policy import (
+    Verdict,
+    backoff_ms,
+    due_ms,
+    is_expirable,
+    judge,
+    local_media,
+    redaction_txn_id,
+)
+from bot.expiry.ports import (
+    AdminError,
+    ExpiryMatrix,
+    HomeserverAdmin,
+    MatrixUnavailableError,
+    TimelineEvent,
+)
+from bot.expiry.schedule import DueEntry, ExpiryStore, Gap, NewEntry, Outcome, now_ms
+from bot.ids import EventId, RoomId
+from bot.store import CaseRoom
+
+logger = logging.getLogger(__name__)
+
+_DAY_MS = 86_400_000
+
+
+class CaseSource(Protocol):
+    """Where room lifetimes come from (`bot.store.BotStore` fits): the case rooms."""
+
+    async def get_case(self, room_id: RoomId) -> CaseRoom | None: ...
+
+    async def open_cases(self) -> Sequence[CaseRoom]: ...
+
+    async def set_case_ttl(self, room_id: RoomId, ttl_seconds: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ExpirySettings:
+    """Tuning of the engine. Defaults suit a federation of a few hundred case rooms.
+
+    Attributes:
+        concurrency: redactions in flight at once (the homeserver is exempt from rate limits).
+        batch_size: due entries fetched per round.
+        idle_poll_s: longest sleep when nothing is due (new events wake the worker anyway).
+        history_page: events per /messages page when back-filling.
+        backfill_concurrency: rooms back-filled at once.
+        max_backfill_pages: a gap deeper than this is logged and given up.
+        max_refusals: a redaction refused this many times (e.g. the bot lost its power in
+            the room) is given up and logged; rate limits and outages never give up.
+        delete_media: delete attachments stored on the bot's homeserver when they expire.
+        keep_done_days: finished entries are forgotten after this many days.
+        negative_cache_s: how long a room found not to be a case is not looked up again.
+    """
+
+    concurrency: int = 16
+    batch_size: int = 256
+    idle_poll_s: float = 5.0
+    history_page: int = 100
+    backfill_concurrency: int = 8
+    max_backfill_pages: int = 500
+    max_refusals: int = 12
+    delete_media: bool = False
+    keep_done_days: int = 7
+    negative_cache_s: float = 30.0
+
+
+class ExpiryEngine:
+    """Schedules and performs the redaction of expired events. See BOT-INTERFACE.md."""
+
+    def __init__(
+        self,
+        *,
+        schedule: ExpiryStore,
+        cases: CaseSource,
+        matrix: ExpiryMatrix,
+        server_name: str,
+        admin: HomeserverAdmin | None = None,
+        settings: ExpirySettings | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._schedule = schedule
+        self._cases = cases
+        self._matrix = matrix
+        self._server_name = server_name
+        self._admin = admin
+        self._settings = settings or ExpirySettings()
+        self._clock = clock
+        self._lifetimes: dict[RoomId, tuple[int | None, int]] = {}
+        self._buffer: list[tuple[RoomId, TimelineEvent, int]] = []
+        self._persist_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._gap_wake = asyncio.Event()
+        self._paused_until = 0
+        self._outage_failures = 0
+        self._started = False
+        self._persist_task: asyncio.Task[None] | None = None
+
+    @property
+    def schedule(self) -> ExpiryStore:
+        return self._schedule
+
+    # -- fed by the sync loop ------------------------------------------------------------
+
+    def observe(
+        self,
+        room_id: RoomId,
+        event_id: EventId,
+        origin_server_ts: int,
+        event_type: str,
+        is_state: bool,
+        *,
+        redacted: bool = False,
+        media: Sequence[str] = (),
+    ) -> None:
+        """Note a timeline event (any room, any sender; undecryptable ones included).
+
+        Cheap and synchronous: it is buffered until `persist`, which the shell awaits before
+        saving the sync token that delivered the event.
+        """
+        event = TimelineEvent(
+            event_id, origin_server_ts, event_type, is_state, redacted, tuple(media)
+        )
+        self.observe_event(room_id, event)
+
+    def observe_event(self, room_id: RoomId, event: TimelineEvent) -> None:
+        if is_expirable(event.event_type, event.is_state) and not event.redacted:
+            self._buffer.append((room_id, event, self._clock()))
+
+    def request_persist(self) -> None:
+        """Persist soon, in the background (coalesced: one transaction for many events)."""
+        if self._persist_task is None or self._persist_task.done():
+            self._persist_task = asyncio.get_running_loop().create_task(self._persist_quietly())
+
+    async def _persist_quietly(self) -> None:
+        try:
+            await self.persist()
+        except Exception:
+            logger.exception("expiry: could not persist the schedule; will retry")
+
+    async def persist(self) -> int:
+        """Commit everything observed so far; returns how many events were scheduled.
+
+        Raises whatever the database raises; the buffer is then kept for the next call and
+        the shell must not save its sync token.
+        """
+        async with self._persist_lock:
+            buffer, self._buffer = self._buffer, []
+            try:
+                entries: list[NewEntry] = []
+                for room_id, event, seen in buffer:
+                    lifetime = await self.lifetime_ms(room_id)
+                    if lifetime is None:
+                        continue
+                    entries.append(
+                        NewEntry(
+                            room_id,
+                            event.event_id,
+                            event.origin_server_ts,
+                            due_ms(event.origin_server_ts, lifetime, seen),
+                            event.media,
+                        )
+                    )
+                await self._schedule.add(entries)
+            except BaseException:
+                self._buffer[:0] = buffer
+                raise
+        if entries:
+            self._wake.set()
+        return len(entries)
+
+    async def on_limited_timeline(self, room_id: RoomId, prev_batch: str) -> None:
+        """Sync skipped events before ``prev_batch``: remember to read them back (committed
+        before returning, like `persist`)."""
+        if await self.lifetime_ms(room_id) is None:
+            return
+        await self._schedule.add_gap(room_id, prev_batch, None)
+        self._gap_wake.set()
+
+    # -- lifetimes -----------------------------------------------------------------------
+
+    async def lifetime_ms(self, room_id: RoomId) -> int | None:
+        """The room's message lifetime, or None when it is not an open case room."""
+        now = self._clock()
+        cached = self._lifetimes.get(room_id)
+        if cached is not None and (
+            cached[0] is not None or now - cached[1] < self._settings.negative_cache_s * 1000
+        ):
+            return cached[0]
+        case = await self._cases.get_case(room_id)
+        lifetime = case.ttl_seconds * 1000 if case is not None and case.is_open else None
+        self._lifetimes[room_id] = (lifetime, now)
+        return lifetime
+
+    async def set_lifetime(self, room_id: RoomId, seconds: int) -> bool:
+        """Change a case room's lifetime (``!expire``): pending events get new due times.
+
+        The caller checks the federation's bounds and updates ``m.room.retention``.
+        Returns False when the room is not an open case.
+        """
+        if not await self._cases.set_case_ttl(room_id, seconds):
+            return False
+        self._lifetimes[room_id] = (seconds * 1000, self._clock())
+        await self._schedule.reschedule_room(room_id, seconds * 1000)
+        self._wake.set()
+        return True
+
+    async def room_added(self, room_id: RoomId) -> None:
+        """A case room was just recorded: schedule what it already holds (events the bot
+        saw before the case existed in the database were not kept)."""
+        self._lifetimes.pop(room_id, None)
+        await self._schedule.add_gap(room_id, None, None)
+        self._gap_wake.set()
+
+    async def next_expiry_ms(self, room_id: RoomId) -> int | None:
+        """When the room's next message expires (None when none is waiting)."""
+        return await self._schedule.next_due_ms(room_id)
+
+    def forget(self, room_id: RoomId) -> None:
+        self._lifetimes.pop(room_id, None)
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Prepare a run: rate-limit exemption and catch-up of every open case room.
+
+        Call it before the shell's first sync of this process (so the catch-up anchors are
+        the events persisted by the previous run); `run` calls it if needed.
+        """
+        if self._started:
+            return
+        self._started = True
+        if self._admin is not None:
+            try:
+                await self._admin.exempt_from_rate_limits(self._matrix.user_id)
+                logger.info("expiry: rate limits lifted for %s", self._matrix.user_id)
+            except AdminError as error:
+                logger.warning(
+                    "expiry: could not lift rate limits (%s); redactions may be "
+                    "throttled by the homeserver",
+                    error,
+                )
+        else:
+            logger.warning("expiry: no admin token: redactions may be rate-limited")
+        now = self._clock()
+        for case in await self._cases.open_cases():
+            # Read back every event still inside the lifetime window, not only those newer
+            # than the last persisted one: a gap noted just before a crash may be older.
+            horizon = now - case.ttl_seconds * 1000
+            anchor = await self._schedule.newest_ts(case.room_id)
+            until = horizon if anchor is None else min(anchor, horizon)
+            await self._schedule.add_gap(case.room_id, None, until)
+        self._gap_wake.set()
+
+    async def run(self) -> None:
+        """Work until cancelled: redact what is due, back-fill gaps, flush, prune."""
+        await self.start()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._redaction_loop())
+            group.create_task(self._backfill_loop())
+            group.create_task(self._housekeeping_loop())
+
+    async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), max(0.0, seconds))
+        event.clear()
+
+    async def _redaction_loop(self) -> None:
+        while True:
+            now = self._clock()
+            if self._paused_until > now:
+                await asyncio.sleep((self._paused_until - now) / 1000)
+                continue
+            batch = await self._schedule.ready(now, self._settings.batch_size)
+            if batch:
+                await self._attempt(batch)
+                continue
+            wake = await self._schedule.next_try_ms()
+            delay = self._settings.idle_poll_s
+            if wake is not None:
+                delay = min(delay, (wake - self._clock()) / 1000)
+            await self._sleep(self._wake, delay)
+
+    async def _attempt(self, batch: Sequence[DueEntry]) -> None:
+        gate = asyncio.Semaphore(self._settings.concurrency)
+
+        async def one(entry: DueEntry) -> Outcome | None:
+            async with gate:
+                if self._paused_until > self._clock():
+                    return None  # the homeserver asked us to wait: untouched, retried later
+                return await self._redact(entry)
+
+        results = await asyncio.gather(*(one(e) for e in batch))
+        await self._schedule.record([r for r in results if r is not None], self._clock())
+
+    async def _redact(self, entry: DueEntry) -> Outcome:
+        item = entry.pending
+        failure = await self._matrix.redact(
+            item.room_id, item.event_id, redaction_txn_id(item.room_id, item.event_id)
+        )
+        verdict = Verdict.DONE if failure is None else judge(failure.errcode, failure.http_status)
+        now = self._clock()
+        if verdict is Verdict.DONE:
+            self._outage_failures = 0
+            await self._delete_media(entry.media)
+            return Outcome(item.room_id, item.event_id, "redacted" if failure is None else "gone")
+        assert failure is not None
+        if verdict is Verdict.RETRY_LATER:
+            self._outage_failures += 1
+            wait = backoff_ms(self._outage_failures, failure.retry_after_ms)
+            self._paused_until = max(self._paused_until, now + wait)
+            logger.warning(
+                "expiry: homeserver busy or unreachable (%s %s); pausing %d ms",
+                failure.errcode,
+                failure.http_status,
+                wait,
+            )
+            return Outcome(item.room_id, item.event_id, None, self._paused_until)
+        attempts = item.attempts + 1
+        if attempts >= self._settings.max_refusals:
+            logger.error(
+                "expiry: giving up redacting %s in %s after %d refusals (%s)",
+                item.event_id,
+                item.room_id,
+                attempts,
+                failure.errcode,
+            )
+            return Outcome(item.room_id, item.event_id, "given_up")
+        logger.warning(
+            "expiry: redaction of %s in %s refused (%s); retrying",
+            item.event_id,
+            item.room_id,
+            failure.errcode,
+        )
+        return Outcome(item.room_id, item.event_id, None, now + backoff_ms(attempts))
+
+    async def _delete_media(self, media: Sequence[str]) -> None:
+        if not media or not self._settings.delete_media or self._admin is None:
+            return
+        for media_id in local_media(media, self._server_name):
+            try:
+                await self._admin.delete_media(self._server_name, media_id)
+            except AdminError as error:
+                logger.warning("expiry: attachment %s not deleted: %s", media_id, error)
+
+    async def _backfill_loop(self) -> None:
+        gate = asyncio.Semaphore(self._settings.backfill_concurrency)
+
+        async def one(gap: Gap) -> None:
+            async with gate:
+                await self._fill(gap)
+
+        while True:
+            pending = await self._schedule.gaps(limit=self._settings.backfill_concurrency * 8)
+            if not pending:
+                await self._sleep(self._gap_wake, 30.0)
+                continue
+            await asyncio.gather(*(one(g) for g in pending))
+
+    async def _fill(self, gap: Gap) -> None:
+        try:
+            await self.backfill(gap.room_id, gap.from_token, gap.until_ts)
+        except MatrixUnavailableError as error:
+            if error.errcode in ("M_FORBIDDEN", "M_NOT_FOUND"):
+                logger.warning(
+                    "expiry: cannot read back %s (%s); gap dropped", gap.room_id, error.errcode
+                )
+            else:
+                logger.warning("expiry: back-fill of %s failed (%s); retrying", gap.room_id, error)
+                await asyncio.sleep(backoff_ms(1, error.retry_after_ms) / 1000)
+                return
+        await self._schedule.delete_gap(gap.id)
+
+    async def backfill(
+        self,
+        room_id: RoomId,
+        from_token: str | None,
+        until_ts: int | None,
+        *,
+        due_now: bool = False,
+    ) -> int:
+        """Read a room backwards from ``from_token`` and schedule what is not yet known.
+
+        Stops at a scheduled event (no newer than ``until_ts`` when given), or at the start
+        of the retained history. ``due_now`` schedules everything for immediate redaction and
+        reads to the start (closing a case). Returns how many events were scheduled.
+        """
+        lifetime = 0 if due_now else await self.lifetime_ms(room_id)
+        if lifetime is None:
+            return 0
+        token = from_token
+        added = 0
+        for _ in range(self._settings.max_backfill_pages):
+            page = await self._matrix.history(room_id, token, self._settings.history_page)
+            known = await self._schedule.known(room_id, (e.event_id for e in page.events))
+            now = self._clock()
+            entries: list[NewEntry] = []
+            stop = False
+            for event in page.events:
+                if event.event_id in known:
+                    if not due_now and (until_ts is None or known[event.event_id] <= until_ts):
+                        stop = True
+                        break
+                    continue
+                if is_expirable(event.event_type, event.is_state) and not event.redacted:
+                    due = now if due_now else due_ms(event.origin_server_ts, lifetime, now)
+                    entries.append(
+                        NewEntry(room_id, event.event_id, event.origin_server_ts, due, event.media)
+                    )
+            await self._schedule.add(entries)
+            added += len(entries)
+            if entries:
+                self._wake.set()
+            if stop or page.end is None:
+                return added
+            token = page.end
+        logger.warning(
+            "expiry: back-fill of %s stopped after %d pages",
+            room_id,
+            self._settings.max_backfill_pages,
+        )
+        return added
+
+    async def _housekeeping_loop(self) -> None:
+        """Persist what a shell observed without persisting; forget old finished entries."""
+        last_prune = 0
+        while True:
+            await asyncio.sleep(1.0)
+            if self._buffer:
+                try:
+                    await self.persist()
+                except Exception:
+                    logger.exception("expiry: could not persist the schedule; will retry")
+            now = self._clock()
+            if now - last_prune > 3_600_000:
+                last_prune = now
+                keep = self._settings.keep_done_days * _DAY_MS
+                await self._schedule.prune_done(now - keep)
+
+    # -- closing a case ----------------------------------------------------------------------
+
+    async def redact_room_now(self, room_id: RoomId, timeout_s: float = 120.0) -> int:
+        """Redact every message of a room now (the worker does it, overdue first) and wait.
+
+        Returns how many redactions are still pending at the timeout (0 on success). Needs
+        `run` to be running.
+        """
+        await self.backfill(room_id, None, None, due_now=True)
+        await self._schedule.expedite_room(room_id, self._clock())
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            left = await self._schedule.pending_count(room_id)
+            if left == 0 or loop.time() > deadline:
+                return left
+            await asyncio.sleep(0.2)
+
+    async def purge_room(self, room_id: RoomId) -> None:
+        """Remove the room from the bot's homeserver (admin API) and forget its schedule."""
+        if self._admin is None:
+            raise AdminError("no admin token configured: the room cannot be purged")
+        await self._admin.purge_room(room_id)
+        await self._schedule.forget_room(room_id)
+        self.forget(room_id)
