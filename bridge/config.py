@@ -131,6 +131,90 @@ class ServiceToken(_Strict):
         return hmac.compare_digest(self.secret().encode(), presented.encode())
 
 
+def _read_secret(path: Path, what: str) -> SecretStr:
+    """The content of a secret file (a token on one line), or ValueError naming `what`."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    if not text:
+        raise ValueError(f"{what}: {path} is empty")
+    return SecretStr(text)
+
+
+class ManagedHomeserver(_Strict):
+    """A member homeserver whose accounts this bridge creates, locks and deactivates."""
+
+    server_name: ServerName
+    url: BaseUrl
+    """Where its client and admin APIs answer (`/_synapse/admin` must be reachable from here)."""
+    admin_token_file: Path
+    """A file holding a server-admin access token of that homeserver (mode 0600)."""
+    admin_token: SecretStr | None = Field(default=None, exclude=True)
+
+    @field_validator("admin_token_file")
+    @classmethod
+    def _resolve_token_file(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _load_token(self) -> Self:
+        if self.admin_token is None:
+            token = _read_secret(self.admin_token_file, f"admin token of {self.server_name}")
+            object.__setattr__(self, "admin_token", token)
+        return self
+
+    def token(self) -> str:
+        assert self.admin_token is not None  # loaded by the validator
+        return self.admin_token.get_secret_value()
+
+
+class AdminSettings(_Strict):
+    """Onboarding and the admin console (bridge.admin, bridge.console)."""
+
+    users: tuple[str, ...] = ()
+    """Matrix IDs of the federation admins allowed into the console (signing in with their
+    own account on their own homeserver)."""
+    homeserver_admin_token_file: Path | None = None
+    """Server-admin access token of `server_name`'s homeserver (at `homeserver_url`)."""
+    homeserver_admin_token: SecretStr | None = Field(default=None, exclude=True)
+    homeservers: tuple[ManagedHomeserver, ...] = ()
+    """Other member homeservers whose practitioners' accounts this bridge manages."""
+    public_url: BaseUrl | None = None
+    """The bridge's address as practitioners and admins reach it (activation links, secure
+    cookies when https); default http://listen_host:listen_port."""
+    activation_hours: int = Field(default=72, ge=1, le=24 * 30)
+    """How long an activation link sent to a newly onboarded practitioner stays valid."""
+    session_hours: int = Field(default=8, ge=1, le=24 * 7)
+    """How long a console sign-in lasts."""
+
+    @field_validator("homeserver_admin_token_file")
+    @classmethod
+    def _resolve_admin_token_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _load_admin_token(self) -> Self:
+        if self.homeserver_admin_token_file is not None and self.homeserver_admin_token is None:
+            token = _read_secret(self.homeserver_admin_token_file, "admin token of the homeserver")
+            object.__setattr__(self, "homeserver_admin_token", token)
+        return self
+
+    @field_validator("users")
+    @classmethod
+    def _matrix_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for user_id in value:
+            local, sep, server = user_id.removeprefix("@").partition(":")
+            if (
+                not user_id.startswith("@")
+                or not sep
+                or not local
+                or not is_valid_server_name(server)
+            ):
+                raise ValueError(f"{user_id!r} is not a Matrix user ID (like '@alice:example.org')")
+        return value
+
+
 class BridgeConfig(_Strict):
     """Everything the bridge needs to serve one federation's homeserver."""
 
@@ -155,6 +239,8 @@ class BridgeConfig(_Strict):
     """Extra CA trusted when reaching other servers over federation TLS (private CAs)."""
     openid_cache_seconds: int = Field(default=60, ge=0, le=3600)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    """Onboarding and console settings; without them the console admits nobody."""
 
     @field_validator("data_dir", "federation_ca_file")
     @classmethod

@@ -12,6 +12,7 @@ import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -66,9 +67,21 @@ async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
 class SynapseAdmin:
     """Calls to one homeserver's client and admin APIs over an aiohttp session."""
 
-    def __init__(self, http: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, base_url: str, admin_token: str | None = None
+    ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
+        self._admin_token = admin_token
+        """Server-admin access token for the `/_synapse/admin` calls below (onboarding)."""
+
+    def _admin_headers(self) -> dict[str, str]:
+        if self._admin_token is None:
+            raise SynapseAdminError(401, "M_MISSING_TOKEN", "no admin token for this homeserver")
+        return {"Authorization": f"Bearer {self._admin_token}"}
+
+    def _user_url(self, version: str, user_id: str, suffix: str = "") -> str:
+        return f"{self._base}/_synapse/admin/{version}/users/{quote(user_id, safe='')}{suffix}"
 
     async def register(
         self,
@@ -117,3 +130,69 @@ class SynapseAdmin:
             headers={"Authorization": f"Bearer {access_token}"},
         ) as response:
             return str((await _json(response))["user_id"])
+
+    async def logout(self, access_token: str) -> None:
+        """End the session of `access_token` (its device is deleted)."""
+        async with self._http.post(
+            f"{self._base}/_matrix/client/v3/logout",
+            headers={"Authorization": f"Bearer {access_token}"},
+            json={},
+        ) as response:
+            await _json(response)
+
+    # --- Admin API (needs the admin token given at construction) ---------------------------
+
+    async def get_user(self, user_id: str) -> dict[str, Any] | None:
+        """`GET /_synapse/admin/v2/users/{id}`: the account's details, None if it does not exist
+        (a deactivated account still exists: its ID can never be given to anyone else)."""
+        async with self._http.get(
+            self._user_url("v2", user_id), headers=self._admin_headers()
+        ) as response:
+            if response.status == 404:
+                return None
+            return await _json(response)
+
+    async def put_user(self, user_id: str, body: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """`PUT /_synapse/admin/v2/users/{id}`: create (True) or modify (False) an account."""
+        async with self._http.put(
+            self._user_url("v2", user_id), headers=self._admin_headers(), json=body
+        ) as response:
+            data = await _json(response)
+            return response.status == 201, data
+
+    async def create_user(self, user_id: str, *, displayname: str) -> bool:
+        """Create an account without a password (nobody can sign in until one is set).
+
+        Returns False when the ID was taken meanwhile and the call only changed its display
+        name: callers check `get_user` first, so this means a concurrent creation.
+        """
+        created, _ = await self.put_user(user_id, {"displayname": displayname})
+        if created:
+            logger.info("created account %s", user_id)
+        return created
+
+    async def set_password(self, user_id: str, password: str, *, logout_devices: bool) -> None:
+        await self.put_user(user_id, {"password": password, "logout_devices": logout_devices})
+
+    async def set_locked(self, user_id: str, locked: bool) -> None:
+        """Lock (or unlock) an account: a locked user's requests get 401 `M_USER_LOCKED`."""
+        await self.put_user(user_id, {"locked": locked})
+
+    async def deactivate(self, user_id: str, *, erase: bool) -> None:
+        """`POST /_synapse/admin/v1/deactivate/{id}`: log out, leave every room, reject pending
+        invitations (the homeserver does the leaving in the background); `erase` also hides
+        the account's profile and past messages from new members."""
+        url = f"{self._base}/_synapse/admin/v1/deactivate/{quote(user_id, safe='')}"
+        async with self._http.post(
+            url, headers=self._admin_headers(), json={"erase": erase}
+        ) as response:
+            await _json(response)
+        logger.info("deactivated account %s", user_id)
+
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        async with self._http.get(
+            self._user_url("v1", user_id, "/joined_rooms"), headers=self._admin_headers()
+        ) as response:
+            data = await _json(response)
+        rooms = data.get("joined_rooms", [])
+        return [str(r) for r in rooms] if isinstance(rooms, list) else []

@@ -1,0 +1,1 @@
+"""Federation admin: onboarding and offboarding practitioners, the audit log, `caducee admin`."""

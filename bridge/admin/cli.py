@@ -1,0 +1,184 @@
+"""`caducee admin ...`: onboard and offboard practitioners, lock departed ones, read the audit log.
+
+The same handlers as the web console, run from a shell on the bridge's machine with the
+bridge's configuration. A problem is one line on stderr and exit status 2 (bad input, unknown
+practitioner, conflict, homeserver or database unavailable), never a traceback. The actor
+recorded in the audit log is `cli:<login>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import aiohttp
+import typer
+
+from bridge.admin import audit
+from bridge.admin.bulk_handler import BulkReport, onboard_file
+from bridge.admin.departed import lock_departed
+from bridge.admin.handlers import offboard, onboard
+from bridge.admin.model import Actor, AdminError
+from bridge.admin.services import AdminServices
+from bridge.config import BridgeConfig, ConfigError, load_config
+from bridge.db import DatabaseError, open_database
+
+admin_app = typer.Typer(
+    help="Federation admin: practitioners' accounts and the audit log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The bridge's YAML configuration.", dir_okay=False),
+]
+EXIT_ERROR = 2
+T = TypeVar("T")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def _actor() -> Actor:
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return Actor(f"cli:{login}")
+
+
+def _run(config_path: Path, work: Callable[[AdminServices], Awaitable[T]]) -> T:
+    """Load the configuration, open the database and the homeservers' clients, run `work`."""
+    try:
+        config: BridgeConfig = load_config(config_path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+    async def main() -> T:
+        db = await open_database(config.effective_database_url)
+        try:
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as http:
+                return await work(AdminServices.from_config(config, db, http))
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(main())
+    except AdminError as exc:
+        raise _fail(exc.message) from None
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot open the database: {exc.strerror or type(exc).__name__}") from None
+
+
+@admin_app.command("onboard")
+def onboard_command(
+    rpps: Annotated[str, typer.Argument(help="RPPS (or ADELI) number, as in the directory.")],
+    config: ConfigOption,
+    homeserver: Annotated[
+        str | None,
+        typer.Option(help="Server name of the member homeserver (default: the bridge's own)."),
+    ] = None,
+    visible: Annotated[
+        bool, typer.Option(help="Publish the Matrix ID in the federation's directory.")
+    ] = False,
+) -> None:
+    """Open an account for a practitioner of the directory and print their activation link."""
+    done = _run(
+        config, lambda s: onboard(s, _actor(), rpps, server_name=homeserver, visible=visible)
+    )
+    typer.echo(f"Onboarded {done.display_name} (RPPS {done.rpps}) as {done.matrix_id}")
+    typer.echo(f"Activation link (one use, until {done.expires_at:%Y-%m-%d %H:%M} UTC):")
+    typer.echo(f"  {done.activation_url}")
+    typer.echo("Give it to the practitioner only; it is shown once and never stored.")
+
+
+@admin_app.command("offboard")
+def offboard_command(
+    matrix_id: Annotated[str, typer.Argument(help="The account's Matrix ID (@name:server).")],
+    config: ConfigOption,
+) -> None:
+    """Deactivate an account: it leaves every room, and its directory link is removed."""
+    done = _run(config, lambda s: offboard(s, _actor(), matrix_id))
+    linked = f" (RPPS {done.rpps} unlinked)" if done.rpps else ""
+    typer.echo(f"Deactivated {done.matrix_id}{linked}; removed from {done.rooms} room(s).")
+
+
+def _print_bulk(report: BulkReport) -> None:
+    for error in report.errors:
+        typer.echo(f"  {error}", err=True)
+    if report.errors:
+        return
+    if report.dry_run:
+        for line in report.planned:
+            typer.echo(f"line {line.line}: {line.rpps} {line.display_name} -> {line.matrix_id}")
+        typer.echo(f"Dry run: {len(report.planned)} practitioner(s) would be onboarded.")
+        return
+    for number, done in report.onboarded:
+        typer.echo(f"line {number}: {done.matrix_id} {done.activation_url}")
+    typer.echo(f"{len(report.onboarded)} practitioner(s) onboarded.")
+
+
+@admin_app.command("onboard-csv")
+def onboard_csv_command(
+    file: Annotated[Path, typer.Argument(help="CSV: columns rpps[,homeserver].", dir_okay=False)],
+    config: ConfigOption,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check only; change nothing.")] = False,
+) -> None:
+    """Onboard every practitioner of a CSV file; any bad line and nobody is onboarded."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+    report = _run(
+        config, lambda s: onboard_file(s, _actor(), text, dry_run=dry_run, source=file.name)
+    )
+    _print_bulk(report)
+    if report.errors:
+        raise _fail(f"{len(report.errors)} problem(s) in {file}; nothing was changed")
+    if report.stopped_at is not None:
+        raise _fail(f"stopped at {report.stopped_at}")
+
+
+@admin_app.command("lock-departed")
+def lock_departed_command(config: ConfigOption) -> None:
+    """Lock the accounts of practitioners no longer in the register, and list them all."""
+    departed = _run(config, lambda s: lock_departed(s, _actor()))
+    if not departed:
+        typer.echo("Every onboarded practitioner is still in the register.")
+        return
+    problems = 0
+    for item in departed:
+        status: str = "locked now" if item.locked_now else item.state
+        if item.problem:
+            status, problems = f"NOT locked: {item.problem}", problems + 1
+        typer.echo(f"{item.rpps} {item.name or '?'} {item.matrix_id}: {status}")
+    if problems:
+        raise _fail(f"{problems} account(s) could not be locked; run again later")
+
+
+@admin_app.command("audit")
+def audit_command(
+    config: ConfigOption,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many entries.")] = 50,
+) -> None:
+    """The latest entries of the audit log, newest first."""
+
+    async def read(services: AdminServices) -> list[audit.AuditEntry]:
+        async with services.db.sessions() as session:
+            return await audit.recent(session, limit=limit)
+
+    for entry in _run(config, read):
+        detail = entry.detail_text()
+        typer.echo(
+            f"{entry.at:%Y-%m-%d %H:%M:%S} {entry.actor} {entry.action} {entry.target or '-'} "
+            f"{entry.outcome}{' ' + detail if detail else ''}"
+        )
