@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from deploy.local.cli import local_app
+from deploy.production.cli import deploy_app
 
 app = typer.Typer(
     name="caducee",
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(local_app, name="local")
+app.add_typer(deploy_app, name="deploy")
 
 
 def main() -> None:

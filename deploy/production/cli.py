@@ -1,0 +1,131 @@
+"""`caducee deploy ...`: the operator's commands for a production deployment.
+
+Errors are one clear line and a non-zero status (2: bad settings, 1: the operation failed),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+deploy_app = typer.Typer(
+    help="Production deployment: secrets, configuration rendering, proxy routes, backups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_BAD_SETTINGS = 2
+EXIT_FAILED = 1
+
+EnvOption = Annotated[
+    Path,
+    typer.Option("--env-file", help="The deployment's settings (.env).", dir_okay=False),
+]
+
+
+class Layout(StrEnum):
+    containers = "containers"
+    host = "host"
+
+
+@deploy_app.command("secrets")
+def secrets_command(env_file: EnvOption = Path(".env")) -> None:
+    """Fill every empty secret of the .env file (created from .env.example if absent)."""
+    from deploy.production.envfile import EnvFileError, fill_secrets
+
+    example = Path(__file__).resolve().parent / ".env.example"
+    try:
+        filled = fill_secrets(env_file, example)
+    except EnvFileError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+    if filled:
+        typer.echo(f"{env_file}: generated {', '.join(filled)} (mode 0600; never commit it)")
+    else:
+        typer.echo(f"{env_file}: every secret already has a value; nothing changed")
+
+
+@deploy_app.command("render")
+def render_command(
+    env_file: EnvOption,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the configuration.")],
+    layout: Annotated[
+        Layout, typer.Option("--layout", help="containers (compose) or host (systemd).")
+    ] = Layout.containers,
+) -> None:
+    """Render Synapse (main + workers), bridge, bot, Element and backup configuration."""
+    from dataclasses import replace
+
+    from deploy.production.envfile import EnvFileError
+    from deploy.production.render import prepare_data_dirs, render
+    from deploy.production.settings import Settings, Topology
+
+    try:
+        settings = Settings.load(env_file)
+    except EnvFileError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+    base = Topology.containers() if layout is Layout.containers else Topology.host()
+    topology = replace(base, config_dir=out)
+    try:
+        prepare_data_dirs(topology)
+        rendered = render(settings, topology, out)
+    except OSError as exc:
+        typer.echo(f"Error: cannot write the configuration: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(f"Rendered {rendered.homeserver} and {len(rendered.workers)} worker files")
+    typer.echo(f"  bridge: {rendered.bridge}  bot: {rendered.bot}  element: {rendered.element}")
+    typer.echo(f"  backup manifest: {rendered.manifest}")
+
+
+@deploy_app.command("caddyfile")
+def caddyfile_command(
+    layout: Annotated[
+        Layout, typer.Option("--layout", help="containers (compose) or host (systemd).")
+    ] = Layout.containers,
+) -> None:
+    """Print the Caddyfile generated from the route table (deploy/production/Caddyfile)."""
+    from deploy.production.caddy import caddyfile
+
+    typer.echo(caddyfile(host_layout=layout is Layout.host), nl=False)
+
+
+@deploy_app.command("backup")
+def backup_command(
+    config: Annotated[
+        Path, typer.Option("--config", help="The rendered deployment.yaml.", dir_okay=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the archive (0700).")],
+) -> None:
+    """Dump the databases and save the signing key and the bot's crypto store (0600 archive)."""
+    from deploy.production.backup import BackupError, Manifest, backup
+
+    try:
+        archive = backup(Manifest.load(config), out)
+    except BackupError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(f"Backup written to {archive} (mode 0600: it holds the deployment's keys)")
+
+
+@deploy_app.command("restore")
+def restore_command(
+    archive: Annotated[Path, typer.Argument(help="A caducee-backup-*.tar.gz archive.")],
+    config: Annotated[
+        Path, typer.Option("--config", help="The rendered deployment.yaml.", dir_okay=False)
+    ],
+) -> None:
+    """Restore an archive into fresh databases and empty folders (services stopped)."""
+    from deploy.production.backup import BackupError, Manifest, restore
+
+    try:
+        summary = restore(archive, Manifest.load(config))
+    except BackupError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    for line in summary:
+        typer.echo(f"restored {line}")

@@ -1,0 +1,344 @@
+"""Render the production configuration from the operator's `.env` and the hardened template.
+
+One source of truth: Synapse's shared configuration comes from the same
+`synapse-config/homeserver.yaml.j2` as the local federation, with PostgreSQL, Redis, the
+replication listener and the workers filled in; each worker's own file holds only what
+Synapse's worker documentation says is per worker (app, name, listeners, log config). The
+bridge, the bot, Element Web and the backup manifest are rendered from the same settings, so
+a server name or a password is typed once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import yaml
+from signedjson.key import generate_signing_key, write_signing_keys
+
+from deploy.local.homeserver import SYNAPSE_CONFIG_DIR
+from deploy.production.envfile import write_private
+from deploy.production.settings import Settings, Topology, Worker
+
+GENERATED_HEADER = "# Rendered by `caducee deploy render` from the deployment's .env: edit .env, "
+GENERATED_HEADER += "not this file.\n"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Knobs the tests turn (private CA, loopback peers, fast jobs); production uses defaults."""
+
+    testing: bool = False
+    ca_cert: Path | None = None
+    ip_range_whitelist: tuple[str, ...] = ()
+    bot_homeserver_url: str | None = None  # default: https://<matrix host> (through the proxy)
+    extra_guard_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Paths of everything `render` wrote."""
+
+    homeserver: Path
+    workers: dict[str, Path]
+    bridge: Path
+    bot: Path
+    element: Path
+    manifest: Path
+    signing_key: Path
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(SYNAPSE_CONFIG_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - YAML, values are passed through tojson
+    )
+
+
+def database_url(settings: Settings, topology: Topology, which: str, driver: str = "") -> str:
+    """A URL for one of the deployment's databases (`driver` e.g. "+asyncpg")."""
+    password = settings.secrets["POSTGRES_PASSWORD"]
+    auth = quote(topology.postgres_user, safe="")
+    if password:
+        auth += ":" + quote(password, safe="")
+    pg = topology.postgres
+    return f"postgresql{driver}://{auth}@{pg.host}:{pg.port}/{topology.databases[which]}"
+
+
+def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> dict[str, Any]:
+    """The hardened template's values for the shared configuration of every process."""
+    data = topology.synapse_data_dir
+    redis: dict[str, Any] = {
+        "enabled": True,
+        "host": topology.redis.host,
+        "port": topology.redis.port,
+    }
+    if settings.secrets.get("REDIS_PASSWORD"):
+        redis["password"] = settings.secrets["REDIS_PASSWORD"]
+    testing = tuning.testing
+    return {
+        "server_name": settings.server_name,
+        "data_dir": str(data),
+        "public_baseurl": f"https://{settings.matrix_host}/",
+        "federation_port": topology.main_federation.port,
+        "federation_bind": [topology.bind],
+        "federation_tls": False,
+        "federation_x_forwarded": True,
+        "client_port": topology.main_client.port,
+        "client_bind": [topology.bind],
+        "metrics_port": topology.main_metrics_port,
+        "replication_port": topology.main_replication.port,
+        "replication_bind": [topology.bind],
+        "x_forwarded": True,
+        "ca_cert": str(tuning.ca_cert) if tuning.ca_cert else None,
+        "federation_whitelist": settings.allowed_servers,
+        "ip_range_whitelist": list(tuning.ip_range_whitelist),
+        "federation_min_retry": "1s" if testing else "10s",
+        "federation_max_retry": "5s" if testing else "5m",
+        "database": {
+            "name": "psycopg2",
+            "args": {
+                "user": topology.postgres_user,
+                "password": settings.secrets["POSTGRES_PASSWORD"],
+                "dbname": topology.databases["synapse"],
+                "host": topology.postgres.host,
+                "port": topology.postgres.port,
+                "cp_min": 2 if testing else 5,
+                "cp_max": 5 if testing else 10,
+            },
+        },
+        "workers": {
+            "redis": redis,
+            "instance_map": {
+                "main": {
+                    "host": topology.main_replication.host,
+                    "port": topology.main_replication.port,
+                }
+            },
+            "replication_secret": settings.secrets["SYNAPSE_WORKER_REPLICATION_SECRET"],
+            "federation_sender_instances": [w.name for w in topology.federation_senders],
+            "stream_writers": {},
+        },
+        "log_config": str(topology.config_dir / "synapse" / "log-main.yaml"),
+        "signing_key_path": str(data / "signing.key"),
+        "macaroon_secret_key": settings.secrets["SYNAPSE_MACAROON_SECRET_KEY"],
+        "form_secret": settings.secrets["SYNAPSE_FORM_SECRET"],
+        "registration_shared_secret": settings.secrets["SYNAPSE_REGISTRATION_SHARED_SECRET"],
+        "bcrypt_rounds": 4 if testing else 12,
+        "retention_default_max": "30d",
+        "retention_min": "1s" if testing else "30s",
+        "retention_max": "365d",
+        "retention_purge_interval": "1s" if testing else "1m",
+        "redaction_retention_period": "5m",
+        "media_local_lifetime": "30d",
+        "media_remote_lifetime": "7d",
+        "rate_limits_relaxed": testing,
+        "admin_contact": f"mailto:{settings.admin_email}",
+        "guard_config": {"allowed_servers": settings.allowed_servers, **tuning.extra_guard_config},
+    }
+
+
+def worker_config(worker: Worker, topology: Topology) -> dict[str, Any]:
+    """A worker's own file: only what differs per process (Synapse's worker documentation)."""
+    listeners: list[dict[str, Any]] = []
+    if worker.http is not None:
+        listeners.append(
+            {
+                "type": "http",
+                "port": worker.http.port,
+                "bind_addresses": [topology.bind],
+                "x_forwarded": True,
+                "resources": [{"names": ["client", "federation"], "compress": False}],
+            }
+        )
+    if worker.health is not None:
+        listeners.append(
+            {
+                "type": "http",
+                "port": worker.health.port,
+                "bind_addresses": [topology.bind],
+                "resources": [{"names": ["health"]}],
+            }
+        )
+    return {
+        "worker_app": "synapse.app.generic_worker",
+        "worker_name": worker.name,
+        "worker_log_config": str(topology.config_dir / "synapse" / f"log-{worker.name}.yaml"),
+        "worker_listeners": listeners,
+    }
+
+
+def ensure_signing_key(path: Path) -> None:
+    """Create the homeserver's signing key once (0600); it must survive every upgrade."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        write_signing_keys(handle, [generate_signing_key("a_" + secrets.token_hex(2))])
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    return GENERATED_HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def bridge_config(settings: Settings, topology: Topology) -> dict[str, Any]:
+    return {
+        "server_name": settings.server_name,
+        "homeserver_url": f"http://{topology.main_client.host}:{topology.main_client.port}",
+        "federation_name": settings.federation_name,
+        "data_dir": str(topology.bridge_data_dir),
+        "database_url": database_url(settings, topology, "bridge", "+asyncpg"),
+        "listen_host": topology.bind,
+        "listen_port": topology.bridge.port,
+        "service_tokens": [{"name": "bot", "token": settings.secrets["CADUCEE_BRIDGE_BOT_TOKEN"]}],
+        "openid_allowed_servers": settings.allowed_servers,
+        "log_level": "INFO",
+    }
+
+
+def bot_config(settings: Settings, topology: Topology, tuning: Tuning) -> dict[str, Any]:
+    data = topology.bot_data_dir
+    return {
+        "homeserver_url": tuning.bot_homeserver_url or f"https://{settings.matrix_host}",
+        "user_id": f"@{settings.bot_localpart}:{settings.server_name}",
+        "password": settings.secrets["CADUCEE_BOT_PASSWORD"],
+        "store_dir": str(data / "store"),
+        "pickle_key_file": str(data / "secrets" / "pickle-key"),
+        "database_url": database_url(settings, topology, "bot", "+asyncpg"),
+        "bridge_url": f"http://{topology.bridge.host}:{topology.bridge.port}",
+        "bridge_token": settings.secrets["CADUCEE_BRIDGE_BOT_TOKEN"],
+        "member_servers": settings.allowed_servers,
+        "log_level": "INFO",
+    }
+
+
+def element_config(settings: Settings) -> dict[str, Any]:
+    """Element Web locked to this homeserver: no guests, no other servers, no third parties."""
+    return {
+        "default_server_config": {
+            "m.homeserver": {
+                "base_url": f"https://{settings.matrix_host}",
+                "server_name": settings.server_name,
+            }
+        },
+        "disable_custom_urls": True,
+        "disable_guests": True,
+        "disable_3pid_login": True,
+        "brand": "Caducée",
+        "default_country_code": "FR",
+        "show_labs_settings": False,
+        "room_directory": {"servers": [settings.server_name]},
+        "integrations_ui_url": "",
+        "integrations_rest_url": "",
+        "integrations_widgets_urls": [],
+        "permalink_prefix": f"https://{settings.element_host}",
+        "setting_defaults": {
+            "UIFeature.registration": False,
+            "UIFeature.passwordReset": False,
+            "UIFeature.deactivate": False,
+            "UIFeature.identityServer": False,
+            "UIFeature.thirdPartyId": False,
+            "UIFeature.urlPreviews": False,
+            "UIFeature.feedback": False,
+            "UIFeature.shareSocial": False,
+            "UIFeature.widgets": False,
+            "UIFeature.voip": False,
+            "urlPreviewsEnabled": False,
+            "urlPreviewsEnabled_e2ee": False,
+            "blacklistUnverifiedDevices": True,
+            "sendTypingNotifications": False,
+            "showReadReceipts": False,
+        },
+    }
+
+
+def manifest(settings: Settings, topology: Topology) -> dict[str, Any]:
+    """What `caducee deploy backup` saves and `caducee deploy restore` puts back."""
+    return {
+        "databases": {
+            name: database_url(settings, topology, name) for name in ("synapse", "bridge", "bot")
+        },
+        "paths": {
+            "synapse_signing_key": str(topology.synapse_data_dir / "signing.key"),
+            "bot_store": str(topology.bot_data_dir / "store"),
+            "bot_secrets": str(topology.bot_data_dir / "secrets"),
+        },
+    }
+
+
+def render(
+    settings: Settings, topology: Topology, out_dir: Path, tuning: Tuning | None = None
+) -> Rendered:
+    """Write every configuration file under `out_dir` (the deployment's config_dir)."""
+    tuning = tuning or Tuning()
+    env = _env()
+    synapse_dir = out_dir / "synapse"
+    (synapse_dir / "workers").mkdir(parents=True, exist_ok=True)
+    for sub in ("bridge", "bot", "element"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(out_dir, 0o700)
+
+    logs = topology.synapse_data_dir / "logs"
+    for name in ["main", *(w.name for w in topology.workers)]:
+        text = env.get_template("log.yaml.j2").render(
+            log_file=str(logs / f"{name}.log"), log_level="INFO"
+        )
+        (synapse_dir / f"log-{name}.yaml").write_text(text)
+    homeserver = synapse_dir / "homeserver.yaml"
+    text = env.get_template("homeserver.yaml.j2").render(
+        **synapse_values(settings, topology, tuning)
+    )
+    write_private(homeserver, text)
+    workers = {}
+    for worker in topology.workers:
+        path = synapse_dir / "workers" / f"{worker.name}.yaml"
+        path.write_text(_yaml(worker_config(worker, topology)))
+        workers[worker.name] = path
+
+    bridge = out_dir / "bridge" / "bridge.yaml"
+    write_private(bridge, _yaml(bridge_config(settings, topology)))
+    bot_data = bot_config(settings, topology, tuning)
+    bot = out_dir / "bot" / "bot.yaml"
+    write_private(bot, _yaml(bot_data))
+    element = out_dir / "element" / "config.json"
+    element.write_text(json.dumps(element_config(settings), indent=2, ensure_ascii=False) + "\n")
+    manifest_path = out_dir / "deployment.yaml"
+    write_private(manifest_path, _yaml(manifest(settings, topology)))
+    return Rendered(
+        homeserver=homeserver,
+        workers=workers,
+        bridge=bridge,
+        bot=bot,
+        element=element,
+        manifest=manifest_path,
+        signing_key=topology.synapse_data_dir / "signing.key",
+    )
+
+
+def prepare_data_dirs(topology: Topology) -> None:
+    """Create the data directories (0700) and the signing key.
+
+    The bot creates its own pickle key file (0600) on first start; it is backed up with the
+    crypto store it protects.
+    """
+    for directory in (
+        topology.synapse_data_dir,
+        topology.synapse_data_dir / "logs",
+        topology.synapse_data_dir / "media_store",
+        topology.bridge_data_dir,
+        topology.bot_data_dir,
+        topology.bot_data_dir / "store",
+        topology.bot_data_dir / "secrets",
+    ):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+    ensure_signing_key(topology.synapse_data_dir / "signing.key")
