@@ -1,0 +1,127 @@
+"""Helpers for the admin tests: a bridge database on SQLite or PostgreSQL, practitioners in
+the directory, departures as a re-import reports them, services wired to a real homeserver."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import sqlalchemy as sa
+
+from bridge.admin.services import AdminServices
+from bridge.db import Database, open_database
+from deploy.local.federation import Homeserver
+from tests.test_bot_commands_support import fresh_postgres_database
+
+PUBLIC_URL = "http://bridge.test"
+
+
+def random_rpps() -> str:
+    """A fresh 11-digit number (homeservers are shared by the whole session)."""
+    return "1" + "".join(random.choice("0123456789") for _ in range(10))
+
+
+@asynccontextmanager
+async def bridge_database(kind: str, tmp_path: Path) -> AsyncIterator[Database]:
+    if kind == "sqlite":
+        db = await open_database(f"sqlite:///{tmp_path / 'bridge.db'}")
+        try:
+            yield db
+        finally:
+            await db.close()
+        return
+    async for url in fresh_postgres_database():
+        db = await open_database(url)
+        try:
+            yield db
+        finally:
+            await db.close()
+
+
+async def add_practitioner(
+    db: Database, rpps: str, first: str, last: str, *, title: str = "Docteur"
+) -> None:
+    """One practitioner in the live directory table (as an import would leave it)."""
+    columns = "id, rpps, id_type, last_name, first_name, title, profession_code, profession"
+    values = ":id, :rpps, '8', :last, :first, :title, '10', 'Médecin'"
+    if db.dialect == "postgresql":
+        insert = sa.text(
+            f"INSERT INTO directory_practitioner ({columns}, activities, tokens) "  # noqa: S608
+            f"VALUES ({values}, '', to_tsvector('simple', :words))"
+        )
+    else:
+        insert = sa.text(
+            f"INSERT INTO directory_practitioner ({columns}, activities) "  # noqa: S608
+            f"VALUES ({values}, '')"
+        )
+    async with db.sessions.begin() as session:
+        next_id = await session.scalar(
+            sa.text("SELECT COALESCE(MAX(id), 0) + 1 FROM directory_practitioner")
+        )
+        await session.execute(
+            insert,
+            {
+                "id": next_id,
+                "rpps": rpps,
+                "last": last,
+                "first": first,
+                "title": title,
+                "words": f"{first} {last}".lower(),
+            },
+        )
+
+
+async def strike_off(db: Database, rpps: str) -> None:
+    """What a re-import does to a practitioner who left the register: gone from the live
+    table, listed as disappeared in the change report."""
+    now = datetime.now(UTC)
+    async with db.sessions.begin() as session:
+        row = (
+            await session.execute(
+                sa.text("SELECT first_name, last_name FROM directory_practitioner WHERE rpps = :r"),
+                {"r": rpps},
+            )
+        ).one()
+        import_id = await session.scalar(
+            sa.text(
+                "INSERT INTO directory_import (source, format, started_at, finished_at, lines, "
+                "records, practitioners, errors, warnings, new_count, changed_count, "
+                "disappeared_count, initial) VALUES ('test', 'rpps', :t, :t, 0, 0, 0, 0, 0, 0, "
+                "0, 1, false) RETURNING id"
+            ),
+            {"t": now},
+        )
+        await session.execute(
+            sa.text(
+                "INSERT INTO directory_change (import_id, kind, rpps, last_name, first_name) "
+                "VALUES (:i, 'disappeared', :r, :l, :f)"
+            ),
+            {"i": import_id, "r": rpps, "l": row.last_name, "f": row.first_name},
+        )
+        await session.execute(
+            sa.text("DELETE FROM directory_practitioner WHERE rpps = :r"), {"r": rpps}
+        )
+
+
+def services_for(
+    db: Database, http: aiohttp.ClientSession, *homeservers: Homeserver
+) -> AdminServices:
+    from bridge.synapse_admin import SynapseAdmin
+
+    return AdminServices(
+        db=db,
+        homeservers={
+            hs.server_name: SynapseAdmin(http, hs.client_url, hs.admin_token) for hs in homeservers
+        },
+        default_server=homeservers[0].server_name,
+        public_url=PUBLIC_URL,
+    )
+
+
+def secret_of(activation_url: str) -> str:
+    assert activation_url.startswith(PUBLIC_URL + "/activate?token=")
+    return activation_url.rpartition("=")[2]
