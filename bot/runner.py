@@ -211,7 +211,9 @@ class BotRunner:
         self._sync_task = asyncio.create_task(self._sync_loop(), name="bot sync")
         self._tick_task = asyncio.create_task(self._tick_loop(), name="bot ticks")
         ready = asyncio.create_task(self._ready.wait())
-        done, _ = await asyncio.wait({ready, self._sync_task}, timeout=READY_TIMEOUT)
+        done, _ = await asyncio.wait(
+            {ready, self._sync_task}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
         if ready not in done:
             ready.cancel()
             if self._sync_task in done:

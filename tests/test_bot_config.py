@@ -1,0 +1,129 @@
+"""The bot's configuration loader and its pure policy helpers (notices, invites)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bot.cli import bot_app
+from bot.config import ConfigError, TrustMode, load_config, parse_config
+from bot.events import may_join
+from bot.unreadable import NO_KEY, NoticeLimiter, parse_withheld, unreadable_notice
+
+EXAMPLE = Path(__file__).parent.parent / "bot" / "example-config.yaml"
+
+
+def good(tmp_path: Path, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "homeserver_url": "http://127.0.0.1:8008/",
+        "user_id": "@caducee:localhost:8481",
+        "password": "a real password",
+        "store_dir": "store",
+        "pickle_key_file": "secrets/pickle",
+        "member_servers": ["localhost:8482"],
+    }
+    data.update(changes)
+    return data
+
+
+def test_valid_config_resolves_paths_and_defaults(tmp_path: Path) -> None:
+    config = parse_config(good(tmp_path, default_ttl="2d"), base_dir=tmp_path)
+    assert config.homeserver_url == "http://127.0.0.1:8008"
+    assert config.store_dir == tmp_path / "store"
+    assert config.default_ttl == 2 * 86400
+    assert config.trust is TrustMode.TOFU_CROSS_SIGNED
+    assert config.effective_member_servers == {"localhost:8481", "localhost:8482"}
+    assert config.effective_database_url.endswith("store/bot.db")
+    assert "a real password" not in repr(config)
+
+
+def test_pickle_key_file_is_generated_private_once(tmp_path: Path) -> None:
+    config = parse_config(good(tmp_path), base_dir=tmp_path)
+    key = config.resolve_pickle_key()
+    path = tmp_path / "secrets" / "pickle"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert config.resolve_pickle_key() == key and len(key) >= 40
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"password": None}, "password or password_file is required"),
+        ({"pickle_key": "0123456789abcdef0123"}, "exactly one of pickle_key"),
+        ({"pickle_key_file": None, "pickle_key": "short"}, "too short"),
+        ({"user_id": "caducee"}, "not a Matrix user id"),
+        ({"homeserver_url": "ftp://x"}, "not an http"),
+        ({"min_ttl": "2d", "default_ttl": "1d"}, "min_ttl <= default_ttl"),
+        ({"default_ttl": "soon"}, "not a duration"),
+        ({"trust": "everyone"}, "trust"),
+        ({"member_servers": []}, "member_servers"),
+        ({"bridge_url": "http://127.0.0.1:1"}, "bridge_url needs bridge_token"),
+        ({"pasword": "typo"}, "unknown field"),
+        ({"password": "CHANGE_ME"}, "example value"),
+    ],
+)
+def test_bad_config_is_refused_with_the_field_named(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    data = {k: v for k, v in good(tmp_path, **changes).items() if v is not None}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, base_dir=tmp_path)
+
+
+def test_shipped_example_is_refused_until_edited(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="example value"):
+        load_config(EXAMPLE)
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(good(tmp_path), bridge_token="x" * 40)
+    assert parse_config(data, base_dir=tmp_path).bridge_url == "http://127.0.0.1:8780"
+
+
+def test_cli_reports_config_errors_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_text("homeserver_url: [unclosed\n")
+    result = CliRunner().invoke(bot_app, ["check-config", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "not valid YAML" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(bot_app, ["run", "--config", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_withheld_events_are_parsed_and_malformed_ones_ignored() -> None:
+    source = {
+        "type": "m.room_key.withheld",
+        "sender": "@a:hs",
+        "content": {"room_id": "!r:hs", "session_id": "S", "code": "m.unverified"},
+    }
+    parsed = parse_withheld(source)
+    assert parsed is not None and (parsed.code, parsed.session_id) == ("m.unverified", "S")
+    assert parse_withheld({**source, "type": "m.room_key"}) is None
+    assert parse_withheld({**source, "content": {"room_id": "!r:hs"}}) is None
+    assert parse_withheld("nope") is None
+
+
+def test_notices_are_bilingual_and_specific() -> None:
+    unverified = unreadable_notice("m.unverified")
+    assert "vérifiée" in unverified and "verified" in unverified
+    assert "never reached me" in unreadable_notice(NO_KEY)
+    assert "m.unavailable" in unreadable_notice("m.unavailable")
+
+
+def test_notice_limiter_allows_one_per_room_and_sender_per_interval() -> None:
+    limiter = NoticeLimiter(60, max_keys=2)
+    assert limiter.allow("!r", "@a", 0)
+    assert not limiter.allow("!r", "@a", 30)
+    assert limiter.allow("!r", "@b", 30) and limiter.allow("!s", "@a", 30)
+    assert limiter.allow("!r", "@a", 61)
+
+
+def test_only_member_servers_may_invite_the_bot() -> None:
+    members = frozenset({"localhost:8481", "hs.example"})
+    assert may_join("@doc:localhost:8481", members)
+    assert not may_join("@doc:localhost:8483", members)
+    assert not may_join("@doc:evil.hs.example", members)
+    assert not may_join("malformed", members)

@@ -1,0 +1,239 @@
+"""The bot's lifecycle on real homeservers: restarts, a lost device, redelivered commands,
+invites from outside the federation's members, unreadable messages, untrusted devices."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nio import MegolmEvent, ToDeviceMessage
+from nio.store import DefaultStore
+
+from bot.config import BotConfig
+from bot.crypto.bootstrap import NioJson, query_keys
+from bot.crypto.trust import Verdict, evaluate_user
+from bot.ids import RoomId
+from bot.runner import BotRunner
+from bot.session import SESSION_FILE
+from deploy.local.federation import Homeserver
+from tests.conftest_bot import bot_config, start_bot
+from tests.matrix_helpers import Doctor, eventually
+
+pytestmark = pytest.mark.slow
+
+Bots = Callable[..., Awaitable[tuple[BotConfig, BotRunner]]]
+
+
+@pytest.fixture
+async def bots(hs_a: Homeserver, hs_b: Homeserver, tmp_path: Path) -> AsyncIterator[Bots]:
+    """Start a fresh bot on hs_a (own account and store) per call; all stopped at the end."""
+    running: list[BotRunner] = []
+
+    async def make(**overrides: Any) -> tuple[BotConfig, BotRunner]:
+        members = overrides.pop("member_servers", [hs_a.server_name, hs_b.server_name])
+        config = await bot_config(hs_a, tmp_path / "bot", members, **overrides)
+        runner = await start_bot(config)
+        running.append(runner)
+        return config, runner
+
+    yield make
+    for runner in running:
+        await runner.stop()
+
+
+class Recorder:
+    """A sync listener (the hook the expiry engine uses) that notes event ids."""
+
+    def __init__(self) -> None:
+        self.event_ids: list[str] = []
+
+    async def on_room_event(self, room_id: RoomId, event: Any) -> None:
+        self.event_ids.append(event.event_id)
+
+    async def on_gap(self, room_id: RoomId, prev_batch: str) -> None:
+        return None
+
+
+async def test_restart_keeps_device_and_identity_and_answers_what_came_meanwhile(
+    bots: Bots, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    config, bot = await bots()
+    assert bot.cross_signing is not None and not bot.cross_signing.plan.nothing_to_do
+    doctor = await Doctor.create(hs_b, tmp_path)
+    try:
+        room_id = await doctor.dm(bot.user_id)
+        await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b)
+        device, master = bot.device_id, bot.cross_signing.master_public
+        await bot.stop()
+        mark = len(doctor.seen)
+        await doctor.send(room_id, "!find cardiologue")  # sent while the bot is down
+        bot = await start_bot(config)
+        assert bot.device_id == device
+        assert bot.cross_signing is not None and bot.cross_signing.plan.nothing_to_do
+        assert bot.cross_signing.master_public == master
+        reply = await doctor.wait_for_text(bot.user_id, after=mark)
+        assert "annuaire" in reply.body.lower() or "directory" in reply.body.lower()
+    finally:
+        await doctor.close()
+        await bot.stop()
+
+
+async def test_lost_device_is_signed_again_with_the_same_identity(
+    bots: Bots, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    config, bot = await bots()
+    assert bot.cross_signing is not None
+    old_device, master = bot.device_id, bot.cross_signing.master_public
+    await bot.stop()
+    (config.store_dir / SESSION_FILE).unlink()  # the login is lost; the keys file is not
+    bot = await start_bot(config)
+    doctor = await Doctor.create(hs_b, tmp_path)
+    try:
+        assert bot.device_id != old_device
+        plan = bot.cross_signing.plan if bot.cross_signing else None
+        assert plan is not None and plan.sign_device and not plan.upload and not plan.generate
+        answer = await query_keys(NioJson(doctor.client), [bot.user_id])
+        trust = evaluate_user(bot.user_id, answer, master)
+        assert trust.devices[bot.device_id] is Verdict.CROSS_SIGNED
+        room_id = await doctor.dm(bot.user_id)
+        await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b)
+    finally:
+        await doctor.close()
+        await bot.stop()
+
+
+async def test_a_redelivered_command_is_not_run_twice(
+    bots: Bots, hs_a: Homeserver, tmp_path: Path
+) -> None:
+    config, bot = await bots()
+    doctor = await Doctor.create(hs_a, tmp_path)
+    try:
+        room_id = await doctor.dm(bot.user_id)
+        await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b)
+        assert bot.client is not None
+        before = str(bot.client.next_batch)
+        mark = len(doctor.seen)
+        second = await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b, after=mark)
+        user, device = bot.user_id, bot.device_id
+        await bot.stop()
+        # Rewind the stored sync token: the next sync delivers the second !help again.
+        store = DefaultStore(user, device, str(config.store_dir), config.resolve_pickle_key())
+        store.save_sync_token(before)
+        store.database.close()
+        bot = BotRunner(config)
+        seen = Recorder()
+        bot.add_listener(seen)
+        await bot.start()
+        mark = len(doctor.seen)
+        await doctor.send(room_id, "!find cardiologue")  # barrier: its answer comes after
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" not in b[:40], after=mark)
+        helps = [e for e in doctor.seen[mark:] if e.sender == bot.user_id and "!case" in e.body]
+        assert helps == []
+        assert second in seen.event_ids  # it really was delivered again
+    finally:
+        await doctor.close()
+        await bot.stop()
+
+
+async def test_invites_from_non_member_servers_are_ignored(
+    bots: Bots, hs_a: Homeserver, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    _config, bot = await bots(member_servers=[hs_a.server_name])  # hs_b is not a member here
+    outsider = await Doctor.create(hs_b, tmp_path, name="outsider")
+    member = await Doctor.create(hs_a, tmp_path, name="member")
+    try:
+        response = await outsider.client.room_create(is_direct=True, invite=[bot.user_id])
+        outside_room = response.room_id
+        assert bot.client is not None
+        client = bot.client
+
+        async def invited() -> bool | None:
+            return True if outside_room in client.invited_rooms else None
+
+        await eventually(invited)
+        await member.dm(bot.user_id)  # barrier: a later invite is accepted
+        assert outside_room not in client.rooms
+        assert outsider.texts_from(outside_room, bot.user_id) == []
+    finally:
+        await outsider.close()
+        await member.close()
+
+
+async def test_unreadable_message_gets_a_plain_words_answer(
+    bots: Bots, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    _config, bot = await bots(undecryptable_grace_seconds=1)
+    doctor = await Doctor.create(hs_b, tmp_path)
+    try:
+        room_id = await doctor.dm(bot.user_id)
+        await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b)
+        bot_device = doctor.client.device_store[bot.user_id][bot.device_id]
+        doctor.client.blacklist_device(bot_device)  # the bot will not get this message's key
+        mark = len(doctor.seen)
+        await doctor.send(room_id, "!help")
+        notice = await doctor.wait_for_text(bot.user_id, after=mark)
+        assert "could not read your message" in notice.body
+        assert "n'ai pas pu lire" in notice.body
+    finally:
+        await doctor.close()
+
+
+async def test_withheld_key_is_explained_with_its_reason(
+    bots: Bots, hs_a: Homeserver, tmp_path: Path
+) -> None:
+    _config, bot = await bots(undecryptable_grace_seconds=60)
+    doctor = await Doctor.create(hs_a, tmp_path)
+    try:
+        room_id = await doctor.dm(bot.user_id)
+        await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b)
+        client = doctor.client
+        client.blacklist_device(client.device_store[bot.user_id][bot.device_id])
+        mark = len(doctor.seen)
+        await doctor.send(room_id, "!help")
+        session = client.olm.outbound_group_sessions[room_id]
+        withheld = {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "room_id": room_id,
+            "session_id": session.id,
+            "sender_key": client.olm.account.identity_keys["curve25519"],
+            "code": "m.unverified",
+            "reason": "Device not verified",
+        }
+        await client.to_device(
+            ToDeviceMessage("m.room_key.withheld", bot.user_id, bot.device_id, withheld)
+        )
+        # Well before the 60 s grace: the answer comes from the withheld notice.
+        notice = await doctor.wait_for_text(bot.user_id, after=mark, timeout=20)
+        assert "does not consider my session verified" in notice.body
+    finally:
+        await doctor.close()
+
+
+async def test_device_not_cross_signed_gets_no_room_key(
+    bots: Bots, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    _config, bot = await bots()
+    doctor = await Doctor.create(hs_b, tmp_path, cross_sign=False)
+    try:
+        room_id = await doctor.dm(bot.user_id)
+        await doctor.send(room_id, "!help")
+
+        async def undecryptable_reply() -> Any:
+            found = [e for e in doctor.seen if e.sender == bot.user_id]
+            return found[0] if found else None
+
+        reply = await eventually(undecryptable_reply)
+        assert isinstance(reply, MegolmEvent)  # the bot withheld its key from this device
+        assert bot.client is not None
+        device = bot.client.device_store[doctor.user_id][doctor.client.device_id]
+        assert device.blacklisted and not device.verified
+    finally:
+        await doctor.close()
