@@ -75,6 +75,10 @@ class SynapseAdmin:
         self._admin_token = admin_token
         """Server-admin access token for the `/_synapse/admin` calls below (onboarding)."""
 
+    @property
+    def base_url(self) -> str:
+        return self._base
+
     def _admin_headers(self) -> dict[str, str]:
         if self._admin_token is None:
             raise SynapseAdminError(401, "M_MISSING_TOKEN", "no admin token for this homeserver")

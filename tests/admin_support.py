@@ -45,34 +45,43 @@ async def bridge_database(kind: str, tmp_path: Path) -> AsyncIterator[Database]:
 async def add_practitioner(
     db: Database, rpps: str, first: str, last: str, *, title: str = "Docteur"
 ) -> None:
-    """One practitioner in the live directory table (as an import would leave it)."""
-    columns = "id, rpps, id_type, last_name, first_name, title, profession_code, profession"
-    values = ":id, :rpps, '8', :last, :first, :title, '10', 'Médecin'"
-    if db.dialect == "postgresql":
-        insert = sa.text(
-            f"INSERT INTO directory_practitioner ({columns}, activities, tokens) "  # noqa: S608
-            f"VALUES ({values}, '', to_tsvector('simple', :words))"
-        )
-    else:
-        insert = sa.text(
-            f"INSERT INTO directory_practitioner ({columns}, activities) "  # noqa: S608
-            f"VALUES ({values}, '')"
-        )
+    """One practitioner in the live directory table, as an import leaves it (columns the
+    admin does not read - search words, sort keys - get plausible values, whatever the
+    directory's schema adds)."""
+    async with db.engine.connect() as conn:
+        columns = await conn.run_sync(lambda c: sa.inspect(c).get_columns("directory_practitioner"))
+    known: dict[str, object] = {
+        "rpps": rpps,
+        "id_type": "8",
+        "last_name": last,
+        "first_name": first,
+        "title": title,
+        "profession_code": "10",
+        "profession": "Médecin",
+    }
+    names, values, params = [], [], dict(known)
+    for column in columns:
+        name = column["name"]
+        if name == "id" or (name not in known and column["nullable"]):
+            continue
+        names.append(name)
+        if name in known:
+            values.append(f":{name}")
+        elif "TSVECTOR" in str(column["type"]).upper():
+            values.append("to_tsvector('simple', :words)")
+            params["words"] = f"{first} {last}".lower()
+        else:
+            values.append(f":{name}")
+            params[name] = f"{last.lower()}\t{first.lower()}\t{rpps}" if name == "name_key" else ""
+    insert = sa.text(
+        f"INSERT INTO directory_practitioner (id, {', '.join(names)}) "  # noqa: S608
+        f"VALUES (:id, {', '.join(values)})"
+    )
     async with db.sessions.begin() as session:
-        next_id = await session.scalar(
+        params["id"] = await session.scalar(
             sa.text("SELECT COALESCE(MAX(id), 0) + 1 FROM directory_practitioner")
         )
-        await session.execute(
-            insert,
-            {
-                "id": next_id,
-                "rpps": rpps,
-                "last": last,
-                "first": first,
-                "title": title,
-                "words": f"{first} {last}".lower(),
-            },
-        )
+        await session.execute(insert, params)
 
 
 async def strike_off(db: Database, rpps: str) -> None:

@@ -1,0 +1,1 @@
+"""The federation admins' web console: server-rendered pages served by the bridge."""

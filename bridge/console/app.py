@@ -1,0 +1,202 @@
+"""The console sub-application, mounted at /admin: sessions, CSRF, sign-in, then the pages.
+
+Everything under /admin answers 401 (a page with a sign-in link) without a valid session,
+except the sign-in form itself. Every POST must carry the CSRF token of its session (403
+otherwise). The bridge's bearer-token middleware stands aside for this sub-application
+(`BEARER_EXEMPT`): its users are people with a browser, not API clients.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Final
+
+from aiohttp import web
+
+from bridge.admin import audit
+from bridge.console import pages, sessions
+from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER, LIMITER, SESSION_SECRET
+from bridge.console.render import page
+from bridge.console.signin import check_password, is_admin, normalise
+from bridge.http.auth import BEARER_EXEMPT
+from bridge.http.errors import Handler
+from bridge.http.keys import CONFIG, HTTP_CLIENT
+
+logger = logging.getLogger(__name__)
+
+PREFIX: Final = "/admin"
+_OPEN: set[Handler] = set()
+MAX_FORM_BYTES = 2 * 1024 * 1024  # bulk files
+
+
+def open_to_all(handler: Handler) -> Handler:
+    """Reachable without a session: the sign-in form only."""
+    _OPEN.add(handler)
+    return handler
+
+
+def secure_cookies(request: web.Request) -> bool:
+    public = request.config_dict[ADMIN_SERVICES].public_url
+    return request.secure or public.startswith("https://")
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
+    response.set_cookie(
+        name,
+        value,
+        path=sessions.COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
+        secure=secure_cookies(request),
+    )
+
+
+def see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def sign_in_required(request: web.Request) -> web.Response:
+    return page(request, "signin_required.html", status=401, user=None)
+
+
+@web.middleware
+async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Session and CSRF checks, and HTML (not JSON) for errors inside the console."""
+    try:
+        if request.match_info.http_exception is not None:
+            raise request.match_info.http_exception
+        if request.match_info.handler not in _OPEN:
+            secret = request.cookies.get(sessions.COOKIE, "")
+            services = request.config_dict[ADMIN_SERVICES]
+            found = None
+            if secret:
+                async with services.db.sessions() as s:
+                    found = await sessions.find_session(s, secret, now=services.now())
+            config = request.config_dict[CONFIG]
+            if found is None or not is_admin(config, found.user_id):
+                return sign_in_required(request)
+            request[ADMIN_USER] = found.user_id
+            request[SESSION_SECRET] = secret
+            if request.method == "POST":
+                form = await request.post()
+                token = form.get("csrf")
+                if not isinstance(token, str) or not sessions.csrf_ok(secret, token):
+                    return page(
+                        request,
+                        "error.html",
+                        status=403,
+                        user=found.user_id,
+                        message="This form has expired. Go back, reload and retry.",
+                        csrf=sessions.csrf_token(secret),
+                    )
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        session_secret = request.get(SESSION_SECRET)
+        return page(
+            request,
+            "error.html",
+            status=exc.status,
+            user=request.get(ADMIN_USER),
+            message=exc.reason,
+            csrf=sessions.csrf_token(session_secret) if session_secret else "",
+        )
+
+
+@open_to_all
+async def signin_form(request: web.Request) -> web.StreamResponse:
+    return signin_page(request)
+
+
+def signin_page(
+    request: web.Request, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    login_secret = sessions.new_secret()
+    response = page(
+        request,
+        "signin.html",
+        status=status,
+        user=None,
+        error=error,
+        csrf=sessions.csrf_token(login_secret),
+    )
+    set_cookie(request, response, sessions.LOGIN_COOKIE, login_secret)
+    return response
+
+
+@open_to_all
+async def signin(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    login_secret = request.cookies.get(sessions.LOGIN_COOKIE, "")
+    token = form.get("csrf")
+    if not login_secret or not isinstance(token, str) or not sessions.csrf_ok(login_secret, token):
+        return signin_page(request, error="The form expired; please sign in again.", status=403)
+    user_id = normalise(str(form.get("user_id", "")))[:255]
+    password = str(form.get("password", ""))
+    address = request.remote or "unknown"
+    limiter = request.config_dict[LIMITER]
+    wait = limiter.wait_needed(address, user_id)
+    if wait > 0:
+        return signin_page(
+            request,
+            status=429,
+            error=f"Too many attempts. Try again in {int(wait // 60) + 1} minute(s).",
+        )
+    limiter.attempted(address)
+    services = request.config_dict[ADMIN_SERVICES]
+    config = request.config_dict[CONFIG]
+    verdict = await check_password(
+        config, services, request.config_dict[HTTP_CLIENT], user_id, password
+    )
+    now = services.now()
+    if verdict != "ok":
+        if verdict == "refused":
+            limiter.failed(user_id)
+        async with services.db.sessions.begin() as s:
+            await audit.record(
+                s,
+                at=now,
+                actor=user_id or "(empty)",
+                action="sign_in",
+                target=None,
+                outcome="refused",
+                address=address,
+            )
+        messages = {
+            "refused": "Wrong Matrix ID or password, or not a federation admin.",
+            "throttled": "Your homeserver asks to slow down; try again in a minute.",
+            "unavailable": "Your homeserver cannot be reached right now; try again later.",
+        }
+        status = {"refused": 401, "throttled": 429, "unavailable": 503}[verdict]
+        return signin_page(request, error=messages[verdict], status=status)
+    limiter.succeeded(user_id)
+    lifetime = timedelta(hours=config.admin.session_hours)
+    async with services.db.sessions.begin() as s:
+        secret = await sessions.open_session(s, user_id, now=now, lifetime=lifetime)
+        await audit.record(s, at=now, actor=user_id, action="sign_in", target=None, address=address)
+    response = see_other(PREFIX + "/")
+    set_cookie(request, response, sessions.COOKIE, secret)
+    response.del_cookie(sessions.LOGIN_COOKIE, path=sessions.COOKIE_PATH)
+    return response
+
+
+async def signout(request: web.Request) -> web.StreamResponse:
+    services = request.config_dict[ADMIN_SERVICES]
+    async with services.db.sessions.begin() as s:
+        await sessions.close_session(s, request[SESSION_SECRET])
+        await audit.record(s, at=services.now(), actor=request[ADMIN_USER], action="sign_out")
+    response = see_other(PREFIX + "/login")
+    response.del_cookie(sessions.COOKIE, path=sessions.COOKIE_PATH)
+    return response
+
+
+def console_app() -> web.Application:
+    app = web.Application(middlewares=[console_middleware], client_max_size=MAX_FORM_BYTES)
+    app[BEARER_EXEMPT] = True
+    app.router.add_get("/login", signin_form, name="signin_form")
+    app.router.add_post("/login", signin, name="signin")
+    app.router.add_post("/logout", signout, name="signout")
+    pages.add_routes(app)
+    return app
