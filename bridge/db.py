@@ -1,0 +1,193 @@
+"""The bridge's database: one engine per process, one schema history (Alembic), two back ends.
+
+SQLite (the default, one file beside the bridge) and PostgreSQL (production) are both reached
+through async drivers. Every entry point (the bridge service, the `caducee directory` commands,
+the tests) opens the database through `open_database`, which brings the schema up to the
+code's revision and refuses a database written by a newer bridge: running old code on a newer
+schema could silently corrupt it.
+
+SQLite runs in WAL mode so that searches keep reading the directory while an import writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+logger = logging.getLogger(__name__)
+
+SCRIPT_LOCATION = "bridge:migrations"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/bridge.db"
+"""Same place as a bridge started with the example configuration from the current folder."""
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+"""Shared by every bridge table declaration, so constraint names are predictable in migrations."""
+
+
+class DatabaseError(Exception):
+    """The database cannot be used as it is; the message is meant for the operator."""
+
+
+class SchemaTooNewError(DatabaseError):
+    """The database was migrated by a newer bridge than this one."""
+
+
+def normalise_url(url: str) -> str:
+    """Give plain URLs their async driver (``sqlite:///x`` → ``sqlite+aiosqlite:///x``).
+
+    Raises:
+        DatabaseError: the URL is not one of the two supported back ends.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(
+            f"{url!r} is not a database URL: use sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
+    drivers = {
+        "sqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+    }
+    parsed = parsed.set(drivername=drivers.get(parsed.drivername, parsed.drivername))
+    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise DatabaseError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, fit for logs and messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _prepare_sqlite_file(database: str | None) -> None:
+    """Create the SQLite file 0600 (it links practitioners to accounts) before the driver does."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str, **options: Any) -> AsyncEngine:
+    """An async engine for `url`, with the settings the bridge relies on (WAL for SQLite).
+
+    Does not touch the schema; use `open_database` for that.
+    """
+    full = normalise_url(url)
+    parsed = make_url(full)
+    if parsed.drivername.startswith("sqlite"):
+        _prepare_sqlite_file(parsed.database)
+        engine = _create_async_engine(full, **options)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    return _create_async_engine(full, **options)
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    return cfg
+
+
+def _migrate(sync_conn: Connection) -> str:
+    """Refuse a newer schema, then upgrade to head, inside the caller's transaction."""
+    cfg = alembic_config()
+    script = ScriptDirectory.from_config(cfg)
+    known = {rev.revision for rev in script.walk_revisions()}
+    current = MigrationContext.configure(sync_conn).get_current_heads()
+    unknown = sorted(set(current) - known)
+    if unknown:
+        raise SchemaTooNewError(
+            f"the bridge database is at schema revision {', '.join(unknown)}, which this "
+            f"version of the bridge does not know (it knows up to {script.get_current_head()}):"
+            " it was upgraded by a newer bridge. Run that version, or restore a backup."
+        )
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+    return script.get_current_head() or ""
+
+
+async def migrate(engine: AsyncEngine) -> str:
+    """Bring the schema to the code's revision; returns that revision.
+
+    Raises:
+        SchemaTooNewError: the database was written by a newer bridge.
+    """
+    async with engine.begin() as conn:
+        head = await conn.run_sync(_migrate)
+    logger.info("bridge database ready at schema revision %s", head)
+    return head
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """An engine and its session factory; `await db.close()` when the process stops."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def open_database(url: str, *, upgrade: bool = True, **options: Any) -> Database:
+    """Connect and (by default) migrate; the one way the bridge opens its database.
+
+    Raises:
+        DatabaseError: bad URL, unreachable server, or a schema newer than the code.
+    """
+    engine = make_engine(url, **options)
+    try:
+        if upgrade:
+            await migrate(engine)
+    except DatabaseError:
+        await engine.dispose()
+        raise
+    except (OSError, ConnectionError) as exc:
+        await engine.dispose()
+        raise DatabaseError(f"cannot reach the database {safe_url(url)}: {exc}") from None
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
