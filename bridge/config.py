@@ -241,8 +241,15 @@ class BridgeConfig(_Strict):
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     admin: AdminSettings = Field(default_factory=AdminSettings)
     """Onboarding and console settings; without them the console admits nobody."""
+    signing_key_file: Path | None = None
+    """The federation's Ed25519 signing key (signs the manifest); generated 0600 on first start.
+    Default: `federation.signing.key` in `data_dir`."""
+    manifest_lifetime_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    """How long a published manifest stays valid: peers refuse it afterwards (replay bound)."""
+    peer_refresh_seconds: int = Field(default=20, ge=1, le=3600)
+    """How often peer federations' manifests are fetched and verified."""
 
-    @field_validator("data_dir", "federation_ca_file")
+    @field_validator("data_dir", "federation_ca_file", "signing_key_file")
     @classmethod
     def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _resolve(value, info)
@@ -273,6 +280,15 @@ class BridgeConfig(_Strict):
         if self.database_url is not None:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'bridge.db'}"
+
+    @property
+    def effective_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.data_dir / "federation.signing.key"
+
+    @property
+    def effective_federation_name(self) -> str:
+        """The name the manifest is signed under (the server name when none is configured)."""
+        return self.federation_name or self.server_name
 
     @property
     def allowed_servers(self) -> frozenset[str]:

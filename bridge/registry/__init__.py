@@ -1,0 +1,1 @@
+"""The federation registry: members, homeservers, peers, and the signed manifest."""
