@@ -91,3 +91,7 @@ def forget_identity(
         typer.echo(f"Forgot the pinned identity of {user_id}; the next one seen will be trusted.")
     else:
         typer.echo(f"No identity was pinned for {user_id}.")
+
+
+if __name__ == "__main__":  # `python -m bot.cli run --config FILE`, same as `caducee bot run`
+    bot_app()

@@ -125,7 +125,10 @@ class Doctor:
             ok = isinstance(members, JoinedMembersResponse) and any(
                 m.user_id == user_id for m in members.members
             )
-            return True if ok and room_id in self.client.rooms else None
+            room = self.client.rooms.get(room_id)
+            # Our own sync must have seen the join too, or nio will not share the room key.
+            seen = room is not None and user_id in room.users and user_id not in room.invited_users
+            return True if ok and seen else None
 
         await eventually(joined, timeout=timeout)
 
