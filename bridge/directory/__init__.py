@@ -1,1 +1,2 @@
-"""The practitioner directory: the national register (RPPS) imported, searchable, linked to Matrix IDs."""
+"""The practitioner directory: the national register (RPPS) imported, searchable, linked to
+Matrix IDs."""

@@ -1,0 +1,195 @@
+"""The SQLite side of `bridge.directory.generations`: stage in TEMP, build `_next`, rename.
+
+The import uses its own connection (not the engine's pool): it needs explicit transactions,
+a TEMP staging table that lives as long as the connection, and a lock file so that two
+imports of the same database cannot interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import aiosqlite
+
+from bridge.directory.generations import (
+    FTS,
+    INSERT_IMPORT,
+    NEXT,
+    PLACE,
+    PRACTITIONER,
+    PRACTITIONER_COLUMNS,
+    UPDATE_IMPORT,
+    ImportBusyError,
+    ImportFacts,
+    SwapResult,
+    change_report_sql,
+)
+from bridge.directory.rows import PractitionerRow
+from bridge.directory.spill import DuplicateNameError, Spill
+
+_SWAPPED = (PRACTITIONER, PLACE, FTS)
+
+
+class SqliteGeneration:
+    """Stages (`Spill`), builds and swaps one directory generation in an SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        if not path or path == ":memory:" or path.startswith("file:"):
+            raise ValueError("the directory import needs an SQLite database file")
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock: int | None = None
+        self._spill: Spill | None = None
+        self._indexes: list[str] = []
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        assert self._db is not None, "begin() first"
+        return self._db
+
+    async def begin(self) -> None:
+        lock = os.open(self._path + ".import-lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise ImportBusyError("another import into this directory is running") from None
+        self._lock = lock
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        for pragma in ("busy_timeout=30000", "journal_mode=WAL", "synchronous=NORMAL"):
+            await self.db.execute(f"PRAGMA {pragma}")
+        await self._drop_next()
+        await self._clone()
+        self._spill = Spill()
+
+    async def _drop_next(self) -> None:
+        for table in _SWAPPED:
+            await self.db.execute(f"DROP TABLE IF EXISTS {table}{NEXT}")
+
+    async def _clone(self) -> None:
+        """Create each `_next` table from the live table's own definition (indexes later)."""
+        await self.db.execute("BEGIN")
+        self._indexes = []
+        for table in _SWAPPED:
+            async with self.db.execute(
+                "SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL",
+                (table,),
+            ) as cursor:
+                found = list(await cursor.fetchall())
+            tables = [sql for kind, sql in found if kind == "table"]
+            self._indexes += [sql for kind, sql in found if kind == "index"]
+            ddl, count = re.subn(
+                rf'^(CREATE (?:VIRTUAL )?TABLE )"?{table}"?', rf"\g<1>{table}{NEXT}", tables[0]
+            )
+            if count != 1:
+                raise RuntimeError(f"{table}: unexpected definition {tables[0][:60]!r}")
+            await self.db.execute(ddl)
+        await self.db.execute(
+            f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}, rank) VALUES ('automerge', 0)"
+        )
+        await self.db.execute("COMMIT")
+
+    async def add(self, rows: Sequence[PractitionerRow]) -> None:
+        assert self._spill is not None
+        self._spill.add(list(rows))
+
+    async def build(self, cities: Sequence[str]) -> None:
+        """Write the practitioners in name order (ids 1..n), then index their words."""
+        assert self._spill is not None
+        db = self.db
+        await db.execute("BEGIN")
+        insert = (
+            f"INSERT INTO {PRACTITIONER}{NEXT} ({PRACTITIONER_COLUMNS}) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)"
+        )
+        pending: asyncio.Future[None] | None = None
+        for batch in self._spill.sorted_batches():
+            if pending is not None:
+                await pending
+            # `id` is the rowid: numbered in insertion order, that is name order.
+            pending = asyncio.ensure_future(self._write(insert, batch))
+        if pending is not None:
+            await pending
+        self._spill.close()
+        await db.execute(
+            f"INSERT INTO {FTS}{NEXT} (rowid, tokens) SELECT id, tokens FROM {PRACTITIONER}{NEXT}"
+        )
+        await db.execute(f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}) VALUES ('optimize')")
+        await db.executemany(
+            f"INSERT INTO {PLACE}{NEXT} (key) VALUES (?)", [(c,) for c in sorted(cities)]
+        )
+        await db.execute("COMMIT")
+
+    async def _write(self, sql: str, rows: Sequence[PractitionerRow]) -> None:
+        await self.db.executemany(sql, rows)
+
+    async def swap(self, facts: ImportFacts) -> SwapResult:
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            async with db.execute(f"SELECT count(*) FROM {PRACTITIONER}{NEXT}") as cursor:
+                practitioners = int((await cursor.fetchone() or (0,))[0])
+            async with db.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {PRACTITIONER})") as cursor:
+                initial = bool((await cursor.fetchone() or (1,))[0])
+            params = {
+                "source": facts.source,
+                "format": facts.format,
+                "started_at": facts.started_at.isoformat(sep=" "),
+                "finished_at": datetime.now(UTC).isoformat(sep=" "),
+                "lines": facts.lines,
+                "records": facts.records,
+                "practitioners": practitioners,
+                "errors": facts.errors,
+                "warnings": facts.warnings,
+                "initial": initial,
+            }
+            async with db.execute(INSERT_IMPORT, params) as cursor:
+                import_id = int((await cursor.fetchone() or (0,))[0])
+            counts = {"new": practitioners if initial else 0, "changed": 0, "disappeared": 0}
+            if not initial:
+                for kind, sql in change_report_sql():
+                    cursor = await db.execute(sql, {"import_id": import_id})
+                    counts[kind] = cursor.rowcount
+                    await cursor.close()
+            await db.execute(UPDATE_IMPORT, {**counts, "import_id": import_id})
+            for table in _SWAPPED:
+                await db.execute(f"DROP TABLE {table}")
+                await db.execute(f"ALTER TABLE {table}{NEXT} RENAME TO {table}")
+            try:
+                for ddl in self._indexes:
+                    await db.execute(ddl)
+            except sqlite3.IntegrityError:
+                raise DuplicateNameError(
+                    "the same RPPS appears under different names on lines apart from each other"
+                ) from None
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return SwapResult(import_id, practitioners, initial=initial, **counts)
+
+    async def discard(self) -> None:
+        """Drop whatever this import built; the live directory is untouched. Always safe."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                if self._db.in_transaction:
+                    await self._db.execute("ROLLBACK")
+                await self._drop_next()
+            await self.close()
+        if self._spill is not None:
+            self._spill.close()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            os.close(lock)

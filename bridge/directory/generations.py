@@ -1,0 +1,129 @@
+"""Build a new directory beside the live one, then swap it in: how imports stay atomic.
+
+An import never writes to the tables searches read. It fills a staging table, builds
+`directory_practitioner_next` (and the search index, and the place names) from it, and only
+then, in ONE short transaction, records the change report and replaces the live tables by the
+new ones. Until that commit searches read the previous directory (SQLite in WAL mode: readers
+are never blocked; PostgreSQL: MVCC); a failed or interrupted import leaves `_next` tables
+behind that the next import drops first, and nothing else.
+
+The `_next` tables are cloned from the live ones' definitions (SQLite: their DDL; PostgreSQL:
+`LIKE`, constraints and indexes recreated and renamed at the swap), so Alembic stays the one
+place where the schema is defined.
+
+Practitioners are numbered in name order (`id`), which is what makes result pages cheap (see
+bridge.directory.search).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bridge.directory.rows import ACTIVITY_SEP, PractitionerRow
+
+logger = logging.getLogger(__name__)
+
+NEXT = "_next"
+PRACTITIONER = "directory_practitioner"
+PLACE = "directory_place"
+FTS = "directory_fts"
+PRACTITIONER_COLUMNS = (
+    "rpps, id_type, last_name, first_name, title, profession_code, profession, name_key, "
+    "activities, tokens"
+)
+"""In `PractitionerRow` order."""
+_COMPARED = ("id_type", "last_name", "first_name", "title", "profession_code", "profession")
+
+
+class ImportBusyError(Exception):
+    """Another import of the same directory is running."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportFacts:
+    """What the importer read, recorded with the change report."""
+
+    source: str
+    format: str
+    started_at: Any  # datetime (aware)
+    lines: int
+    records: int
+    errors: int
+    warnings: int
+
+
+@dataclass(frozen=True, slots=True)
+class SwapResult:
+    import_id: int
+    practitioners: int
+    new: int
+    changed: int
+    disappeared: int
+    initial: bool
+
+
+class Generation(Protocol):
+    """One back end's way to stage, build and swap a directory generation."""
+
+    async def begin(self) -> None: ...
+    async def add(self, rows: Sequence[PractitionerRow]) -> None: ...
+    async def build(self, cities: Sequence[str]) -> None: ...
+    async def swap(self, facts: ImportFacts) -> SwapResult: ...
+    async def discard(self) -> None: ...
+
+
+# --- SQL shared by both back ends (plain SQL, same text) -----------------------------------
+
+
+def change_report_sql() -> list[tuple[str, str]]:
+    """(kind, INSERT … SELECT) statements filling directory_change for import :import_id."""
+    cur, nxt = PRACTITIONER, PRACTITIONER + NEXT
+    differs = " OR ".join(f"c.{col} <> n.{col}" for col in (*_COMPARED, "activities"))
+    insert = "INSERT INTO directory_change (import_id, kind, rpps, last_name, first_name) "
+    return [
+        (
+            "new",
+            insert + f"SELECT :import_id, 'new', n.rpps, n.last_name, n.first_name FROM {nxt} n "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {cur} c WHERE c.rpps = n.rpps)",
+        ),
+        (
+            "disappeared",
+            insert + f"SELECT :import_id, 'disappeared', c.rpps, c.last_name, c.first_name "
+            f"FROM {cur} c WHERE NOT EXISTS (SELECT 1 FROM {nxt} n WHERE n.rpps = c.rpps)",
+        ),
+        (
+            "changed",
+            insert + f"SELECT :import_id, 'changed', n.rpps, n.last_name, n.first_name "
+            f"FROM {nxt} n JOIN {cur} c ON c.rpps = n.rpps WHERE {differs}",
+        ),
+    ]
+
+
+INSERT_IMPORT = (
+    "INSERT INTO directory_import (source, format, started_at, finished_at, lines, records, "
+    "practitioners, errors, warnings, new_count, changed_count, disappeared_count, initial) "
+    "VALUES (:source, :format, :started_at, :finished_at, :lines, :records, :practitioners, "
+    ":errors, :warnings, 0, 0, 0, :initial) RETURNING id"
+)
+UPDATE_IMPORT = (
+    "UPDATE directory_import SET new_count = :new, changed_count = :changed, "
+    "disappeared_count = :disappeared WHERE id = :import_id"
+)
+
+
+__all__ = [
+    "ACTIVITY_SEP",
+    "FTS",
+    "NEXT",
+    "PLACE",
+    "PRACTITIONER",
+    "PRACTITIONER_COLUMNS",
+    "Generation",
+    "ImportBusyError",
+    "ImportFacts",
+    "SwapResult",
+    "change_report_sql",
+]

@@ -1,0 +1,329 @@
+"""`import_directory`: the register (or a FHIR export) into the directory, all or nothing.
+
+The file is streamed in batches: parsed (pure, `rpps`/`fhir`), gathered into one row per
+practitioner (`rows.Grouper`), written to a staging table while the next batch is parsed
+(the database driver works in its own thread, so parsing and writing overlap), then built and
+swapped in by `generations`. Memory stays flat whatever the file's size.
+
+Past `max_errors` malformed lines the import stops and changes nothing; so does any exception,
+Ctrl-C included. Warnings (an RPPS failing its check digit) never stop an import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.engine import make_url
+
+from bridge.db import Database
+from bridge.directory.generation_postgres import PostgresGeneration
+from bridge.directory.generation_sqlite import SqliteGeneration
+from bridge.directory.generations import Generation, ImportBusyError, ImportFacts
+from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
+from bridge.directory.rows import Grouper
+from bridge.directory.rpps import (
+    RECORD_FIELDS,
+    ExtractFormatError,
+    ExtractParser,
+    RecordRow,
+    SpecialtyIndex,
+    read_header,
+)
+from bridge.directory.sources import (
+    Source,
+    SourceError,
+    locate,
+    open_activity,
+    open_savoir_faire,
+)
+
+logger = logging.getLogger(__name__)
+
+BATCH_LINES = 20_000
+KEPT_ISSUES = 20
+DEFAULT_MAX_ERRORS = 100
+
+__all__ = [
+    "DEFAULT_MAX_ERRORS",
+    "DirectoryImportError",
+    "ImportAbortedError",
+    "ImportBusyError",
+    "ImportProgress",
+    "ImportReport",
+    "import_directory",
+]
+
+
+class DirectoryImportError(Exception):
+    """The import did not happen; the directory is unchanged. The message is for the admin."""
+
+
+class ImportAbortedError(DirectoryImportError):
+    """Too many malformed lines: the import stopped and changed nothing."""
+
+    def __init__(self, message: str, errors: Sequence[ParseError]) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+
+
+class ImportProgress(Protocol):
+    """Where the importer reports progress (a rich bar on a terminal, log lines otherwise)."""
+
+    def started(self, total: int | None) -> None:
+        """Reading begins; `total` is the size of the input in characters when known."""
+
+    def advanced(self, done: int, lines: int) -> None:
+        """`done` characters (cumulative) and `lines` lines read so far."""
+
+    def phase(self, text: str) -> None:
+        """A step after reading (building the index, swapping), for the user to see."""
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did (also recorded in `directory_import`/`directory_change`)."""
+
+    import_id: int
+    source: str
+    format: str
+    lines: int
+    records: int
+    practitioners: int
+    new: int
+    changed: int
+    disappeared: int
+    initial: bool
+    errors: int
+    warnings: int
+    seconds: float
+    first_errors: list[ParseError] = field(default_factory=list)
+    first_warnings: list[ParseWarning] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Tally:
+    max_errors: int
+    lines: int = 0
+    records: int = 0
+    errors: int = 0
+    warnings: int = 0
+    first_errors: list[ParseError] = field(default_factory=list)
+    first_warnings: list[ParseWarning] = field(default_factory=list)
+
+    def count(self, errors: Sequence[ParseError], warnings: Sequence[ParseWarning]) -> None:
+        self.errors += len(errors)
+        self.warnings += len(warnings)
+        self.first_errors.extend(errors[: KEPT_ISSUES - len(self.first_errors)])
+        self.first_warnings.extend(warnings[: KEPT_ISSUES - len(self.first_warnings)])
+        if self.errors > self.max_errors:
+            shown = "; ".join(f"line {e.line}: {e.message}" for e in self.first_errors[:5])
+            raise ImportAbortedError(
+                f"more than {self.max_errors} malformed lines (first: {shown}); "
+                "import stopped, the directory is unchanged",
+                self.first_errors,
+            )
+
+
+def generation_for(db: Database) -> Generation:
+    """The staging/swap implementation for the database's back end."""
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite":
+        return SqliteGeneration(make_url(url).database or "")
+    return PostgresGeneration(db.engine)
+
+
+Batch = tuple[list[RecordRow], list[ParseError], list[ParseWarning]]
+
+
+def _batches_of_records(
+    items: Iterable[PractitionerRecord | ParseError | ParseWarning],
+) -> Iterator[Batch]:
+    """FHIR items in the same batch shape as the text parser's."""
+    getters = RECORD_FIELDS
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, 2000)):
+        rows: list[RecordRow] = []
+        errors: list[ParseError] = []
+        warnings: list[ParseWarning] = []
+        for item in chunk:
+            if isinstance(item, PractitionerRecord):
+                rows.append(tuple(getattr(item, name) for name in getters))
+            elif isinstance(item, ParseError):
+                errors.append(item)
+            else:
+                warnings.append(item)
+        yield rows, errors, warnings
+
+
+async def import_directory(
+    db: Database,
+    path: Path | str,
+    *,
+    max_errors: int = DEFAULT_MAX_ERRORS,
+    progress: ImportProgress | None = None,
+) -> ImportReport:
+    """Replace the directory with the practitioners of the file at `path`, atomically.
+
+    Raises:
+        DirectoryImportError: the file cannot be used (missing, wrong format, missing column);
+            `ImportAbortedError` past `max_errors` malformed lines; `ImportBusyError`-based
+            message when another import is running. The directory is then unchanged.
+    """
+    started = time.perf_counter()
+    started_at = datetime.now(UTC)
+    try:
+        source = locate(Path(path))
+    except SourceError as exc:
+        raise DirectoryImportError(str(exc)) from None
+    tally = _Tally(max_errors)
+    grouper = Grouper()
+    generation = generation_for(db)
+    try:
+        await generation.begin()
+    except ImportBusyError as exc:
+        raise DirectoryImportError(str(exc)) from None
+    try:
+        if source.kind == "fhir":
+            await _load_fhir(source, generation, grouper, tally, progress)
+        else:
+            await _load_extract(source, generation, grouper, tally, progress)
+        if progress is not None:
+            progress.phase("building the search index")
+        await generation.build(sorted(grouper.cities))
+        if progress is not None:
+            progress.phase("switching to the new directory")
+        facts = ImportFacts(
+            source.path.name,
+            source.kind,
+            started_at,
+            tally.lines,
+            tally.records,
+            tally.errors,
+            tally.warnings,
+        )
+        result = await generation.swap(facts)
+    except BaseException:
+        await asyncio.shield(generation.discard())
+        raise
+    await generation.discard()
+    return ImportReport(
+        import_id=result.import_id,
+        source=source.path.name,
+        format=source.kind,
+        lines=tally.lines,
+        records=tally.records,
+        practitioners=result.practitioners,
+        new=result.new,
+        changed=result.changed,
+        disappeared=result.disappeared,
+        initial=result.initial,
+        errors=tally.errors,
+        warnings=tally.warnings,
+        seconds=time.perf_counter() - started,
+        first_errors=tally.first_errors,
+        first_warnings=tally.first_warnings,
+    )
+
+
+class _Writer:
+    """Keeps one staging write in flight while the next batch is parsed."""
+
+    def __init__(self, generation: Generation) -> None:
+        self._generation = generation
+        self._pending: asyncio.Task[None] | None = None
+
+    async def write(self, rows: Sequence[object]) -> None:
+        await self.drain()
+        if rows:
+            self._pending = asyncio.ensure_future(self._generation.add(rows))  # type: ignore[arg-type]
+
+    async def drain(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+
+async def _load_extract(
+    source: Source,
+    generation: Generation,
+    grouper: Grouper,
+    tally: _Tally,
+    progress: ImportProgress | None,
+) -> None:
+    specialties = None
+    with open_activity(source) as text:
+        header = text.readline()
+        try:
+            layout = read_header(header)
+        except ExtractFormatError as exc:
+            raise DirectoryImportError(f"{source.path.name}: {exc}") from None
+        if not layout.has_specialty:
+            specialties = _load_savoir_faire(source)
+        parser = ExtractParser(layout, specialties)
+        if progress is not None:
+            progress.started(source.size)
+        writer = _Writer(generation)
+        done = len(header)
+        line_no = 2
+        try:
+            while batch := list(itertools.islice(text, BATCH_LINES)):
+                rows, errors, warnings = parser.parse(batch, line_no)
+                line_no += len(batch)
+                tally.lines += len(batch)
+                tally.records += len(rows)
+                tally.count(errors, warnings)
+                await writer.write(grouper.feed(rows))
+                if progress is not None:
+                    done += sum(map(len, batch))
+                    progress.advanced(done, tally.lines)
+            await writer.write(grouper.flush())
+        finally:
+            await writer.drain()
+
+
+def _load_savoir_faire(source: Source) -> SpecialtyIndex | None:
+    with open_savoir_faire(source) as text:
+        if text is None:
+            logger.warning(
+                "%s has no specialty columns and no SavoirFaire file was found: "
+                "practitioners are imported without specialty",
+                source.path.name,
+            )
+            return None
+        try:
+            return SpecialtyIndex.from_lines(text)
+        except ExtractFormatError as exc:
+            raise DirectoryImportError(str(exc)) from None
+
+
+async def _load_fhir(
+    source: Source,
+    generation: Generation,
+    grouper: Grouper,
+    tally: _Tally,
+    progress: ImportProgress | None,
+) -> None:
+    from bridge.directory.fhir import iter_fhir_records
+
+    if progress is not None:
+        progress.started(None)
+    writer = _Writer(generation)
+    try:
+        for rows, errors, warnings in _batches_of_records(iter_fhir_records(source.path)):
+            tally.lines += len(rows) + len(errors)
+            tally.records += len(rows)
+            tally.count(errors, warnings)
+            await writer.write(grouper.feed(rows))
+            if progress is not None:
+                progress.advanced(0, tally.lines)
+        await writer.write(grouper.flush())
+    finally:
+        await writer.drain()

@@ -1,0 +1,216 @@
+"""Understanding a search as a doctor types it: "mart leg", "cardio lyon", "MG 13", "10009999995".
+
+Pure code. The query is folded (accents, case, hyphens do not matter), then read left to right,
+longest phrase first: numbers (RPPS/ADELI, postcode, department, Paris/Lyon/Marseille
+arrondissement), specialty and profession words (the vocabulary maps "cardio", "MG",
+"médecin généraliste" to the register's codes), department names, city names present in the
+register, and whatever is left is a name word, matched as a prefix ("mart" finds MARTIN).
+
+Every recognised word also matches people whose name is exactly that word ("Nancy Dupont" is
+found by "nancy dupont" as well as Dupont in Nancy), but each group of words must match: the
+specialty and the place narrow the results, they never widen them.
+
+The result is a `Plan`: a boolean expression over index words (bridge.directory.rows),
+rendered for FTS5 or PostgreSQL tsquery from the same tree, so both back ends match the same
+practitioners.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bridge.directory import rows as w
+from bridge.directory.vocabulary import (
+    TITLE_WORDS,
+    department_code_for_token,
+    match_department,
+    profession_codes_for,
+    specialty_codes_for,
+)
+
+MAX_PHRASE = 5
+MAX_TERMS = 12
+_STOP_WORDS = frozenset({"a", "au", "aux", "d", "de", "des", "du", "en", "et", "l", "la", "le"})
+_ARRONDISSEMENT = re.compile(r"^(\d{1,2})(?:e|er|eme)?$")
+_ARRONDISSEMENTS = {"paris": ("75", 20), "lyon": ("69", 9), "marseille": ("13", 16)}
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    word: str
+    prefix: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    op: str  # "and" | "or"
+    items: tuple[Term | Node, ...]
+
+
+Expr = Term | Node
+
+
+@dataclass(slots=True)
+class Plan:
+    """What to ask the index, and what the query said about place and specialty."""
+
+    groups: list[Expr] = field(default_factory=list)
+    name_words: list[str] = field(default_factory=list)
+    specialties: set[str] = field(default_factory=set)
+    professions: set[str] = field(default_factory=set)
+    cities: set[str] = field(default_factory=set)
+    postcodes: set[str] = field(default_factory=set)
+    departments: set[str] = field(default_factory=set)
+
+    @property
+    def empty(self) -> bool:
+        return not self.groups
+
+    def expression(self, *, exact: bool = False) -> Expr:
+        """All groups ANDed; with `exact`, name words must be whole words (ranking tier)."""
+        groups = [_exact(g) for g in self.groups] if exact else self.groups
+        return groups[0] if len(groups) == 1 else Node("and", tuple(groups))
+
+    @property
+    def ranks_exact(self) -> bool:
+        """Whether "exact name first" changes anything (some name word is a prefix)."""
+        return any(isinstance(g, Term) and g.prefix for g in self.groups)
+
+
+def _exact(expr: Expr) -> Expr:
+    return Term(expr.word) if isinstance(expr, Term) and expr.prefix else expr
+
+
+def _any(words: Iterable[str]) -> Expr:
+    terms = tuple(Term(x) for x in dict.fromkeys(words))
+    return terms[0] if len(terms) == 1 else Node("or", terms)
+
+
+def _or_name(tagged: list[str], span: list[str]) -> Expr:
+    """Tagged words, or the span's words as an exact name ("nancy": the city, or a Nancy)."""
+    name: Expr = _any(span) if len(span) == 1 else Node("and", tuple(Term(x) for x in span))
+    return Node("or", (*(Term(t) for t in dict.fromkeys(tagged)), name))
+
+
+def city_candidates(tokens: list[str]) -> list[str]:
+    """Every phrase of the query that could be a city: looked up in the register's places."""
+    found: list[str] = []
+    for i in range(len(tokens)):
+        for width in range(1, min(MAX_PHRASE, len(tokens) - i) + 1):
+            key = w.city_key(" ".join(tokens[i : i + width]))
+            if key and not key[0].isdigit():
+                found.append(key)
+    return list(dict.fromkeys(found))
+
+
+def query_tokens(text: str) -> list[str]:
+    """The folded words of the query, without titles ("Dr") and, unless alone, stop words."""
+    tokens = [t for t in w.words(text) if t not in TITLE_WORDS][: MAX_TERMS * 2]
+    kept = [t for t in tokens if t not in _STOP_WORDS]
+    return kept or tokens
+
+
+def _number(token: str, previous_city: str | None, plan: Plan) -> Expr:
+    arrondissement = _ARRONDISSEMENT.match(token)
+    if previous_city in _ARRONDISSEMENTS and arrondissement:
+        dept, count = _ARRONDISSEMENTS[previous_city]
+        digits = arrondissement.group(1)
+        if 1 <= int(digits) <= count:
+            postcode = f"{dept}{int(digits):03d}"
+            plan.postcodes.add(postcode)
+            return Term(w.POSTCODE + postcode)
+    if token.isdigit():
+        if len(token) in (9, 11):
+            return Term(w.IDENTIFIER + token)
+        if (len(token) == 12 and token[0] == "8") or (len(token) == 10 and token[0] == "0"):
+            return Term(w.IDENTIFIER + token[1:])
+        if len(token) in (4, 5):
+            postcode = token.zfill(5)
+            plan.postcodes.add(postcode)
+            return Term(w.POSTCODE + postcode)
+    department = department_code_for_token(token)
+    if department is not None:
+        plan.departments.add(department)
+        return Term(w.DEPARTMENT + department.lower())
+    return Term("9n" + token)  # a number that is nothing we know: matches nobody
+
+
+def phrases_to_look_up(text: str) -> list[str]:
+    """The query's phrases that may be cities: ask the register which are (`plan_query`)."""
+    return city_candidates(query_tokens(text))
+
+
+def plan_query(text: str, cities: set[str] | frozenset[str] = frozenset()) -> Plan:
+    """Read a query; `cities` are those of `phrases_to_look_up(text)` the register knows."""
+    tokens = query_tokens(text)
+    plan = Plan()
+    previous_city: str | None = None
+    i = 0
+    while i < len(tokens) and len(plan.groups) < MAX_TERMS:
+        token = tokens[i]
+        if token[0].isdigit() or department_code_for_token(token) is not None:
+            plan.groups.append(_number(token, previous_city, plan))
+            previous_city = None
+            i += 1
+            continue
+        width, expr, city = _phrase(tokens, i, cities, plan)
+        if expr is None:
+            plan.groups.append(Term(token, prefix=len(token) > 1))
+            plan.name_words.append(token)
+            i += 1
+        else:
+            plan.groups.append(expr)
+            i += width
+        previous_city = city
+    return plan
+
+
+def _phrase(
+    tokens: list[str], i: int, cities: set[str] | frozenset[str], plan: Plan
+) -> tuple[int, Expr | None, str | None]:
+    """The longest phrase at `i` naming a specialty, profession, department or city."""
+    for width in range(min(MAX_PHRASE, len(tokens) - i), 0, -1):
+        span = tokens[i : i + width]
+        phrase = " ".join(span)
+        tagged: list[str] = []
+        specialties = specialty_codes_for(phrase)
+        professions = profession_codes_for(phrase) if not specialties else frozenset()
+        if specialties or professions:
+            plan.specialties |= specialties
+            plan.professions |= professions
+            tagged = [w.SPECIALTY + c.lower() for c in sorted(specialties)]
+            tagged += [w.PROFESSION + c for c in sorted(professions)]
+            return width, _or_name(tagged, span), None
+        departments = [m for m in match_department(span) if m[0] == 0 and m[1] == width]
+        key = w.city_key(phrase)
+        is_city = key in cities
+        if departments or is_city:
+            for _, _, codes in departments:
+                plan.departments |= codes
+                tagged += [w.DEPARTMENT + c.lower() for c in sorted(codes)]
+            if is_city:
+                plan.cities.add(key)
+                tagged.append(w.city_token(key))
+            return width, _or_name(tagged, span), key if is_city else None
+    return 0, None, None
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def to_fts5(expr: Expr) -> str:
+    """FTS5 MATCH syntax. Words are [a-z0-9] only, so quoting cannot be escaped."""
+    if isinstance(expr, Term):
+        return f'"{expr.word}"' + ("*" if expr.prefix else "")
+    joiner = " AND " if expr.op == "and" else " OR "
+    return "(" + joiner.join(to_fts5(i) for i in expr.items) + ")"
+
+
+def to_tsquery(expr: Expr) -> str:
+    """PostgreSQL tsquery input syntax (lexemes taken as they are, no dictionary)."""
+    if isinstance(expr, Term):
+        return f"'{expr.word}'" + (":*" if expr.prefix else "")
+    joiner = " & " if expr.op == "and" else " | "
+    return "(" + joiner.join(to_tsquery(i) for i in expr.items) + ")"

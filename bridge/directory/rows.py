@@ -1,0 +1,228 @@
+"""How a practitioner is stored and indexed: the words that find them and the row that shows them.
+
+Shared by the importer (which writes them) and the search (which reads and queries them), so
+that the index and the queries cannot drift apart. Pure code.
+
+Index words ("tokens") are plain lowercase ASCII words, identical for SQLite FTS5 and
+PostgreSQL tsvector, so both back ends match exactly the same practitioners:
+- name words: the folded last and first names, split ("martin", "leger", "anne", "sophie");
+- tagged words for everything else, which start with a digit so that no name word or name
+  prefix can ever meet them: `9s<specialty code>`, `9p<profession code>`, `9c<city>`,
+  `9z<postcode>`, `9d<department>`, `9i<RPPS/ADELI>`.
+
+A practitioner with several activity lines becomes ONE row: the words of all their activities
+together (a search for "cardio lyon" finds them if any activity is a cardiology one in Lyon),
+and the activities themselves encoded in one text column (fields joined by U+001F, activities
+by U+001E): a results page is then one indexed read, without a join per result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from bridge.directory.model import PractitionerRecord, RppsId
+from bridge.directory.rpps import RecordRow
+from bridge.directory.vocabulary import fold
+
+SPECIALTY = "9s"
+PROFESSION = "9p"
+CITY = "9c"
+POSTCODE = "9z"
+DEPARTMENT = "9d"
+IDENTIFIER = "9i"
+
+FIELD_SEP = "\x1f"
+ACTIVITY_SEP = "\x1e"
+
+_CITY_SUFFIX = re.compile(r"(?: \d+ ?(?:er|e|eme)? arrondissement| cedex(?: \d+)?)+$")
+_CITY_WORDS = {"st": "saint", "ste": "sainte"}
+
+
+def words(text: str) -> list[str]:
+    """The index words of a free text: folded, split, ASCII only (both back ends agree)."""
+    return [w for w in fold(text).split() if w.isascii()]
+
+
+def city_key(city: str) -> str:
+    """The folded name of a city without arrondissement or CEDEX ("Lyon 2e Arrondissement",
+    "LYON CEDEX 02" → "lyon"), with "st"/"ste" spelled out, so people and mail agree."""
+    key = _CITY_SUFFIX.sub("", " ".join(words(city)))
+    return " ".join(_CITY_WORDS.get(w, w) for w in key.split())
+
+
+def city_token(key: str) -> str:
+    return CITY + key.replace(" ", "")
+
+
+PractitionerRow = tuple[str, str, str, str, str, str, str, str, str, str]
+"""(rpps, id_type, last_name, first_name, title, profession_code, profession, name_key,
+activities, tokens): one practitioner ready to store. `name_key` is the folded last name,
+tab, folded first name, tab, RPPS: sorting on it alone gives the directory's order."""
+
+
+class Grouper:
+    """Gathers consecutive record rows of the same practitioner into one `PractitionerRow`.
+
+    The register lists a practitioner's activities one after another; should the same
+    identifier come back later in a file, the store merges the two rows (`merge_rows`).
+    This loop runs 2.2 million times per import, hence the memos: the register repeats the
+    same names, places and specialties, so each is folded and turned into words once (the
+    memos are bounded by the register's vocabulary, not by the file's size).
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+        self._places: dict[tuple[str, str, str], str] = {}
+        self._kinds: dict[tuple[str, str], str] = {}
+        self._rpps = ""
+        self._head: RecordRow = ()
+        self._activities: list[str] = []
+        self._tokens: list[str] = []
+        self.cities: set[str] = set()
+        """Every city key seen: the place names a query can recognise."""
+
+    def _name(self, text: str) -> str:
+        found = self._names.get(text)
+        if found is None:
+            found = self._names[text] = " ".join(words(text))
+        return found
+
+    def _place(self, postcode: str, city: str, department: str) -> str:
+        key = city_key(city)
+        if key:
+            self.cities.add(key)
+        parts = [
+            POSTCODE + postcode if postcode else "",
+            city_token(key) if key else "",
+            DEPARTMENT + department.lower() if department else "",
+        ]
+        found = self._places[postcode, city, department] = " ".join(p for p in parts if p)
+        return found
+
+    def _kind(self, profession_code: str, specialty_code: str) -> str:
+        found = PROFESSION + profession_code
+        if specialty_code:
+            found += " " + SPECIALTY + specialty_code.lower()
+        self._kinds[profession_code, specialty_code] = found
+        return found
+
+    def feed(self, rows: Iterable[RecordRow]) -> list[PractitionerRow]:
+        """Add rows in file order; returns the practitioners completed by them."""
+        done: list[PractitionerRow] = []
+        places = self._places
+        kinds = self._kinds
+        for row in rows:
+            if row[0] != self._rpps:
+                if self._rpps:
+                    done.append(self._finish())
+                self._rpps = row[0]
+                self._head = row
+                self._activities = [FIELD_SEP.join(row[7:16])]
+                self._tokens = []
+            else:
+                activity = FIELD_SEP.join(row[7:16])
+                if activity in self._activities:
+                    continue
+                self._activities.append(activity)
+            place = places.get((row[11], row[12], row[13]))
+            if place is None:
+                place = self._place(row[11], row[12], row[13])
+            kind = kinds.get((row[5], row[7]))
+            if kind is None:
+                kind = self._kind(row[5], row[7])
+            self._tokens.append(kind)
+            self._tokens.append(place)
+        return done
+
+    def flush(self) -> list[PractitionerRow]:
+        """The last practitioner, once the input is exhausted."""
+        if not self._rpps:
+            return []
+        row = self._finish()
+        self._rpps = ""
+        return [row]
+
+    def _finish(self) -> PractitionerRow:
+        head = self._head
+        last = self._name(head[2])
+        first = self._name(head[3])
+        tokens = self._tokens
+        tokens.append(last)
+        tokens.append(first)
+        tokens.append(IDENTIFIER + head[0])
+        return (
+            head[0],
+            head[1],
+            head[2],
+            head[3],
+            head[4],
+            head[5],
+            head[6],
+            last + "\t" + first + "\t" + head[0],
+            ACTIVITY_SEP.join(self._activities),
+            " ".join(tokens),
+        )
+
+
+def merge_rows(first: PractitionerRow, second: PractitionerRow) -> PractitionerRow:
+    """One practitioner whose lines were not consecutive in the file: both rows in one."""
+    activities = first[8].split(ACTIVITY_SEP)
+    activities += [a for a in second[8].split(ACTIVITY_SEP) if a not in activities]
+    return (
+        *first[:8],
+        ACTIVITY_SEP.join(activities),
+        first[9] + " " + second[9],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One practice of a practitioner, as stored (see `PractitionerRecord` for the fields)."""
+
+    specialty_code: str
+    specialty: str
+    mode: str
+    organisation: str
+    postcode: str
+    city: str
+    department_code: str
+    department: str
+    country: str
+
+
+def decode_activities(text: str) -> list[Activity]:
+    return [Activity(*a.split(FIELD_SEP)) for a in text.split(ACTIVITY_SEP)] if text else []
+
+
+def to_records(
+    rpps: str,
+    id_type: str,
+    last_name: str,
+    first_name: str,
+    title: str,
+    profession_code: str,
+    profession: str,
+    activities: str,
+) -> Iterator[PractitionerRecord]:
+    """The stored practitioner back as register records, one per activity."""
+    for a in decode_activities(activities):
+        yield PractitionerRecord(
+            rpps=RppsId(rpps),
+            id_type=id_type,
+            last_name=last_name,
+            first_name=first_name,
+            title=title,
+            profession_code=profession_code,
+            profession=profession,
+            specialty_code=a.specialty_code,
+            specialty=a.specialty,
+            mode=a.mode,
+            organisation=a.organisation,
+            postcode=a.postcode,
+            city=a.city,
+            department_code=a.department_code,
+            department=a.department,
+            country=a.country,
+        )

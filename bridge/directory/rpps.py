@@ -1,0 +1,392 @@
+"""Reading the register's "Personne_activite" extract (and its SavoirFaire companion), purely.
+
+The extract is a `|`-separated UTF-8 text file, one line per activity, whose header changed over
+the years (52 or 56 columns, capitalisation and wording variants, specialty columns sometimes
+moved to the SavoirFaire file). Columns are therefore found by *normalised name*, never by
+position, and a missing required column is named in the error.
+
+Nothing here opens files: callers hand in lines (see `bridge.directory.sources`). Lines are
+parsed in batches into plain tuples in `PractitionerRecord` field order (`RecordRow`), because
+the importer goes through 2.2 million of them and an object per line would cost seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from operator import itemgetter
+
+from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
+from bridge.directory.vocabulary import DEPARTMENTS, department_for_postcode, fold
+
+RecordRow = tuple[str, ...]
+"""A record as a tuple, in `PractitionerRecord` field order (`PractitionerRecord(*row)`)."""
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PractitionerRecord))
+
+SpecialtyLookup = Callable[[str], "tuple[str, str] | None"]
+"""National id (`Identification nationale PP`) → (specialty code, label)."""
+
+
+class ExtractFormatError(Exception):
+    """The file is not a register extract this code can read; the message says why."""
+
+
+_DROPPED_WORDS = frozenset({"d", "de", "du", "des", "l", "la", "le", "coord"})
+
+
+def normalise_column(name: str) -> str:
+    """The comparable form of a header cell: folded, punctuation and filler words dropped.
+
+    "Code Département (structure)" and "Code département (coord. structure)" both give
+    "code departement structure"; "Libellé civilité d'exercice" and "Libellé civilité
+    exercice" both give "libelle civilite exercice".
+    """
+    return " ".join(w for w in fold(name).split() if w not in _DROPPED_WORDS)
+
+
+# Logical column → its header name as published (first = the name shown in errors).
+_COLUMNS: dict[str, str] = {
+    "id_type": "Type d'identifiant PP",
+    "rpps": "Identifiant PP",
+    "national_id": "Identification nationale PP",
+    "last_name": "Nom d'exercice",
+    "first_name": "Prénom d'exercice",
+    "title": "Libellé civilité d'exercice",
+    "profession_code": "Code profession",
+    "profession": "Libellé profession",
+    "specialty_type": "Code type savoir-faire",
+    "specialty_code": "Code savoir-faire",
+    "specialty": "Libellé savoir-faire",
+    "mode": "Libellé mode exercice",
+    "organisation": "Raison sociale site",
+    "cedex": "Bureau cedex (coord. structure)",
+    "postcode": "Code postal (coord. structure)",
+    "city": "Libellé commune (coord. structure)",
+    "country_code": "Code pays (coord. structure)",
+    "country": "Libellé pays (coord. structure)",
+    "department_code": "Code Département (structure)",
+    "department": "Libellé Département (structure)",
+}
+_REQUIRED = (
+    "id_type",
+    "rpps",
+    "last_name",
+    "first_name",
+    "profession_code",
+    "profession",
+    "postcode",
+    "city",
+)
+_SPECIALTY_COLUMNS = ("specialty_code", "specialty")
+_NORMALISED = {normalise_column(v): k for k, v in _COLUMNS.items()}
+# Picked from each line in this order by one itemgetter call.
+_PICK = (
+    "id_type",
+    "rpps",
+    "last_name",
+    "first_name",
+    "title",
+    "profession_code",
+    "profession",
+    "specialty_code",
+    "specialty",
+    "mode",
+    "organisation",
+    "postcode",
+    "city",
+    "department_code",
+    "department",
+    "country_code",
+    "country",
+    "cedex",
+    "national_id",
+)
+
+_FRANCE_CODES = frozenset({"", "99100"})
+_DIGIT_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+
+
+def luhn_ok(number: str) -> bool:
+    """Whether a string of digits passes the Luhn check (the RPPS's last digit seems to be one).
+
+    Written for speed (it runs once per practitioner of the register): every other digit,
+    from the right, is replaced by the digit sum of its double, then all digits are summed.
+    """
+    digits = number.encode()
+    total = sum(digits[-1::-2]) + sum(digits[-2::-2].translate(_DIGIT_DOUBLED))
+    return (total - 48 * len(digits)) % 10 == 0
+
+
+def _split_cedex(cedex: str) -> tuple[str, str]:
+    """ "75015 PARIS" → ("75015", "PARIS"); the postcode is "" when the text has none."""
+    head, _, rest = cedex.strip().partition(" ")
+    if len(head) == 5 and head.isdigit():
+        return head, rest.strip()
+    return "", cedex.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where each needed column sits in one extract's header."""
+
+    columns: int
+    positions: dict[str, int]
+    has_specialty: bool
+
+    @property
+    def has_national_id(self) -> bool:
+        return "national_id" in self.positions
+
+
+def read_header(header: str) -> Layout:
+    """Locate the needed columns in the extract's first line.
+
+    Raises:
+        ExtractFormatError: a required column is missing (named as the register names it).
+    """
+    cells = header.lstrip("\ufeff").rstrip("\r\n").split("|")
+    if cells and cells[-1] == "":
+        cells.pop()
+    positions: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        logical = _NORMALISED.get(normalise_column(cell))
+        if logical is not None and logical not in positions:
+            positions[logical] = index
+    missing = [_COLUMNS[name] for name in _REQUIRED if name not in positions]
+    if len(missing) == len(_REQUIRED):
+        raise ExtractFormatError(
+            "line 1 is not the header of a register extract (Personne_activite): "
+            "no column is named as expected, e.g. “Identifiant PP”"
+        )
+    if missing:
+        names = ", ".join(f"“{m}”" for m in missing)
+        raise ExtractFormatError(f"the extract's header (line 1) has no column {names}")
+    has_specialty = all(c in positions for c in _SPECIALTY_COLUMNS)
+    return Layout(len(cells), positions, has_specialty)
+
+
+class ExtractParser:
+    """Turns batches of extract lines into record rows, errors and warnings.
+
+    Args:
+        layout: from `read_header`.
+        specialties: where specialties come from when the extract has no specialty columns
+            (the SavoirFaire file, see `SpecialtyIndex`); None leaves them empty.
+    """
+
+    def __init__(self, layout: Layout, specialties: SpecialtyLookup | None = None) -> None:
+        self.layout = layout
+        absent = layout.columns  # index of the always-empty cell after the trailing '|'
+        self._pick = itemgetter(*(layout.positions.get(name, absent) for name in _PICK))
+        self._specialties = None if layout.has_specialty else specialties
+        self._last_checked = ""
+        self._departments: dict[str, str] = {}
+
+    def _department(self, postcode: str) -> str:
+        code = self._departments.get(postcode)
+        if code is None:
+            code = self._departments[postcode] = department_for_postcode(postcode)
+        return code
+
+    def parse(
+        self, lines: Sequence[str], first_line_no: int
+    ) -> tuple[list[RecordRow], list[ParseError], list[ParseWarning]]:
+        """Parse consecutive lines; `first_line_no` is the file line number of `lines[0]`."""
+        rows: list[RecordRow] = []
+        errors: list[ParseError] = []
+        warnings: list[ParseWarning] = []
+        width = self.layout.columns
+        pick = self._pick
+        lookup = self._specialties
+        line_no = first_line_no - 1
+        for line in lines:
+            line_no += 1
+            cells = line.rstrip("\r\n").split("|")
+            if len(cells) != width + 1:
+                if len(cells) == width:
+                    cells.append("")
+                elif len(cells) == 1 and not cells[0].strip():
+                    continue  # blank line (often the last one)
+                else:
+                    errors.append(
+                        ParseError(
+                            line_no, f"expected {width} fields separated by '|', found {len(cells)}"
+                        )
+                    )
+                    continue
+            (
+                id_type,
+                rpps,
+                last,
+                first,
+                title,
+                prof_code,
+                prof,
+                spec_code,
+                spec,
+                mode,
+                org,
+                postcode,
+                city,
+                dept,
+                dept_label,
+                country_code,
+                country,
+                cedex,
+                national_id,
+            ) = pick(cells)
+            if not rpps.isdigit():
+                message = "empty “Identifiant PP”" if not rpps else f"“Identifiant PP” {rpps!r}"
+                errors.append(ParseError(line_no, message + " is not a number"))
+                continue
+            if not last:
+                errors.append(ParseError(line_no, "empty “Nom d'exercice”"))
+                continue
+            if "\ufffd" in line:
+                errors.append(ParseError(line_no, "not valid UTF-8 text"))
+                continue
+            if rpps != self._last_checked:
+                self._last_checked = rpps
+                if id_type == "8" and (len(rpps) != 11 or not luhn_ok(rpps)):
+                    warnings.append(
+                        ParseWarning(line_no, f"RPPS {rpps} fails its check digit (imported)")
+                    )
+            if lookup is not None:
+                found = lookup(national_id)
+                if found is not None:
+                    spec_code, spec = found
+            if not city or not postcode:
+                cedex_postcode, cedex_city = _split_cedex(cedex)
+                postcode = postcode or cedex_postcode
+                city = city or cedex_city
+            if not dept:
+                dept = self._department(postcode)
+            if not dept_label and dept:
+                dept_label = DEPARTMENTS.get(dept, "")
+            if country_code in _FRANCE_CODES:
+                country = ""
+            rows.append(
+                (
+                    rpps,
+                    id_type,
+                    last,
+                    first,
+                    title,
+                    prof_code,
+                    prof,
+                    spec_code,
+                    spec,
+                    mode,
+                    org,
+                    postcode,
+                    city,
+                    dept,
+                    dept_label,
+                    country,
+                )
+            )
+        return rows, errors, warnings
+
+
+def iter_records(
+    lines: Iterable[str], specialties: SpecialtyLookup | None = None
+) -> Iterator[PractitionerRecord | ParseError | ParseWarning]:
+    """Records, errors and warnings of a whole extract, in file order (header included).
+
+    Raises:
+        ExtractFormatError: the header is not an extract's.
+    """
+    iterator = iter(lines)
+    header = next(iterator, None)
+    if header is None:
+        raise ExtractFormatError("the file is empty")
+    parser = ExtractParser(read_header(header), specialties)
+    line_no = 2
+    for line in iterator:
+        rows, errors, warnings = parser.parse([line], line_no)
+        yield from errors
+        yield from warnings
+        for row in rows:
+            yield PractitionerRecord(*row)  # type: ignore[arg-type]
+        line_no += 1
+
+
+# --- SavoirFaire ---------------------------------------------------------------------------
+
+_SF_REQUIRED = ("national_id", "specialty_code", "specialty")
+
+
+class SpecialtyIndex:
+    """Specialty per practitioner from the SavoirFaire file, compactly held in memory.
+
+    The file can hold a million entries; a dict of strings would take hundreds of megabytes, so
+    numeric ids are packed with their (code, label) choice into one sorted array of 64-bit
+    integers (8 bytes an entry) and found by bisection. An ordinal specialty (type "S") wins
+    over other kinds of savoir-faire for the same practitioner.
+    """
+
+    def __init__(self) -> None:
+        self._choices: list[tuple[str, str]] = []
+        self._packed = array("q")
+        self._other: dict[str, int] = {}
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> SpecialtyIndex:
+        """Build from the SavoirFaire file's lines (header first).
+
+        Raises:
+            ExtractFormatError: the header lacks a needed column (named).
+        """
+        index = cls()
+        iterator = iter(lines)
+        header = next(iterator, "")
+        cells = header.lstrip("\ufeff").rstrip("\r\n").split("|")
+        positions: dict[str, int] = {}
+        for i, cell in enumerate(cells):
+            logical = _NORMALISED.get(normalise_column(cell))
+            if logical is not None and logical not in positions:
+                positions[logical] = i
+        missing = [_COLUMNS[n] for n in _SF_REQUIRED if n not in positions]
+        if missing:
+            names = ", ".join(f"“{m}”" for m in missing)
+            raise ExtractFormatError(f"the SavoirFaire file's header has no column {names}")
+        i_id, i_code, i_label = (positions[n] for n in _SF_REQUIRED)
+        i_type = positions.get("specialty_type")
+        choice_ids: dict[tuple[str, str], int] = {}
+        packed: list[int] = []
+        for line in iterator:
+            cells = line.rstrip("\r\n").split("|")
+            if len(cells) <= max(i_id, i_code, i_label):
+                continue
+            national_id, code = cells[i_id], cells[i_code]
+            if not national_id or not code:
+                continue
+            pair = (code, cells[i_label])
+            choice = choice_ids.get(pair)
+            if choice is None:
+                choice = choice_ids[pair] = len(index._choices)
+                index._choices.append(pair)
+            rank = 0 if i_type is None or cells[i_type] == "S" else 1
+            value = (rank << 16) | choice
+            if national_id.isdigit() and len(national_id) <= 13 and choice < 65536:
+                packed.append((int(national_id) << 17) | value)
+            elif value < index._other.get(national_id, 1 << 20):
+                index._other[national_id] = value
+        packed.sort()
+        index._packed = array("q", packed)
+        return index
+
+    def __len__(self) -> int:
+        return len(self._packed) + len(self._other)
+
+    def __call__(self, national_id: str) -> tuple[str, str] | None:
+        if national_id.isdigit() and len(national_id) <= 13:
+            key = int(national_id) << 17
+            at = bisect.bisect_left(self._packed, key)
+            if at < len(self._packed) and self._packed[at] >> 17 == key >> 17:
+                return self._choices[self._packed[at] & 0xFFFF]
+        value = self._other.get(national_id)
+        return None if value is None else self._choices[value & 0xFFFF]
