@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NewType
+from typing import Final, NewType
+
+FEDERATION_PREFIX: Final = "/_caducee/v1/federation"
+MANIFEST_PATH: Final = f"{FEDERATION_PREFIX}/manifest"
+"""Public: the federation's signed manifest, fetched by peer bridges."""
+ALLOWED_SERVERS_PATH: Final = f"{FEDERATION_PREFIX}/allowed_servers"
+"""Public, read-only: the servers our homeservers' guards let in (ours and verified peers')."""
 
 FederationName = NewType("FederationName", str)
 """The name a federation signs its manifest under (`signatures: {name: {...}}`)."""
