@@ -4,6 +4,7 @@ the directory, departures as a re-import reports them, services wired to a real 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -134,3 +135,24 @@ def services_for(
 def secret_of(activation_url: str) -> str:
     assert activation_url.startswith(PUBLIC_URL + "/activate?token=")
     return activation_url.rpartition("=")[2]
+
+
+def write_register(folder: Path, people: list[tuple[str, str, str]]) -> Path:
+    """A register extract listing exactly `people` (rpps, LAST, FIRST), one activity each."""
+    from tests.bench.rpps_synth import FixedPractitioner, generate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"extract-{uuid.uuid4().hex[:6]}.txt"
+    fixed = [
+        FixedPractitioner(r, last, first, "F", "10", "SM04", "69382") for r, last, first in people
+    ]
+    generate(path, lines=len(fixed), fixed=fixed)
+    return path
+
+
+async def import_register(db: Database, folder: Path, people: list[tuple[str, str, str]]) -> None:
+    """Import that extract with the real importer: the directory's tables, search index and
+    change report as in production."""
+    from bridge.directory.importer import import_directory
+
+    await import_directory(db, write_register(folder, people))

@@ -28,6 +28,7 @@ from deploy.local.federation import Homeserver
 from tests.admin_support import (
     add_practitioner,
     bridge_database,
+    import_register,
     random_rpps,
     secret_of,
     services_for,
@@ -274,3 +275,27 @@ async def test_unreachable_homeserver_is_a_clear_error(
     with pytest.raises(AdminError, match=r"cannot reach the homeserver down\.test") as info:
         await onboard(services, ADMIN, rpps)
     assert info.value.kind == "unavailable"
+
+
+async def test_reimport_without_a_practitioner_locks_their_account(
+    services: AdminServices, hs_a: Homeserver, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    leaving, staying = random_rpps(), random_rpps()
+    last_leaving, last_staying = surname(), surname()
+    await import_register(
+        services.db, tmp_path, [(leaving, last_leaving, "ROSE"), (staying, last_staying, "IRIS")]
+    )
+    gone = await onboard(services, ADMIN, leaving)
+    kept = await onboard(services, ADMIN, staying)
+
+    await import_register(services.db, tmp_path, [(staying, last_staying, "IRIS")])
+    departed = await lock_departed(services, ADMIN)
+
+    assert [(d.matrix_id, d.name, d.locked_now) for d in departed] == [
+        (gone.matrix_id, f"ROSE {last_leaving}", True)
+    ]
+    client = SynapseAdmin(http, hs_a.client_url, hs_a.admin_token)
+    locked = await client.get_user(gone.matrix_id)
+    untouched = await client.get_user(kept.matrix_id)
+    assert locked is not None and locked["locked"] is True
+    assert untouched is not None and untouched["locked"] is False

@@ -19,7 +19,7 @@ from bridge.config import BridgeConfig
 from bridge.http.app import create_app
 from bridge.http.keys import DATABASE
 from deploy.local.federation import Homeserver
-from tests.admin_support import add_practitioner, random_rpps
+from tests.admin_support import import_register, random_rpps
 from tests.conftest import free_port
 from tests.console_support import ADMIN_PASSWORD, console_config, new_admin
 
@@ -55,16 +55,18 @@ async def live_bridge(
 
 
 async def test_admin_signs_in_onboards_and_sees_the_audit_entry(
-    live_bridge: tuple[str, web.Application, BridgeConfig, str], hs_a: Homeserver
+    live_bridge: tuple[str, web.Application, BridgeConfig, str], hs_a: Homeserver, tmp_path: Path
 ) -> None:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
     from playwright.async_api import async_playwright, expect
 
     base, app, _, admin_id = live_bridge
-    rpps = random_rpps()
+    rpps, other = random_rpps(), random_rpps()
     last = "NAVIGATEUR" + rpps[-5:]
-    await add_practitioner(app[DATABASE], rpps, "ÉLODIE", last)
+    await import_register(
+        app[DATABASE], tmp_path, [(rpps, last, "ÉLODIE"), (other, "AUTRE" + other[-5:], "PAUL")]
+    )
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -82,9 +84,12 @@ async def test_admin_signs_in_onboards_and_sees_the_audit_entry(
             await expect(page.locator("header .who")).to_contain_text(admin_id)
 
             await page.get_by_role("link", name="Practitioners").click()
-            form = page.locator("#onboard-form")
-            await form.get_by_label("RPPS").fill(rpps)
-            await form.get_by_role("button", name="Onboard").click()
+            await page.get_by_placeholder("name, specialty, city").fill(f"élodie {last.lower()}")
+            await page.get_by_role("button", name="Search the directory").click()
+            found = page.locator("#search-results tbody tr")
+            await expect(found).to_have_count(1)
+            await expect(found).to_contain_text(rpps)
+            await found.get_by_role("button", name="Onboard").click()
             await expect(page.get_by_role("heading", name="Onboarded")).to_be_visible()
             matrix_id = (await page.locator("#matrix-id").inner_text()).strip()
             assert matrix_id == f"@elodie.{last.lower()}:{hs_a.server_name}"
@@ -98,5 +103,10 @@ async def test_admin_signs_in_onboards_and_sees_the_audit_entry(
             await expect(row).to_contain_text(admin_id)
             await expect(row).to_contain_text(rpps)
             assert link.rpartition("=")[2] not in await page.content()
+
+            await page.get_by_role("link", name="Practitioners").click()
+            await page.get_by_placeholder("name, specialty, city").fill(last)
+            await page.get_by_role("button", name="Search the directory").click()
+            await expect(page.locator("#search-results tbody tr")).to_contain_text(matrix_id)
         finally:
             await browser.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.admin import accounts, audit
+from bridge.admin import accounts, audit, directory
 from bridge.admin.bulk_handler import onboard_file
 from bridge.admin.departed import list_departed, lock_departed
 from bridge.admin.handlers import offboard, onboard, set_locked
@@ -21,6 +21,7 @@ from bridge.admin.model import Actor, AdminError
 from bridge.console import sessions
 from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER, SESSION_SECRET
 from bridge.console.render import page
+from bridge.directory.search import SearchResult, search_directory
 from bridge.http.keys import CONFIG
 
 logger = logging.getLogger(__name__)
@@ -73,20 +74,23 @@ async def overview(request: web.Request) -> web.Response:
     )
 
 
-async def _search(request: web.Request, query: str) -> tuple[list[Any], str | None]:
-    try:
-        from bridge.directory.search import search_directory
-    except ImportError:  # the directory's search is a separate capability
-        return [], "Directory search is not available in this bridge."
+async def _search(request: web.Request, query: str) -> tuple[list[SearchResult], dict[str, str]]:
+    """A page of the directory, and the accounts of those already onboarded (visible or not:
+    the admin sees every link, the directory's users only the visible ones)."""
     async with request.config_dict[ADMIN_SERVICES].db.sessions() as s:
         found = await search_directory(s, query, limit=SEARCH_LIMIT, offset=0)
-    return list(found.results), None
+        linked = {
+            str(r.rpps): str(m)
+            for r in found.results
+            if (m := await directory.link_of_rpps(s, r.rpps)) is not None
+        }
+    return list(found.results), linked
 
 
 async def practitioners(request: web.Request) -> web.Response:
     services = request.config_dict[ADMIN_SERVICES]
     query = " ".join(request.query.get("q", "").split())[:200]
-    results, search_problem = await _search(request, query) if query else ([], None)
+    results, linked = await _search(request, query) if query else ([], {})
     async with services.db.sessions() as s:
         opened = await accounts.list_accounts(s)
     return _view(
@@ -94,7 +98,7 @@ async def practitioners(request: web.Request) -> web.Response:
         "practitioners.html",
         query=query,
         results=results,
-        search_problem=search_problem,
+        linked=linked,
         accounts=opened,
         departed=await list_departed(services),
         homeservers=sorted(services.homeservers),
