@@ -265,8 +265,7 @@ async def _load_extract(
             layout = read_header(header)
         except ExtractFormatError as exc:
             raise DirectoryImportError(f"{source.path.name}: {exc}") from None
-        if not layout.has_specialty:
-            specialties = _load_savoir_faire(source)
+        specialties = _load_savoir_faire(source, needed=not layout.has_specialty)
         parser = ExtractParser(layout, specialties)
         if progress is not None:
             progress.started(source.size)
@@ -289,9 +288,13 @@ async def _load_extract(
             await writer.drain()
 
 
-def _load_savoir_faire(source: Source) -> SpecialtyIndex | None:
+def _load_savoir_faire(source: Source, *, needed: bool) -> SpecialtyIndex | None:
+    """The SavoirFaire file's specialties, when there is one (newer extracts leave the
+    activity file's specialty columns empty, or drop them)."""
     with open_savoir_faire(source) as text:
         if text is None:
+            if not needed:
+                return None
             logger.warning(
                 "%s has no specialty columns and no SavoirFaire file was found: "
                 "practitioners are imported without specialty",

@@ -173,15 +173,15 @@ class ExtractParser:
 
     Args:
         layout: from `read_header`.
-        specialties: where specialties come from when the extract has no specialty columns
-            (the SavoirFaire file, see `SpecialtyIndex`); None leaves them empty.
+        specialties: where specialties come from when the extract has no specialty columns,
+            or leaves them empty (the SavoirFaire file, see `SpecialtyIndex`).
     """
 
     def __init__(self, layout: Layout, specialties: SpecialtyLookup | None = None) -> None:
         self.layout = layout
         absent = layout.columns  # index of the always-empty cell after the trailing '|'
         self._pick = itemgetter(*(layout.positions.get(name, absent) for name in _PICK))
-        self._specialties = None if layout.has_specialty else specialties
+        self._specialties = specialties
         self._last_checked = ""
         self._departments: dict[str, str] = {}
 
@@ -254,7 +254,7 @@ class ExtractParser:
                     warnings.append(
                         ParseWarning(line_no, f"RPPS {rpps} fails its check digit (imported)")
                     )
-            if lookup is not None:
+            if lookup is not None and not spec_code:
                 found = lookup(national_id)
                 if found is not None:
                     spec_code, spec = found

@@ -1,0 +1,258 @@
+"""`caducee directory import|search|changes`: the directory from the command line.
+
+For admins and scripts. Failures print one line saying what is wrong (and, for a rejected
+file, the first offending line numbers), never a traceback. Exit status: 0 done, 1 the import
+or search could not run (nothing changed), 2 bad usage.
+
+The database is the one given by `--db`, else `CADUCEE_BRIDGE_DB`, else the bridge
+configuration file's `database_url` (`--config`), else SQLite in ./data/bridge.db.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from bridge.db import DEFAULT_DATABASE_URL, Database, DatabaseError, open_database, safe_url
+from bridge.directory.importer import (
+    DEFAULT_MAX_ERRORS,
+    DirectoryImportError,
+    ImportAbortedError,
+    ImportReport,
+)
+from bridge.directory.search import SearchPage
+
+directory_app = typer.Typer(
+    help="The practitioner directory: import the national register, search it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_FAILED = 1
+DB_ENV = "CADUCEE_BRIDGE_DB"
+T = TypeVar("T")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help=f"Database URL (default: ${DB_ENV}, the config's, or SQLite)."),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Bridge configuration file to take the database from."),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(EXIT_FAILED)
+
+
+def database_url(db: str | None, config: Path | None) -> str:
+    """Where the directory lives, by the precedence in the module docstring."""
+    if db:
+        return db
+    if os.environ.get(DB_ENV):
+        return os.environ[DB_ENV]
+    if config is not None:
+        from bridge.config import ConfigError, load_config
+
+        try:
+            return load_config(config).effective_database_url
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+    return DEFAULT_DATABASE_URL
+
+
+def _run(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        try:
+            db = await open_database(url)
+        except DatabaseError as exc:
+            raise _fail(str(exc)) from None
+        except Exception as exc:  # driver errors: unreachable server, bad credentials
+            raise _fail(f"cannot open the database {safe_url(url)}: {exc}") from None
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+class _Progress:
+    """A rich bar on a terminal; a line every few seconds otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._bar: object | None = None
+        self._task: object | None = None
+        self._last = 0.0
+
+    def started(self, total: int | None) -> None:
+        if self._tty:
+            from rich.progress import Progress
+
+            bar = Progress(transient=True)
+            bar.start()
+            self._task = bar.add_task("Reading", total=total)
+            self._bar = bar
+        else:
+            typer.echo("reading the file…", err=True)
+
+    def advanced(self, done: int, lines: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, description=f"{lines:,} lines")  # type: ignore[attr-defined]
+        elif time.monotonic() - self._last > 5:
+            self._last = time.monotonic()
+            typer.echo(f"{lines:,} lines read", err=True)
+
+    def phase(self, text: str) -> None:
+        self.stop()
+        typer.echo(f"{text}…", err=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()  # type: ignore[attr-defined]
+            self._bar = None
+
+
+def _print_report(report: ImportReport) -> None:
+    typer.echo(
+        f"Imported {report.source}: {report.lines:,} lines, {report.practitioners:,} "
+        f"practitioners in {report.seconds:.1f} s."
+    )
+    if report.initial:
+        typer.echo("First import: every practitioner is new.")
+    else:
+        typer.echo(
+            f"New: {report.new:,}  changed: {report.changed:,}  "
+            f"disappeared from the register: {report.disappeared:,}"
+        )
+        if report.disappeared:
+            typer.echo("  (list them with: caducee directory changes --kind disappeared)")
+    if report.errors:
+        typer.echo(f"{report.errors} malformed lines skipped, e.g.:")
+        for error in report.first_errors[:5]:
+            typer.echo(f"  line {error.line}: {error.message}")
+    if report.warnings:
+        typer.echo(f"{report.warnings} warnings, e.g.:")
+        for warning in report.first_warnings[:5]:
+            typer.echo(f"  line {warning.line}: {warning.message}")
+
+
+@directory_app.command("import")
+def import_command(
+    path: Annotated[
+        Path,
+        typer.Argument(help="PS_LibreAcces_Personne_activite .txt/.zip, or FHIR .json/.ndjson."),
+    ],
+    max_errors: Annotated[
+        int,
+        typer.Option(min=0, help="Give up (changing nothing) past this many malformed lines."),
+    ] = DEFAULT_MAX_ERRORS,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Replace the directory with the practitioners of a register extract or FHIR file."""
+    from bridge.directory.importer import import_directory
+
+    url = database_url(db, config)
+    progress = _Progress()
+
+    async def work(database: Database) -> ImportReport:
+        try:
+            return await import_directory(database, path, max_errors=max_errors, progress=progress)
+        except ImportAbortedError as exc:
+            progress.stop()
+            for error in exc.errors[:10]:
+                typer.echo(f"  line {error.line}: {error.message}", err=True)
+            raise _fail(str(exc)) from None
+        except DirectoryImportError as exc:
+            progress.stop()
+            raise _fail(f"{exc} (the directory is unchanged)") from None
+        finally:
+            progress.stop()
+
+    _print_report(_run(url, work))
+
+
+@directory_app.command("search")
+def search_command(
+    query: Annotated[str, typer.Argument(help='As a doctor types it: "cardio lyon", "mart leg".')],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Results per page.")] = 10,
+    offset: Annotated[int, typer.Option(min=0, help="Results to skip.")] = 0,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Search the directory the way the bot does."""
+    from bridge.directory.search import search_directory
+
+    async def work(database: Database) -> SearchPage:
+        async with database.sessions() as session:
+            return await search_directory(session, query, limit=limit, offset=offset)
+
+    page = _run(database_url(db, config), work)
+    if as_json:
+        payload = {
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+            "results": [
+                {
+                    "rpps": r.rpps,
+                    "display_name": r.display_name,
+                    "profession": r.profession,
+                    "specialty": r.specialty,
+                    "city": r.city,
+                    "postcode": r.postcode,
+                    "matrix_id": r.matrix_id,
+                }
+                for r in page.results
+            ],
+        }
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not page.results:
+        typer.echo(f"No practitioner found ({page.total} matches).")
+        return
+    typer.echo(f"{page.total:,} matches; {offset + 1}–{offset + len(page.results)}:")
+    for number, r in enumerate(page.results, offset + 1):
+        what = ", ".join(x for x in (r.profession, r.specialty) if x)
+        where = " ".join(x for x in (r.postcode, r.city) if x)
+        matrix = f"  {r.matrix_id}" if r.matrix_id else ""
+        typer.echo(f"{number:>4}. {r.display_name} — {what} — {where} — RPPS {r.rpps}{matrix}")
+
+
+@directory_app.command("changes")
+def changes_command(
+    kind: Annotated[str, typer.Option(help="new, changed or disappeared.")] = "disappeared",
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Who appeared, changed or disappeared at the last import."""
+    from bridge.directory import store
+
+    if kind not in ("new", "changed", "disappeared"):
+        typer.echo("Error: --kind must be new, changed or disappeared", err=True)
+        raise typer.Exit(2)
+
+    async def work(database: Database) -> list[str]:
+        async with database.sessions() as session:
+            last = await store.last_import(session)
+            if last is None:
+                raise _fail("the directory has never been imported")
+            found = await store.changes(session, last.import_id, kind)  # type: ignore[arg-type]
+            header = f"Import #{last.import_id} ({last.source}, {last.finished_at}): {kind}"
+            return [header] + [f"  {c.rpps}  {c.last_name} {c.first_name}" for c in found]
+
+    for line in _run(database_url(db, config), work):
+        typer.echo(line)

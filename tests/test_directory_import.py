@@ -1,0 +1,222 @@
+"""Importing the register into the directory, on SQLite and PostgreSQL: all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bridge.directory import store
+from bridge.directory.importer import (
+    DirectoryImportError,
+    ImportAbortedError,
+    import_directory,
+)
+from tests.bench.rpps_synth import generate
+from tests.test_directory_support import (
+    BACKENDS,
+    demo_extract,
+    directory_database,
+    leftover_tables,
+    search,
+    table_counts,
+    write_lines,
+)
+
+pytestmark = pytest.mark.parametrize("backend", BACKENDS)
+FHIR_DATA = Path(__file__).parent / "data" / "fhir"
+
+
+class Interrupt(Exception):
+    """Stands for Ctrl-C or a crash in the middle of an import."""
+
+
+class Probe:
+    """Progress sink that can break an import, or search while one runs."""
+
+    def __init__(self, fail_at: str | None = None) -> None:
+        self.fail_at = fail_at
+        self.phases: list[str] = []
+        self.building = asyncio.Event()
+
+    def started(self, total: int | None) -> None:
+        pass
+
+    def advanced(self, done: int, lines: int) -> None:
+        if self.fail_at == "reading" and lines > 300:
+            raise Interrupt
+
+    def phase(self, text: str) -> None:
+        self.phases.append(text)
+        self.building.set()
+        if self.fail_at == text.split()[0]:
+            raise Interrupt
+
+
+async def test_import_then_search_the_demo_practitioners(backend: str, tmp_path: Path) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        report = await import_directory(db, demo_extract(tmp_path, lines=400))
+        assert (report.lines, report.errors, report.initial) == (400, 0, True)
+        assert report.practitioners == report.new > 250
+        page = await search(db, "10009999995")
+        assert page.total == 1
+        assert page.results[0].display_name == "Dr Anne-Sophie MARTIN-LÉGER"
+        async with db.sessions() as session:
+            [record] = await store.get_practitioner(session, "10009999995")
+            assert (record.city, record.specialty_code) == ("Lyon 2e Arrondissement", "SM04")
+            last = await store.last_import(session)
+        assert last is not None and last.practitioners == report.practitioners
+
+
+async def test_too_many_malformed_lines_abort_and_change_nothing(
+    backend: str, tmp_path: Path
+) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        await import_directory(db, demo_extract(tmp_path, lines=200))
+        before = await table_counts(db)
+        bad = tmp_path / "bad" / "PS_LibreAcces_Personne_activite_2.txt"
+        bad.parent.mkdir()
+        lines = demo_extract(bad.parent, lines=100).read_text().splitlines()[1:]
+        write_lines(bad, ["8|1|2|broken", *lines[:50], "also|broken", *lines[50:]])
+        with pytest.raises(ImportAbortedError) as caught:
+            await import_directory(db, bad, max_errors=1)
+        assert [e.line for e in caught.value.errors] == [2, 53]
+        assert "more than 1 malformed lines" in str(caught.value)
+        assert await table_counts(db) == before
+        assert (await search(db, "martin leger")).total == 1
+        assert await leftover_tables(db) == []
+        report = await import_directory(db, bad, max_errors=2)  # within the threshold
+        assert (report.errors, report.lines) == (2, 102)
+
+
+@pytest.mark.parametrize("fail_at", ["reading", "building", "switching"])
+async def test_interrupted_import_leaves_the_previous_directory(
+    backend: str, tmp_path: Path, fail_at: str
+) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        await import_directory(db, demo_extract(tmp_path, lines=200, seed=1))
+        before = await table_counts(db)
+        expected = await search(db, "cardio lyon")
+        other = tmp_path / "other"
+        other.mkdir()
+        with pytest.raises(Interrupt):
+            await import_directory(
+                db, demo_extract(other, lines=500, seed=2), progress=Probe(fail_at)
+            )
+        assert await table_counts(db) == before
+        assert await search(db, "cardio lyon") == expected
+        assert await leftover_tables(db) == []
+
+
+async def test_searches_keep_answering_during_an_import(backend: str, tmp_path: Path) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        await import_directory(db, demo_extract(tmp_path, lines=200, seed=1))
+        old = await search(db, "medecin")
+        other = tmp_path / "other"
+        other.mkdir()
+        probe = Probe()
+
+        async def search_while_building() -> None:
+            await probe.building.wait()
+            assert await search(db, "medecin") == old
+
+        importing = asyncio.ensure_future(
+            import_directory(db, demo_extract(other, lines=3000, seed=3), progress=probe)
+        )
+        await asyncio.wait_for(search_while_building(), timeout=60)
+        report = await importing
+        assert (await search(db, "medecin")).total != old.total
+        assert report.new > 0 and report.disappeared > 0
+
+
+async def test_reimport_reports_new_changed_and_disappeared(backend: str, tmp_path: Path) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        first = demo_extract(tmp_path, lines=120)
+        await import_directory(db, first)
+        lines = first.read_text().splitlines(keepends=True)
+        header, body = lines[0], lines[1:]
+        gone = [x for x in body if x.split("|")[1] == "10008888884"]  # DUPONT Jean
+        kept = [x for x in body if x not in gone]
+        moved = next(i for i, x in enumerate(kept) if x.split("|")[1] == "10007777773")
+        kept[moved] = kept[moved].replace("|75015|", "|75016|")  # FONTAINE Claire moves
+        newcomer = kept[moved].replace("10007777773", "10000000017").replace("FONTAINE", "NOUVEAU")
+        second = tmp_path / "next" / first.name
+        second.parent.mkdir()
+        second.write_text(header + "".join(kept) + newcomer)
+        report = await import_directory(db, second)
+        assert (report.new, report.changed, report.disappeared) == (1, 1, 1)
+        async with db.sessions() as session:
+            last = await store.last_import(session)
+            assert last is not None
+            gone_list = await store.changes(session, last.import_id, "disappeared")
+            changed = await store.changes(session, last.import_id, "changed")
+        assert [(c.rpps, c.last_name) for c in gone_list] == [("10008888884", "DUPONT")]
+        assert [c.rpps for c in changed] == ["10007777773"]
+        assert (await search(db, "dupont jean 13")).total == 0
+
+
+async def test_zip_with_savoir_faire_file_inside(backend: str, tmp_path: Path) -> None:
+    archive = tmp_path / "extract.zip"
+    generate(archive, lines=300, seed=5, zip_output=True, separate_savoir_faire=True)
+    with zipfile.ZipFile(archive) as z:
+        assert any("SavoirFaire" in n for n in z.namelist())
+    async with directory_database(backend, tmp_path) as db:
+        report = await import_directory(db, archive)
+        assert report.lines == 300 and report.errors == 0
+        page = await search(db, "medecine generale")
+        assert page.total > 0
+        assert all(r.specialty == "Médecine générale" for r in page.results)
+
+
+async def test_savoir_faire_file_beside_the_txt(backend: str, tmp_path: Path) -> None:
+    result = generate(tmp_path, lines=300, seed=5, separate_savoir_faire=True)
+    async with directory_database(backend, tmp_path) as db:
+        await import_directory(db, result.paths[0])
+        assert (await search(db, "medecine generale")).total > 0
+
+
+async def test_fhir_files_go_through_the_same_importer(backend: str, tmp_path: Path) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        report = await import_directory(db, FHIR_DATA / "bundle.json")
+        assert report.format == "fhir" and report.practitioners > 0
+        ndjson = await import_directory(db, FHIR_DATA / "practitioners.ndjson", max_errors=100)
+        assert ndjson.practitioners > 0
+        sample = json.loads((FHIR_DATA / "bundle.json").read_text())
+        assert sample["resourceType"] == "Bundle"
+
+
+async def test_bad_paths_are_clear_errors(backend: str, tmp_path: Path) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        with pytest.raises(DirectoryImportError, match="no such file"):
+            await import_directory(db, tmp_path / "missing.txt")
+        (tmp_path / "notes.pdf").write_text("x")
+        with pytest.raises(DirectoryImportError, match=r"expected the register extract"):
+            await import_directory(db, tmp_path / "notes.pdf")
+        header_only = write_lines(tmp_path / "cols.txt", [], header=["Identifiant PP", "Nom"])
+        with pytest.raises(DirectoryImportError, match="Nom d'exercice"):
+            await import_directory(db, header_only)
+        (tmp_path / "empty.zip").write_bytes(b"")
+        shutil.copy(tmp_path / "notes.pdf", tmp_path / "fake.zip")
+        with pytest.raises(DirectoryImportError, match="not a valid zip"):
+            await import_directory(db, tmp_path / "fake.zip")
+
+
+async def test_links_survive_reimports_and_respect_visibility(backend: str, tmp_path: Path) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        extract = demo_extract(tmp_path, lines=100)
+        await import_directory(db, extract)
+        async with db.sessions.begin() as session:
+            await store.link_matrix_id(session, "10009999995", "@asml:a.test", visible=True)
+            await store.link_matrix_id(session, "10008888884", "@jd:a.test", visible=False)
+        await import_directory(db, extract)
+        assert (await search(db, "10009999995")).results[0].matrix_id == "@asml:a.test"
+        assert (await search(db, "10008888884")).results[0].matrix_id is None
+        async with db.sessions.begin() as session:
+            assert await store.set_visibility(session, "10008888884", visible=True)
+            assert await store.unlink_matrix_id(session, "10009999995")
+        assert (await search(db, "10008888884")).results[0].matrix_id == "@jd:a.test"
+        assert (await search(db, "10009999995")).results[0].matrix_id is None

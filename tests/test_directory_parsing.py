@@ -1,0 +1,205 @@
+"""Reading the register's extract and reading a doctor's query: pure code, no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
+from bridge.directory.query import Node, Term, phrases_to_look_up, plan_query, to_fts5, to_tsquery
+from bridge.directory.rows import Grouper, city_key, decode_activities
+from bridge.directory.rpps import (
+    ExtractFormatError,
+    ExtractParser,
+    SpecialtyIndex,
+    iter_records,
+    luhn_ok,
+    normalise_column,
+    read_header,
+)
+from tests.bench.rpps_synth import ALT_HEADER_SPELLINGS, HEADER_52, HEADER_56, header_line
+from tests.test_directory_support import EXAMPLE_LINE
+
+
+def records(lines: list[str]) -> list[PractitionerRecord | ParseError | ParseWarning]:
+    return list(iter_records(lines))
+
+
+def test_example_line_of_the_documentation_is_read_field_by_field() -> None:
+    [record] = records([header_line(HEADER_52), EXAMPLE_LINE])
+    assert record == PractitionerRecord(
+        rpps="10009999995",  # type: ignore[arg-type]
+        id_type="8",
+        last_name="MARTIN-LÉGER",
+        first_name="ANNE-SOPHIE",
+        title="Docteur",
+        profession_code="10",
+        profession="Médecin",
+        specialty_code="SM04",
+        specialty="Cardiologie et maladies vasculaires",
+        mode="Libéral",
+        organisation="CABINET DR MARTIN-LÉGER",
+        postcode="69002",
+        city="Lyon 2e Arrondissement",
+        department_code="69",
+        department="Rhône",
+        country="",
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        list(HEADER_52),
+        [ALT_HEADER_SPELLINGS.get(c, c) for c in HEADER_52],
+        [c.upper() for c in HEADER_52],
+    ],
+    ids=["as-documented", "alternative-spellings", "upper-case"],
+)
+def test_header_variants_map_columns_by_name(header: list[str]) -> None:
+    [record] = records([header_line(header), EXAMPLE_LINE])
+    assert isinstance(record, PractitionerRecord)
+    assert (record.department_code, record.title) == ("69", "Docteur")
+
+
+def test_56_column_extract_with_columns_in_another_order() -> None:
+    columns = list(HEADER_56)
+    values = [*EXAMPLE_LINE.split("|")[:52], "F1", "Fonction", "G1", "Genre"]
+    order = list(reversed(range(len(columns))))
+    line = "|".join(values[i] for i in order) + "|"
+    [record] = records([header_line([columns[i] for i in order]), line])
+    assert isinstance(record, PractitionerRecord)
+    assert (record.rpps, record.city, record.specialty_code) == (
+        "10009999995",
+        "Lyon 2e Arrondissement",
+        "SM04",
+    )
+
+
+def test_spelling_variants_normalise_to_one_name() -> None:
+    assert normalise_column("Code Département (structure)") == normalise_column(
+        "Code département (coord. structure)"
+    )
+    assert normalise_column("Libellé civilité d'exercice") == normalise_column(
+        "LIBELLE CIVILITE EXERCICE"
+    )
+
+
+def test_missing_required_column_is_named() -> None:
+    header = [c for c in HEADER_52 if c != "Nom d'exercice"]
+    with pytest.raises(ExtractFormatError, match="Nom d'exercice"):
+        read_header(header_line(header))
+
+
+def test_a_file_that_is_not_an_extract_says_so() -> None:
+    with pytest.raises(ExtractFormatError, match="not the header of a register extract"):
+        read_header("name;city;phone\n")
+
+
+def test_malformed_lines_are_reported_with_their_line_number() -> None:
+    bad_columns = "8|10009999995|MARTIN|"
+    no_id = EXAMPLE_LINE.replace("8|10009999995|", "8||", 1)
+    items = records([header_line(HEADER_52), EXAMPLE_LINE, bad_columns, EXAMPLE_LINE, no_id])
+    errors = [i for i in items if isinstance(i, ParseError)]
+    assert [(e.line, e.message.split(",")[0]) for e in errors] == [
+        (3, "expected 52 fields separated by '|'"),
+        (5, "empty “Identifiant PP” is not a number"),
+    ]
+    assert sum(isinstance(i, PractitionerRecord) for i in items) == 2
+
+
+def test_rpps_failing_its_check_digit_is_a_warning_not_a_rejection() -> None:
+    assert luhn_ok("10009999995") and not luhn_ok("10009999996")
+    line = EXAMPLE_LINE.replace("10009999995", "10009999996")
+    items = records([header_line(HEADER_52), line])
+    assert [type(i).__name__ for i in items] == ["ParseWarning", "PractitionerRecord"]
+    assert isinstance(items[0], ParseWarning) and items[0].line == 2
+
+
+def test_partial_address_takes_postcode_and_city_from_bureau_cedex() -> None:
+    line = EXAMPLE_LINE.replace("|69002|69382|Lyon 2e Arrondissement|", "||||").replace(
+        "|69|Rhône|", "|||"
+    )
+    [record] = records([header_line(HEADER_52), line])
+    assert isinstance(record, PractitionerRecord)
+    assert (record.postcode, record.city, record.department_code, record.department) == (
+        "69002",
+        "LYON",
+        "69",
+        "Rhône",
+    )
+
+
+def test_specialty_comes_from_savoir_faire_when_the_columns_are_absent() -> None:
+    header = [c for c in HEADER_52 if "savoir-faire" not in c]
+    values = EXAMPLE_LINE.split("|")
+    dropped = {HEADER_52.index(c) for c in HEADER_52 if "savoir-faire" in c}
+    line = "|".join(v for i, v in enumerate(values) if i not in dropped)
+    savoir_faire = [
+        "Identification nationale PP|Code type savoir-faire|Code savoir-faire|"
+        "Libellé savoir-faire|\n",
+        "810009999995|CEX|CEX1|Une compétence|\n",
+        "810009999995|S|SM04|Cardiologie et maladies vasculaires|\n",
+    ]
+    index = SpecialtyIndex.from_lines(savoir_faire)
+    assert index("810009999995") == ("SM04", "Cardiologie et maladies vasculaires")
+    assert index("899999999999") is None
+    parser = ExtractParser(read_header(header_line(header)), index)
+    rows, errors, _ = parser.parse([line], 2)
+    assert not errors and rows[0][7:9] == ("SM04", "Cardiologie et maladies vasculaires")
+
+
+def test_lines_of_one_practitioner_become_one_row_with_all_places() -> None:
+    second = EXAMPLE_LINE.replace(
+        "69002 LYON|69002|69382|Lyon 2e Arrondissement", "|69100||Villeurbanne"
+    )
+    parser = ExtractParser(read_header(header_line(HEADER_52)))
+    rows, _, _ = parser.parse([EXAMPLE_LINE, second], 2)
+    grouper = Grouper()
+    done = grouper.feed(rows) + grouper.flush()
+    assert len(done) == 1
+    words = done[0][9].split()
+    assert {"martin", "leger", "anne", "sophie", "9clyon", "9cvilleurbanne", "9ssm04"} <= set(words)
+    assert [a.city for a in decode_activities(done[0][8])] == [
+        "Lyon 2e Arrondissement",
+        "Villeurbanne",
+    ]
+
+
+def test_city_keys_ignore_arrondissements_cedex_and_saint_abbreviations() -> None:
+    assert city_key("Lyon 2e Arrondissement") == "lyon"
+    assert city_key("PARIS CEDEX 15") == "paris"
+    assert city_key("ST-ÉTIENNE") == city_key("Saint-Étienne") == "saint etienne"
+
+
+# --- queries -------------------------------------------------------------------------------
+
+
+def test_name_words_are_prefixes_in_any_order() -> None:
+    plan = plan_query("Mart Lég")
+    assert plan.groups == [Term("mart", prefix=True), Term("leg", prefix=True)]
+    assert to_fts5(plan.expression()) == '("mart"* AND "leg"*)'
+    assert to_fts5(plan.expression(exact=True)) == '("mart" AND "leg")'
+    assert to_tsquery(plan.expression()) == "('mart':* & 'leg':*)"
+
+
+def test_specialty_and_city_narrow_and_also_match_exact_names() -> None:
+    assert "lyon" in phrases_to_look_up("cardio lyon")
+    plan = plan_query("cardio lyon", {"lyon"})
+    specialty, city = plan.groups
+    assert isinstance(specialty, Node) and Term("9ssm04") in specialty.items
+    assert city == Node("or", (Term("9clyon"), Term("lyon")))
+    assert plan.name_words == []
+
+
+def test_numbers_become_identifiers_postcodes_departments_or_arrondissements() -> None:
+    assert plan_query("10009999995").groups == [Term("9i10009999995")]
+    assert plan_query("810009999995").groups == [Term("9i10009999995")]
+    assert plan_query("69002").groups == [Term("9z69002")]
+    assert plan_query("MG 13").groups[1] == Term("9d13")
+    assert plan_query("2A").groups == [Term("9d2a")]
+    assert plan_query("paris 15e", {"paris"}).groups[1] == Term("9z75015")
+
+
+def test_titles_and_empty_queries() -> None:
+    assert plan_query("Dr Dupont").groups == [Term("dupont", prefix=True)]
+    assert plan_query("  -- ' ").empty
