@@ -59,11 +59,19 @@ class TaskSet:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+        self._batch: list[asyncio.Task[None]] = []
 
-    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=what)
         self._tasks.add(task)
+        self._batch.append(task)
         task.add_done_callback(self._done)
+        return task
+
+    def take_batch(self) -> list[asyncio.Task[None]]:
+        """The tasks spawned since the last call (the work of one sync response)."""
+        batch, self._batch = self._batch, []
+        return batch
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

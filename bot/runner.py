@@ -20,6 +20,7 @@ from typing import Any
 from nio import AsyncClientConfig, KeysUploadError
 
 from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
+from bot.checkpoint import SyncCheckpoints
 from bot.config import BotConfig, TrustMode
 from bot.crypto.bootstrap import CrossSigningOutcome, NioJson, ensure_cross_signed
 from bot.crypto.device_trust import DeviceTrust
@@ -115,6 +116,7 @@ class BotRunner:
         self.actions: NioActions | None = None
         self.router: EventRouter | None = None
         self.cross_signing: CrossSigningOutcome | None = None
+        self._checkpoints: SyncCheckpoints | None = None
 
     @property
     def user_id(self) -> str:
@@ -146,7 +148,10 @@ class BotRunner:
             config.user_id,
             store_path=str(store_dir),
             config=AsyncClientConfig(
-                encryption_enabled=True, store_sync_tokens=True, pickle_key=pickle_key
+                # Tokens are saved by SyncCheckpoints once their events are handled.
+                encryption_enabled=True,
+                store_sync_tokens=False,
+                pickle_key=pickle_key,
             ),
         )
         self.client = client
@@ -169,6 +174,8 @@ class BotRunner:
                 "end-to-end encryption did not start (no crypto store loaded): check that "
                 "matrix-nio is installed with its e2e extra and store_dir is writable"
             )
+        client.loaded_sync_token = client.store.load_sync_token() or ""
+        self._checkpoints = SyncCheckpoints(client.store.save_sync_token)
         if client.should_upload_keys:
             uploaded = await client.keys_upload()
             if isinstance(uploaded, KeysUploadError):
@@ -225,6 +232,8 @@ class BotRunner:
         from nio import SyncResponse
 
         if isinstance(response, SyncResponse):
+            if self._checkpoints is not None:
+                self._checkpoints.add(response.next_batch, self._tasks.take_batch())
             previous, self._generation = self._generation, asyncio.Event()
             previous.set()
             self._ready.set()

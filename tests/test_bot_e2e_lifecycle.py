@@ -3,6 +3,7 @@ invites from outside the federation's members, unreadable messages, untrusted de
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,41 @@ async def test_device_not_cross_signed_gets_no_room_key(
         assert device.blacklisted and not device.verified
     finally:
         await doctor.close()
+
+
+async def test_a_command_interrupted_by_a_stop_is_delivered_again(
+    hs_a: Homeserver, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    """The sync position is saved only after a message's handler finished: an interrupted
+    one comes back after the restart (the dispatcher's store then makes it run once)."""
+    config = await bot_config(hs_a, tmp_path / "bot", [hs_a.server_name])
+    started = asyncio.Event()
+    handled: list[str] = []
+
+    async def stuck(actions: Any, stack: Any) -> Any:
+        async def handle(msg: Any) -> None:
+            started.set()
+            await asyncio.Event().wait()  # never finishes: the bot stops meanwhile
+
+        return handle
+
+    async def recording(actions: Any, stack: Any) -> Any:
+        async def handle(msg: Any) -> None:
+            handled.append(msg.event_id)
+            await actions.send_notice(msg.room_id, f"echo {len(msg.body)}")
+
+        return handle
+
+    bot = await start_bot(config, stuck)
+    doctor = await Doctor.create(hs_a, tmp_path)
+    try:
+        room_id = await doctor.dm(bot.user_id)
+        event_id = await doctor.send(room_id, "!anything")
+        await asyncio.wait_for(started.wait(), 30)
+        await bot.stop()
+        bot = await start_bot(config, recording)
+        await doctor.wait_for_text(bot.user_id, lambda b: b.startswith("echo"))
+        assert event_id in handled
+    finally:
+        await doctor.close()
+        await bot.stop()
