@@ -1,0 +1,127 @@
+"""Searching the directory the way doctors type, on SQLite and PostgreSQL (same results)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bridge.db import Database
+from bridge.directory.importer import import_directory
+from bridge.directory.rows import city_key, words
+from tests.test_directory_support import BACKENDS, demo_extract, directory_database, search
+
+ANNE_SOPHIE = "Dr Anne-Sophie MARTIN-LÉGER"  # SM04 cardiology, Lyon 2e
+PAUL_MARTIN = "Dr Paul MARTIN"  # SM04 cardiology, Lyon 6e
+JEAN_DUPONT = "Dr Jean DUPONT"  # SM54 general practice, Marseille 1er
+QUERIES = [
+    "mart leg",
+    "LÉGER Martin",
+    "martin",
+    "cardio lyon",
+    "cardiologue 69",
+    "médecin généraliste marseille",
+    "MG 13",
+    "rhône",
+    "69002",
+    "dupon",
+    "10009999995",
+    "infirmier paris 15",
+    "kiné",
+]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session", params=BACKENDS)
+async def directory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Database]:
+    folder = tmp_path_factory.mktemp(f"directory-{request.param}")
+    async with directory_database(request.param, folder) as db:
+        await import_directory(db, demo_extract(folder, lines=4000, seed=11))
+        yield db
+
+
+async def names(db: Database, query: str, limit: int = 50) -> list[str]:
+    return [r.display_name for r in (await search(db, query, limit=limit)).results]
+
+
+async def test_name_prefixes_in_any_order_with_or_without_accents(directory: Database) -> None:
+    for query in ("mart leg", "LÉGER Martin", "martin-leger anne", "MARTIN LEGER"):
+        assert ANNE_SOPHIE in await names(directory, query), query
+    assert (await search(directory, "martin leger")) == (await search(directory, "Martin-Léger"))
+
+
+async def test_exact_name_words_rank_before_prefixes(directory: Database) -> None:
+    page = await search(directory, "martin", limit=200)
+    exact = ["martin" in words(r.display_name) for r in page.results]
+    assert (exact[0] and not exact[-1]) or all(exact)
+    assert exact == sorted(exact, reverse=True)  # every exact match before any prefix match
+    assert PAUL_MARTIN in [
+        r.display_name for r in page.results if "martin" in words(r.display_name)
+    ]
+
+
+async def test_specialty_and_city_narrow_the_results(directory: Database) -> None:
+    page = await search(directory, "cardio lyon", limit=50)
+    shown = [r.display_name for r in page.results]
+    assert ANNE_SOPHIE in shown and PAUL_MARTIN in shown
+    for result in page.results:
+        assert result.specialty == "Cardiologie et maladies vasculaires"
+        assert city_key(result.city) == "lyon" or "lyon" in words(result.display_name)
+    cardio = await search(directory, "cardiologue")
+    department = await search(directory, "cardio 69")
+    assert cardio.total > department.total >= page.total > 0
+    assert (await search(directory, "cardiologue lyon")).total == page.total
+
+
+async def test_common_words_map_to_the_register_specialties(directory: Database) -> None:
+    assert JEAN_DUPONT in await names(directory, "médecin généraliste marseille")
+    assert JEAN_DUPONT in await names(directory, "MG 13")
+    for result in (await search(directory, "MG 13")).results:
+        assert result.specialty == "Médecine générale"
+        assert result.postcode.startswith("13")
+
+
+async def test_places_by_postcode_department_name_and_arrondissement(directory: Database) -> None:
+    assert ANNE_SOPHIE in await names(directory, "69002")
+    assert ANNE_SOPHIE in await names(directory, "cardio rhône")
+    for result in (await search(directory, "paris 15", limit=20)).results:
+        assert result.postcode == "75015"
+
+
+async def test_rpps_and_adeli_numbers_find_one_practitioner(directory: Database) -> None:
+    page = await search(directory, "10009999995")
+    assert [r.display_name for r in page.results] == [ANNE_SOPHIE]
+    assert page.results[0].matrix_id is None
+    adeli = next(
+        r.rpps
+        for r in (await search(directory, "infirmier", limit=200)).results
+        if len(r.rpps) == 9
+    )
+    assert [r.rpps for r in (await search(directory, adeli)).results] == [adeli]
+    assert (await search(directory, "12345")).total == 0
+
+
+async def test_limit_offset_and_total(directory: Database) -> None:
+    whole = await search(directory, "ma", limit=40)
+    assert whole.total > 40
+    pages = [await search(directory, "ma", limit=10, offset=o) for o in (0, 10, 20, 30)]
+    assert [r for p in pages for r in p.results] == whole.results
+    assert {p.total for p in pages} == {whole.total}
+    assert (await search(directory, "ma", offset=whole.total)).results == []
+    assert (await search(directory, "")).total == 0
+    with pytest.raises(ValueError):
+        await search(directory, "ma", limit=0)
+
+
+async def test_both_back_ends_give_identical_pages(tmp_path: Path) -> None:
+    extract = demo_extract(tmp_path, lines=2000, seed=13)
+    pages = {}
+    for backend in BACKENDS:
+        async with directory_database(backend, tmp_path) as db:
+            await import_directory(db, extract)
+            pages[backend] = [await search(db, q, limit=20, offset=3) for q in QUERIES]
+    assert pages["sqlite"] == pages["postgres"]
+    assert sum(p.total for p in pages["sqlite"]) > 100
