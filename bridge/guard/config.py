@@ -10,8 +10,10 @@
 
 `allowed_servers` is required (it may be empty: the own server is always allowed) so
 that a typo cannot silently leave a homeserver talking to nobody or to everybody.
-Unknown keys are refused for the same reason. `allowed_servers_url` is reserved for
-the federation registry's live list and is not used yet.
+Unknown keys are refused for the same reason. With `allowed_servers_url` (the
+federation bridge's `/_caducee/v1/federation/allowed_servers`), the list is refreshed
+from the bridge every `refresh_seconds` (default 30) and `allowed_servers` is only the
+list in force until the bridge first answers (see `bridge.guard.refresh`).
 
 A bad configuration stops Synapse at start with a message naming the key at fault.
 """
@@ -28,7 +30,10 @@ from synapse.module_api.errors import ConfigError
 from bridge.guard.allowlist import is_valid_server_name, normalise_server_name
 from bridge.guard.identifiers import NamedPattern
 
-_KNOWN_KEYS = frozenset({"allowed_servers", "identifier_patterns", "allowed_servers_url"})
+_KNOWN_KEYS = frozenset(
+    {"allowed_servers", "identifier_patterns", "allowed_servers_url", "refresh_seconds"}
+)
+MAX_REFRESH_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class GuardConfig:
     allowed_servers: tuple[str, ...]
     identifier_patterns: tuple[NamedPattern, ...] = ()
     allowed_servers_url: str | None = None
+    refresh_seconds: float = 30.0
 
 
 def _error(key: str, problem: str) -> ConfigError:
@@ -97,8 +103,19 @@ def parse_config(config: object) -> GuardConfig:
         not isinstance(url, str) or not url.startswith(("https://", "http://"))
     ):
         raise _error("allowed_servers_url", "must be an http(s) URL")
+    refresh: Any = config.get("refresh_seconds", 30)
+    if (
+        isinstance(refresh, bool)
+        or not isinstance(refresh, (int, float))
+        or not 0 < refresh <= MAX_REFRESH_SECONDS
+    ):
+        raise _error(
+            "refresh_seconds",
+            f"must be a number of seconds, above 0, at most {MAX_REFRESH_SECONDS}",
+        )
     return GuardConfig(
         allowed_servers=_parse_servers(config["allowed_servers"]),
         identifier_patterns=_parse_patterns(config.get("identifier_patterns")),
         allowed_servers_url=url,
+        refresh_seconds=float(refresh),
     )

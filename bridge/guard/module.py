@@ -41,6 +41,7 @@ from bridge.guard import creation, policy
 from bridge.guard.allowlist import AllowList, AllowListHolder
 from bridge.guard.config import GuardConfig, parse_config
 from bridge.guard.policy import EventFacts, Refusal
+from bridge.guard.refresh import AllowListRefresher
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,12 @@ class CaduceeGuard:
         self._config = config
         self.allow_list = AllowListHolder(AllowList.build(api.server_name, config.allowed_servers))
         self._extra = config.identifier_patterns
+        self.refresher: AllowListRefresher | None = None
         if config.allowed_servers_url is not None:
-            logger.warning("allowed_servers_url is not used yet; using allowed_servers")
+            self.refresher = AllowListRefresher(
+                api, self.allow_list, config.allowed_servers_url, config.refresh_seconds
+            )
+            self.refresher.start()
         api.register_spam_checker_callbacks(
             check_event_for_spam=self.check_event_for_spam,
             user_may_invite=self.user_may_invite,

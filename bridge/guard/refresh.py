@@ -1,0 +1,127 @@
+"""Keeping the allow-list live: poll the federation bridge, swap the list, survive outages.
+
+With `allowed_servers_url` set, the guard asks the bridge every `refresh_seconds` for
+`{"servers": [...], "version": ...}` and installs the answer with
+`AllowListHolder.replace` (the homeserver's own name is always kept). A homeserver the
+registry onboards or removes is thus let in or cut off within one interval, without
+restarting Synapse. When the bridge cannot be reached, answers an error or something
+that is not such a list, the last good list stays in force: an outage of the bridge
+must not cut a hospital off, nor open it to anyone. The static `allowed_servers` is the
+list in force until the first good answer (at start, or while the bridge is down).
+
+Only Synapse's public module API is used: `looping_background_call` (on every worker,
+since each process runs its own guard) and `http_client.get_json`. A refresh that is
+still waiting for the bridge when the next one is due is not doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from synapse.module_api import ModuleApi
+
+from bridge.guard.allowlist import AllowListHolder, is_valid_server_name, normalise_server_name
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REFRESH_SECONDS: Final = 30.0
+MAX_SERVERS: Final = 100_000
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A well-formed answer of the bridge."""
+
+    servers: frozenset[str]
+    version: str
+
+
+def parse_answer(body: object) -> Answer | None:
+    """The bridge's answer, or None when it is not a well-formed allow-list (then ignored)."""
+    if not isinstance(body, Mapping):
+        return None
+    servers, version = body.get("servers"), body.get("version")
+    if not isinstance(servers, list) or len(servers) > MAX_SERVERS:
+        return None
+    if not isinstance(version, (str, int)) or isinstance(version, bool):
+        return None
+    names: set[str] = set()
+    for item in servers:
+        if not isinstance(item, str) or not is_valid_server_name(item.strip()):
+            return None
+        names.add(normalise_server_name(item))
+    return Answer(frozenset(names), str(version))
+
+
+class AllowListRefresher:
+    """Polls the bridge and swaps the guard's allow-list."""
+
+    def __init__(
+        self, api: ModuleApi, holder: AllowListHolder, url: str, interval_seconds: float
+    ) -> None:
+        self._api = api
+        self._holder = holder
+        self._url = url
+        self._interval = interval_seconds
+        self._running = False
+        self._failing = False
+        self.version: str | None = None
+        """Version of the list in force (None: still the configured one)."""
+
+    def start(self) -> None:
+        """Refresh once now, then every interval (Synapse runs both in the background)."""
+        self._api.delayed_background_call(0, self.refresh, desc="caducee_guard_allow_list")
+        self._api.looping_background_call(
+            self.refresh,
+            self._interval * 1000,
+            desc="caducee_guard_allow_list",
+            run_on_all_instances=True,
+        )
+
+    async def refresh(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        try:
+            await self._refresh()
+        finally:
+            self._running = False
+
+    async def _refresh(self) -> None:
+        try:
+            body = await self._api.http_client.get_json(self._url)
+        except Exception as exc:  # network, HTTP status, timeout, not JSON: all the same here
+            self._failed(f"cannot read it ({type(exc).__name__})")
+            return
+        answer = parse_answer(body)
+        if answer is None:
+            self._failed("the answer is not an allow-list")
+            return
+        if self._failing:
+            logger.warning("Allow-list from the federation bridge readable again")
+            self._failing = False
+        if answer.version == self.version and answer.servers | {
+            self._holder.current.own_server
+        } == set(self._holder.current.servers):
+            return
+        installed = self._holder.replace(answer.servers)
+        self.version = answer.version
+        logger.info(
+            "Allow-list version %s from the federation bridge: %d server(s): %s",
+            answer.version,
+            len(installed.servers),
+            sorted(installed.servers),
+        )
+
+    def _failed(self, problem: str) -> None:
+        if not self._failing:
+            logger.warning(
+                "Allow-list from the federation bridge: %s; keeping the last good list (%d "
+                "server(s))",
+                problem,
+                len(self._holder.current.servers),
+            )
+        self._failing = True

@@ -1,0 +1,170 @@
+"""The guard's live allow-list: answers parsed strictly, the last good list kept otherwise.
+
+Synapse's ModuleApi is a spec'd mock (the host); its HTTP client answers what each test
+says. The same refresher against a real bridge and real Synapse is in
+test_registry_federation.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from unittest.mock import AsyncMock, Mock
+
+import pytest
+from synapse.module_api import ModuleApi
+from synapse.module_api.errors import ConfigError
+
+from bridge.guard import CaduceeGuard
+from bridge.guard.allowlist import AllowList, AllowListHolder
+from bridge.guard.refresh import AllowListRefresher, parse_answer
+
+OWN, B, C = "localhost:8481", "localhost:8482", "localhost:8483"
+URL = "http://127.0.0.1:8780/_caducee/v1/federation/allowed_servers"
+
+
+def api_answering(*answers: object) -> Mock:
+    """A ModuleApi whose get_json returns (or raises) each answer in turn."""
+    api = Mock(spec=ModuleApi)
+    api.server_name = OWN
+    api.http_client = Mock()
+    api.http_client.get_json = AsyncMock(side_effect=list(answers))
+    return api
+
+
+def refresher(api: Mock, initial: tuple[str, ...] = (B,)) -> AllowListRefresher:
+    return AllowListRefresher(api, AllowListHolder(AllowList.build(OWN, initial)), URL, 1.0)
+
+
+def servers(r: AllowListRefresher) -> set[str]:
+    return set(r._holder.current.servers)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"servers": ["LocalHost:8482", "hs.example"], "version": "v1"}, {B, "hs.example"}),
+        ({"servers": [], "version": 3}, set()),
+    ],
+)
+def test_a_well_formed_answer_is_read(body: object, expected: set[str]) -> None:
+    answer = parse_answer(body)
+    assert answer is not None
+    assert answer.servers == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        "localhost:8482",
+        {"servers": [B]},
+        {"version": "1"},
+        {"servers": B, "version": "1"},
+        {"servers": [B, "not a server!"], "version": "1"},
+        {"servers": [B, 7], "version": "1"},
+        {"servers": [B], "version": True},
+        {"servers": [B], "version": None},
+        {"errcode": "M_UNKNOWN", "error": "Internal server error"},
+    ],
+)
+def test_anything_else_is_not_an_allow_list(body: object) -> None:
+    assert parse_answer(body) is None
+
+
+async def test_an_answer_replaces_the_list_and_the_own_server_stays() -> None:
+    r = refresher(api_answering({"servers": [C], "version": "2"}))
+    await r.refresh()
+    assert servers(r) == {OWN, C}
+    assert r.version == "2"
+
+
+async def test_the_last_good_list_stays_when_the_bridge_fails_or_answers_garbage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = api_answering(
+        {"servers": [C], "version": "2"},
+        ConnectionRefusedError(),
+        {"servers": "everyone", "version": "3"},
+        ValueError("not JSON"),
+        {"servers": [], "version": "4"},
+    )
+    r = refresher(api)
+    await r.refresh()
+    for _ in range(3):
+        await r.refresh()
+        assert servers(r) == {OWN, C}
+        assert r.version == "2"
+    warnings = [rec for rec in caplog.records if "keeping the last good list" in rec.message]
+    assert len(warnings) == 1, "a lasting outage is logged once, not at every refresh"
+    await r.refresh()
+    assert servers(r) == {OWN}
+    assert r.version == "4"
+    assert any("readable again" in rec.message for rec in caplog.records)
+
+
+async def test_the_configured_list_stays_until_the_bridge_first_answers() -> None:
+    r = refresher(api_answering(TimeoutError()), initial=(B, C))
+    await r.refresh()
+    assert servers(r) == {OWN, B, C}
+    assert r.version is None
+
+
+async def test_a_slow_bridge_does_not_pile_up_refreshes() -> None:
+    release = asyncio.Event()
+    calls = 0
+
+    async def slow(url: str) -> Any:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return {"servers": [C], "version": "9"}
+
+    api = api_answering()
+    api.http_client.get_json = slow
+    r = refresher(api)
+    first = asyncio.create_task(r.refresh())
+    await asyncio.sleep(0)
+    await r.refresh()  # due while the first waits: skipped
+    release.set()
+    await first
+    assert calls == 1
+    assert servers(r) == {OWN, C}
+
+
+def test_the_guard_polls_on_every_worker_when_a_url_is_configured() -> None:
+    api = Mock(spec=ModuleApi)
+    api.server_name = OWN
+    config = CaduceeGuard.parse_config(
+        {"allowed_servers": [B], "allowed_servers_url": URL, "refresh_seconds": 1}
+    )
+    guard = CaduceeGuard(config, api)
+    assert guard.refresher is not None
+    api.looping_background_call.assert_called_once()
+    args, kwargs = api.looping_background_call.call_args
+    assert args == (guard.refresher.refresh, 1000.0)
+    assert kwargs["run_on_all_instances"] is True
+    delayed_args, _ = api.delayed_background_call.call_args
+    assert delayed_args == (0, guard.refresher.refresh)
+
+
+def test_without_a_url_nothing_is_polled() -> None:
+    api = Mock(spec=ModuleApi)
+    api.server_name = OWN
+    guard = CaduceeGuard(CaduceeGuard.parse_config({"allowed_servers": [B]}), api)
+    assert guard.refresher is None
+    api.looping_background_call.assert_not_called()
+
+
+def test_refresh_seconds_defaults_to_30() -> None:
+    config = CaduceeGuard.parse_config({"allowed_servers": [], "allowed_servers_url": URL})
+    assert config.refresh_seconds == 30.0
+
+
+@pytest.mark.parametrize("value", [0, -1, "30", True, 3601, None])
+def test_a_bad_refresh_interval_is_refused_naming_the_key(value: object) -> None:
+    with pytest.raises(ConfigError, match="refresh_seconds"):
+        CaduceeGuard.parse_config(
+            {"allowed_servers": [], "allowed_servers_url": URL, "refresh_seconds": value}
+        )
