@@ -223,7 +223,8 @@ class BridgeConfig(_Strict):
     homeserver_url: BaseUrl
     """Where the bridge reaches that homeserver (client listener; must also serve `openid`)."""
     federation_name: str | None = Field(default=None, min_length=1, max_length=100)
-    data_dir: Path = Path("data")
+    data_dir: Path = Field(default=Path("data"), validate_default=True)
+    """Relative to the configuration file's folder, like every path here."""
     database_url: str | None = None
     """SQLAlchemy async URL; defaults to an SQLite file in `data_dir`."""
     listen_host: str = "127.0.0.1"

@@ -60,6 +60,14 @@ def test_edited_example_loads_with_defaults_resolved_next_to_the_file(tmp_path: 
     assert config.allowed_servers == frozenset({"clinic.test:8448"})
 
 
+def test_default_data_dir_is_next_to_the_file_not_the_working_directory(tmp_path: Path) -> None:
+    data = good_settings()
+    del data["data_dir"]
+    config = load_config(write(tmp_path, data))
+    assert config.data_dir == tmp_path / "data"
+    assert config.effective_database_url == f"sqlite+aiosqlite:///{tmp_path}/data/bridge.db"
+
+
 def test_shipped_example_is_refused_naming_the_fields_to_edit(tmp_path: Path) -> None:
     example = REPO / "bridge" / "example-config.yaml"
     with pytest.raises(ConfigError) as info:
@@ -222,3 +230,11 @@ def test_cli_check_config_summarises_without_secrets(tmp_path: Path) -> None:
     assert "server_name: clinic.test:8448" in result.stdout
     assert "service tokens: bot" in result.stdout
     assert TOKEN not in result.stdout
+
+
+def test_cli_check_config_hides_the_database_password(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://caducee:pg-pass-123@127.0.0.1:5432/bridge"
+    result = _cli("check-config", "--config", str(write(tmp_path, good_settings(database_url=url))))
+    assert result.returncode == 0, result.stderr
+    assert "pg-pass-123" not in result.stdout
+    assert "postgresql+asyncpg://caducee:***@127.0.0.1:5432/bridge" in result.stdout

@@ -1,0 +1,76 @@
+"""`caducee bridge ...`: run the bridge service, check its configuration.
+
+Operators see one clear line when something is wrong (exit status 2 for a bad configuration,
+1 when the service cannot start), never a Python traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.engine import make_url
+
+from bridge.config import BridgeConfig, ConfigError, load_config
+
+bridge_app = typer.Typer(
+    help="The federation's bridge service (directory API; registry and console later).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The bridge's YAML configuration (start from bridge/example-config.yaml).",
+        dir_okay=False,
+    ),
+]
+
+EXIT_BAD_CONFIG = 2
+EXIT_CANNOT_START = 1
+
+
+def _load(path: Path) -> BridgeConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_CONFIG) from None
+
+
+@bridge_app.command("run")
+def run(config: ConfigOption) -> None:
+    """Serve the bridge's HTTP API until interrupted (Ctrl-C or SIGTERM)."""
+    settings = _load(config)
+    from bridge.http.server import StartupError, serve  # after the config: faster errors
+
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_CANNOT_START) from None
+
+
+@bridge_app.command("check-config")
+def check_config(config: ConfigOption) -> None:
+    """Validate a configuration file and summarise it (secrets are not shown)."""
+    settings = _load(config)
+    typer.echo(f"{config}: OK")
+    typer.echo(f"  server_name: {settings.server_name}")
+    typer.echo(f"  homeserver_url: {settings.homeserver_url}")
+    typer.echo(f"  listen: {settings.listen_host}:{settings.listen_port}")
+    database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+    typer.echo(f"  database: {database}")
+    names = ", ".join(t.name for t in settings.service_tokens) or "(none)"
+    typer.echo(f"  service tokens: {names}")
+    typer.echo(f"  OpenID users from: {', '.join(sorted(settings.allowed_servers))}")

@@ -1,0 +1,1 @@
+"""The bridge's HTTP API (aiohttp): app factory, authentication, error shape, routes."""

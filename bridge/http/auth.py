@@ -1,0 +1,247 @@
+"""Who may call the bridge's API: the bot (service tokens) and Matrix users (OpenID tokens).
+
+Every request carries `Authorization: Bearer <token>`. The token is either
+
+- a service token from the configuration (the bot, scripts), compared in constant time; or
+- a Matrix OpenID token, which a user's client obtains from its own homeserver with
+  `POST /_matrix/client/v3/user/{userId}/openid/request_token`. The bridge asks the issuing
+  homeserver who owns it (`GET /_matrix/federation/v1/openid/userinfo`), as integration
+  managers do. By default the token is taken to come from the bridge's own homeserver; a client
+  of another allowed server says which with the `X-Caducee-Matrix-Server` header.
+
+A server that is not allowed is refused (403) before the bridge contacts it, so the header
+cannot make the bridge reach arbitrary hosts. A server may only vouch for its own users.
+Positive answers are remembered briefly (bounded), so a busy client does not cost one
+homeserver round trip per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal, NewType, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from bridge.config import BridgeConfig, is_valid_server_name
+from bridge.http.errors import (
+    M_FORBIDDEN,
+    M_INVALID_PARAM,
+    M_MISSING_TOKEN,
+    M_UNAVAILABLE,
+    M_UNKNOWN_TOKEN,
+    ApiError,
+    Handler,
+)
+from bridge.http.federation import FederationResolver
+from bridge.http.keys import CONFIG, OPENID_VERIFIER, REQUESTER
+
+logger = logging.getLogger(__name__)
+
+UserId = NewType("UserId", str)
+
+SERVER_HEADER: Final = "X-Caducee-Matrix-Server"
+USERINFO_PATH: Final = "/_matrix/federation/v1/openid/userinfo"
+CACHE_MAX_ENTRIES: Final = 10_000
+USERINFO_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """The authenticated caller of one request."""
+
+    kind: Literal["service", "user"]
+    name: str
+    """Service token name, or the Matrix user ID."""
+    user_id: UserId | None = None
+
+
+class ServerPolicy(Protocol):
+    """Decides which homeservers' users may use the API (config today, the manifest later)."""
+
+    def is_allowed(self, server_name: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticServerPolicy:
+    servers: frozenset[str]
+
+    def is_allowed(self, server_name: str) -> bool:
+        return server_name in self.servers
+
+
+def server_of(user_id: str) -> str | None:
+    """The server name part of a Matrix user ID (`@local:server[:port]`), None if malformed."""
+    if not user_id.startswith("@"):
+        return None
+    local, sep, server = user_id[1:].partition(":")
+    if not sep or not local or not is_valid_server_name(server):
+        return None
+    return server
+
+
+def bearer_token(request: web.Request) -> str:
+    """The token of the `Authorization: Bearer` header; tokens in URLs are not accepted."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        raise ApiError(401, M_MISSING_TOKEN, "Missing access token (Authorization: Bearer ...)")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, M_MISSING_TOKEN, "Authorization header must be 'Bearer <token>'")
+    return token
+
+
+class TokenCache:
+    """Bounded, time-limited memory of tokens already checked (keys are hashes, not tokens)."""
+
+    def __init__(
+        self,
+        ttl_seconds: float,
+        max_entries: int = CACHE_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[float, UserId]] = OrderedDict()
+
+    @staticmethod
+    def _key(server_name: str, token: str) -> bytes:
+        return hashlib.sha256(f"{server_name}\0{token}".encode()).digest()
+
+    def get(self, server_name: str, token: str) -> UserId | None:
+        key = self._key(server_name, token)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, user_id = entry
+        if self._clock() >= expires:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return user_id
+
+    def put(self, server_name: str, token: str, user_id: UserId) -> None:
+        if self._ttl <= 0:
+            return
+        key = self._key(server_name, token)
+        self._entries[key] = (self._clock() + self._ttl, user_id)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class OpenIdVerifier:
+    """Checks OpenID tokens with the homeserver that issued them."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        policy: ServerPolicy,
+        http: aiohttp.ClientSession,
+        resolver: FederationResolver,
+    ) -> None:
+        self._config = config
+        self._policy = policy
+        self._http = http
+        self._resolver = resolver
+        self._cache = TokenCache(config.openid_cache_seconds)
+
+    async def _base_url(self, server_name: str) -> str:
+        if server_name == self._config.server_name:
+            return self._config.homeserver_url
+        explicit = self._config.openid_server_urls.get(server_name)
+        if explicit is not None:
+            return explicit
+        return await self._resolver.base_url(server_name)
+
+    async def verify(self, token: str, server_name: str) -> UserId:
+        """The user owning `token` on `server_name`; ApiError 401/403/503 otherwise."""
+        if not self._policy.is_allowed(server_name):
+            raise ApiError(
+                403, M_FORBIDDEN, f"Users of {server_name} are not allowed to use this service"
+            )
+        cached = self._cache.get(server_name, token)
+        if cached is not None:
+            return cached
+        user_id = await self._ask_homeserver(token, server_name)
+        if server_of(user_id) != server_name:
+            logger.warning("Server %s vouched for a user of another server", server_name)
+            raise ApiError(403, M_FORBIDDEN, "The token's user does not belong to its server")
+        self._cache.put(server_name, token, user_id)
+        return user_id
+
+    async def _ask_homeserver(self, token: str, server_name: str) -> UserId:
+        unavailable = ApiError(
+            503, M_UNAVAILABLE, f"Cannot check the token with {server_name} right now; retry later"
+        )
+        try:
+            url = await self._base_url(server_name) + USERINFO_PATH
+            async with self._http.get(
+                url, params={"access_token": token}, timeout=USERINFO_TIMEOUT
+            ) as response:
+                status = response.status
+                body = await response.json(content_type=None) if status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            logger.warning("OpenID check with %s failed: %s", server_name, type(exc).__name__)
+            raise unavailable from None
+        if status == 200 and isinstance(body, dict) and isinstance(body.get("sub"), str):
+            return UserId(body["sub"])
+        if status in (401, 403):
+            raise ApiError(401, M_UNKNOWN_TOKEN, "Unknown or expired access token")
+        # 404: the homeserver's listener does not serve the `openid` resource (configuration).
+        logger.warning("OpenID userinfo on %s answered HTTP %s", server_name, status)
+        raise unavailable
+
+
+_PUBLIC_HANDLERS: set[Handler] = set()
+
+BEARER_EXEMPT: web.AppKey[bool] = web.AppKey("caducee_bearer_exempt", bool)
+"""Set on a sub-application that authenticates its users itself (the console's sessions)."""
+
+
+def public(handler: Handler) -> Handler:
+    """Mark a route handler as reachable without a token (health, OpenAPI, manifest)."""
+    _PUBLIC_HANDLERS.add(handler)
+    return handler
+
+
+def _needs_bearer(request: web.Request) -> bool:
+    match_info = request.match_info
+    if match_info.http_exception is not None:
+        return False  # 404/405: nothing to protect, answer the routing error
+    if match_info.handler in _PUBLIC_HANDLERS:
+        return False
+    return not any(app.get(BEARER_EXEMPT, False) for app in match_info.apps)
+
+
+async def authenticate(request: web.Request) -> Requester:
+    """Identify the caller from the bearer token, or raise ApiError 401/403/503."""
+    token = bearer_token(request)
+    config = request.app[CONFIG]
+    service = config.service_token_for(token)
+    if service is not None:
+        return Requester(kind="service", name=service.name)
+    server_name = request.headers.get(SERVER_HEADER, config.server_name).strip()
+    if not is_valid_server_name(server_name):
+        raise ApiError(400, M_INVALID_PARAM, f"{SERVER_HEADER} must be a Matrix server name")
+    user_id = await request.app[OPENID_VERIFIER].verify(token, server_name)
+    return Requester(kind="user", name=user_id, user_id=user_id)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Deny by default: every route needs a bearer token unless marked `public` or served by a
+    sub-application flagged `BEARER_EXEMPT` (which then answers for its own authentication)."""
+    if _needs_bearer(request):
+        request[REQUESTER] = await authenticate(request)
+    return await handler(request)

@@ -1,0 +1,95 @@
+"""The directory's HTTP API: `GET /_caducee/v1/directory/search`.
+
+Parameter checking is a pure function, so the rules (and their messages, which the bot may show
+to a doctor) are tested without a server. The handler only opens a session and shapes JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from bridge.directory.search import SearchPage, SearchResult, search_directory
+from bridge.http.errors import M_INVALID_PARAM, M_MISSING_PARAM, ApiError
+from bridge.http.keys import DATABASE
+
+API_PREFIX: Final = "/_caducee/v1"
+SEARCH_PATH: Final = f"{API_PREFIX}/directory/search"
+DEFAULT_LIMIT: Final = 10
+MAX_LIMIT: Final = 50
+MAX_OFFSET: Final = 10_000
+MAX_QUERY_LENGTH: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    query: str
+    limit: int
+    offset: int
+
+
+def _integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        raise ApiError(400, M_INVALID_PARAM, f"'{name}' must be a whole number") from None
+    if not low <= value <= high:
+        raise ApiError(400, M_INVALID_PARAM, f"'{name}' must be between {low} and {high}")
+    return value
+
+
+def parse_search_params(params: Mapping[str, str]) -> SearchParams:
+    """Validate the query string of a search request; ApiError 400 with a clear message."""
+    raw_query = params.get("q")
+    if raw_query is None:
+        raise ApiError(400, M_MISSING_PARAM, "'q' is required: the text to search for")
+    query = " ".join(raw_query.split())
+    if not query:
+        raise ApiError(400, M_INVALID_PARAM, "'q' must not be empty")
+    if len(query) > MAX_QUERY_LENGTH:
+        raise ApiError(
+            400, M_INVALID_PARAM, f"'q' is too long (at most {MAX_QUERY_LENGTH} characters)"
+        )
+    limit = _integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = _integer(params, "offset", 0, 0, MAX_OFFSET)
+    return SearchParams(query=query, limit=limit, offset=offset)
+
+
+def result_json(result: SearchResult) -> dict[str, Any]:
+    return {
+        "rpps": str(result.rpps),
+        "display_name": result.display_name,
+        "profession": result.profession,
+        "specialty": result.specialty,
+        "city": result.city,
+        "postcode": result.postcode,
+        "matrix_id": None if result.matrix_id is None else str(result.matrix_id),
+    }
+
+
+def page_json(page: SearchPage, params: SearchParams) -> dict[str, Any]:
+    return {
+        "total": page.total,
+        "limit": params.limit,
+        "offset": params.offset,
+        "results": [result_json(r) for r in page.results],
+    }
+
+
+async def search(request: web.Request) -> web.Response:
+    params = parse_search_params(request.query)
+    async with request.app[DATABASE].sessions() as session:
+        page = await search_directory(
+            session, params.query, limit=params.limit, offset=params.offset
+        )
+    return web.json_response(page_json(page, params))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(SEARCH_PATH, search, name="directory_search")
