@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from bridge.admin.services import AdminServices
 from bridge.db import Database, open_database
+from bridge.directory.rows import FIELD_SEP
 from deploy.local.federation import Homeserver
 from tests.test_bot_commands_support import fresh_postgres_database
 
@@ -59,6 +60,10 @@ async def add_practitioner(
         "title": title,
         "profession_code": "10",
         "profession": "Médecin",
+        # One activity, encoded as the importer stores it (bridge.directory.rows).
+        "activities": FIELD_SEP.join(
+            ["SM04", "Cardiologie", "Libéral", "", "69002", "Lyon", "69", "Rhône", ""]
+        ),
     }
     names, values, params = [], [], dict(known)
     for column in columns:

@@ -42,13 +42,11 @@ def test_candidates_number_homonyms_from_two() -> None:
     ]
 
 
-def test_display_name_is_title_cased_with_doctor_prefix() -> None:
+def test_account_display_name_is_the_directory_s() -> None:
     doctor = Practitioner(
         RppsId("10009999995"), "Docteur", "ANNE-SOPHIE", "MARTIN-LÉGER", "Médecin"
     )
-    assert doctor.display_name == "Dr Anne-Sophie Martin-Léger"
-    nurse = Practitioner(RppsId("10005555551"), "Madame", "ÉMILIE", "ROUSSEAU", "Infirmier")
-    assert nurse.display_name == "Émilie Rousseau"
+    assert doctor.display_name == "Dr Anne-Sophie MARTIN-LÉGER"
 
 
 def test_bulk_file_with_header_semicolons_and_homeservers() -> None:

@@ -82,7 +82,7 @@ async def test_onboarded_practitioner_activates_their_account_and_signs_in(
     done = await onboard(services, ADMIN, rpps)
 
     assert done.matrix_id == f"@anne-sophie.{last.lower()}:{hs_a.server_name}"
-    assert done.display_name == f"Dr Anne-Sophie {last.capitalize()}"
+    assert done.display_name == f"Dr Anne-Sophie {last}"
     client = SynapseAdmin(http, hs_a.client_url, hs_a.admin_token)
     details = await client.get_user(done.matrix_id)
     assert details is not None and details["displayname"] == done.display_name

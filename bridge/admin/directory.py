@@ -1,19 +1,20 @@
 """What onboarding needs from the practitioner directory: look up, link, unlink, who left.
 
-The directory's tables (migration 0001) are read and written here with plain SQL, one
-statement per need, always inside the caller's transaction so that a link and its audit entry
-commit together. `directory_link` is the one place that says which account is whose.
+Writes go through the directory's own store (bridge.directory.store), the one writer of
+`directory_link`; the reads onboarding alone needs (a link by either end, linked practitioners
+missing from the register) are here. Everything runs inside the caller's transaction, so that
+a link and its audit entry commit together.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.admin.model import MatrixId, Practitioner
+from bridge.directory import store
 from bridge.directory.model import RppsId
 
 
@@ -24,18 +25,13 @@ class Link:
 
 
 async def practitioner(session: AsyncSession, rpps: str) -> Practitioner | None:
-    row = (
-        await session.execute(
-            sa.text(
-                "SELECT rpps, title, first_name, last_name, profession "
-                "FROM directory_practitioner WHERE rpps = :rpps"
-            ),
-            {"rpps": rpps},
-        )
-    ).first()
-    if row is None:
+    records = await store.get_practitioner(session, rpps)
+    if not records:
         return None
-    return Practitioner(RppsId(row.rpps), row.title, row.first_name, row.last_name, row.profession)
+    first = records[0]
+    return Practitioner(
+        first.rpps, first.title, first.first_name, first.last_name, first.profession
+    )
 
 
 async def link_of_rpps(session: AsyncSession, rpps: str) -> MatrixId | None:
@@ -52,22 +48,16 @@ async def link_of_matrix_id(session: AsyncSession, matrix_id: str) -> RppsId | N
     return None if value is None else RppsId(value)
 
 
-async def link(
-    session: AsyncSession, rpps: str, matrix_id: str, *, visible: bool, at: datetime
-) -> None:
-    await session.execute(
-        sa.text(
-            "INSERT INTO directory_link (rpps, matrix_id, visible, linked_at) "
-            "VALUES (:rpps, :m, :visible, :at)"
-        ),
-        {"rpps": rpps, "m": matrix_id, "visible": visible, "at": at},
-    )
+async def link(session: AsyncSession, rpps: str, matrix_id: str, *, visible: bool) -> None:
+    await store.link_matrix_id(session, rpps, matrix_id, visible=visible)
 
 
-async def unlink(session: AsyncSession, matrix_id: str) -> None:
-    await session.execute(
-        sa.text("DELETE FROM directory_link WHERE matrix_id = :m"), {"m": matrix_id}
-    )
+async def unlink(session: AsyncSession, matrix_id: str) -> RppsId | None:
+    """Remove the account's link; the practitioner it was linked to, if any."""
+    rpps = await link_of_matrix_id(session, matrix_id)
+    if rpps is not None:
+        await store.unlink_matrix_id(session, rpps)
+    return rpps
 
 
 async def departed_links(session: AsyncSession) -> list[tuple[Link, str]]:

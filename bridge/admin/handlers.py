@@ -122,7 +122,7 @@ async def onboard(
     expires_at = now + services.activation_ttl
     try:
         async with services.db.sessions.begin() as session:
-            await directory.link(session, practitioner.rpps, matrix_id, visible=visible, at=now)
+            await directory.link(session, practitioner.rpps, matrix_id, visible=visible)
             await accounts.set_state(
                 session,
                 matrix_id,
@@ -185,8 +185,7 @@ async def offboard(services: AdminServices, actor: Actor, matrix_id: str) -> Off
         raise homeserver_error(server, exc) from None
     now = services.now()
     async with services.db.sessions.begin() as session:
-        rpps = await directory.link_of_matrix_id(session, target)
-        await directory.unlink(session, target)
+        rpps = await directory.unlink(session, target)
         await accounts.revoke_activations(session, target)
         await accounts.set_state(
             session, target, state="deactivated", at=now, server_name=server, rpps=rpps

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal, NewType
 
 from bridge.directory.model import RppsId
+from bridge.directory.search import display_name
 
 MatrixId = NewType("MatrixId", str)
 """A full Matrix user ID (`@local:server`)."""
@@ -34,11 +35,6 @@ AccountState = Literal["pending", "active", "locked", "deactivated"]
 register (reversible); deactivated: offboarded (final)."""
 
 
-def _name_case(text: str) -> str:
-    """ "MARTIN-LÉGER" → "Martin-Léger" (the register writes names in capitals)."""
-    return " ".join("-".join(p.capitalize() for p in word.split("-")) for word in text.split())
-
-
 @dataclass(frozen=True, slots=True)
 class Practitioner:
     """The register's facts needed to open an account (public data)."""
@@ -51,10 +47,9 @@ class Practitioner:
 
     @property
     def display_name(self) -> str:
-        """How colleagues see the account: "Dr Anne-Sophie Martin-Léger" for a doctor."""
-        first, last = _name_case(self.first_name), _name_case(self.last_name)
-        prefix = "Dr " if self.title.strip().lower() in {"docteur", "dr"} else ""
-        return f"{prefix}{first} {last}".strip()
+        """How colleagues see the account, written as the directory shows the practitioner
+        ("Dr Anne-Sophie MARTIN-LÉGER")."""
+        return display_name(self.title, self.first_name, self.last_name)
 
 
 @dataclass(frozen=True, slots=True)
