@@ -1,0 +1,261 @@
+"""Benchmark: importing the whole register and searching it, against same-run raw baselines.
+
+Import (2.2 M lines from `rpps_synth`, cached between runs): wall time and peak memory (RSS)
+of `import_directory` into a fresh SQLite database, and the ratio to a raw `sqlite3`
+`executemany` of the same rows (read, split on '|', insert the 16 record columns in one
+transaction, no index) measured in the same run. Each side runs in its own process so peak
+memory is its own. Targets: under 60 s, within 2x of the raw insert.
+
+Search: p50/p95/p99 of `search_directory` over a fixed mix of 1000 queries drawn from the
+imported data (full names, prefixes like "mart leg", specialty word + city or department,
+RPPS numbers), and of the raw FTS5 statements for the same terms on a plain `sqlite3`
+connection: the count plus the first page of 10 practitioners in index order. Targets: p95
+under 10 ms, within 1.5x of the raw query.
+
+Run: ``python -m tests.bench directory [--lines N] [--queries N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(os.environ.get("CADUCEE_BENCH_CACHE", Path(tempfile.gettempdir()) / "caducee-bench"))
+SEED = 1
+RECORD_COLUMNS = 16
+WORDS = [
+    "cardio", "cardiologue", "MG", "généraliste", "médecin généraliste", "pédiatre", "dermato",
+    "ophtalmo", "gynéco", "psychiatre", "radiologue", "kiné", "infirmier", "dentiste",
+    "sage-femme", "pharmacien", "orthophoniste", "ORL", "anesthésiste", "rhumato",
+]  # fmt: skip
+
+
+def extract(lines: int) -> Path:
+    """The synthetic extract of that size, generated once and kept in the cache folder."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"rpps-{lines}-v52-s{SEED}.txt"
+    if not path.exists():
+        from tests.bench.rpps_synth import generate
+
+        partial = path.with_suffix(".partial.txt")
+        print(f"generating {lines:,} lines into {path} (cached for next runs)…", flush=True)
+        generate(partial, lines=lines, seed=SEED)
+        partial.rename(path)
+    return path
+
+
+# --- workers (each in its own process) -----------------------------------------------------
+
+
+def raw_insert(source: Path, database: Path) -> None:
+    """The baseline: what any import must at least do with the file (C-speed sqlite3)."""
+    from bridge.directory.rpps import RECORD_FIELDS, read_header
+
+    with source.open(encoding="utf-8", newline="") as text:
+        layout = read_header(text.readline())
+        picks = [layout.positions.get(name, layout.columns) for name in _RAW_NAMES]
+        connection = sqlite3.connect(database)
+        connection.execute(f"CREATE TABLE raw ({', '.join(RECORD_FIELDS)})")
+        marks = ",".join("?" * RECORD_COLUMNS)
+        with connection:
+            connection.executemany(
+                f"INSERT INTO raw VALUES ({marks})",
+                (tuple(cells[i] for i in picks) for cells in (x.split("|") for x in text)),
+            )
+        connection.close()
+
+
+_RAW_NAMES = (
+    "rpps", "id_type", "last_name", "first_name", "title", "profession_code", "profession",
+    "specialty_code", "specialty", "mode", "organisation", "postcode", "city",
+    "department_code", "department", "country",
+)  # fmt: skip
+
+
+def our_import(source: Path, database: Path) -> None:
+    from bridge.db import open_database
+    from bridge.directory.importer import import_directory
+
+    async def run() -> None:
+        db = await open_database(f"sqlite:///{database}")
+        try:
+            await import_directory(db, source)
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
+def worker(kind: str, source: Path, database: Path) -> None:
+    started = time.perf_counter()
+    (raw_insert if kind == "raw" else our_import)(source, database)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+
+
+def in_process(kind: str, source: Path, database: Path) -> dict[str, float]:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.bench_directory",
+            "--worker",
+            kind,
+            str(source),
+            str(database),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+def query_mix(database: Path, count: int) -> list[str]:
+    """Realistic queries drawn from the directory itself, fixed by the seed."""
+    rng = random.Random(SEED)
+    connection = sqlite3.connect(database)
+    total = connection.execute("SELECT max(id) FROM directory_practitioner").fetchone()[0]
+    people = []
+    for _ in range(count):
+        row = connection.execute(
+            "SELECT rpps, last_name, first_name, activities FROM directory_practitioner "
+            "WHERE id = ?",
+            (rng.randint(1, total),),
+        ).fetchone()
+        people.append(row)
+    connection.close()
+    queries = []
+    for i, (rpps, last, first, activities) in enumerate(people):
+        kind = i % 20
+        city = activities.split("\x1e")[0].split("\x1f")[5]
+        postcode = activities.split("\x1e")[0].split("\x1f")[4]
+        if kind < 6:  # full name, as typed
+            queries.append(f"{last} {first}".lower() if kind % 2 else last.lower())
+        elif kind < 11:  # prefixes, "mart leg"
+            queries.append(f"{last[: rng.randint(3, 5)]} {first[: rng.randint(2, 3)]}".lower())
+        elif kind < 17:  # specialty word + city, or + department
+            where = city if kind % 2 and city else postcode[:2]
+            queries.append(f"{rng.choice(WORDS)} {where}")
+        else:
+            queries.append(rpps)
+    return queries
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(values, n=100)
+    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98]}
+
+
+async def time_searches(database: Path, queries: list[str]) -> tuple[list[float], list[float]]:
+    from bridge.db import open_database
+    from bridge.directory.query import phrases_to_look_up, plan_query, to_fts5
+    from bridge.directory.search import search_directory
+
+    raw = sqlite3.connect(database)
+    db = await open_database(f"sqlite:///{database}")
+    ours: list[float] = []
+    base: list[float] = []
+    try:
+        async with db.sessions() as session:
+            for rounds in (0, 1):  # one round to warm caches, one measured
+                for query in queries:
+                    started = time.perf_counter()
+                    await search_directory(session, query, limit=10)
+                    elapsed = time.perf_counter() - started
+                    keys = phrases_to_look_up(query)
+                    marks = ",".join("?" * len(keys)) or "''"
+                    cities = {
+                        r[0]
+                        for r in raw.execute(
+                            f"SELECT key FROM directory_place WHERE key IN ({marks})", keys
+                        )
+                    }
+                    plan = plan_query(query, cities)
+                    if plan.empty:
+                        continue
+                    match = to_fts5(plan.expression())
+                    started = time.perf_counter()
+                    raw.execute(
+                        "SELECT count(*) FROM directory_fts WHERE directory_fts MATCH ?", (match,)
+                    ).fetchone()
+                    raw.execute(
+                        "SELECT p.* FROM directory_fts f JOIN directory_practitioner p "
+                        "ON p.id = f.rowid WHERE directory_fts MATCH ? ORDER BY f.rowid LIMIT 10",
+                        (match,),
+                    ).fetchall()
+                    raw_elapsed = time.perf_counter() - started
+                    if rounds:
+                        ours.append(elapsed * 1000)
+                        base.append(raw_elapsed * 1000)
+    finally:
+        await db.close()
+        raw.close()
+    return ours, base
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--lines", type=int, default=2_200_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker[0], Path(args.worker[1]), Path(args.worker[2]))
+        return
+    source = extract(args.lines)
+    with tempfile.TemporaryDirectory(prefix="bench-directory-", dir=CACHE) as tmp:
+        folder = Path(tmp)
+        raw = in_process("raw", source, folder / "raw.db")
+        print(
+            f"raw sqlite3 executemany: {raw['seconds']:.1f} s, peak {raw['peak_mb']:.0f} MB",
+            flush=True,
+        )
+        ours = in_process("import", source, folder / "directory.db")
+        ratio = ours["seconds"] / raw["seconds"]
+        print(
+            f"import_directory ({args.lines:,} lines): {ours['seconds']:.1f} s, "
+            f"peak {ours['peak_mb']:.0f} MB; {ratio:.2f}x the raw insert "
+            f"(targets: < 60 s, < 2x)",
+            flush=True,
+        )
+        queries = query_mix(folder / "directory.db", args.queries)
+        our_times, raw_times = asyncio.run(time_searches(folder / "directory.db", queries))
+        mine, base = percentiles(our_times), percentiles(raw_times)
+        figures: dict[str, Any] = {"queries": len(our_times)}
+        for cut in ("p50", "p95", "p99"):
+            figures[cut] = {
+                "search_ms": round(mine[cut], 3),
+                "raw_fts5_ms": round(base[cut], 3),
+                "ratio": round(mine[cut] / base[cut], 2),
+            }
+            print(
+                f"search {cut}: {mine[cut]:.2f} ms; raw FTS5 {base[cut]:.2f} ms; "
+                f"{mine[cut] / base[cut]:.2f}x",
+                flush=True,
+            )
+        print("(targets: p95 < 10 ms, within 1.5x of the raw query)")
+        print(json.dumps({"import": ours, "raw_insert": raw, "search": figures}))
+
+
+if __name__ == "__main__":
+    main()
