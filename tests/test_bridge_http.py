@@ -17,6 +17,8 @@ import pytest
 import yaml
 from aiohttp import web
 
+from bridge.directory.importer import import_directory
+from bridge.directory.store import link_matrix_id
 from bridge.http.auth import BEARER_EXEMPT, TokenCache, UserId, server_of
 from bridge.http.directory_routes import SEARCH_PATH, parse_search_params
 from bridge.http.errors import ApiError
@@ -32,6 +34,7 @@ from tests.bridge_http_support import (
     running_bridge,
     running_issuer,
 )
+from tests.test_directory_support import BACKENDS, demo_extract, directory_database, search
 
 BOT = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 OPENAPI_PREFIX = "/_caducee/v1"
@@ -277,15 +280,43 @@ def openapi_validator(schema_name: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-async def test_search_with_service_token_answers_the_documented_shape(tmp_path: Path) -> None:
-    async with running_bridge(bridge_config(tmp_path)) as client:
-        response = await client.get(SEARCH_PATH, params={"q": "martin", "limit": "5"}, headers=BOT)
-        assert response.status == 200, await response.text()
-        body = await response.json()
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_search_over_http_returns_the_directory_page_in_the_documented_shape(
+    backend: str, tmp_path: Path
+) -> None:
+    async with directory_database(backend, tmp_path) as db:
+        await import_directory(db, demo_extract(tmp_path, lines=300))
+        async with db.sessions.begin() as session:
+            await link_matrix_id(session, "10009999995", "@anne:clinic.test", visible=True)
+            await link_matrix_id(session, "10001111110", "@paul:clinic.test", visible=False)
+        expected = await search(db, "martin", limit=5, offset=0)
+        url = db.engine.url.render_as_string(hide_password=False)
+        async with running_bridge(bridge_config(tmp_path, database_url=url)) as client:
+            response = await client.get(
+                SEARCH_PATH, params={"q": "  Martin ", "limit": "5"}, headers=BOT
+            )
+            assert response.status == 200, await response.text()
+            body = await response.json()
+            second = await client.get(
+                SEARCH_PATH, params={"q": "martin", "limit": "1", "offset": "1"}, headers=BOT
+            )
+            second_body = await second.json()
     openapi_validator("SearchPage").validate(body)
-    assert body["limit"] == 5
-    assert body["offset"] == 0
-    assert body["total"] >= len(body["results"])
+    assert (body["total"], body["limit"], body["offset"]) == (expected.total, 5, 0)
+    assert [r["rpps"] for r in body["results"]] == [r.rpps for r in expected.results]
+    by_rpps = {r["rpps"]: r for r in body["results"]}
+    assert by_rpps["10009999995"]["matrix_id"] == "@anne:clinic.test"
+    assert by_rpps["10009999995"]["city"] and by_rpps["10009999995"]["postcode"] == "69002"
+    assert by_rpps["10001111110"]["matrix_id"] is None  # hidden by the practitioner
+    assert second_body["results"][0]["rpps"] == body["results"][1]["rpps"]
+    assert second_body["total"] == body["total"]
+
+
+async def test_search_of_an_empty_directory_is_an_empty_page(tmp_path: Path) -> None:
+    async with running_bridge(bridge_config(tmp_path)) as client:
+        response = await client.get(SEARCH_PATH, params={"q": "martin"}, headers=BOT)
+        assert response.status == 200
+        assert await response.json() == {"total": 0, "limit": 10, "offset": 0, "results": []}
 
 
 async def test_every_configured_service_token_is_accepted(tmp_path: Path) -> None:
