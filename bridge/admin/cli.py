@@ -25,12 +25,14 @@ from bridge.admin.model import Actor, AdminError
 from bridge.admin.services import AdminServices
 from bridge.config import BridgeConfig, ConfigError, load_config
 from bridge.db import DatabaseError, open_database
+from bridge.registry.cli import mount as mount_registry
 
 admin_app = typer.Typer(
     help="Federation admin: practitioners' accounts and the audit log.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+mount_registry(admin_app)  # member, homeserver, peer, key (bridge.registry.cli)
 
 ConfigOption = Annotated[
     Path,
