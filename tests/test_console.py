@@ -29,7 +29,7 @@ from tests.console_support import (
 )
 
 pytestmark = pytest.mark.slow
-SAMPLE_PARTS = {"action": "lock"}
+SAMPLE_PARTS = {"action": "lock", "change": "member-add"}
 """Values for variable parts of routes, so that each request reaches its handler."""
 PUBLIC_ADMIN_PATHS = {"/admin/login"}
 """The only console paths reachable without a session."""
@@ -217,3 +217,37 @@ async def test_console_onboarding_gives_a_link_that_activates_the_account(
             )
             assert session.user_id == matrix_id.group(1)
         assert (await client.get("/" + path)).status == 404
+
+
+async def test_members_and_peers_pages_change_the_registry(
+    tmp_path: Path, hs_a: Homeserver
+) -> None:
+    admin = await new_admin(hs_a)
+    async with running_console(console_config(tmp_path, hs_a, [admin.user_id])) as client:
+        assert await sign_in(client, admin.user_id, ADMIN_PASSWORD) == 303
+        page = await client.get("/admin/members")
+        assert page.status == 200
+        csrf = csrf_of(await page.text())
+        added = await client.post(
+            "/admin/registry/member-add", data={"csrf": csrf, "name": "Clinique du Parc"}
+        )
+        assert added.status == 200 and "Member Clinique du Parc added." in await added.text()
+        server = await client.post(
+            "/admin/registry/homeserver-add",
+            data={"csrf": csrf, "server_name": "parc.example.test", "member": "Clinique du Parc"},
+        )
+        html = await server.text()
+        assert server.status == 200 and "parc.example.test" in html
+        wrong = await client.post(
+            "/admin/registry/homeserver-add",
+            data={"csrf": csrf, "server_name": "not a server", "member": "Clinique du Parc"},
+        )
+        assert wrong.status == 400 and "not a Matrix server name" in await wrong.text()
+        peers = await client.get("/admin/peers")
+        assert peers.status == 200 and "No peer federation." in await peers.text()
+        bad_peer = await client.post(
+            "/admin/registry/peer-add", data={"csrf": csrf, "url": "ftp://x", "fingerprint": "x"}
+        )
+        assert bad_peer.status == 400
+        audit_page = await (await client.get("/admin/audit")).text()
+        assert "parc.example.test" in audit_page

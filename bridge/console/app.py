@@ -15,7 +15,7 @@ from typing import Final
 from aiohttp import web
 
 from bridge.admin import audit
-from bridge.console import pages, sessions
+from bridge.console import pages, registry_pages, sessions
 from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER, LIMITER, SESSION_SECRET
 from bridge.console.render import page
 from bridge.console.signin import check_password, is_admin, normalise
@@ -199,4 +199,5 @@ def console_app() -> web.Application:
     app.router.add_post("/login", signin, name="signin")
     app.router.add_post("/logout", signout, name="signout")
     pages.add_routes(app)
+    registry_pages.add_routes(app)
     return app

@@ -167,20 +167,6 @@ async def onboard_file_action(request: web.Request) -> web.Response:
     return _view(request, "bulk.html", status=status, report=report)
 
 
-async def members(request: web.Request) -> web.Response:
-    services = request.config_dict[ADMIN_SERVICES]
-    return _view(
-        request,
-        "members.html",
-        homeservers=sorted(services.homeservers),
-        default_server=services.default_server,
-    )
-
-
-async def peers(request: web.Request) -> web.Response:
-    return _view(request, "peers.html")
-
-
 async def audit_log(request: web.Request) -> web.Response:
     try:
         offset = max(0, min(int(request.query.get("offset", "0")), 1_000_000))
@@ -205,6 +191,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/practitioners/onboard-file", onboard_file_action, name="onboard_file")
     app.router.add_post("/accounts/{action:offboard|lock|unlock}", account_action, name="account")
     app.router.add_post("/departed/lock", lock_departed_action, name="lock_departed")
-    app.router.add_get("/members", members, name="members")
-    app.router.add_get("/peers", peers, name="peers")
     app.router.add_get("/audit", audit_log, name="audit")
