@@ -38,9 +38,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("matrix_id", name="pk_admin_account"),
-        sa.CheckConstraint(
-            "state IN ('pending', 'active', 'locked', 'deactivated')", name="state"
-        ),
+        sa.CheckConstraint("state IN ('pending', 'active', 'locked', 'deactivated')", name="state"),
     )
     op.create_index("ix_admin_account_rpps", "admin_account", ["rpps"])
     op.create_table(
