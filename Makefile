@@ -18,7 +18,12 @@ $(ELEMENT_STAMP): tests/element/package.json tests/element/package-lock.json
 	npm ci --prefix tests/element --no-audit --no-fund --loglevel=error
 	touch $(ELEMENT_STAMP)
 
-install: $(STAMP) $(ELEMENT_STAMP)
+# Headless Chromium (Debian's) for the console's browser test; Playwright drives it as is.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
+install: $(STAMP) $(ELEMENT_STAMP) $(CHROMIUM)
 
 ## Start the local demo federation in the foreground (Ctrl-C stops it).
 up: $(STAMP)
@@ -37,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy bot bridge deploy
 
-pytest: $(STAMP) $(ELEMENT_STAMP)
+pytest: $(STAMP) $(ELEMENT_STAMP) $(CHROMIUM)
 	$(BIN)/pytest -q
 
 ## The whole suite: lint, types, tests.
