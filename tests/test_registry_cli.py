@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from signedjson.key import generate_signing_key
 from typer.testing import CliRunner
 
 from bridge.admin.cli import admin_app
+from bridge.http.server import StartupError, serve
 from bridge.registry.keys import fingerprint_of, load
 from tests.conftest import free_port
+from tests.registry_support import registry_config
 
 PEER_KEY = fingerprint_of(generate_signing_key("p1"))
 
@@ -98,3 +101,13 @@ def test_a_missing_configuration_is_reported_plainly(tmp_path: Path) -> None:
     code, _, err = run(tmp_path / "nope.yaml", "member", "list")
     assert code == 2
     assert "no such file" in err
+
+
+async def test_a_bridge_whose_signing_key_is_exposed_refuses_to_start(tmp_path: Path) -> None:
+    config = registry_config(tmp_path, listen_port=free_port())
+    key_file = config.effective_signing_key_file
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text("ed25519 a1 " + "A" * 43 + "\n")
+    key_file.chmod(0o644)
+    with pytest.raises(StartupError, match="chmod 600"):
+        await asyncio.wait_for(serve(config, asyncio.Event()), timeout=30)

@@ -20,6 +20,7 @@ from bridge.db import DatabaseError, safe_url
 from bridge.http.app import create_app
 from bridge.http.keys import METRICS
 from bridge.http.metrics import create_metrics_app
+from bridge.registry.keys import KeyFileError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ async def serve(config: BridgeConfig, stop: asyncio.Event | None = None) -> None
     metrics_runner: web.AppRunner | None = None
     try:
         await runner.setup()  # opens and migrates the database
-    except DatabaseError as exc:
+    except (DatabaseError, KeyFileError) as exc:
         raise StartupError(str(exc)) from None
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(
