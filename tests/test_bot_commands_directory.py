@@ -12,8 +12,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.bridge_client import DirectoryClient, DirectoryUnavailable
-from tests.test_bot_commands_support import DIRECTORY_TOKEN, practitioner
+from tests.test_bot_commands_support import DIRECTORY_TOKEN
 
+RESULT = {  # one result as the bridge documents it (bridge/http/openapi.yaml)
+    "rpps": "10000000001",
+    "display_name": "Dr A",
+    "profession": "Médecin",
+    "specialty": "Pédiatrie",
+    "city": "Lyon",
+    "postcode": "69003",
+    "matrix_id": None,
+}
 HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -33,7 +42,7 @@ async def test_search_sends_the_token_and_parameters() -> None:
 
     async def handler(request: web.Request) -> web.Response:
         seen.append((request.headers.get("Authorization"), dict(request.query)))
-        return web.json_response({"total": 1, "results": [practitioner("10000000001", "Dr A")]})
+        return web.json_response({"total": 1, "results": [RESULT]})
 
     async for base in _serve(handler):
         client = DirectoryClient(base + "/", DIRECTORY_TOKEN)

@@ -1,5 +1,6 @@
-"""The dispatcher end to end over an in-memory Matrix, a real store and the directory over
-HTTP: what a doctor types, what the bot does and answers, exactly once."""
+"""The dispatcher end to end over an in-memory Matrix, a real store and the real bridge
+(its app, importer and search on a small register): what a doctor types, what the bot does
+and answers, exactly once."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 
-from bot.bridge_client import DirectoryClient
+from bot.bridge_client import DirectoryClient, SearchPage
 from bot.commands.context import CommandSettings, IncomingMessage
 from bot.commands.dispatcher import CommandDispatcher
 from bot.commands.registry import CaseLifecycle
@@ -22,9 +22,9 @@ from bot.ids import EventId, RoomId, UserId
 from bot.store import BotStore, CaseRoom, Claim
 from tests.test_bot_commands_support import (
     DIRECTORY_TOKEN,
-    DirectoryServer,
+    Entry,
     FakeMatrix,
-    practitioner,
+    running_bridge,
     sqlite_url,
 )
 
@@ -38,16 +38,49 @@ SETTINGS = CommandSettings(
     max_ttl_seconds=28 * 86400,
     member_servers=frozenset({"hs-a.test", "hs-b.test"}),
 )
+
+
+def rpps(base: str) -> str:
+    """An RPPS number: 10 digits and their Luhn check digit, as the register publishes."""
+    total = 0
+    for i, ch in enumerate(reversed(base)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return base + str((10 - total % 10) % 10)
+
+
+MARTIN, LEGER, OUTSIDER = rpps("1000000001"), rpps("1000000002"), rpps("1000000003")
+HIDDEN = rpps("1000000004")
+CARDIO = "Cardiologie et maladies vasculaires"
 ENTRIES = [
-    practitioner("10000000001", "Dr Marie Martin", "Cardiologie", matrix_id=str(BOB)),
-    practitioner("10000000002", "Dr Paul Légér", "Cardiologie", "Villeurbanne", "69100"),
-    practitioner("10000000003", "Dr Ève Outsider", "Pédiatrie", matrix_id=str(EVE)),
+    Entry(MARTIN, "MARTIN", "MARIE", CARDIO, matrix_id=str(BOB)),
+    Entry(LEGER, "LÉGER", "PAUL", CARDIO, "Villeurbanne", "69100"),
+    Entry(OUTSIDER, "OUTSIDER", "ÈVE", "Pédiatrie", matrix_id=str(EVE)),
+    # Onboarded, but hides their Matrix ID from searches.
+    Entry(HIDDEN, "DISCRET", "LOU", "Pédiatrie", matrix_id="@lou:hs-a.test", visible=False),
     *(
-        practitioner(f"200000000{i:02d}", f"Dr Gen {i}", "Médecine générale", "Brest", "29200")
+        Entry(
+            rpps(f"20000000{i:02d}"),
+            "GEN",
+            f"G{i}",
+            city="Brest",
+            postcode="29200",
+            department=("29", "Finistère"),
+        )
         for i in range(12)
     ),
 ]
 _ids = itertools.count()
+
+
+class CountingDirectory(DirectoryClient):
+    """The real client, counting its searches (to prove a duplicate did not run)."""
+
+    searches = 0
+
+    async def search(self, query: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
+        self.searches += 1
+        return await super().search(query, limit=limit, offset=offset)
 
 
 @dataclass
@@ -69,10 +102,10 @@ class RecordingLifecycle(CaseLifecycle):
 class Bot:
     matrix: FakeMatrix
     store: BotStore
-    directory: DirectoryServer
+    bridge_url: str
     dispatcher: CommandDispatcher
     lifecycle: RecordingLifecycle
-    client: DirectoryClient
+    client: CountingDirectory
     dm: RoomId
 
     def message(
@@ -96,23 +129,20 @@ class Bot:
 
 @pytest_asyncio.fixture
 async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
-    directory = DirectoryServer(list(ENTRIES))
-    server = TestServer(directory.app())
-    await server.start_server()
-    store = await BotStore.open(sqlite_url(tmp_path))
-    matrix = FakeMatrix()
-    lifecycle = RecordingLifecycle(matrix=matrix)
-    client = DirectoryClient(str(server.make_url("")), DIRECTORY_TOKEN)
-    dispatcher = CommandDispatcher(
-        actions=matrix, store=store, directory=client, settings=SETTINGS, lifecycle=lifecycle
-    )
-    dm = matrix.add_room([ALICE])
-    try:
-        yield Bot(matrix, store, directory, dispatcher, lifecycle, client, dm)
-    finally:
-        await client.close()
-        await store.close()
-        await server.close()
+    async with running_bridge(tmp_path, ENTRIES) as bridge_url:
+        store = await BotStore.open(sqlite_url(tmp_path))
+        matrix = FakeMatrix()
+        lifecycle = RecordingLifecycle(matrix=matrix)
+        client = CountingDirectory(bridge_url, DIRECTORY_TOKEN)
+        dispatcher = CommandDispatcher(
+            actions=matrix, store=store, directory=client, settings=SETTINGS, lifecycle=lifecycle
+        )
+        dm = matrix.add_room([ALICE])
+        try:
+            yield Bot(matrix, store, bridge_url, dispatcher, lifecycle, client, dm)
+        finally:
+            await client.close()
+            await store.close()
 
 
 async def _open_case(bot: Bot, body: str = "!case new genou-72 @bob:hs-b.test") -> RoomId:
@@ -167,11 +197,12 @@ async def test_find_shows_name_specialty_city_rpps_and_matrix_id(bot: Bot) -> No
     (reply,) = await bot.say("!find cardiologie")
     lines = reply.splitlines()
     assert lines[0] == "2 résultat(s) / 2 result(s)"
-    assert lines[1] == (
-        "1. Dr Marie Martin — Cardiologie — Lyon (69003) — RPPS 10000000001 — @bob:hs-b.test"
+    by_rpps = {line.split(" — ")[3]: line for line in lines[1:]}
+    assert by_rpps[f"RPPS {MARTIN}"].endswith(
+        f"Dr Marie MARTIN — {CARDIO} — Lyon (69003) — RPPS {MARTIN} — @bob:hs-b.test"
     )
-    assert lines[2].startswith("2. Dr Paul Légér — Cardiologie — Villeurbanne (69100)")
-    assert lines[2].endswith("not on the network yet")
+    assert f"Dr Paul LÉGER — {CARDIO} — Villeurbanne (69100)" in by_rpps[f"RPPS {LEGER}"]
+    assert by_rpps[f"RPPS {LEGER}"].endswith("not on the network yet")
     html = bot.matrix.notices[-1].html
     assert html is not None and 'href="https://matrix.to/#/@bob:hs-b.test"' in html
 
@@ -191,7 +222,7 @@ async def test_find_when_the_directory_is_down_or_refuses_says_unavailable(
     bot: Bot, unused_tcp_port: int
 ) -> None:
     down = DirectoryClient(f"http://127.0.0.1:{unused_tcp_port}", DIRECTORY_TOKEN)
-    bad_token = DirectoryClient(bot.client._base_url, "wrong-" + "x" * 40)
+    bad_token = DirectoryClient(bot.bridge_url, "wrong-" + "x" * 40)
     for client in (down, bad_token):
         dispatcher = CommandDispatcher(
             actions=bot.matrix, store=bot.store, directory=client, settings=SETTINGS
@@ -211,7 +242,7 @@ async def test_find_when_the_directory_is_down_or_refuses_says_unavailable(
 
 async def test_case_new_creates_a_protected_room_invites_and_links(bot: Bot) -> None:
     (reply,) = await bot.say(
-        "!case new suivi genou @carol:hs-a.test 10000000001 10000000002 10000000003 "
+        f"!case new suivi genou @carol:hs-a.test {MARTIN} {LEGER} {OUTSIDER} {HIDDEN} "
         "@dan:outside.test 10999999999 ttl=2d"
     )
     (room_id,) = [r for r in bot.matrix.rooms if r != bot.dm]
@@ -224,9 +255,10 @@ async def test_case_new_creates_a_protected_room_invites_and_links(bot: Bot) -> 
     assert room.invited == {ALICE, CAROL, BOB}
     assert f"https://matrix.to/#/{room_id}?via=hs-a.test&via=hs-b.test" in reply
     assert "messages erased after 2d" in reply
-    assert "Invited: @carol:hs-a.test, Dr Marie Martin (RPPS 10000000001)" in reply
-    assert "Dr Paul Légér (RPPS 10000000002) — pas encore sur le réseau" in reply
-    assert "Dr Ève Outsider (RPPS 10000000003) — son serveur n'est pas membre" in reply
+    assert f"Invited: @carol:hs-a.test, Dr Marie MARTIN (RPPS {MARTIN})" in reply
+    assert f"Dr Paul LÉGER (RPPS {LEGER}) — pas encore sur le réseau" in reply
+    assert f"Dr Ève OUTSIDER (RPPS {OUTSIDER}) — son serveur n'est pas membre" in reply
+    assert f"Dr Lou DISCRET (RPPS {HIDDEN}) — pas encore sur le réseau" in reply
     assert "@dan:outside.test — son serveur n'est pas membre" in reply
     assert "10999999999 — numéro inconnu" in reply
     case = await bot.store.get_case(room_id)
@@ -263,7 +295,7 @@ async def test_case_new_with_the_directory_down_creates_nothing(
     dispatcher = CommandDispatcher(
         actions=bot.matrix, store=bot.store, directory=client, settings=SETTINGS
     )
-    await dispatcher.handle(bot.message("!case new x 10000000001"))
+    await dispatcher.handle(bot.message(f"!case new x {MARTIN}"))
     await client.close()
     assert "directory is unavailable" in bot.matrix.notices[-1].body
     assert list(bot.matrix.rooms) == [bot.dm]
@@ -299,7 +331,7 @@ async def test_case_invite_is_for_the_requester_or_room_admins(bot: Bot) -> None
     assert "Only the practitioner who opened this case or a room admin" in refused
     assert CAROL not in bot.matrix.rooms[room_id].invited
 
-    (ok,) = await bot.say("!case invite @carol:hs-a.test 10000000002", room=room_id)
+    (ok,) = await bot.say(f"!case invite @carol:hs-a.test {LEGER}", room=room_id)
     assert "Invited: @carol:hs-a.test" in ok and "not on the network yet" in ok
     assert CAROL in bot.matrix.rooms[room_id].invited
 
@@ -355,7 +387,7 @@ async def test_concurrent_duplicates_in_one_process_run_once(bot: Bot) -> None:
     msg = bot.message("!find cardiologie")
     await asyncio.gather(*(bot.dispatcher.handle(msg) for _ in range(5)))
     assert len(bot.matrix.notices) == 1
-    assert bot.directory.requests == 1
+    assert bot.client.searches == 1
 
 
 async def test_an_interrupted_case_new_is_not_rerun_but_the_requester_is_told(bot: Bot) -> None:
@@ -386,13 +418,13 @@ async def test_no_argument_reaches_the_logs_or_the_audit(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     secret_label = "genou-secret-label"
-    await bot.say(f"!case new {secret_label} 10000000001")
+    await bot.say(f"!case new {secret_label} {MARTIN}")
     await bot.say("!find cardiologie villeurbanne")
     await bot.say("!case new x ttl=9999w")
     # The bot's own loggers (drivers' DEBUG output echoes SQL parameters: keep it off).
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("bot."))
     assert "case new" in logged and "find" in logged
-    for secret in (secret_label, "villeurbanne", "10000000001", "9999w", DIRECTORY_TOKEN):
+    for secret in (secret_label, "villeurbanne", MARTIN, "9999w", DIRECTORY_TOKEN):
         assert secret not in logged
     audit = await bot.store.audit_entries()
     assert {e.command for e in audit} == {"case new", "find"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,74 +191,102 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
         await conn.close()
 
 
-# -- the directory, over HTTP --------------------------------------------------------------
+# -- the directory: the real bridge over a small register ---------------------------------
 
 DIRECTORY_TOKEN = "bot-" + "t" * 40
+DEMO_EXTRACT = (
+    Path(__file__).resolve().parent.parent
+    / "deploy/local/demo/PS_LibreAcces_Personne_activite_demo.txt"
+)
+SPECIALTIES = {
+    "Cardiologie et maladies vasculaires": "SM04",
+    "Médecine générale": "SM54",
+    "Pédiatrie": "SM40",
+}
 
 
-def practitioner(
-    rpps: str,
-    name: str,
-    specialty: str = "Médecine générale",
-    city: str = "Lyon",
-    postcode: str = "69003",
-    matrix_id: str | None = None,
-) -> dict[str, Any]:
-    """One result as the bridge's API returns it (bridge/http/directory_routes.py)."""
-    return {
-        "rpps": rpps,
-        "display_name": name,
-        "profession": "Médecin",
-        "specialty": specialty,
-        "city": city,
-        "postcode": postcode,
-        "matrix_id": matrix_id,
-    }
+@dataclass(frozen=True)
+class Entry:
+    """One practitioner of the test register, and their Matrix account if onboarded."""
+
+    rpps: str
+    last_name: str
+    first_name: str
+    specialty: str = "Médecine générale"
+    city: str = "Lyon"
+    postcode: str = "69003"
+    department: tuple[str, str] = ("69", "Rhône")
+    matrix_id: str | None = None
+    visible: bool = True
 
 
-def _fold(text: str) -> str:
-    import unicodedata
+def write_extract(path: Path, entries: list[Entry]) -> Path:
+    """An RPPS extract in the real layout: the demo's header, one line per entry.
 
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-@dataclass
-class DirectoryServer:
-    """The documented search endpoint over a small list (every query word must match).
-
-    Used until the real bridge app can be started with an imported directory; same path,
-    same authentication, same JSON.
+    Each line is the demo's first line with the entry's identity, specialty and place.
     """
+    header, template = DEMO_EXTRACT.read_text(encoding="utf-8").splitlines()[:2]
+    index = {name: i for i, name in enumerate(header.split("|"))}
+    lines = [header]
+    for e in entries:
+        fields = template.split("|")
+        values = {
+            "Identifiant PP": e.rpps,
+            "Identification nationale PP": "8" + e.rpps,
+            "Nom d'exercice": e.last_name,
+            "Prénom d'exercice": e.first_name,
+            "Code savoir-faire": SPECIALTIES[e.specialty],
+            "Libellé savoir-faire": e.specialty,
+            "Raison sociale site": "",
+            "Bureau cedex (coord. structure)": "",
+            "Code postal (coord. structure)": e.postcode,
+            "Code commune (coord. structure)": "",
+            "Libellé commune (coord. structure)": e.city,
+            "Code Département (structure)": e.department[0],
+            "Libellé Département (structure)": e.department[1],
+        }
+        for name, value in values.items():
+            fields[index[name]] = value
+        lines.append("|".join(fields))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
-    entries: list[dict[str, Any]]
-    token: str = DIRECTORY_TOKEN
-    requests: int = 0
 
-    def app(self) -> Any:
-        from aiohttp import web
+@asynccontextmanager
+async def running_bridge(tmp_path: Path, entries: list[Entry]) -> AsyncIterator[str]:
+    """The bridge's own app (`bridge.http.create_app`) on a loopback port, its directory
+    imported by its importer from ``entries`` and Matrix IDs linked as onboarding does.
+    Yields the base URL; the bot's token is `DIRECTORY_TOKEN`."""
+    from aiohttp.test_utils import TestServer
 
-        async def search(request: web.Request) -> web.Response:
-            self.requests += 1
-            if request.headers.get("Authorization") != f"Bearer {self.token}":
-                return web.json_response(
-                    {"errcode": "M_UNKNOWN_TOKEN", "error": "unknown token"}, status=401
-                )
-            words = _fold(request.query["q"]).split()
-            limit = int(request.query.get("limit", "10"))
-            offset = int(request.query.get("offset", "0"))
-            hits = [
-                e
-                for e in self.entries
-                if all(
-                    w in _fold(" ".join(str(v) for v in e.values() if v is not None)) for w in words
-                )
-            ]
-            page = hits[offset : offset + limit]
-            return web.json_response(
-                {"total": len(hits), "limit": limit, "offset": offset, "results": page}
-            )
+    from bridge.config import parse_config
+    from bridge.db import open_database
+    from bridge.directory.importer import import_directory
+    from bridge.directory.store import link_matrix_id
+    from bridge.http.app import create_app
 
-        app = web.Application()
-        app.router.add_get("/_caducee/v1/directory/search", search)
-        return app
+    config = parse_config(
+        {
+            "server_name": "hs-a.test",
+            "homeserver_url": "http://127.0.0.1:9",
+            "data_dir": str(tmp_path / "bridge"),
+            "service_tokens": [{"name": "bot", "token": DIRECTORY_TOKEN}],
+        },
+        source="test bridge config",
+        base_dir=tmp_path,
+    )
+    db = await open_database(config.effective_database_url)
+    try:
+        await import_directory(db, write_extract(tmp_path / "extract.txt", entries))
+        async with db.sessions.begin() as session:
+            for e in entries:
+                if e.matrix_id is not None:
+                    await link_matrix_id(session, e.rpps, e.matrix_id, visible=e.visible)
+    finally:
+        await db.close()
+    server = TestServer(create_app(config))
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
