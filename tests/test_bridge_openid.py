@@ -94,3 +94,19 @@ async def test_garbage_and_client_access_tokens_are_401(
         assert await search_as(client, "garbage-" + uuid.uuid4().hex) == 401
         # A client-server access token is not an OpenID token: it must not open the API.
         assert await search_as(client, user.access_token) == 401
+
+
+async def test_peer_with_a_federation_whitelist_still_answers_openid_checks(
+    tmp_path: Path, hs_a: Homeserver, hs_b: Homeserver
+) -> None:
+    """hs_a restricts federation to its members; its userinfo endpoint serves any bridge."""
+    token = await openid_token(hs_a)
+    config = bridge_config(
+        tmp_path,
+        server_name=hs_b.server_name,
+        homeserver_url=hs_b.client_url,
+        openid_allowed_servers=[hs_b.server_name, hs_a.server_name],
+        federation_ca_file=str(hs_b.ca.cert),
+    )
+    async with running_bridge(config) as client:
+        assert await search_as(client, token, hs_a.server_name) == 200
