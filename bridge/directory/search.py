@@ -15,10 +15,11 @@ return the same practitioners in the same order.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.directory import rows as w
@@ -26,7 +27,6 @@ from bridge.directory.model import RppsId
 from bridge.directory.query import (
     Expr,
     Plan,
-    phrases_to_look_up,
     plan_query,
     to_fts5,
     to_tsquery,
@@ -56,27 +56,68 @@ class SearchPage:
     results: list[SearchResult]
 
 
+class _Statement:
+    """One SQL text with `:name` parameters, ready for either driver's own call."""
+
+    def __init__(self, sql: str, postgres: bool) -> None:
+        self.postgres = postgres
+        self.names: list[str] = []
+        if postgres:
+
+            def number(match: re.Match[str]) -> str:
+                if match.group(1) not in self.names:
+                    self.names.append(match.group(1))
+                return f"${self.names.index(match.group(1)) + 1}"
+
+            sql = _PARAM.sub(number, sql)
+        self.sql = sql
+
+    async def fetch(self, driver: Any, params: dict[str, Any]) -> list[Any]:
+        if self.postgres:
+            return list(await driver.fetch(self.sql, *(params[n] for n in self.names)))
+        return list(await driver.execute_fetchall(self.sql, params))
+
+
 class _Backend:
-    """The SQL of one back end for: count matches, one ordered page of matches."""
+    """The SQL of one back end: count matches (two expressions at once), one ordered page.
+
+    A page is one statement even with the two ranking tiers: the exact-name matches and the
+    other matches are each scanned in index order, with limits and offsets computed from the
+    counts, and glued with UNION ALL. Round trips, not the index, dominate small queries, so
+    these statements go straight to the driver (one thread hop with aiosqlite, one network
+    round trip with asyncpg) rather than through SQLAlchemy's result machinery, which costs
+    several hops per statement.
+    """
 
     def __init__(self, dialect: str) -> None:
-        self.postgres = dialect == "postgresql"
-        if self.postgres:
-            where = "p.tokens @@ CAST(:q AS tsquery)"
-            self.count_sql = f"SELECT count(*) FROM directory_practitioner p WHERE {where}"
-            self.page_sql = (
-                f"SELECT {_COLUMNS} FROM directory_practitioner p "
-                "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
-                f"WHERE {where} ORDER BY p.id LIMIT :limit OFFSET :offset"
-            )
+        postgres = self.postgres = dialect == "postgresql"
+        if postgres:
+            where = "WHERE p.tokens @@ CAST({q} AS tsquery)"
+            matches = "SELECT p.id FROM directory_practitioner p " + where
+            count = "SELECT count(*) FROM directory_practitioner p " + where
         else:
-            self.count_sql = "SELECT count(*) FROM directory_fts WHERE directory_fts MATCH :q"
-            self.page_sql = (
-                f"SELECT {_COLUMNS} FROM directory_fts f "
-                "JOIN directory_practitioner p ON p.id = f.rowid "
-                "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
-                "WHERE directory_fts MATCH :q ORDER BY f.rowid LIMIT :limit OFFSET :offset"
-            )
+            matches = "SELECT rowid AS id FROM directory_fts WHERE directory_fts MATCH {q}"
+            count = "SELECT count(*) FROM directory_fts WHERE directory_fts MATCH {q}"
+        tier = "SELECT * FROM (SELECT {n} AS tier, t.id FROM (" + matches + ") t "
+        tier += "ORDER BY t.id LIMIT {limit} OFFSET {offset}) t{n}"
+        select = (
+            f"SELECT {_COLUMNS} FROM ({{tiers}}) m "
+            "JOIN directory_practitioner p ON p.id = m.id "
+            "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
+            "ORDER BY m.tier, m.id"
+        )
+        one = tier.format(n=0, q=":q0", limit=":limit0", offset=":offset0")
+        two = tier.format(n=1, q=":q1", limit=":limit1", offset=":offset1")
+        self.page_one = _Statement(select.format(tiers=one), postgres)
+        self.page_two = _Statement(select.format(tiers=f"{one} UNION ALL {two}"), postgres)
+        generation = "(SELECT max(id) FROM directory_import)"
+        self.count_one = _Statement(f"SELECT ({count.format(q=':q0')}), 0, {generation}", postgres)
+        self.count_two = _Statement(
+            f"SELECT ({count.format(q=':q0')}), ({count.format(q=':q1')}), {generation}",
+            postgres,
+        )
+        self.generation = _Statement(f"SELECT {generation}", postgres)
+        self.places = _Statement("SELECT key FROM directory_place", postgres)
 
     def render(self, expr: Expr) -> str:
         return to_tsquery(expr) if self.postgres else to_fts5(expr)
@@ -87,16 +128,35 @@ class _Backend:
         return f"{to_fts5(expr)} NOT {to_fts5(excluded)}"
 
 
-_PLACES_SQL = sa.text("SELECT key FROM directory_place WHERE key IN :keys").bindparams(
-    sa.bindparam("keys", expanding=True)
-)
+class _Places:
+    """The register's city names, kept in memory per database and reloaded after an import.
+
+    Which query words are cities decides the plan, and asking the database first would add a
+    round trip to every search. Instead the plan uses this copy, and the count statement
+    returns the current import's id: when it differs (an import swapped in new practitioners
+    meanwhile), the copy is reloaded and the search planned again.
+    """
+
+    def __init__(self) -> None:
+        self.generation: int | None = -1
+        self.keys: frozenset[str] = frozenset()
+
+    async def reload(self, backend: _Backend, driver: Any) -> None:
+        [(generation,)] = await backend.generation.fetch(driver, {})
+        self.keys = frozenset(row[0] for row in await backend.places.fetch(driver, {}))
+        self.generation = generation
 
 
-async def _known_cities(session: AsyncSession, candidates: list[str]) -> set[str]:
-    if not candidates:
-        return set()
-    result = await session.execute(_PLACES_SQL, {"keys": candidates})
-    return {row[0] for row in result}
+_PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+_BACKENDS = {name: _Backend(name) for name in ("sqlite", "postgresql")}
+_PLACES: dict[str, _Places] = {}
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The DB-API driver's own connection under the session (aiosqlite or asyncpg)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
 
 
 async def search_directory(
@@ -105,38 +165,85 @@ async def search_directory(
     """The practitioners matching `query` (see bridge.directory.query), one page of them."""
     if limit <= 0 or offset < 0:
         raise ValueError("limit must be positive and offset not negative")
-    cities = await _known_cities(session, phrases_to_look_up(query))
+    bind = session.get_bind()
+    backend = _BACKENDS[bind.dialect.name]
+    places = _PLACES.setdefault(bind.engine.url.render_as_string(), _Places())
+    driver = await _driver(session)
+    if places.generation == -1:
+        await places.reload(backend, driver)
+    for _attempt in range(3):
+        steps = _steps(backend, query, places.keys, limit, offset)
+        if backend.postgres:
+            page, generation = await _run_async(steps, driver)
+        else:
+            # The whole search in one trip to aiosqlite's thread (`_execute` is how its own
+            # methods queue work there): each trip costs two thread switches, which are most
+            # of a small query's time.
+            page, generation = await driver._execute(_run_sync, steps, driver)
+        if generation == places.generation or generation is None:
+            return page
+        await places.reload(backend, driver)  # an import happened: new city names
+    return page
+
+
+Steps = Generator[tuple[_Statement, dict[str, Any]], list[Any], tuple[SearchPage, int | None]]
+
+
+def _run_sync(steps: Steps, driver: Any) -> tuple[SearchPage, int | None]:
+    """Drive the steps on the sqlite3 connection, from aiosqlite's thread."""
+    connection = driver._conn
+    try:
+        statement, params = next(steps)
+        while True:
+            rows = connection.execute(statement.sql, params).fetchall()
+            statement, params = steps.send(rows)
+    except StopIteration as done:
+        result: tuple[SearchPage, int | None] = done.value
+        return result
+
+
+async def _run_async(steps: Steps, driver: Any) -> tuple[SearchPage, int | None]:
+    try:
+        statement, params = next(steps)
+        while True:
+            statement, params = steps.send(await statement.fetch(driver, params))
+    except StopIteration as done:
+        result: tuple[SearchPage, int | None] = done.value
+        return result
+
+
+def _steps(backend: _Backend, query: str, cities: frozenset[str], limit: int, offset: int) -> Steps:
+    """The search as statements to run (sans I/O): yields (statement, parameters), gets rows."""
     plan = plan_query(query, cities)
     if plan.empty:
-        return SearchPage(0, [])
-    backend = _Backend(session.get_bind().dialect.name)
+        return SearchPage(0, []), None
     expr = plan.expression()
-    q = backend.render(expr)
-    total = int(await session.scalar(sa.text(backend.count_sql), {"q": q}) or 0)
-    if total == 0 or offset >= total:
-        return SearchPage(total, [])
-    rows: list[Any] = []
-    if plan.ranks_exact:
-        exact = plan.expression(exact=True)
-        exact_q = backend.render(exact)
-        n_exact = int(await session.scalar(sa.text(backend.count_sql), {"q": exact_q}) or 0)
-        if offset < n_exact:
-            rows += await _page(session, backend, exact_q, limit, offset)
-        if len(rows) < limit and n_exact < total:
-            rest = backend.but_not(expr, exact)
-            rows += await _page(session, backend, rest, limit - len(rows), max(0, offset - n_exact))
-    else:
-        rows = await _page(session, backend, q, limit, offset)
-    return SearchPage(total, [_result(row, plan) for row in rows])
-
-
-async def _page(
-    session: AsyncSession, backend: _Backend, q: str, limit: int, offset: int
-) -> list[Any]:
-    result = await session.execute(
-        sa.text(backend.page_sql), {"q": q, "limit": limit, "offset": offset}
-    )
-    return list(result)
+    if not plan.ranks_exact:
+        q = backend.render(expr)
+        [(total, _, generation)] = yield backend.count_one, {"q0": q}
+        if not total or offset >= total:
+            return SearchPage(int(total), []), generation
+        params = {"q0": q, "limit0": limit, "offset0": offset}
+        rows = yield backend.page_one, params
+        return SearchPage(int(total), [_result(row, plan) for row in rows]), generation
+    exact = plan.expression(exact=True)
+    q, q_exact = backend.render(expr), backend.render(exact)
+    [(total, n_exact, generation)] = yield backend.count_two, {"q0": q, "q1": q_exact}
+    total, n_exact = int(total), int(n_exact)
+    if not total or offset >= total:
+        return SearchPage(total, []), generation
+    # Tier 0: exact-name matches from `offset`; tier 1: the others, after them.
+    first = max(0, min(limit, n_exact - offset))
+    params = {
+        "q0": q_exact,
+        "limit0": first,
+        "offset0": min(offset, n_exact),
+        "q1": backend.but_not(expr, exact),
+        "limit1": limit - first,
+        "offset1": max(0, offset - n_exact),
+    }
+    rows = yield backend.page_two, params
+    return SearchPage(total, [_result(row, plan) for row in rows]), generation
 
 
 def _score(activity: w.Activity, plan: Plan) -> int:
@@ -161,14 +268,15 @@ def display_name(title: str, first_name: str, last_name: str) -> str:
 
 
 def _result(row: Any, plan: Plan) -> SearchResult:
-    activities = w.decode_activities(row.activities)
+    rpps, title, first_name, last_name, profession, encoded, matrix_id = row
+    activities = w.decode_activities(encoded)
     best = max(activities, key=lambda a: _score(a, plan), default=None)
     return SearchResult(
-        rpps=RppsId(row.rpps),
-        display_name=display_name(row.title, row.first_name, row.last_name),
-        profession=row.profession,
+        rpps=RppsId(rpps),
+        display_name=display_name(title, first_name, last_name),
+        profession=profession,
         specialty=best.specialty if best else "",
         city=best.city if best else "",
         postcode=best.postcode if best else "",
-        matrix_id=row.matrix_id,
+        matrix_id=matrix_id,
     )
