@@ -34,6 +34,8 @@ from bot.unreadable import NO_KEY, NoticeLimiter, Withheld, parse_withheld, unre
 
 logger = logging.getLogger(__name__)
 
+JOIN_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
 MessageHandler = Callable[[IncomingMessage], Awaitable[None]]
 
 
@@ -145,12 +147,17 @@ class EventRouter:
         self._tasks.spawn(self._join(room.room_id, event.sender), f"join {room.room_id}")
 
     async def _join(self, room_id: str, inviter: str) -> None:
+        """Join, retrying briefly: over federation the inviter's server may not have settled
+        the invite yet ("You are not invited to this room") when ours already shows it."""
         try:
-            response = await self._client.join(room_id)
-            if isinstance(response, JoinError):
-                logger.warning("Could not join %s: %s", room_id, response.message)
-            else:
-                logger.info("Joined %s, invited by %s", room_id, inviter)
+            for delay in JOIN_RETRY_DELAYS:
+                response = await self._client.join(room_id)
+                if not isinstance(response, JoinError):
+                    logger.info("Joined %s, invited by %s", room_id, inviter)
+                    return
+                logger.info("Joining %s failed (%s); retrying", room_id, response.message)
+                await asyncio.sleep(delay)
+            logger.warning("Could not join %s, invited by %s", room_id, inviter)
         finally:
             self._joining.discard(room_id)
 
