@@ -50,8 +50,10 @@ async def serve(config: BridgeConfig, stop: asyncio.Event | None = None) -> None
     try:
         await runner.setup()  # opens and migrates the database
     except (DatabaseError, KeyFileError) as exc:
+        await runner.cleanup()  # closes what the contexts before the failing one opened
         raise StartupError(str(exc)) from None
     except (SQLAlchemyError, OSError) as exc:
+        await runner.cleanup()
         raise StartupError(
             f"cannot open the database {safe_url(config.effective_database_url)}: "
             f"{type(exc).__name__}"
