@@ -6,7 +6,14 @@ import pytest
 
 from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
 from bridge.directory.query import Node, Term, phrases_to_look_up, plan_query, to_fts5, to_tsquery
-from bridge.directory.rows import Grouper, city_key, decode_activities
+from bridge.directory.rows import (
+    ACTIVITIES,
+    ROW_SEP,
+    TOKENS,
+    Grouper,
+    city_key,
+    decode_activities,
+)
 from bridge.directory.rpps import (
     ExtractFormatError,
     ExtractParser,
@@ -157,9 +164,10 @@ def test_lines_of_one_practitioner_become_one_row_with_all_places() -> None:
     grouper = Grouper()
     done = grouper.feed(rows) + grouper.flush()
     assert len(done) == 1
-    words = done[0][9].split()
+    row = done[0].split(ROW_SEP)
+    words = row[TOKENS].split()
     assert {"martin", "leger", "anne", "sophie", "9clyon", "9cvilleurbanne", "9ssm04"} <= set(words)
-    assert [a.city for a in decode_activities(done[0][8])] == [
+    assert [a.city for a in decode_activities(row[ACTIVITIES])] == [
         "Lyon 2e Arrondissement",
         "Villeurbanne",
     ]

@@ -30,7 +30,7 @@ from bridge.directory.generations import (
     SwapResult,
     change_report_sql,
 )
-from bridge.directory.rows import PractitionerRow
+from bridge.directory.rows import ROW_SEP, PractitionerRow
 from bridge.directory.spill import DuplicateNameError, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE)
@@ -117,7 +117,7 @@ class PostgresGeneration:
         )
         base = 0
         for batch in self._spill.sorted_batches():
-            records = [(base + i, *row) for i, row in enumerate(batch, 1)]
+            records = [(base + i, *row.split(ROW_SEP)) for i, row in enumerate(batch, 1)]
             base += len(batch)
             await pg.copy_records_to_table(_STAGE, records=records, columns=["id", *columns])
         self._spill.close()

@@ -31,7 +31,7 @@ from bridge.directory.generations import (
     SwapResult,
     change_report_sql,
 )
-from bridge.directory.rows import PractitionerRow
+from bridge.directory.rows import ROW_SEP, PractitionerRow
 from bridge.directory.spill import DuplicateNameError, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS)
@@ -111,10 +111,11 @@ class SqliteGeneration:
         )
         pending: asyncio.Future[None] | None = None
         for batch in self._spill.sorted_batches():
+            rows = [row.split(ROW_SEP) for row in batch]
             if pending is not None:
                 await pending
             # `id` is the rowid: numbered in insertion order, that is name order.
-            pending = asyncio.ensure_future(self._write(insert, batch))
+            pending = asyncio.ensure_future(self._write(insert, rows))
         if pending is not None:
             await pending
         self._spill.close()
@@ -127,7 +128,7 @@ class SqliteGeneration:
         )
         await db.execute("COMMIT")
 
-    async def _write(self, sql: str, rows: Sequence[PractitionerRow]) -> None:
+    async def _write(self, sql: str, rows: list[list[str]]) -> None:
         await self.db.executemany(sql, rows)
 
     async def swap(self, facts: ImportFacts) -> SwapResult:

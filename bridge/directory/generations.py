@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bridge.directory.rows import ACTIVITY_SEP, PractitionerRow
+from bridge.directory.rows import ACTIVITY_SEP, ROW_FIELDS, PractitionerRow
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,7 @@ NEXT = "_next"
 PRACTITIONER = "directory_practitioner"
 PLACE = "directory_place"
 FTS = "directory_fts"
-PRACTITIONER_COLUMNS = (
-    "rpps, id_type, last_name, first_name, title, profession_code, profession, name_key, "
-    "activities, tokens"
-)
+PRACTITIONER_COLUMNS = ", ".join(ROW_FIELDS)
 """In `PractitionerRow` order."""
 _COMPARED = ("id_type", "last_name", "first_name", "title", "profession_code", "profession")
 
