@@ -3,6 +3,7 @@ version, the allow-list, and the audit entries that go with every change."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -249,3 +250,12 @@ async def test_allowed_servers_are_ours_and_verified_peers_and_change_version(
     assert (await handlers.allowed_servers(services)).servers == withpeer.servers
     await handlers.remove_peer(services, ADMIN, "Peer")  # by its federation name
     assert (await handlers.allowed_servers(services)).servers == ("hs.chu-nord.fr", "own.test")
+
+
+async def test_concurrent_requests_agree_on_the_version(services: RegistryServices) -> None:
+    """Several bridge workers may serve the manifest from one database at the same moment."""
+    first = await asyncio.gather(*(handlers.signed_manifest(services) for _ in range(6)))
+    assert {d["version"] for d in first} == {1}
+    await handlers.add_member(services, ADMIN, "CHU Nord")
+    after = await asyncio.gather(*(handlers.signed_manifest(services) for _ in range(6)))
+    assert {d["version"] for d in after} == {2}

@@ -257,9 +257,16 @@ async def allowed_servers(services: RegistryServices) -> AllowedServers:
 async def signed_manifest(services: RegistryServices) -> dict[str, Any]:
     """Our manifest as of now, signed; its version moves on only when its content changed."""
     now = services.now()
-    async with services.db.sessions.begin() as session:
-        contents = await store.contents(session, services.own_server)
-        version = await store.version_for(session, store.digest(contents), now)
+    for attempt in range(2):
+        try:
+            async with services.db.sessions.begin() as session:
+                contents = await store.contents(session, services.own_server)
+                version = await store.version_for(session, store.digest(contents), now)
+            break
+        except IntegrityError:
+            # Another bridge process numbered the very first manifest at the same moment.
+            if attempt:
+                raise
     return build_manifest(
         services.federation,
         contents,
