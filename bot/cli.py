@@ -22,7 +22,7 @@ ConfigOption = Annotated[
 ]
 
 # Libraries whose debug logs may carry request bodies or tokens stay at WARNING.
-_QUIET_LOGGERS = ("nio", "aiohttp", "peewee", "sqlalchemy.engine", "alembic")
+_QUIET_LOGGERS = ("nio", "aiohttp", "peewee", "sqlalchemy", "aiosqlite", "asyncpg", "alembic")
 
 
 def _configure_logging(level: str) -> None:

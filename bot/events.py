@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from nio import (
     EncryptionError,
@@ -49,6 +49,17 @@ class SyncListener(Protocol):
     async def on_gap(self, room_id: RoomId, prev_batch: str) -> None:
         """The sync skipped events in `room_id` (``limited``); paginate back from `prev_batch`."""
         ...
+
+
+@runtime_checkable
+class SyncCommitListener(Protocol):
+    """Optional addition to `SyncListener`: called once per sync response, after its events.
+
+    The sync position is saved only when this returns (and every event task of that sync has
+    finished): commit here what must survive a crash (e.g. ``await engine.persist()``).
+    """
+
+    async def after_sync(self, response: SyncResponse) -> None: ...
 
 
 def may_join(inviter: str, member_servers: frozenset[str]) -> bool:
@@ -270,4 +281,7 @@ class EventRouter:
                     self._tasks.spawn(
                         listener.on_gap(RoomId(room_id), timeline.prev_batch), "listener gap"
                     )
+        for listener in self._listeners:
+            if isinstance(listener, SyncCommitListener):
+                self._tasks.spawn(listener.after_sync(response), "listener commit")
         self.retry_pending(time.monotonic())

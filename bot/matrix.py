@@ -30,6 +30,7 @@ from nio import (
 from nio.api import Api
 
 from bot.commands.context import MatrixActionError
+from bot.crypto.bootstrap import NioJson
 from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.signing import Json
 from bot.ids import EventId, RoomId, UserId, server_of
@@ -99,6 +100,7 @@ class NioActions:
         self._trust = trust
         self._wait_for_room = wait_for_room
         self._ignore_unverified = ignore_unverified_devices
+        self._create_events: dict[str, Json] = {}
 
     @property
     def user_id(self) -> UserId:
@@ -186,10 +188,43 @@ class NioActions:
         return [UserId(m.user_id) for m in response.members]
 
     async def power_level(self, room_id: RoomId, user_id: UserId) -> int:
+        create = await self._create_event(room_id)
+        if is_privileged_creator(create.get("content"), create, user_id):
+            return CREATOR_POWER
         response = await self._client.room_get_state_event(room_id, "m.room.power_levels")
         if not isinstance(response, RoomGetStateEventResponse):
             raise MatrixActionError(f"could not read the power levels ({_error_text(response)})")
         return power_level_of(response.content, user_id)
+
+    async def _create_event(self, room_id: RoomId) -> Json:
+        """The room's ``m.room.create`` event with its sender (never changes: cached)."""
+        cached = self._create_events.get(room_id)
+        if cached is not None:
+            return cached
+        path = Api._build_path(
+            ["rooms", room_id, "state", "m.room.create", ""], {"format": "event"}
+        )
+        status, answer = await NioJson(self._client).request_json("GET", path, None)
+        if status != 200:
+            raise MatrixActionError(f"could not read the room's creation (HTTP {status})")
+        self._create_events[room_id] = answer
+        return answer
+
+    async def invited_members(self, room_id: RoomId) -> list[UserId]:
+        """Who is invited but has not joined (``!case close`` revokes these invitations)."""
+        path = Api._build_path(["rooms", room_id, "members"], {"membership": "invite"})
+        status, answer = await NioJson(self._client).request_json("GET", path, None)
+        if status != 200:
+            raise MatrixActionError(f"could not list the invited members (HTTP {status})")
+        chunk = answer.get("chunk")
+        events = chunk if isinstance(chunk, list) else []
+        return [
+            UserId(e["state_key"])
+            for e in events
+            if isinstance(e, dict)
+            and isinstance(e.get("state_key"), str)
+            and (e.get("content") or {}).get("membership") == "invite"
+        ]
 
     async def put_state(
         self,
@@ -208,6 +243,26 @@ class NioActions:
         if isinstance(response, ErrorResponse):
             logger.warning("%s: %s", what, _error_text(response))
             raise MatrixActionError(f"{what} ({_error_text(response)})")
+
+
+CREATOR_POWER = 2**53
+"""What "unlimited power" is reported as for the creators of room version 12+ rooms."""
+
+_PRIVILEGED_CREATOR_VERSIONS = frozenset({"12"})
+
+
+def is_privileged_creator(content: Any, source: Any, user_id: str) -> bool:
+    """Whether `user_id` created (or co-created) a room whose version gives creators
+    unlimited power (v12: creators are not listed in ``m.room.power_levels`` at all)."""
+    if not isinstance(content, dict) or content.get("room_version") not in (
+        _PRIVILEGED_CREATOR_VERSIONS
+    ):
+        return False
+    creators = {source.get("sender")} if isinstance(source, dict) else set()
+    extra = content.get("additional_creators")
+    if isinstance(extra, list):
+        creators.update(x for x in extra if isinstance(x, str))
+    return user_id in creators
 
 
 def power_level_of(content: Any, user_id: str) -> int:

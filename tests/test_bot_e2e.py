@@ -9,9 +9,11 @@ import pytest
 
 from bot.crypto.bootstrap import NioJson, query_keys
 from bot.crypto.trust import Verdict, evaluate_user
+from bot.ids import UserId
+from bot.matrix import CREATOR_POWER
 from bot.runner import BotRunner
 from deploy.local.federation import Homeserver
-from tests.matrix_helpers import Doctor
+from tests.matrix_helpers import ENCRYPTION, Doctor
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +44,25 @@ async def test_doctors_on_both_servers_get_a_decrypted_help(
             assert "!case" in reply.body
         finally:
             await doctor.close()
+
+
+async def test_actions_report_creator_power_and_pending_invitations(
+    bot_a: BotRunner, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    """Room version 12 gives creators unlimited power without listing them in the power
+    levels; `!case close` needs both that and the list of pending invitations."""
+    doctor = await Doctor.create(hs_b, tmp_path)
+    try:
+        actions = bot_a.actions
+        assert actions is not None
+        body = {"room_version": "12", "preset": "private_chat", "initial_state": [ENCRYPTION]}
+        room_id = await actions.create_room(body)
+        assert await actions.power_level(room_id, actions.user_id) == CREATOR_POWER
+        assert await actions.power_level(room_id, UserId(doctor.user_id)) == 0
+        await actions.invite(room_id, UserId(doctor.user_id))
+        assert await actions.invited_members(room_id) == [doctor.user_id]
+        await actions.send_notice(room_id, "bonjour")  # encrypted for an invited member
+        await actions.kick(room_id, UserId(doctor.user_id), "test")
+        assert await actions.invited_members(room_id) == []
+    finally:
+        await doctor.close()
