@@ -203,6 +203,14 @@ async def test_bad_paths_are_clear_errors(backend: str, tmp_path: Path) -> None:
         shutil.copy(tmp_path / "notes.pdf", tmp_path / "fake.zip")
         with pytest.raises(DirectoryImportError, match="not a valid zip"):
             await import_directory(db, tmp_path / "fake.zip")
+        damaged = tmp_path / "damaged.zip"
+        generate(damaged, lines=2000, seed=5, zip_output=True)
+        data = bytearray(damaged.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # corrupt the compressed text
+        damaged.write_bytes(bytes(data))
+        with pytest.raises(DirectoryImportError, match=r"damaged\.zip: "):
+            await import_directory(db, damaged)
+        assert await leftover_tables(db) == []
 
 
 async def test_links_survive_reimports_and_respect_visibility(backend: str, tmp_path: Path) -> None:

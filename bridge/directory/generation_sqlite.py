@@ -174,6 +174,11 @@ class SqliteGeneration:
         except BaseException:
             await db.execute("ROLLBACK")
             raise
+        # The import went through the write-ahead log; fold it back into the database file
+        # now rather than leave a log the size of the directory (best effort: readers may
+        # hold it, the next checkpoint finishes the job).
+        with contextlib.suppress(sqlite3.Error):
+            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return SwapResult(import_id, practitioners, initial=initial, **counts)
 
     async def discard(self) -> None:

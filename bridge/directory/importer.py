@@ -15,6 +15,8 @@ import asyncio
 import itertools
 import logging
 import time
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +46,7 @@ from bridge.directory.sources import (
     open_activity,
     open_savoir_faire,
 )
+from bridge.directory.spill import DuplicateNameError
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +213,10 @@ async def import_directory(
             tally.warnings,
         )
         result = await generation.swap(facts)
+    except (DuplicateNameError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        await asyncio.shield(generation.discard())
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DirectoryImportError(f"{source.path.name}: {reason}") from None
     except BaseException:
         await asyncio.shield(generation.discard())
         raise
