@@ -69,6 +69,8 @@ class ExpirySettings:
         delete_media: delete attachments stored on the bot's homeserver when they expire.
         keep_done_days: finished entries are forgotten after this many days.
         negative_cache_s: how long a room found not to be a case is not looked up again.
+        park_s: how long events of a room that is not (yet) a case are kept in memory in
+            case it becomes one (the case is recorded just after its room is created).
     """
 
     concurrency: int = 16
@@ -80,7 +82,8 @@ class ExpirySettings:
     max_refusals: int = 12
     delete_media: bool = False
     keep_done_days: int = 7
-    negative_cache_s: float = 30.0
+    negative_cache_s: float = 2.0
+    park_s: float = 60.0
 
 
 class ExpiryEngine:
@@ -164,11 +167,17 @@ class ExpiryEngine:
         """
         async with self._persist_lock:
             buffer, self._buffer = self._buffer, []
+            parked: list[tuple[RoomId, TimelineEvent, int]] = []
+            now = self._clock()
             try:
                 entries: list[NewEntry] = []
                 for room_id, event, seen in buffer:
                     lifetime = await self.lifetime_ms(room_id)
                     if lifetime is None:
+                        # Not a case room - or not yet: `!case new` records the case just
+                        # after the room exists. Keep the event a while before dropping it.
+                        if now - seen < self._settings.park_s * 1000:
+                            parked.append((room_id, event, seen))
                         continue
                     entries.append(
                         NewEntry(
@@ -183,6 +192,7 @@ class ExpiryEngine:
             except BaseException:
                 self._buffer[:0] = buffer
                 raise
+            self._buffer[:0] = parked
         if entries:
             self._wake.set()
         return len(entries)
@@ -285,19 +295,28 @@ class ExpiryEngine:
 
     async def _redaction_loop(self) -> None:
         while True:
-            now = self._clock()
-            if self._paused_until > now:
-                await asyncio.sleep((self._paused_until - now) / 1000)
-                continue
-            batch = await self._schedule.ready(now, self._settings.batch_size)
-            if batch:
-                await self._attempt(batch)
-                continue
-            wake = await self._schedule.next_try_ms()
-            delay = self._settings.idle_poll_s
-            if wake is not None:
-                delay = min(delay, (wake - self._clock()) / 1000)
-            await self._sleep(self._wake, delay)
+            try:
+                await self._redaction_round()
+            except Exception:
+                # A database hiccup (locked SQLite, PostgreSQL restart) must not stop expiry.
+                logger.exception("expiry: redaction round failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def _redaction_round(self) -> None:
+        """One round: sleep while paused, redact a batch, or sleep until the next due time."""
+        now = self._clock()
+        if self._paused_until > now:
+            await asyncio.sleep((self._paused_until - now) / 1000)
+            return
+        batch = await self._schedule.ready(now, self._settings.batch_size)
+        if batch:
+            await self._attempt(batch)
+            return
+        wake = await self._schedule.next_try_ms()
+        delay = self._settings.idle_poll_s
+        if wake is not None:
+            delay = min(delay, (wake - self._clock()) / 1000)
+        await self._sleep(self._wake, delay)
 
     async def _attempt(self, batch: Sequence[DueEntry]) -> None:
         gate = asyncio.Semaphore(self._settings.concurrency)
@@ -369,11 +388,15 @@ class ExpiryEngine:
                 await self._fill(gap)
 
         while True:
-            pending = await self._schedule.gaps(limit=self._settings.backfill_concurrency * 8)
-            if not pending:
-                await self._sleep(self._gap_wake, 30.0)
-                continue
-            await asyncio.gather(*(one(g) for g in pending))
+            try:
+                pending = await self._schedule.gaps(limit=self._settings.backfill_concurrency * 8)
+                if not pending:
+                    await self._sleep(self._gap_wake, 30.0)
+                    continue
+                await asyncio.gather(*(one(g) for g in pending))
+            except Exception:
+                logger.exception("expiry: back-fill round failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
 
     async def _fill(self, gap: Gap) -> None:
         try:
