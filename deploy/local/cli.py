@@ -17,6 +17,7 @@ from rich.table import Table
 
 from deploy.local.demo import A_PORT, B_PORT, DEMO_ACCOUNTS, default_state_dir, demo_specs
 from deploy.local.federation import LocalFederation, read_state, stop_from_state
+from deploy.local.stack import DemoStack
 
 local_app = typer.Typer(help="Run the local demo federation (two homeservers on loopback).")
 console = Console()
@@ -47,6 +48,11 @@ def _print_summary(state: dict[str, Any]) -> None:
             table.add_row(account["user_id"], account["password"], account["display_name"])
         console.print(table)
         console.print(f"  client URL: [bold]{homeserver['client_url']}[/bold]")
+        if homeserver.get("bot_user_id"):
+            console.print(
+                f"  bot: [bold]{homeserver['bot_user_id']}[/bold] (start a DM, send !help)"
+                f"   bridge: {homeserver['bridge_url']}"
+            )
     console.print(
         "Sign in from Element: choose 'Edit' next to the homeserver, enter the client URL "
         "above as a custom homeserver, then an account and its password."
@@ -54,7 +60,7 @@ def _print_summary(state: dict[str, Any]) -> None:
     console.print("Press Ctrl-C to stop everything.")
 
 
-async def _run_foreground(state_dir: Path, ports: tuple[int, int]) -> None:
+async def _run_foreground(state_dir: Path, ports: tuple[int, int], with_services: bool) -> None:
     federation = LocalFederation(state_dir, demo_specs(ports))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,12 +68,23 @@ async def _run_foreground(state_dir: Path, ports: tuple[int, int]) -> None:
         loop.add_signal_handler(signum, stop.set)
     console.print("Starting the local federation ...")
     await federation.start()
+    stack = DemoStack(federation)
     try:
         await federation.ensure_demo_accounts(DEMO_ACCOUNTS)
+        if with_services:
+            console.print("Starting the bridges and bots ...")
+            await stack.start()
+            for name in federation.homeservers:
+                federation.services[name] = {
+                    "bridge_url": stack.bridge_urls[name],
+                    "bot_user_id": stack.bot_ids[name],
+                }
+            federation.write_state()
         _print_summary(federation.state())
         await stop.wait()
         console.print("Stopping ...")
     finally:
+        stack.stop()
         federation.stop()
     console.print("Stopped.")
 
@@ -79,6 +96,10 @@ def up(
         tuple[int, int],
         typer.Option("--ports", help="Federation ports of homeservers A and B."),
     ] = (A_PORT, B_PORT),
+    services: Annotated[
+        bool,
+        typer.Option("--services/--no-services", help="Also run each homeserver's bridge and bot."),
+    ] = True,
 ) -> None:
     """Start the demo federation in the foreground; Ctrl-C stops it. State is reused."""
     directory = state_dir or default_state_dir()
@@ -90,7 +111,7 @@ def up(
         )
         raise typer.Exit(1)
     try:
-        asyncio.run(_run_foreground(directory, ports))
+        asyncio.run(_run_foreground(directory, ports, services))
     except (RuntimeError, TimeoutError) as error:
         console.print(f"[red]Could not start the local federation:[/red] {error}")
         raise typer.Exit(1) from None

@@ -56,6 +56,7 @@ class LocalFederation:
     specs: list[HomeserverSpec]
     homeservers: dict[str, Homeserver] = field(default_factory=dict)
     accounts: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)  # bridge/bot per server
 
     def __post_init__(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +131,7 @@ class LocalFederation:
                     "admin": {"user_id": hs.admin_user_id, "password": hs.admin_password},
                     "demo_accounts": self.accounts.get(hs.name, []),
                     "log": str(hs.log_path),
+                    **self.services.get(hs.name, {}),
                 }
                 for hs in self.homeservers.values()
             ],

@@ -1,0 +1,184 @@
+"""The federation's own services next to each homeserver of the local federation.
+
+Each demo homeserver gets its bridge (directory API, demo register loaded) and, when the bot
+is available, its bot. They run as subprocesses of the launcher through the same `caducee`
+commands an operator uses (`caducee bridge run`, `caducee bot run`), so the demo exercises the
+real entry points. Secrets (service tokens, passwords) live in the state directory, 0600.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from deploy.local.ca import write_private
+
+logger = logging.getLogger(__name__)
+
+CADUCEE = [sys.executable, "-c", "from deploy.cli import main; main()"]
+
+
+@dataclass
+class ServiceProcess:
+    """A long-running `caducee ...` subprocess with a health URL."""
+
+    name: str
+    args: list[str]
+    health_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def launch(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [*CADUCEE, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    async def wait_ready(self, http: aiohttp.ClientSession, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+            try:
+                async with http.get(self.health_url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} not ready:\n{self.log_tail()}")
+            await asyncio.sleep(0.1)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = 15.0) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+def service_token(directory: Path, name: str) -> str:
+    """A service token kept in `directory/<name>.token` (created once, 0600)."""
+    path = directory / f"{name}.token"
+    if not path.exists():
+        write_private(path, secrets.token_hex(32).encode())
+    return path.read_text().strip()
+
+
+def write_bridge_config(
+    directory: Path,
+    *,
+    server_name: str,
+    homeserver_url: str,
+    federation_name: str,
+    port: int,
+    openid_allowed_servers: list[str],
+    federation_ca_file: Path,
+) -> Path:
+    """Write the bridge's configuration for a demo homeserver; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "server_name": server_name,
+        "homeserver_url": homeserver_url,
+        "federation_name": federation_name,
+        "data_dir": str(directory),
+        "listen_host": "127.0.0.1",
+        "listen_port": port,
+        "service_tokens": [{"name": "bot", "token_file": str(directory / "bot.token")}],
+        "openid_allowed_servers": openid_allowed_servers,
+        "federation_ca_file": str(federation_ca_file),
+        "log_level": "INFO",
+    }
+    service_token(directory, "bot")
+    path = directory / "bridge.yaml"
+    write_private(path, yaml.safe_dump(config, allow_unicode=True).encode())
+    return path
+
+
+def run_cli(args: list[str], log_path: Path) -> None:
+    """Run a one-shot `caducee ...` command, its output appended to `log_path`."""
+    with open(log_path, "ab") as log:
+        result = subprocess.run(
+            [*CADUCEE, *args], stdout=log, stderr=subprocess.STDOUT, check=False
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"`caducee {' '.join(args[:2])}` failed:\n{tail}")
+
+
+def read_json(path: Path) -> dict[str, object]:
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def write_bot_config(
+    directory: Path,
+    *,
+    homeserver_url: str,
+    user_id: str,
+    bridge_url: str,
+    bridge_token_file: Path,
+    member_servers: list[str],
+) -> Path:
+    """Write a demo bot's configuration (password and pickle key in 0600 files)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    password_file = directory / "password"
+    if not password_file.exists():
+        write_private(password_file, secrets.token_urlsafe(24).encode())
+    config = {
+        "homeserver_url": homeserver_url,
+        "user_id": user_id,
+        "password_file": str(password_file),
+        "store_dir": str(directory / "store"),
+        "pickle_key_file": str(directory / "pickle-key"),
+        "bridge_url": bridge_url,
+        "bridge_token_file": str(bridge_token_file),
+        "member_servers": member_servers,
+        "default_ttl": "7d",
+        "min_ttl": "30s",
+        "max_ttl": "52w",
+        "log_level": "INFO",
+    }
+    path = directory / "bot.yaml"
+    write_private(path, yaml.safe_dump(config, allow_unicode=True).encode())
+    return path
+
+
+async def wait_for_log_line(service: ServiceProcess, marker: str, timeout: float = 120.0) -> None:
+    """Wait until `marker` appears in the service's log (the bot has no HTTP endpoint)."""
+    deadline = time.monotonic() + timeout
+    while marker not in (
+        service.log_path.read_text(errors="replace") if service.log_path.exists() else ""
+    ):
+        if service.process is not None and service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited:\n{service.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{service.name} not ready:\n{service.log_tail()}")
+        await asyncio.sleep(0.2)

@@ -1,0 +1,122 @@
+"""The demo's services around each homeserver: a bridge with the demo register, and a bot.
+
+`DemoStack` is what `caducee local up` runs next to the homeservers of `LocalFederation`:
+for each homeserver, a bridge (`caducee bridge run`) whose directory holds the demo extract
+with the demo practitioners linked to their accounts, and a bot (`caducee bot run`) signed in
+as `@caducee:<server>`. Ports: bridge on federation port + 12000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from bridge.config import load_config
+from bridge.db import open_database
+from bridge.directory.store import link_matrix_id
+from deploy.local.federation import LocalFederation
+from deploy.local.services import (
+    ServiceProcess,
+    run_cli,
+    service_token,
+    wait_for_log_line,
+    write_bot_config,
+    write_bridge_config,
+)
+
+DEMO_REGISTER = Path(__file__).parent / "demo" / "PS_LibreAcces_Personne_activite_demo.txt"
+BOT_LOCALPART = "caducee"
+BOT_READY_MARKER = "ready (device"
+
+
+class DemoStack:
+    """Bridges and bots of the demo federation (one of each per homeserver)."""
+
+    def __init__(self, federation: LocalFederation) -> None:
+        self.federation = federation
+        self.services: list[ServiceProcess] = []
+        self.bridge_urls: dict[str, str] = {}
+        self.bot_ids: dict[str, str] = {}
+
+    async def start(self) -> None:
+        member_servers = [hs.server_name for hs in self.federation.homeservers.values()]
+        for name, homeserver in self.federation.homeservers.items():
+            directory = self.federation.base_dir / f"bridge-{name}"
+            port = homeserver.spec.federation_port + 12000
+            config_path = write_bridge_config(
+                directory,
+                server_name=homeserver.server_name,
+                homeserver_url=homeserver.client_url,
+                federation_name=f"Fédération {name.upper()}",
+                port=port,
+                openid_allowed_servers=member_servers,
+                federation_ca_file=homeserver.ca.cert,
+            )
+            log = directory / "bridge.log"
+            if not (directory / "bridge.db").exists():
+                run_cli(
+                    ["directory", "import", str(DEMO_REGISTER), "--config", str(config_path)], log
+                )
+            await self._link_demo_accounts(config_path, name)
+            url = f"http://127.0.0.1:{port}"
+            bridge = ServiceProcess(
+                f"bridge {name}",
+                ["bridge", "run", "--config", str(config_path)],
+                f"{url}/_caducee/v1/health",
+                log,
+            )
+            bridge.launch()
+            self.services.append(bridge)
+            self.bridge_urls[name] = url
+
+            bot_dir = self.federation.base_dir / f"bot-{name}"
+            bot_config = write_bot_config(
+                bot_dir,
+                homeserver_url=homeserver.client_url,
+                user_id=f"@{BOT_LOCALPART}:{homeserver.server_name}",
+                bridge_url=url,
+                bridge_token_file=directory / "bot.token",
+                member_servers=member_servers,
+            )
+            service_token(directory, "bot")
+            self.bot_ids[name] = await homeserver.ensure_user(
+                BOT_LOCALPART,
+                (bot_dir / "password").read_text().strip(),
+                displayname="Caducée",
+            )
+            bot = ServiceProcess(
+                f"bot {name}", ["bot", "run", "--config", str(bot_config)], "", bot_dir / "bot.log"
+            )
+            bot.launch()
+            self.services.append(bot)
+        async with aiohttp.ClientSession() as http:
+            await asyncio.gather(
+                *(s.wait_ready(http) for s in self.services if s.health_url),
+                *(
+                    wait_for_log_line(s, BOT_READY_MARKER)
+                    for s in self.services
+                    if not s.health_url
+                ),
+            )
+
+    async def _link_demo_accounts(self, config_path: Path, name: str) -> None:
+        config = load_config(config_path)
+        database = await open_database(config.effective_database_url)
+        try:
+            async with database.sessions.begin() as session:
+                for account in self.federation.accounts.get(name, []):
+                    if account["rpps"]:
+                        await link_matrix_id(
+                            session, account["rpps"], account["user_id"], visible=True
+                        )
+        finally:
+            await database.close()
+
+    def stop(self) -> None:
+        for service in self.services:
+            service.terminate()
+        for service in self.services:
+            service.wait_stopped()
+        self.services.clear()
