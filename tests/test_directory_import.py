@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.directory import store
+from bridge.directory import importer, store
 from bridge.directory.importer import (
     DirectoryImportError,
     ImportAbortedError,
@@ -228,3 +228,29 @@ async def test_links_survive_reimports_and_respect_visibility(backend: str, tmp_
             assert await store.unlink_matrix_id(session, "10009999995")
         assert (await search(db, "10008888884")).results[0].matrix_id == "@jd:a.test"
         assert (await search(db, "10009999995")).results[0].matrix_id is None
+
+
+async def test_parsing_in_worker_processes_gives_the_same_directory(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extract = demo_extract(tmp_path, lines=3000, seed=21)
+    lines = extract.read_text().splitlines(keepends=True)
+    extract.write_text("".join([*lines[:1000], "broken|line|\n", *lines[1000:]]))
+    monkeypatch.setattr(importer, "BATCH_LINES", 257)  # many batches, cut between people
+    async with directory_database(backend, tmp_path) as db:
+        single = await import_directory(db, extract)
+        expected = [await search(db, q, limit=50) for q in ("martin", "cardio", "75", "ma")]
+        monkeypatch.setattr(importer, "PARALLEL_MIN_CHARS", 0)
+        monkeypatch.setattr(importer, "MAX_WORKERS", 2)
+        monkeypatch.setattr(importer.os, "cpu_count", lambda: 2)
+        parallel = await import_directory(db, extract)
+        assert (parallel.changed, parallel.new, parallel.disappeared) == (0, 0, 0)
+        assert (parallel.lines, parallel.records, parallel.practitioners) == (
+            single.lines,
+            single.records,
+            single.practitioners,
+        )
+        assert parallel.first_errors == single.first_errors
+        assert [e.line for e in single.first_errors] == [1001]
+        got = [await search(db, q, limit=50) for q in ("martin", "cardio", "75", "ma")]
+        assert got == expected

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from typing import Protocol
 from sqlalchemy.engine import make_url
 
 from bridge.db import Database
+from bridge.directory import parallel
 from bridge.directory.generation_postgres import PostgresGeneration
 from bridge.directory.generation_sqlite import SqliteGeneration
 from bridge.directory.generations import Generation, ImportBusyError, ImportFacts
@@ -35,6 +38,7 @@ from bridge.directory.rpps import (
     RECORD_FIELDS,
     ExtractFormatError,
     ExtractParser,
+    Layout,
     RecordRow,
     SpecialtyIndex,
     read_header,
@@ -51,6 +55,9 @@ from bridge.directory.spill import DuplicateNameError
 logger = logging.getLogger(__name__)
 
 BATCH_LINES = 20_000
+MAX_WORKERS = 4
+PARALLEL_MIN_CHARS = 50_000_000
+"""Smaller files are parsed in the importer's process: starting workers would cost more."""
 KEPT_ISSUES = 20
 DEFAULT_MAX_ERRORS = 100
 
@@ -273,9 +280,15 @@ async def _load_extract(
         except ExtractFormatError as exc:
             raise DirectoryImportError(f"{source.path.name}: {exc}") from None
         specialties = _load_savoir_faire(source, needed=not layout.has_specialty)
-        parser = ExtractParser(layout, specialties)
         if progress is not None:
             progress.started(source.size)
+        workers = min(MAX_WORKERS, os.cpu_count() or 1)
+        if (source.size or 0) >= PARALLEL_MIN_CHARS and workers > 1:
+            await _load_in_workers(
+                text, header, layout, specialties, workers, generation, grouper, tally, progress
+            )
+            return
+        parser = ExtractParser(layout, specialties)
         writer = _Writer(generation)
         done = len(header)
         line_no = 2
@@ -293,6 +306,58 @@ async def _load_extract(
             await writer.write(grouper.flush())
         finally:
             await writer.drain()
+
+
+async def _load_in_workers(
+    text: Iterator[str],
+    header: str,
+    layout: Layout,
+    specialties: SpecialtyIndex | None,
+    workers: int,
+    generation: Generation,
+    grouper: Grouper,
+    tally: _Tally,
+    progress: ImportProgress | None,
+) -> None:
+    """The same as the single-process loop, with parsing in worker processes (`parallel`)."""
+    loop = asyncio.get_running_loop()
+    rpps_column = layout.positions["rpps"]
+    in_flight: deque[asyncio.Future[parallel.BatchResult]] = deque()
+    done = len(header)
+    line_no = 2
+    carried: list[str] = []
+
+    async def collect() -> None:
+        rows, errors, warnings, cities, records = await in_flight.popleft()
+        tally.records += records
+        tally.count(errors, warnings)
+        grouper.cities.update(cities)
+        await generation.add(rows)
+
+    with parallel.pool(workers, layout, specialties) as executor:
+        try:
+            while True:
+                fresh = list(itertools.islice(text, BATCH_LINES))
+                batch = carried + fresh
+                if not batch:
+                    break
+                cut = parallel.cut_point(batch, rpps_column) if fresh else len(batch)
+                batch, carried = (batch[:cut], batch[cut:]) if cut else (batch, [])
+                in_flight.append(
+                    loop.run_in_executor(executor, parallel.parse_batch, batch, line_no)
+                )
+                line_no += len(batch)
+                tally.lines += len(batch)
+                if len(in_flight) > workers:
+                    await collect()
+                if progress is not None:
+                    done += sum(map(len, fresh))
+                    progress.advanced(done, tally.lines)
+            while in_flight:
+                await collect()
+        finally:
+            for future in in_flight:
+                future.cancel()
 
 
 def _load_savoir_faire(source: Source, *, needed: bool) -> SpecialtyIndex | None:
