@@ -3,27 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# System packages (libpq headers, Node, Debian's Chromium for the console's browser test).
+SYSTEM_STAMP := $(VENV)/.system-deps-stamp
+TEST_SYSTEM_STAMP := $(VENV)/.test-system-deps-stamp
+ELEMENT_STAMP := tests/element/node_modules/.installed-stamp
 
 .PHONY: install up down status test lint typecheck pytest bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(SYSTEM_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 # The Element-compatible test client (matrix-js-sdk with Element's Rust crypto).
-ELEMENT_STAMP := tests/element/node_modules/.installed-stamp
-$(ELEMENT_STAMP): tests/element/package.json tests/element/package-lock.json
+$(ELEMENT_STAMP): tests/element/package.json tests/element/package-lock.json $(TEST_SYSTEM_STAMP)
 	npm ci --prefix tests/element --no-audit --no-fund --loglevel=error
 	touch $(ELEMENT_STAMP)
 
-# Headless Chromium (Debian's) for the console's browser test; Playwright drives it as is.
-CHROMIUM := /usr/bin/chromium
-$(CHROMIUM):
-	apt-get update -qq && apt-get install -y -qq chromium
+$(SYSTEM_STAMP):
+	bash deploy/system-deps.sh
+	mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
 
-install: $(STAMP) $(ELEMENT_STAMP) $(CHROMIUM)
+$(TEST_SYSTEM_STAMP):
+	bash deploy/system-deps.sh test
+	mkdir -p $(VENV) && touch $(TEST_SYSTEM_STAMP)
+
+install: $(STAMP) $(ELEMENT_STAMP)
 
 ## Start the local demo federation in the foreground (Ctrl-C stops it).
 up: $(STAMP)
@@ -42,7 +48,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy bot bridge deploy
 
-pytest: $(STAMP) $(ELEMENT_STAMP) $(CHROMIUM)
+pytest: $(STAMP) $(ELEMENT_STAMP)
 	$(BIN)/pytest -q
 
 ## The whole suite: lint, types, tests.
