@@ -13,7 +13,7 @@ import fcntl
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import aiosqlite
@@ -111,10 +111,11 @@ class SqliteGeneration:
         )
         pending: asyncio.Future[None] | None = None
         for batch in self._spill.sorted_batches():
-            rows = [row.split(ROW_SEP) for row in batch]
             if pending is not None:
                 await pending
-            # `id` is the rowid: numbered in insertion order, that is name order.
+            # `id` is the rowid: numbered in insertion order, that is name order. Rows are
+            # split as the driver consumes them, so a bucket is never held twice in memory.
+            rows = (row.split(ROW_SEP) for row in batch)
             pending = asyncio.ensure_future(self._write(insert, rows))
         if pending is not None:
             await pending
@@ -128,7 +129,7 @@ class SqliteGeneration:
         )
         await db.execute("COMMIT")
 
-    async def _write(self, sql: str, rows: list[list[str]]) -> None:
+    async def _write(self, sql: str, rows: Iterable[list[str]]) -> None:
         await self.db.executemany(sql, rows)
 
     async def swap(self, facts: ImportFacts) -> SwapResult:

@@ -4,7 +4,7 @@ Practitioners are numbered in name order (see bridge.directory.search for why), 
 register comes in identifier order. Sorting it inside the database costs more than the rest of
 the import (the sorter drags every row's payload through temporary files), so the importer
 sorts it itself: rows are spilled to temporary files by the first letters of their name
-(about a hundred buckets), then each bucket is read back, sorted in memory and handed to the
+(about two hundred buckets), then each bucket is read back, sorted in memory and handed to the
 database in order. Memory is bounded by the largest bucket (a few percent of the register).
 
 Rows are lines of text (bridge.directory.rows) in a private temporary directory, removed on
@@ -22,11 +22,11 @@ from typing import TextIO
 from bridge.directory.rows import NAME_KEY, ROW_SEP, PractitionerRow, merge_rows
 
 _FLUSH_ROWS = 4096
-_SECOND = ("f", "m", "s")  # bucket boundaries on a name's second letter
+_SECOND = ("c", "f", "i", "l", "o", "r", "u")  # bucket boundaries on a name's second letter
 
 
 def bucket_of(name_key: str) -> str:
-    """The bucket of a folded name: its first letter, then a quarter of the alphabet."""
+    """The bucket of a folded name: its first letter, then an eighth of the alphabet."""
     if not name_key:
         return ""
     second = name_key[1:2]
