@@ -124,6 +124,12 @@ class BotConfig(BaseModel):
     replace_foreign_identity: bool = True
     """If the server holds a cross-signing identity for the bot that is not in store_dir,
     publish ours (True) or refuse to start (False)."""
+    admin_token_file: Path | None = None
+    """A homeserver admin access token (file, 0600): lifts the bot's rate limit, purges
+    closed cases and expired media. Without it expiry still redacts on time."""
+    delete_expired_media: bool = False
+    """Also delete the encrypted files of expired messages from the homeserver's media store
+    (needs admin_token_file)."""
     unreadable_notice_interval: Seconds = 300
     """At most one "I could not read your message" notice per sender and room this often."""
     undecryptable_grace_seconds: float = Field(default=5.0, ge=0, le=300)
@@ -137,7 +143,9 @@ class BotConfig(BaseModel):
             raise ValueError(f"{value!r} is not a Matrix user id like @caducee:example.org")
         return value
 
-    @field_validator("password_file", "store_dir", "pickle_key_file", "bridge_token_file")
+    @field_validator(
+        "password_file", "store_dir", "pickle_key_file", "bridge_token_file", "admin_token_file"
+    )
     @classmethod
     def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _resolve(value, info)
@@ -185,6 +193,8 @@ class BotConfig(BaseModel):
             )
         if self.bridge_url is not None and self.bridge_token is None:
             raise ValueError("bridge_url needs bridge_token or bridge_token_file")
+        if self.delete_expired_media and self.admin_token_file is None:
+            raise ValueError("delete_expired_media needs admin_token_file")
         if not 0 < self.min_ttl <= self.default_ttl <= self.max_ttl:
             raise ValueError("message lifetimes must satisfy min_ttl <= default_ttl <= max_ttl")
         for name in ("password", "pickle_key", "bridge_token"):

@@ -19,7 +19,7 @@ from typing import Any
 
 from nio import AsyncClientConfig, KeysUploadError
 
-from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
+from bot.app import UnavailableDirectory as UnavailableDirectory  # re-exported for tests
 from bot.checkpoint import SyncCheckpoints
 from bot.config import BotConfig, TrustMode
 from bot.crypto.bootstrap import CrossSigningOutcome, NioJson, ensure_cross_signed
@@ -50,56 +50,14 @@ class E2EEUnavailable(RuntimeError):
     plaintext into encrypted rooms, or be deaf)."""
 
 
-class UnavailableDirectory:
-    """Stands in for the bridge when none is configured: !find says the directory is down."""
-
-    async def search(self, query: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
-        raise DirectoryUnavailable("no bridge_url configured")
-
-
-async def command_dispatcher_factory(
-    config: BotConfig,
-) -> HandlerFactory:
-    """The production handler: the commands' dispatcher with its store and directory."""
-
-    async def build(actions: NioActions, stack: AsyncExitStack) -> MessageHandler:
-        from bot.commands.context import CommandSettings
-        from bot.commands.dispatcher import CommandDispatcher
-        from bot.store import BotStore
-
-        if config.database_url is None:
-            ensure_private_file(config.store_dir / "bot.db")
-        store = await BotStore.open(config.effective_database_url)
-        stack.push_async_callback(store.close)
-        token = config.bridge_token_value()
-        directory: Any
-        if config.bridge_url is not None and token is not None:
-            client = DirectoryClient(config.bridge_url, token)
-            stack.push_async_callback(client.close)
-            directory = client
-        else:
-            directory = UnavailableDirectory()
-        settings = CommandSettings(
-            default_ttl_seconds=config.default_ttl,
-            min_ttl_seconds=config.min_ttl,
-            max_ttl_seconds=config.max_ttl,
-            member_servers=config.effective_member_servers,
-        )
-        dispatcher = CommandDispatcher(
-            actions=actions, store=store, directory=directory, settings=settings
-        )
-        return dispatcher.handle
-
-    return build
-
-
 class BotRunner:
     """One bot process (or one asyncio task in tests).
 
     Args:
         config: the validated configuration.
-        handler_factory: builds the message handler once Matrix is ready (default: the
-            command dispatcher); resources it opens go on the given exit stack.
+        handler_factory: builds the message handler once Matrix is ready (default:
+            `bot.app.production_handler`, the commands and the expiry engine); resources it
+            opens go on the given exit stack.
     """
 
     def __init__(self, config: BotConfig, handler_factory: HandlerFactory | None = None) -> None:
@@ -200,7 +158,11 @@ class BotRunner:
             self.wait_for_room,
             ignore_unverified_devices=config.trust is TrustMode.ALL,
         )
-        factory = self._handler_factory or await command_dispatcher_factory(config)
+        if self._handler_factory is None:
+            from bot.app import production_handler
+
+            self._handler_factory = production_handler(config, self)
+        factory = self._handler_factory
         handler = await factory(self.actions, self._stack)
         self.router = EventRouter(
             client,

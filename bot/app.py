@@ -1,0 +1,105 @@
+"""The production bot: the commands' dispatcher, its database, the directory client and the
+expiry engine, assembled around a started `BotRunner` (the runner owns Matrix and crypto).
+
+Kept apart from the runner so the runner can run any message handler (tests use trivial
+ones) and the parts below stay optional imports of the shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
+from bot.config import BotConfig
+from bot.crypto.keyfiles import ensure_private_file
+from bot.events import MessageHandler
+from bot.matrix import NioActions
+
+if TYPE_CHECKING:
+    from bot.runner import BotRunner, HandlerFactory
+
+
+class UnavailableDirectory:
+    """Stands in for the bridge when none is configured: !find says the directory is down."""
+
+    async def search(self, query: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
+        raise DirectoryUnavailable("no bridge_url configured")
+
+
+def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
+    """The handler factory `caducee bot run` uses (and the `bot_a` test fixture)."""
+
+    async def build(actions: NioActions, stack: AsyncExitStack) -> MessageHandler:
+        from bot.commands.builtin import default_registry
+        from bot.commands.context import CommandSettings
+        from bot.commands.dispatcher import CommandDispatcher
+        from bot.expiry import ExpiryEngine, ExpirySettings, ExpiryStore
+        from bot.expiry.admin import SynapseExpiryAdmin, read_admin_token
+        from bot.expiry.close import ExpiryLifecycle
+        from bot.expiry.command import expire_command
+        from bot.expiry.nio_matrix import ExpiryListener, NioExpiryMatrix
+        from bot.store import BotStore
+
+        url = config.effective_database_url
+        if config.database_url is None:
+            ensure_private_file(config.store_dir / "bot.db")
+        store = await BotStore.open(url)
+        stack.push_async_callback(store.close)
+        schedule = await ExpiryStore.open(url)
+        stack.push_async_callback(schedule.close)
+
+        admin = None
+        if config.admin_token_file is not None:
+            admin = SynapseExpiryAdmin(
+                config.homeserver_url, read_admin_token(config.admin_token_file)
+            )
+            stack.push_async_callback(admin.close)
+        assert runner.client is not None
+        engine = ExpiryEngine(
+            schedule=schedule,
+            cases=store,
+            matrix=NioExpiryMatrix(runner.client),
+            server_name=config.server_name,
+            admin=admin,
+            settings=ExpirySettings(delete_media=config.delete_expired_media),
+        )
+        await engine.start()  # before the first sync: anchors the catch-up
+        engine_task = asyncio.create_task(engine.run(), name="expiry engine")
+
+        async def stop_engine() -> None:
+            engine_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await engine_task
+
+        stack.push_async_callback(stop_engine)
+        runner.add_listener(ExpiryListener(engine))
+
+        directory: Any
+        token = config.bridge_token_value()
+        if config.bridge_url is not None and token is not None:
+            client = DirectoryClient(config.bridge_url, token)
+            stack.push_async_callback(client.close)
+            directory = client
+        else:
+            directory = UnavailableDirectory()
+        registry = default_registry()
+        registry.add(expire_command(engine))
+        dispatcher = CommandDispatcher(
+            actions=actions,
+            store=store,
+            directory=directory,
+            settings=CommandSettings(
+                default_ttl_seconds=config.default_ttl,
+                min_ttl_seconds=config.min_ttl,
+                max_ttl_seconds=config.max_ttl,
+                member_servers=config.effective_member_servers,
+            ),
+            registry=registry,
+            lifecycle=ExpiryLifecycle(engine),
+        )
+        return dispatcher.handle
+
+    return build
