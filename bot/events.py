@@ -23,6 +23,7 @@ from nio import (
     MatrixInvitedRoom,
     MatrixRoom,
     MegolmEvent,
+    RoomMemberEvent,
     RoomMessageText,
     SyncResponse,
 )
@@ -270,13 +271,26 @@ class EventRouter:
 
     # ---- sync ----------------------------------------------------------------------------
 
+    def _joined_in(self, events: list[Any]) -> bool:
+        return any(
+            isinstance(e, RoomMemberEvent)
+            and e.state_key == self._client.user_id
+            and e.membership == "join"
+            for e in events
+        )
+
     async def on_sync(self, response: SyncResponse) -> None:
         for room_id, info in response.rooms.join.items():
             timeline = info.timeline
             if timeline.limited:
-                logger.warning(
-                    "Gappy sync in %s: events before %s were skipped", room_id, timeline.prev_batch
-                )
+                if not self._joined_in(timeline.events):
+                    logger.warning(
+                        "Gappy sync in %s: events before %s were skipped",
+                        room_id,
+                        timeline.prev_batch,
+                    )
+                else:  # the sync that brings our own join is always cut to the latest events
+                    logger.debug("First sync of %s starts at %s", room_id, timeline.prev_batch)
                 for listener in self._listeners:
                     self._tasks.spawn(
                         listener.on_gap(RoomId(room_id), timeline.prev_batch), "listener gap"

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestServer
+import aiohttp
+import yaml
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -55,21 +57,23 @@ def percentile(values: list[float], q: float) -> float:
 
 @asynccontextmanager
 async def bridge(base: Path, lines: int) -> AsyncIterator[str]:
-    """The bridge's app on a loopback port with a synthetic register; yields its URL."""
+    """The bridge as in production: its own process (`caducee bridge run`), its directory
+    imported from a synthetic register by its importer; yields its URL."""
     from bridge.config import parse_config as bridge_config
     from bridge.db import open_database
     from bridge.directory.importer import import_directory
-    from bridge.http.app import create_app
+    from bridge.http.meta_routes import HEALTH_PATH
 
-    config = bridge_config(
-        {
-            "server_name": "bench.test",
-            "homeserver_url": "http://127.0.0.1:9",
-            "data_dir": str(base / "bridge"),
-            "service_tokens": [{"name": "bot", "token": BRIDGE_TOKEN}],
-        },
-        base_dir=base,
-    )
+    port = free_port()
+    data = {
+        "server_name": "bench.test",
+        "homeserver_url": "http://127.0.0.1:9",
+        "data_dir": str(base / "bridge"),
+        "listen_port": port,
+        "service_tokens": [{"name": "bot", "token": BRIDGE_TOKEN}],
+        "log_level": "WARNING",
+    }
+    config = bridge_config(data, base_dir=base)
     extract = base / "extract.txt"
     generate(extract, lines=lines, seed=7)
     db = await open_database(config.effective_database_url)
@@ -77,12 +81,37 @@ async def bridge(base: Path, lines: int) -> AsyncIterator[str]:
         await import_directory(db, extract)
     finally:
         await db.close()
-    server = TestServer(create_app(config))
-    await server.start_server()
+    path = base / "bridge.yaml"
+    path.write_text(yaml.safe_dump(data))
+    path.chmod(0o600)
+    log = (base / "bridge.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from bridge.cli import bridge_app; bridge_app()",
+        "run",
+        "--config",
+        str(path),
+        stdout=log,
+        stderr=log,
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield str(server.make_url("")).rstrip("/")
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(url + HEALTH_PATH) as response:
+                        if response.status == 200:
+                            break
+                if time.monotonic() > deadline or process.returncode is not None:
+                    raise RuntimeError((base / "bridge.log").read_text()[-2000:])
+                await asyncio.sleep(0.1)
+        yield url
     finally:
-        await server.close()
+        process.terminate()
+        await process.wait()
 
 
 class EchoBot:
@@ -218,14 +247,17 @@ async def measure(
         for _ in range(3):  # warm-up: sessions shared, keys queried, caches filled
             await round_trip(doctor, bot_room, bot.user_id, "!find " + QUERIES[0])
             await round_trip(doctor, echo_room, echo.client.user_id, "!find " + QUERIES[0])
+        phases = instrument(bot)
         bot_times: list[float] = []
         echo_times: list[float] = []
         for i in range(finds):
             query = "!find " + QUERIES[i % len(QUERIES)]
             bot_times.append(await round_trip(doctor, bot_room, bot.user_id, query))
             echo_times.append(await round_trip(doctor, echo_room, echo.client.user_id, query))
+        for name in ("send_notice", "directory search", "claim (db)"):
+            phases[f"!find: {name}"] = phases[name]
+            phases[name] = []
 
-        phases = instrument(bot)
         watchers = [await invitee(hs) for hs in (hs_a, hs_a, hs_a, hs_b, hs_b)]
         who = " ".join(str(w.client.user_id) for w in watchers)
         case_times: list[float] = []
@@ -265,7 +297,12 @@ def instrument(bot: BotRunner) -> dict[str, list[float]]:
     """Time the shell's parts of `!case new` (room creation, waiting for the room to sync,
     each invitation) by wrapping the actions object the dispatcher holds."""
     actions: Any = bot.actions
-    phases: dict[str, list[float]] = {"create_room": [], "room_synced": [], "invite": []}
+    phases: dict[str, list[float]] = {
+        "create_room": [],
+        "room_synced": [],
+        "invite": [],
+        "send_notice": [],
+    }
 
     def timed(name: str, func: Any) -> Any:
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -277,7 +314,27 @@ def instrument(bot: BotRunner) -> dict[str, list[float]]:
 
         return wrapper
 
+    from bot.bridge_client import DirectoryClient
+    from bot.store import BotStore
+
+    for cls, method, name in (
+        (DirectoryClient, "search", "directory search"),
+        (BotStore, "claim_command", "claim (db)"),
+    ):
+        original = getattr(cls, method)
+        phases[name] = []
+
+        def bound(original: Any = original, name: str = name) -> Any:
+            inner = timed(name, original)
+
+            async def method_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+                return await inner(self, *args, **kwargs)
+
+            return method_wrapper
+
+        setattr(cls, method, bound())
     actions.create_room = timed("create_room", actions.create_room)
+    actions.send_notice = timed("send_notice", actions.send_notice)
     actions._wait_for_room = timed("room_synced", actions._wait_for_room)
     actions.invite = timed("invite", actions.invite)
     return phases
@@ -299,7 +356,7 @@ def report(results: dict[str, Any]) -> None:
         print(f"  command -> all invited: p50 {cp50:.0f} ms  max {cmax:.0f} ms (target p50 <= 500)")
         for name, values in results["phases_ms"].items():
             if values:
-                print(f"    {name:12s} p50 {percentile(values, 0.5):6.1f} ms  (n={len(values)})")
+                print(f"    {name:24s} p50 {percentile(values, 0.5):6.1f} ms  (n={len(values)})")
 
 
 def main(argv: list[str] | None = None) -> None:
