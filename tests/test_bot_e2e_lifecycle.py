@@ -9,14 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from nio import MegolmEvent, ToDeviceMessage
 from nio.store import DefaultStore
+from typer.testing import CliRunner
 
+from bot.cli import bot_app
 from bot.config import BotConfig
-from bot.crypto.bootstrap import NioJson, query_keys
+from bot.crypto.bootstrap import NioJson, ensure_cross_signed, query_keys
+from bot.crypto.keyfiles import PinStore
 from bot.crypto.trust import Verdict, evaluate_user
 from bot.ids import RoomId
-from bot.runner import BotRunner
+from bot.runner import PINS_FILE, BotRunner
 from bot.session import SESSION_FILE
 from deploy.local.federation import Homeserver
 from tests.conftest_bot import bot_config, start_bot
@@ -276,3 +280,69 @@ async def test_a_command_interrupted_by_a_stop_is_delivered_again(
     finally:
         await doctor.close()
         await bot.stop()
+
+
+async def test_changed_identity_is_flagged_and_untrusted_until_forgotten(
+    bots: Bots, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    """Trust on first use: a doctor whose master key changes (reset, or an impostor) gets no
+    room keys until an operator runs `caducee bot forget-identity`."""
+    config, bot = await bots()
+    doctor = await Doctor.create(hs_b, tmp_path)
+    try:
+        room_id = await doctor.dm(bot.user_id)
+        await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b)
+        pins = PinStore(config.store_dir / PINS_FILE)
+        first = pins.get(doctor.user_id)
+        assert first is not None
+
+        (doctor.store_dir / "cs.json").unlink()  # the doctor resets their identity
+        await ensure_cross_signed(
+            NioJson(doctor.client),
+            doctor.user_id,
+            str(doctor.client.device_id),
+            doctor.store_dir / "cs.json",
+            doctor.password,
+        )
+        assert bot.client is not None
+        client = bot.client
+
+        async def flagged() -> bool | None:
+            device = client.device_store[doctor.user_id][doctor.client.device_id]
+            return True if device.blacklisted else None
+
+        await eventually(flagged, timeout=30)
+        assert doctor.user_id in PinStore(config.store_dir / PINS_FILE).changed()
+        mark = len(doctor.seen)
+        await doctor.send(room_id, "!help")
+
+        async def reply() -> Any:
+            found = [e for e in doctor.seen[mark:] if e.sender == bot.user_id]
+            return found[0] if found else None
+
+        assert isinstance(await eventually(reply), MegolmEvent)  # key withheld from it
+
+        await bot.stop()
+        result = CliRunner().invoke(
+            bot_app, ["forget-identity", "--config", str(config_file(config)), doctor.user_id]
+        )
+        assert result.exit_code == 0, result.output
+        bot = await start_bot(config)
+        mark = len(doctor.seen)
+        await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b, after=mark)
+        assert PinStore(config.store_dir / PINS_FILE).get(doctor.user_id) != first
+    finally:
+        await doctor.close()
+        await bot.stop()
+
+
+def config_file(config: BotConfig) -> Path:
+    """Write `config` back as YAML (secrets included) for the CLI."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["password"] = config.password_value()
+    data.pop("pickle_key", None)
+    path = config.store_dir.parent / "bot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
