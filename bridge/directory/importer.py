@@ -20,6 +20,7 @@ import zipfile
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,6 +221,11 @@ async def import_directory(
             tally.warnings,
         )
         result = await generation.swap(facts)
+    except BrokenProcessPool:
+        await asyncio.shield(generation.discard())
+        raise DirectoryImportError(
+            f"{source.path.name}: a parsing process stopped unexpectedly (out of memory?)"
+        ) from None
     except (DuplicateNameError, OSError, zipfile.BadZipFile, zlib.error) as exc:
         await asyncio.shield(generation.discard())
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -66,10 +66,12 @@ def upgrade() -> None:
         )
     else:
         # Contentless, no positions: the index only answers "which practitioners have all
-        # these words"; the rows live in directory_practitioner under the same id.
+        # these words"; the rows live in directory_practitioner under the same id. Prefixes
+        # of 2 to 4 letters are indexed too: otherwise "ma" or "jean" as a prefix merges the
+        # postings of every word they begin, hundreds of milliseconds per search.
         op.execute(
             "CREATE VIRTUAL TABLE directory_fts USING fts5("
-            "tokens, content='', detail=none, columnsize=0, "
+            "tokens, content='', detail=none, columnsize=0, prefix='2 3 4', "
             "tokenize='unicode61 remove_diacritics 0')"
         )
     op.create_table(
