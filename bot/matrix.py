@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from bot.crypto.bootstrap import NioJson
 from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.signing import Json
 from bot.ids import EventId, RoomId, UserId, server_of
+from bot.unreadable import WITHHELD_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,39 @@ class CaduceeClient(AsyncClient):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.on_keys_query: Callable[[Json], object] | None = None
 
+    async def share_group_session(
+        self, room_id: str, ignore_unverified_devices: bool = False
+    ) -> Any:
+        """Share the room key, then tell the devices we refused it to why (``m.unverified``).
+
+        Their client (Element) then shows "the sender's device has not shared the key with
+        you because your device is not verified" instead of a bare decryption failure: the
+        only plain-words channel to a device that cannot read our messages.
+        """
+        response = await super().share_group_session(room_id, ignore_unverified_devices)
+        with contextlib.suppress(Exception):  # best effort: never fail the message for it
+            await self._send_withheld(room_id)
+        return response
+
+    async def _send_withheld(self, room_id: str) -> None:
+        room = self.rooms.get(room_id)
+        session = self.olm.outbound_group_sessions.get(room_id) if self.olm else None
+        if room is None or session is None:
+            return
+        messages: dict[str, dict[str, Any]] = {}
+        for user_id in room.users:
+            for device in self.device_store.active_user_devices(user_id):
+                if device.blacklisted:
+                    messages.setdefault(user_id, {})[device.id] = withheld_content(
+                        room_id, session.id, self.olm.account.identity_keys["curve25519"]
+                    )
+        if not messages:
+            return
+        path = Api._build_path(["sendToDevice", WITHHELD_TYPE, uuid.uuid4().hex])
+        status, _ = await NioJson(self).request_json("PUT", path, {"messages": messages})
+        if status != 200:
+            logger.info("Could not send withheld notices in %s (HTTP %d)", room_id, status)
+
     async def keys_query(self) -> Any:
         user_list = self.users_for_key_query
         if not user_list:
@@ -70,6 +105,18 @@ class CaduceeClient(AsyncClient):  # type: ignore[misc]
         if isinstance(response, RawKeysQueryResponse) and self.on_keys_query is not None:
             self.on_keys_query(response.raw)
         return response
+
+
+def withheld_content(room_id: str, session_id: str, sender_key: str) -> Json:
+    """``m.room_key.withheld`` for a device we do not trust (its owner did not cross-sign it)."""
+    return {
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "room_id": room_id,
+        "session_id": session_id,
+        "sender_key": sender_key,
+        "code": "m.unverified",
+        "reason": "The bot only shares keys with sessions verified by their owner",
+    }
 
 
 def _error_text(response: Any) -> str:

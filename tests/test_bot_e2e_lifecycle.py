@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from nio import MegolmEvent, ToDeviceMessage
+from nio import MegolmEvent, ToDeviceMessage, UnknownToDeviceEvent
 from nio.store import DefaultStore
 from typer.testing import CliRunner
 
@@ -227,6 +227,13 @@ async def test_device_not_cross_signed_gets_no_room_key(
 ) -> None:
     _config, bot = await bots()
     doctor = await Doctor.create(hs_b, tmp_path, cross_sign=False)
+    withheld: list[dict[str, Any]] = []
+
+    async def on_to_device(event: Any) -> None:
+        if getattr(event, "type", None) == "m.room_key.withheld":
+            withheld.append(event.source["content"])
+
+    doctor.client.add_to_device_callback(on_to_device, UnknownToDeviceEvent)
     try:
         room_id = await doctor.dm(bot.user_id)
         await doctor.send(room_id, "!help")
@@ -240,6 +247,12 @@ async def test_device_not_cross_signed_gets_no_room_key(
         assert bot.client is not None
         device = bot.client.device_store[doctor.user_id][doctor.client.device_id]
         assert device.blacklisted and not device.verified
+
+        async def told() -> Any:
+            return next((w for w in withheld if w["session_id"] == reply.session_id), None)
+
+        notice = await eventually(told)  # and its client was told why, in its own words
+        assert notice["code"] == "m.unverified" and notice["room_id"] == room_id
     finally:
         await doctor.close()
 
