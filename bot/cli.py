@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Annotated
 
+import aiohttp
 import typer
 
 from bot.config import BotConfig, ConfigError, load_config
@@ -47,6 +48,7 @@ def run(config: ConfigOption) -> None:
     from bot.crypto.bootstrap import CrossSigningError
     from bot.runner import BotRunner, E2EEUnavailable
     from bot.session import LoginError
+    from bot.store import StoreError
 
     settings = _load(config)
     _configure_logging(settings.log_level)
@@ -60,8 +62,18 @@ def run(config: ConfigOption) -> None:
 
     try:
         asyncio.run(main())
-    except (CrossSigningError, E2EEUnavailable, LoginError, PermissionError, ValueError) as exc:
+    except (CrossSigningError, E2EEUnavailable, LoginError, StoreError, ValueError) as exc:
         typer.echo(f"caducee bot: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except PermissionError as exc:
+        typer.echo(f"caducee bot: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        typer.echo(
+            f"caducee bot: cannot reach the homeserver at {settings.homeserver_url} "
+            f"({type(exc).__name__}: {exc})",
+            err=True,
+        )
         raise typer.Exit(1) from None
 
 

@@ -14,6 +14,7 @@ from bot.cli import bot_app
 from bot.config import ConfigError, TrustMode, load_config, parse_config
 from bot.events import may_join
 from bot.unreadable import NO_KEY, NoticeLimiter, parse_withheld, unreadable_notice
+from tests.conftest import free_port
 
 EXAMPLE = Path(__file__).parent.parent / "bot" / "example-config.yaml"
 
@@ -127,3 +128,12 @@ def test_only_member_servers_may_invite_the_bot() -> None:
     assert not may_join("@doc:localhost:8483", members)
     assert not may_join("@doc:evil.hs.example", members)
     assert not may_join("malformed", members)
+
+
+def test_cli_says_when_the_homeserver_cannot_be_reached(tmp_path: Path) -> None:
+    data = good(tmp_path, homeserver_url=f"http://127.0.0.1:{free_port()}")
+    path = tmp_path / "bot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(bot_app, ["run", "--config", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "cannot reach the homeserver" in result.output and "Traceback" not in result.output
