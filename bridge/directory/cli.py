@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from rich.progress import Progress, TaskID
 
 from bridge.db import DEFAULT_DATABASE_URL, Database, DatabaseError, open_database, safe_url
 from bridge.directory.importer import (
@@ -92,14 +93,12 @@ class _Progress:
 
     def __init__(self) -> None:
         self._tty = sys.stderr.isatty()
-        self._bar: object | None = None
-        self._task: object | None = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
         self._last = 0.0
 
     def started(self, total: int | None) -> None:
         if self._tty:
-            from rich.progress import Progress
-
             bar = Progress(transient=True)
             bar.start()
             self._task = bar.add_task("Reading", total=total)
@@ -108,8 +107,8 @@ class _Progress:
             typer.echo("reading the file…", err=True)
 
     def advanced(self, done: int, lines: int) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, description=f"{lines:,} lines")  # type: ignore[attr-defined]
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=done, description=f"{lines:,} lines")
         elif time.monotonic() - self._last > 5:
             self._last = time.monotonic()
             typer.echo(f"{lines:,} lines read", err=True)
@@ -120,7 +119,7 @@ class _Progress:
 
     def stop(self) -> None:
         if self._bar is not None:
-            self._bar.stop()  # type: ignore[attr-defined]
+            self._bar.stop()
             self._bar = None
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bridge.directory.rows import ACTIVITY_SEP, ROW_FIELDS, PractitionerRow
+from bridge.directory.rows import ROW_FIELDS, PractitionerRow
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +112,13 @@ UPDATE_IMPORT = (
 
 
 __all__ = [
-    "ACTIVITY_SEP",
     "FTS",
+    "INSERT_IMPORT",
     "NEXT",
     "PLACE",
     "PRACTITIONER",
     "PRACTITIONER_COLUMNS",
+    "UPDATE_IMPORT",
     "Generation",
     "ImportBusyError",
     "ImportFacts",
