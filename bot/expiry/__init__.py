@@ -7,7 +7,7 @@ how the shell must call it (the ordering that makes ``kill -9`` lose nothing).
 
 from __future__ import annotations
 
-from bot.expiry.engine import CaseSource, ExpiryEngine, ExpirySettings
+from bot.expiry.engine import ExpiryEngine
 from bot.expiry.ports import (
     AdminError,
     ExpiryMatrix,
@@ -18,6 +18,7 @@ from bot.expiry.ports import (
     TimelineEvent,
 )
 from bot.expiry.schedule import ExpiryStore
+from bot.expiry.settings import CaseSource, ExpirySettings
 
 __all__ = [
     "AdminError",

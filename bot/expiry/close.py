@@ -21,6 +21,33 @@ logger = logging.getLogger(__name__)
 CLOSE_REASON = "Dossier clos / Case closed"
 
 
+async def redact_room_now(engine: ExpiryEngine, room_id: RoomId, timeout_s: float = 120.0) -> int:
+    """Redact every message of a room now and wait: the whole history is read back and
+    made due, and the engine's worker (`run` must be running) redacts it, overdue first.
+
+    Returns how many redactions are still pending at the timeout (0 on success).
+    """
+    await engine.backfill(room_id, None, None, due_now=True)
+    await engine.schedule.expedite_room(room_id, engine.now_ms())
+    engine.wake()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        left = await engine.schedule.pending_count(room_id)
+        if left == 0 or loop.time() > deadline:
+            return left
+        await asyncio.sleep(0.2)
+
+
+async def purge_room(engine: ExpiryEngine, room_id: RoomId) -> None:
+    """Remove the room from the bot's homeserver (admin API) and forget its schedule."""
+    if engine.admin is None:
+        raise AdminError("no admin token configured: the room cannot be purged")
+    await engine.admin.purge_room(room_id)
+    await engine.schedule.forget_room(room_id)
+    engine.forget(room_id)
+
+
 class ExpiryLifecycle(CaseLifecycle):
     """Redact everything while members are still there; purge once the bot has left.
 
@@ -34,13 +61,13 @@ class ExpiryLifecycle(CaseLifecycle):
         self._timeout = redact_timeout_s
 
     async def before_members_removed(self, case: CaseRoom) -> None:
-        left = await self._engine.redact_room_now(case.room_id, self._timeout)
+        left = await redact_room_now(self._engine, case.room_id, self._timeout)
         if left:
             logger.warning("case %s: %d redaction(s) still pending at close", case.room_id, left)
 
     async def after_bot_left(self, case: CaseRoom) -> None:
         try:
-            await self._engine.purge_room(case.room_id)
+            await purge_room(self._engine, case.room_id)
         except AdminError as error:
             logger.error("case %s: room not purged from the homeserver: %s", case.room_id, error)
         else:
@@ -62,9 +89,9 @@ async def close_room(
     Raises:
         AdminError: the purge failed (the room is otherwise closed).
     """
-    left = await engine.redact_room_now(room_id, redact_timeout_s)
+    left = await redact_room_now(engine, room_id, redact_timeout_s)
     members = [m for m in await actions.joined_members(room_id) if m != actions.user_id]
     await asyncio.gather(*(actions.kick(room_id, m, CLOSE_REASON) for m in members))
     await actions.leave(room_id)
-    await engine.purge_room(room_id)
+    await purge_room(engine, room_id)
     return left

@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
+from bot.expiry.backfill import plan_page
 from bot.expiry.policy import (
     Verdict,
     backoff_ms,
@@ -35,55 +34,14 @@ from bot.expiry.ports import (
     TimelineEvent,
 )
 from bot.expiry.schedule import DueEntry, ExpiryStore, Gap, NewEntry, Outcome, now_ms
+from bot.expiry.settings import CaseSource, ExpirySettings
+
+__all__ = ["CaseSource", "ExpiryEngine", "ExpirySettings"]
 from bot.ids import EventId, RoomId
-from bot.store import CaseRoom
 
 logger = logging.getLogger(__name__)
 
 _DAY_MS = 86_400_000
-
-
-class CaseSource(Protocol):
-    """Where room lifetimes come from (`bot.store.BotStore` fits): the case rooms."""
-
-    async def get_case(self, room_id: RoomId) -> CaseRoom | None: ...
-
-    async def open_cases(self) -> Sequence[CaseRoom]: ...
-
-    async def set_case_ttl(self, room_id: RoomId, ttl_seconds: int) -> bool: ...
-
-
-@dataclass(frozen=True)
-class ExpirySettings:
-    """Tuning of the engine. Defaults suit a federation of a few hundred case rooms.
-
-    Attributes:
-        concurrency: redactions in flight at once (the homeserver is exempt from rate limits).
-        batch_size: due entries fetched per round.
-        idle_poll_s: longest sleep when nothing is due (new events wake the worker anyway).
-        history_page: events per /messages page when back-filling.
-        backfill_concurrency: rooms back-filled at once.
-        max_backfill_pages: a gap deeper than this is logged and given up.
-        max_refusals: a redaction refused this many times (e.g. the bot lost its power in
-            the room) is given up and logged; rate limits and outages never give up.
-        delete_media: delete attachments stored on the bot's homeserver when they expire.
-        keep_done_days: finished entries are forgotten after this many days.
-        negative_cache_s: how long a room found not to be a case is not looked up again.
-        park_s: how long events of a room that is not (yet) a case are kept in memory in
-            case it becomes one (the case is recorded just after its room is created).
-    """
-
-    concurrency: int = 16
-    batch_size: int = 256
-    idle_poll_s: float = 5.0
-    history_page: int = 100
-    backfill_concurrency: int = 8
-    max_backfill_pages: int = 500
-    max_refusals: int = 12
-    delete_media: bool = False
-    keep_done_days: int = 7
-    negative_cache_s: float = 2.0
-    park_s: float = 60.0
 
 
 class ExpiryEngine:
@@ -120,6 +78,17 @@ class ExpiryEngine:
     @property
     def schedule(self) -> ExpiryStore:
         return self._schedule
+
+    @property
+    def admin(self) -> HomeserverAdmin | None:
+        return self._admin
+
+    def now_ms(self) -> int:
+        return self._clock()
+
+    def wake(self) -> None:
+        """Make the worker look at the schedule now (after entries were made due)."""
+        self._wake.set()
 
     # -- fed by the sync loop ------------------------------------------------------------
 
@@ -434,20 +403,15 @@ class ExpiryEngine:
         for _ in range(self._settings.max_backfill_pages):
             page = await self._matrix.history(room_id, token, self._settings.history_page)
             known = await self._schedule.known(room_id, (e.event_id for e in page.events))
-            now = self._clock()
-            entries: list[NewEntry] = []
-            stop = False
-            for event in page.events:
-                if event.event_id in known:
-                    if not due_now and (until_ts is None or known[event.event_id] <= until_ts):
-                        stop = True
-                        break
-                    continue
-                if is_expirable(event.event_type, event.is_state) and not event.redacted:
-                    due = now if due_now else due_ms(event.origin_server_ts, lifetime, now)
-                    entries.append(
-                        NewEntry(room_id, event.event_id, event.origin_server_ts, due, event.media)
-                    )
+            plan = plan_page(
+                room_id,
+                page.events,
+                known,
+                until_ts=until_ts,
+                lifetime_ms=None if due_now else lifetime,
+                now=self._clock(),
+            )
+            entries, stop = plan.entries, plan.stop
             await self._schedule.add(entries)
             added += len(entries)
             if entries:
@@ -477,30 +441,3 @@ class ExpiryEngine:
                 last_prune = now
                 keep = self._settings.keep_done_days * _DAY_MS
                 await self._schedule.prune_done(now - keep)
-
-    # -- closing a case ----------------------------------------------------------------------
-
-    async def redact_room_now(self, room_id: RoomId, timeout_s: float = 120.0) -> int:
-        """Redact every message of a room now (the worker does it, overdue first) and wait.
-
-        Returns how many redactions are still pending at the timeout (0 on success). Needs
-        `run` to be running.
-        """
-        await self.backfill(room_id, None, None, due_now=True)
-        await self._schedule.expedite_room(room_id, self._clock())
-        self._wake.set()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            left = await self._schedule.pending_count(room_id)
-            if left == 0 or loop.time() > deadline:
-                return left
-            await asyncio.sleep(0.2)
-
-    async def purge_room(self, room_id: RoomId) -> None:
-        """Remove the room from the bot's homeserver (admin API) and forget its schedule."""
-        if self._admin is None:
-            raise AdminError("no admin token configured: the room cannot be purged")
-        await self._admin.purge_room(room_id)
-        await self._schedule.forget_room(room_id)
-        self.forget(room_id)
