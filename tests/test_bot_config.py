@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from bot.cli import bot_app
 from bot.config import ConfigError, TrustMode, load_config, parse_config
 from bot.events import may_join
+from bot.matrix import is_privileged_creator, power_level_of, withheld_content
 from bot.unreadable import NO_KEY, NoticeLimiter, parse_withheld, unreadable_notice
 from tests.conftest import free_port
 
@@ -137,3 +138,27 @@ def test_cli_says_when_the_homeserver_cannot_be_reached(tmp_path: Path) -> None:
     result = CliRunner().invoke(bot_app, ["run", "--config", str(path)])
     assert result.exit_code == 1, result.output
     assert "cannot reach the homeserver" in result.output and "Traceback" not in result.output
+
+
+def test_power_levels_and_v12_creators() -> None:
+    levels = {"users": {"@a:hs": 100}, "users_default": 5}
+    assert power_level_of(levels, "@a:hs") == 100
+    assert power_level_of(levels, "@b:hs") == 5
+    assert power_level_of("garbage", "@b:hs") == 0
+    create = {
+        "sender": "@bot:hs",
+        "content": {"room_version": "12", "additional_creators": ["@c:hs"]},
+    }
+    assert is_privileged_creator(create["content"], create, "@bot:hs")
+    assert is_privileged_creator(create["content"], create, "@c:hs")
+    assert not is_privileged_creator(create["content"], create, "@a:hs")
+    old = {"sender": "@bot:hs", "content": {"room_version": "10"}}
+    assert not is_privileged_creator(old["content"], old, "@bot:hs")
+
+
+def test_withheld_notice_we_send_is_well_formed() -> None:
+    content = withheld_content("!r:hs", "S", "K")
+    parsed = parse_withheld(
+        {"type": "m.room_key.withheld", "sender": "@bot:hs", "content": content}
+    )
+    assert parsed is not None and parsed.code == "m.unverified"
