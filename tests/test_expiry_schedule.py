@@ -77,6 +77,7 @@ async def test_ready_is_overdue_first_then_oldest_across_rooms(schedule: ExpiryS
     assert [d.pending.event_id for d in due] == ["$late-room", "$old", "$new"]
     assert [d.pending.event_id for d in await schedule.ready(now=20_000, limit=1)] == ["$late-room"]
     assert await schedule.next_try_ms() == 6_000
+    assert await schedule.next_try_ms(after=20_000) == 90_000  # what falls due next
 
 
 async def test_outcomes_finish_or_push_back_entries(schedule: ExpiryStore) -> None:

@@ -179,12 +179,14 @@ class ExpiryStore:
             for r in rows
         ]
 
-    async def next_try_ms(self) -> int | None:
-        """The earliest next attempt among pending entries (None when nothing is pending)."""
+    async def next_try_ms(self, after: int | None = None) -> int | None:
+        """The earliest next attempt among pending entries (later than ``after`` if given);
+        None when there is none."""
+        query = select(func.min(schedule.c.next_try_ms)).where(schedule.c.done_ms.is_(None))
+        if after is not None:
+            query = query.where(schedule.c.next_try_ms > after)
         async with self._engine.connect() as conn:
-            value = await conn.scalar(
-                select(func.min(schedule.c.next_try_ms)).where(schedule.c.done_ms.is_(None))
-            )
+            value = await conn.scalar(query)
         return None if value is None else int(value)
 
     async def record(self, outcomes: Sequence[Outcome], at: int) -> None:

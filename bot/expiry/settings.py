@@ -26,7 +26,7 @@ class ExpirySettings:
 
     Attributes:
         concurrency: redactions in flight at once (the homeserver is exempt from rate limits).
-        batch_size: due entries fetched per round.
+        request_timeout_s: a redaction not answered in this time is retried soon after.
         idle_poll_s: longest sleep when nothing is due (new events wake the worker anyway).
         history_page: events per /messages page when back-filling.
         backfill_concurrency: rooms back-filled at once.
@@ -41,7 +41,7 @@ class ExpirySettings:
     """
 
     concurrency: int = 16
-    batch_size: int = 256
+    request_timeout_s: float = 20.0
     idle_poll_s: float = 5.0
     history_page: int = 100
     backfill_concurrency: int = 8
