@@ -110,27 +110,32 @@ class SqliteGeneration:
             "VALUES (?,?,?,?,?,?,?,?,?,?)"
         )
         pending: asyncio.Future[None] | None = None
+        base = 0
         for batch in self._spill.sorted_batches():
             if pending is not None:
                 await pending
             # `id` is the rowid: numbered in insertion order, that is name order. Rows are
-            # split as the driver consumes them, so a bucket is never held twice in memory.
+            # split as the driver consumes them, so a bucket is never held twice in memory;
+            # the bucket is indexed while the next one is read and sorted.
             rows = (row.split(ROW_SEP) for row in batch)
-            pending = asyncio.ensure_future(self._write(insert, rows))
+            pending = asyncio.ensure_future(self._write(insert, rows, base))
+            base += len(batch)
         if pending is not None:
             await pending
         self._spill.close()
-        await db.execute(
-            f"INSERT INTO {FTS}{NEXT} (rowid, tokens) SELECT id, tokens FROM {PRACTITIONER}{NEXT}"
-        )
         await db.execute(f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}) VALUES ('optimize')")
         await db.executemany(
             f"INSERT INTO {PLACE}{NEXT} (key) VALUES (?)", [(c,) for c in sorted(cities)]
         )
         await db.execute("COMMIT")
 
-    async def _write(self, sql: str, rows: Iterable[list[str]]) -> None:
+    async def _write(self, sql: str, rows: Iterable[list[str]], after: int) -> None:
         await self.db.executemany(sql, rows)
+        await self.db.execute(
+            f"INSERT INTO {FTS}{NEXT} (rowid, tokens) "
+            f"SELECT id, tokens FROM {PRACTITIONER}{NEXT} WHERE id > ?",
+            (after,),
+        )
 
     async def swap(self, facts: ImportFacts) -> SwapResult:
         db = self.db

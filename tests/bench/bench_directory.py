@@ -59,7 +59,7 @@ def extract(lines: int) -> Path:
 # --- workers (each in its own process) -----------------------------------------------------
 
 
-def raw_insert(source: Path, database: Path) -> None:
+def raw_insert(source: Path, database: Path) -> None:  # returns None: no phases
     """The baseline: what any import must at least do with the file (C-speed sqlite3)."""
     from bridge.directory.rpps import RECORD_FIELDS, read_header
 
@@ -84,29 +84,58 @@ _RAW_NAMES = (
 )  # fmt: skip
 
 
-def our_import(source: Path, database: Path) -> None:
+class Phases:
+    """Progress sink noting when each phase of the import starts."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.marks: dict[str, float] = {}
+
+    def started(self, total: int | None) -> None:
+        self.marks["reading"] = time.perf_counter() - self.t0
+
+    def advanced(self, done: int, lines: int) -> None:
+        pass
+
+    def phase(self, text: str) -> None:
+        self.marks[text.split()[0]] = time.perf_counter() - self.t0
+
+
+def our_import(source: Path, database: Path) -> dict[str, float]:
     from bridge.db import open_database
     from bridge.directory.importer import import_directory
+
+    phases = Phases()
 
     async def run() -> None:
         db = await open_database(f"sqlite:///{database}")
         try:
-            await import_directory(db, source)
+            await import_directory(db, source, progress=phases)
         finally:
             await db.close()
 
     asyncio.run(run())
+    return phases.marks
 
 
 def worker(kind: str, source: Path, database: Path) -> None:
     started = time.perf_counter()
-    (raw_insert if kind == "raw" else our_import)(source, database)
+    marks = raw_insert(source, database) if kind == "raw" else our_import(source, database)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    result = {
+        "seconds": seconds,
+        "peak_mb": own.ru_maxrss / 1024,
+        "worker_peak_mb": children.ru_maxrss / 1024,  # the largest parsing process
+        "cpu_s": cpu,
+        "phases": marks or {},
+    }
+    print(json.dumps(result))
 
 
-def in_process(kind: str, source: Path, database: Path) -> dict[str, float]:
+def in_process(kind: str, source: Path, database: Path) -> dict[str, Any]:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     out = subprocess.run(
@@ -123,7 +152,7 @@ def in_process(kind: str, source: Path, database: Path) -> dict[str, float]:
         capture_output=True,
         text=True,
     )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -232,12 +261,17 @@ def main(argv: list[str] | None = None) -> None:
         )
         ours = in_process("import", source, folder / "directory.db")
         ratio = ours["seconds"] / raw["seconds"]
+        marks = ours["phases"]
         print(
-            f"import_directory ({args.lines:,} lines): {ours['seconds']:.1f} s, "
-            f"peak {ours['peak_mb']:.0f} MB; {ratio:.2f}x the raw insert "
+            f"import_directory ({args.lines:,} lines): {ours['seconds']:.1f} s "
+            f"(reading and parsing until {marks.get('building', 0):.1f} s, index built at "
+            f"{marks.get('switching', 0):.1f} s; CPU of all its processes {ours['cpu_s']:.1f} s),"
+            f" peak {ours['peak_mb']:.0f} MB (largest parsing process "
+            f"{ours['worker_peak_mb']:.0f} MB); {ratio:.2f}x the raw insert "
             f"(targets: < 60 s, < 2x)",
             flush=True,
         )
+        print(f"machine load while measuring: {os.getloadavg()[0]:.1f}", flush=True)
         queries = query_mix(folder / "directory.db", args.queries)
         our_times, raw_times = asyncio.run(time_searches(folder / "directory.db", queries))
         mine, base = percentiles(our_times), percentiles(raw_times)
