@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -20,6 +21,18 @@ import pytest_asyncio
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation
 
 pytest_plugins = ["tests.conftest_bot"]  # bot_a: a running Caducée bot on hs_a
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tests_write_nothing_into_the_checkout() -> Iterator[None]:
+    """Tests keep their files in temporary directories: a stray file here is a bug (for
+    example a relative default path resolved against the working directory)."""
+    before = {p.name for p in CHECKOUT.iterdir()}
+    yield
+    stray = {p.name for p in CHECKOUT.iterdir()} - before
+    assert not stray, f"tests wrote into the checkout: {sorted(stray)}"
 
 
 def free_port() -> int:
