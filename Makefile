@@ -10,10 +10,10 @@ ELEMENT_STAMP := tests/element/node_modules/.installed-stamp
 
 .PHONY: install up down status test lint typecheck pytest bench clean
 
-$(STAMP): pyproject.toml $(SYSTEM_STAMP)
+$(STAMP): pyproject.toml deploy/constraints.txt $(SYSTEM_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c deploy/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # The Element-compatible test client (matrix-js-sdk with Element's Rust crypto).
