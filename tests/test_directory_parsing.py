@@ -200,8 +200,10 @@ def test_specialty_and_city_narrow_and_also_match_exact_names() -> None:
 
 
 def test_numbers_become_identifiers_postcodes_departments_or_arrondissements() -> None:
-    assert plan_query("10009999995").groups == [Term("9i10009999995")]
-    assert plan_query("810009999995").groups == [Term("9i10009999995")]
+    assert plan_query("10009999995").identifiers == {"10009999995"}
+    assert plan_query("810009999995").identifiers == {"10009999995"}
+    assert plan_query("0123456789").identifiers == {"123456789"}
+    assert plan_query("10009999995").groups == []
     assert plan_query("69002").groups == [Term("9z69002")]
     assert plan_query("MG 13").groups[1] == Term("9d13")
     assert plan_query("2A").groups == [Term("9d2a")]

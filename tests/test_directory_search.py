@@ -11,6 +11,7 @@ import pytest_asyncio
 from bridge.db import Database
 from bridge.directory.importer import import_directory
 from bridge.directory.rows import city_key, words
+from bridge.directory.search import SearchPage
 from tests.test_directory_support import BACKENDS, demo_extract, directory_database, search
 
 ANNE_SOPHIE = "Dr Anne-Sophie MARTIN-LÉGER"  # SM04 cardiology, Lyon 2e
@@ -102,6 +103,10 @@ async def test_rpps_and_adeli_numbers_find_one_practitioner(directory: Database)
     )
     assert [r.rpps for r in (await search(directory, adeli)).results] == [adeli]
     assert (await search(directory, "12345")).total == 0
+    assert (await search(directory, "810009999995 cardio lyon")).total == 1
+    assert (await search(directory, "10009999995 dupont")).total == 0
+    assert (await search(directory, "10009999995 10008888884")).total == 0
+    assert await search(directory, "10009999995", offset=1) == SearchPage(1, [])
 
 
 async def test_limit_offset_and_total(directory: Database) -> None:

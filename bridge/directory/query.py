@@ -63,10 +63,12 @@ class Plan:
     cities: set[str] = field(default_factory=set)
     postcodes: set[str] = field(default_factory=set)
     departments: set[str] = field(default_factory=set)
+    identifiers: set[str] = field(default_factory=set)
+    """RPPS/ADELI numbers: looked up by the register's key, not through the word index."""
 
     @property
     def empty(self) -> bool:
-        return not self.groups
+        return not self.groups and not self.identifiers
 
     def expression(self, *, exact: bool = False) -> Expr:
         """All groups ANDed; with `exact`, name words must be whole words (ranking tier)."""
@@ -112,7 +114,7 @@ def query_tokens(text: str) -> list[str]:
     return kept or tokens
 
 
-def _number(token: str, previous_city: str | None, plan: Plan) -> Expr:
+def _number(token: str, previous_city: str | None, plan: Plan) -> Expr | None:
     arrondissement = _ARRONDISSEMENT.match(token)
     if previous_city in _ARRONDISSEMENTS and arrondissement:
         dept, count = _ARRONDISSEMENTS[previous_city]
@@ -123,9 +125,11 @@ def _number(token: str, previous_city: str | None, plan: Plan) -> Expr:
             return Term(w.POSTCODE + postcode)
     if token.isdigit():
         if len(token) in (9, 11):
-            return Term(w.IDENTIFIER + token)
+            plan.identifiers.add(token)
+            return None
         if (len(token) == 12 and token[0] == "8") or (len(token) == 10 and token[0] == "0"):
-            return Term(w.IDENTIFIER + token[1:])
+            plan.identifiers.add(token[1:])  # the national id: type digit + RPPS/ADELI
+            return None
         if len(token) in (4, 5):
             postcode = token.zfill(5)
             plan.postcodes.add(postcode)
@@ -151,7 +155,9 @@ def plan_query(text: str, cities: set[str] | frozenset[str] = frozenset()) -> Pl
     while i < len(tokens) and len(plan.groups) < MAX_TERMS:
         token = tokens[i]
         if token[0].isdigit() or department_code_for_token(token) is not None:
-            plan.groups.append(_number(token, previous_city, plan))
+            number = _number(token, previous_city, plan)
+            if number is not None:
+                plan.groups.append(number)
             previous_city = None
             i += 1
             continue

@@ -8,7 +8,9 @@ PostgreSQL tsvector, so both back ends match exactly the same practitioners:
 - name words: the folded last and first names, split ("martin", "leger", "anne", "sophie");
 - tagged words for everything else, which start with a digit so that no name word or name
   prefix can ever meet them: `9s<specialty code>`, `9p<profession code>`, `9c<city>`,
-  `9z<postcode>`, `9d<department>`, `9i<RPPS/ADELI>`.
+  `9z<postcode>`, `9d<department>`. (RPPS/ADELI numbers are found through the register's
+  own unique index instead: 1.7 million one-practitioner words would double the cost of
+  building the word index.)
 
 A practitioner with several activity lines becomes ONE row: the words of all their activities
 together (a search for "cardio lyon" finds them if any activity is a cardiology one in Lyon),
@@ -31,7 +33,6 @@ PROFESSION = "9p"
 CITY = "9c"
 POSTCODE = "9z"
 DEPARTMENT = "9d"
-IDENTIFIER = "9i"
 
 FIELD_SEP = "\x1f"
 ACTIVITY_SEP = "\x1e"
@@ -168,7 +169,6 @@ class Grouper:
         tokens = self._tokens
         tokens.append(last)
         tokens.append(first)
-        tokens.append(IDENTIFIER + head[0])
         return ROW_SEP.join(
             (
                 last + "\t" + first + "\t" + head[0],

@@ -117,6 +117,17 @@ class _Backend:
             postgres,
         )
         self.generation = _Statement(f"SELECT {generation}", postgres)
+        by_id = (
+            f"SELECT {_COLUMNS}, {generation} FROM directory_practitioner p "
+            "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible WHERE p.rpps = :rpps"
+        )
+        also = (
+            " AND p.tokens @@ CAST(:q0 AS tsquery)"
+            if postgres
+            else " AND p.id IN (SELECT rowid FROM directory_fts WHERE directory_fts MATCH :q0)"
+        )
+        self.by_id = _Statement(by_id, postgres)
+        self.by_id_and_words = _Statement(by_id + also, postgres)
         self.places = _Statement("SELECT key FROM directory_place", postgres)
 
     def render(self, expr: Expr) -> str:
@@ -215,8 +226,18 @@ async def _run_async(steps: Steps, driver: Any) -> tuple[SearchPage, int | None]
 def _steps(backend: _Backend, query: str, cities: frozenset[str], limit: int, offset: int) -> Steps:
     """The search as statements to run (sans I/O): yields (statement, parameters), gets rows."""
     plan = plan_query(query, cities)
-    if plan.empty:
+    if plan.empty or len(plan.identifiers) > 1:  # nobody has two numbers
         return SearchPage(0, []), None
+    if plan.identifiers:
+        [rpps] = plan.identifiers
+        if plan.groups:
+            q = backend.render(plan.expression())
+            rows = yield backend.by_id_and_words, {"rpps": rpps, "q0": q}
+        else:
+            rows = yield backend.by_id, {"rpps": rpps}
+        generation = rows[0][-1] if rows else None
+        shown = [_result(row[:-1], plan) for row in rows][offset : offset + limit]
+        return SearchPage(len(rows), shown), generation
     expr = plan.expression()
     if not plan.ranks_exact:
         q = backend.render(expr)
