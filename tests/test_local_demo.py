@@ -16,6 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bridge.synapse_admin import SynapseAdmin
+from deploy.local.homeserver import RegisteredUser
+from tests.matrix_helpers import Doctor
+
 pytestmark = pytest.mark.slow
 
 CADUCEE = str(Path(sys.executable).parent / "caducee")
@@ -58,16 +62,16 @@ def _start(state_dir: Path, ports: tuple[int, int]) -> tuple[subprocess.Popen[st
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         code, state = _status(state_dir)
-        if code == 0 and all(hs["demo_accounts"] for hs in state["homeservers"]):
+        if code == 0 and all(hs.get("bot_user_id") for hs in state["homeservers"]):
             return process, state
         if process.poll() is not None:
             raise AssertionError(f"launcher exited: {process.stdout.read()}")  # type: ignore[union-attr]
         time.sleep(0.2)  # polling another process's readiness: there is no event to await
     process.kill()
-    raise AssertionError("the demo did not come up in 90 s")
+    raise AssertionError("the demo did not come up in 180 s")
 
 
 def _stop(process: subprocess.Popen[str], state: dict[str, Any]) -> str:
@@ -78,6 +82,23 @@ def _stop(process: subprocess.Popen[str], state: dict[str, Any]) -> str:
         with pytest.raises(ProcessLookupError):
             os.kill(homeserver["pid"], 0)
     return output
+
+
+class _DemoHomeserver:
+    """Enough of a homeserver for the test clients: its client URL and account creation."""
+
+    def __init__(self, state_dir: Path, state: dict[str, Any], index: int) -> None:
+        homeserver = state["homeservers"][index]
+        self.client_url = homeserver["client_url"]
+        secrets = json.loads((state_dir / f"hs-{homeserver['name']}" / "secrets.json").read_text())
+        self._secret = secrets["registration_shared_secret"]
+
+    async def register_user(self, localpart: str, password: str) -> RegisteredUser:
+        async with aiohttp.ClientSession() as http:
+            session = await SynapseAdmin(http, self.client_url).register(
+                self._secret, localpart, password
+            )
+        return RegisteredUser(session.user_id, session.access_token, session.device_id, password)
 
 
 async def _login(client_url: str, user_id: str, password: str) -> str:
@@ -119,6 +140,17 @@ async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
     ):
         assert made.status == 200, await made.text()
         room_id = (await made.json())["room_id"]
+    # The demo's whole chain: a doctor of federation B asks federation A's bot, over
+    # federation (peering + the guards' live allow-lists), to search A's register.
+    doctor_b = await Doctor.create(_DemoHomeserver(tmp_path, state, 1), tmp_path, name="doc")
+    try:
+        bot_a = state["homeservers"][0]["bot_user_id"]
+        room = await doctor_b.dm(bot_a, timeout=60)
+        await doctor_b.send(room, "!find cardio lyon")
+        reply = await doctor_b.wait_for_text(bot_a, lambda body: "10009999995" in body, timeout=60)
+        assert "@dr.martin:" in reply.body  # onboarded and visible: the Matrix ID is shown
+    finally:
+        await doctor_b.close()
     output = _stop(process, state)
     assert doctor["password"] in output and client_url in output
     assert "custom homeserver" in output

@@ -171,14 +171,75 @@ def write_bot_config(
     return path
 
 
-async def wait_for_log_line(service: ServiceProcess, marker: str, timeout: float = 120.0) -> None:
-    """Wait until `marker` appears in the service's log (the bot has no HTTP endpoint)."""
+class _LogScanner:
+    """Reads a growing log from where it stopped, looking for one marker."""
+
+    def __init__(self, path: Path, marker: str) -> None:
+        self._path = path
+        self._marker = marker.encode()
+        self._offset = 0
+        self._tail = b""
+
+    def found(self) -> bool:
+        if not self._path.exists():
+            return False
+        with open(self._path, "rb") as log:
+            log.seek(self._offset)
+            chunk = log.read()
+        self._offset += len(chunk)
+        window = self._tail + chunk
+        if self._marker in window:
+            return True
+        self._tail = window[-len(self._marker) :]
+        return False
+
+
+async def wait_for_log_line(
+    log_path: Path,
+    marker: str,
+    *,
+    name: str,
+    process: subprocess.Popen[bytes] | None = None,
+    timeout: float = 120.0,
+) -> None:
+    """Wait until `marker` appears in a log (for processes with no endpoint telling it)."""
     deadline = time.monotonic() + timeout
-    while marker not in (
-        service.log_path.read_text(errors="replace") if service.log_path.exists() else ""
-    ):
-        if service.process is not None and service.process.poll() is not None:
-            raise RuntimeError(f"{service.name} exited:\n{service.log_tail()}")
+    scanner = _LogScanner(log_path, marker)
+    while not scanner.found():
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{name} exited")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{service.name} not ready:\n{service.log_tail()}")
+            raise TimeoutError(f"{name}: no '{marker}' in {log_path} after {timeout:.0f} s")
         await asyncio.sleep(0.2)
+
+
+async def wait_for_allow_list(
+    http: aiohttp.ClientSession, bridge_url: str, servers: set[str], timeout: float = 60.0
+) -> str:
+    """Wait until a bridge's allow-list holds `servers`; return the list's version."""
+    deadline = time.monotonic() + timeout
+    url = f"{bridge_url}/_caducee/v1/federation/allowed_servers"
+    while True:
+        async with http.get(url) as response:
+            body = await response.json()
+        if servers <= set(body["servers"]):
+            return str(body["version"])
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the bridge at {bridge_url} does not list {sorted(servers)}")
+        await asyncio.sleep(0.2)
+
+
+def fingerprint_of(bridge_config: Path, log_path: Path) -> str:
+    """The federation key fingerprint a bridge gives its peers (`caducee admin key show`)."""
+    result = subprocess.run(
+        [*CADUCEE, "admin", "key", "show", "-c", str(bridge_config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    with open(log_path, "a") as log:
+        log.write(result.stdout + result.stderr)
+    for line in result.stdout.splitlines():
+        if line.startswith("Fingerprint:"):
+            return line.split(":", 1)[1].strip()
+    raise RuntimeError(f"no fingerprint from `caducee admin key show`:\n{result.stderr}")

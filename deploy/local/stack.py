@@ -16,11 +16,14 @@ import aiohttp
 from bridge.config import load_config
 from bridge.db import open_database
 from bridge.directory.store import link_matrix_id
+from deploy.local.demo import BRIDGE_PORT_OFFSET
 from deploy.local.federation import LocalFederation
 from deploy.local.services import (
     ServiceProcess,
+    fingerprint_of,
     run_cli,
     service_token,
+    wait_for_allow_list,
     wait_for_log_line,
     write_bot_config,
     write_bridge_config,
@@ -44,7 +47,7 @@ class DemoStack:
         member_servers = [hs.server_name for hs in self.federation.homeservers.values()]
         for name, homeserver in self.federation.homeservers.items():
             directory = self.federation.base_dir / f"bridge-{name}"
-            port = homeserver.spec.federation_port + 12000
+            port = homeserver.spec.federation_port + BRIDGE_PORT_OFFSET
             config_path = write_bridge_config(
                 directory,
                 server_name=homeserver.server_name,
@@ -92,14 +95,53 @@ class DemoStack:
             bot.launch()
             self.services.append(bot)
         async with aiohttp.ClientSession() as http:
-            await asyncio.gather(
-                *(s.wait_ready(http) for s in self.services if s.health_url),
-                *(
-                    wait_for_log_line(s, BOT_READY_MARKER)
-                    for s in self.services
-                    if not s.health_url
-                ),
+            await asyncio.gather(*(s.wait_ready(http) for s in self.services if s.health_url))
+        await asyncio.to_thread(self._peer_once)
+        await self._wait_guards_follow(set(member_servers))
+        await asyncio.gather(
+            *(
+                wait_for_log_line(s.log_path, BOT_READY_MARKER, name=s.name, process=s.process)
+                for s in self.services
+                if not s.health_url
             )
+        )
+
+    async def _wait_guards_follow(self, servers: set[str]) -> None:
+        """Wait until every homeserver's guard runs its bridge's full allow-list (the guard
+        logs each version it loads), so the demo is usable the moment it says it is ready."""
+        async with aiohttp.ClientSession() as http:
+            for name, homeserver in self.federation.homeservers.items():
+                version = await wait_for_allow_list(http, self.bridge_urls[name], servers)
+                await wait_for_log_line(
+                    homeserver.log_path,
+                    f"Allow-list version {version}",
+                    name=f"homeserver {homeserver.server_name}",
+                    process=homeserver.process,
+                )
+
+    def _peer_once(self) -> None:
+        """Make each demo federation trust the other (first start only: kept in the DB)."""
+        marker = self.federation.base_dir / "peered"
+        if marker.exists():
+            return
+        bridges = {
+            name: self.federation.base_dir / f"bridge-{name}"
+            for name in self.federation.homeservers
+        }
+        fingerprints = {
+            name: fingerprint_of(path / "bridge.yaml", path / "admin.log")
+            for name, path in bridges.items()
+        }
+        for name, path in bridges.items():
+            for other in bridges:
+                if other != name:
+                    url = self.bridge_urls[other]
+                    config = str(path / "bridge.yaml")
+                    run_cli(
+                        ["admin", "peer", "add", url, fingerprints[other], "-c", config],
+                        path / "admin.log",
+                    )
+        marker.touch()
 
     async def _link_demo_accounts(self, config_path: Path, name: str) -> None:
         config = load_config(config_path)
