@@ -14,12 +14,9 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import socket
 import ssl
-import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +27,7 @@ from aiohttp import web
 from yarl import URL
 
 from deploy.local.ca import CertPaths
+from deploy.local.process import ManagedProcess
 from deploy.production.envfile import SECRET_KEYS
 from deploy.production.render import Rendered, Tuning, prepare_data_dirs, render
 from deploy.production.routes import Upstream, route
@@ -139,53 +137,11 @@ def stack_topology(base: Path, databases: dict[str, str]) -> Topology:
     )
 
 
-@dataclass
-class SynapseProcess:
-    name: str
-    args: list[str]
-    health_url: str
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def launch(self, cwd: Path) -> None:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", *self.args],
-                cwd=cwd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    async def wait_ready(self, http: aiohttp.ClientSession, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(self.health_url) as response:
-                    if response.status == 200:
-                        return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} not ready:\n{self.tail()}")
-            await asyncio.sleep(0.1)
-
-    def tail(self, lines: int = 40) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            self.process = None
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+def synapse_process(
+    name: str, args: list[str], health_url: str, log: Path, cwd: Path
+) -> ManagedProcess:
+    """A Synapse process (`python -m <args>`) of the production topology."""
+    return ManagedProcess(name, [sys.executable, "-m", *args], log, health_url, cwd=cwd)
 
 
 @dataclass
@@ -196,7 +152,7 @@ class ProductionStack:
     topology: Topology
     tuning: Tuning
     rendered: Rendered | None = None
-    processes: list[SynapseProcess] = field(default_factory=list)
+    processes: list[ManagedProcess] = field(default_factory=list)
 
     @property
     def main_client_url(self) -> str:
@@ -215,20 +171,21 @@ class ProductionStack:
     async def start(self) -> None:
         rendered = self.rendered or self.render()
         data = self.topology.synapse_data_dir
-        main = SynapseProcess(
+        main = synapse_process(
             "synapse-main",
             ["synapse.app.homeserver", "-c", str(rendered.homeserver)],
             f"{self.main_client_url}/health",
             data / "main.stdout",
+            data,
         )
         self.processes = [main]
-        main.launch(data)
+        main.launch()
         async with aiohttp.ClientSession() as http:
             await main.wait_ready(http)  # the schema exists before workers connect
             for worker in self.topology.workers:
                 endpoint = worker.http or worker.health
                 assert endpoint is not None
-                process = SynapseProcess(
+                process = synapse_process(
                     worker.name,
                     [
                         "synapse.app.generic_worker",
@@ -239,21 +196,21 @@ class ProductionStack:
                     ],
                     f"http://{endpoint.host}:{endpoint.port}/health",
                     data / f"{worker.name}.stdout",
+                    data,
                 )
                 self.processes.append(process)
-                process.launch(data)
+                process.launch()
             await asyncio.gather(*(p.wait_ready(http) for p in self.processes[1:]))
 
     def stop(self) -> None:
         """SIGTERM to every process at once (workers first), then wait for each."""
         for process in reversed(self.processes):
-            if process.process is not None and process.process.poll() is None:
-                os.killpg(process.process.pid, signal.SIGTERM)
+            process.terminate()
         for process in reversed(self.processes):
-            process.stop()
+            process.wait_stopped()
 
     def logs(self) -> str:
-        return "\n".join(f"== {p.name}\n{p.tail()}" for p in self.processes)
+        return "\n".join(f"== {p.name}\n{p.log_tail(40)}" for p in self.processes)
 
 
 class RoutingProxy:

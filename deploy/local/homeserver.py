@@ -8,15 +8,12 @@ directory and reused, so a restart keeps accounts, devices and rooms.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from signedjson.key import generate_signing_key, write_signing_keys
 
 from bridge.synapse_admin import Session, SynapseAdmin, SynapseAdminError
 from deploy.local.ca import CertPaths, ensure_server_cert, write_private
+from deploy.local.process import ManagedProcess
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +152,14 @@ class Homeserver:
         self.ca = ca
         self.config_path = data_dir / "homeserver.yaml"
         self.log_path = data_dir / "homeserver.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self._process = ManagedProcess(
+            f"homeserver {spec.server_name}",
+            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
+            data_dir / "stdout.log",
+            f"{spec.client_url}/_matrix/client/versions",
+            cwd=data_dir,
+            extra_logs=(self.log_path,),
+        )
         self.admin_user_id = f"@{ADMIN_LOCALPART}:{spec.server_name}"
         self.admin_token = ""
         self._secrets: dict[str, str] = {}
@@ -174,42 +179,18 @@ class Homeserver:
     def launch(self) -> None:
         """Start the Synapse process (returns at once; see `wait_ready`)."""
         self.prepare()
-        stdout = open(self.data_dir / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
-            cwd=self.data_dir,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C in the launcher's terminal is handled by us
-        )
-        stdout.close()
+        self._process.launch()
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._process.process
 
     async def wait_ready(self, http: aiohttp.ClientSession, timeout: float = 60.0) -> None:
         """Wait until the client API answers; fail with the log's tail if Synapse died."""
-        deadline = time.monotonic() + timeout
-        url = f"{self.client_url}/_matrix/client/versions"
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"homeserver {self.server_name} exited ({self.process.returncode}):\n"
-                    + self.log_tail()
-                )
-            try:
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"homeserver {self.server_name} not ready:\n{self.log_tail()}")
-            await asyncio.sleep(0.1)
+        await self._process.wait_ready(http, timeout)
 
     def log_tail(self, lines: int = 30) -> str:
-        text = ""
-        for path in (self.data_dir / "stdout.log", self.log_path):
-            if path.exists():
-                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
-        return text
+        return self._process.log_tail(lines)
 
     async def ensure_admin(self, http: aiohttp.ClientSession) -> None:
         """Create the server admin account once; sign it in (reusing a saved token)."""
@@ -271,17 +252,8 @@ class Homeserver:
         return session.user_id
 
     def terminate(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+        self._process.terminate()
 
     def wait_stopped(self, timeout: float = 15.0) -> None:
         """Wait for a clean exit after `terminate`; kill the process group past `timeout`."""
-        if self.process is None:
-            return
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("homeserver %s did not stop in time; killing it", self.server_name)
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+        self._process.wait_stopped(timeout)

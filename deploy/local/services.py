@@ -13,75 +13,27 @@ import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import yaml
 
 from deploy.local.ca import write_private
+from deploy.local.process import ManagedProcess
 
 logger = logging.getLogger(__name__)
 
 CADUCEE = [sys.executable, "-c", "from deploy.cli import main; main()"]
 
 
-@dataclass
-class ServiceProcess:
-    """A long-running `caducee ...` subprocess with a health URL."""
-
-    name: str
-    args: list[str]
-    health_url: str
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def launch(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [*CADUCEE, *self.args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    async def wait_ready(self, http: aiohttp.ClientSession, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-            try:
-                async with http.get(self.health_url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} not ready:\n{self.log_tail()}")
-            await asyncio.sleep(0.1)
-
-    def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def terminate(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-
-    def wait_stopped(self, timeout: float = 15.0) -> None:
-        if self.process is None:
-            return
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+def caducee_process(
+    name: str, args: list[str], log_path: Path, health_url: str = ""
+) -> ManagedProcess:
+    """A long-running `caducee ...` command (bridge, bot) of the local federation."""
+    return ManagedProcess(name, [*CADUCEE, *args], log_path, health_url)
 
 
 def service_token(directory: Path, name: str) -> str:

@@ -18,8 +18,9 @@ from bridge.db import open_database
 from bridge.directory.store import link_matrix_id
 from deploy.local.demo import BRIDGE_PORT_OFFSET
 from deploy.local.federation import LocalFederation
+from deploy.local.process import ManagedProcess
 from deploy.local.services import (
-    ServiceProcess,
+    caducee_process,
     fingerprint_of,
     run_cli,
     service_token,
@@ -39,7 +40,7 @@ class DemoStack:
 
     def __init__(self, federation: LocalFederation) -> None:
         self.federation = federation
-        self.services: list[ServiceProcess] = []
+        self.services: list[ManagedProcess] = []
         self.bridge_urls: dict[str, str] = {}
         self.bot_ids: dict[str, str] = {}
 
@@ -64,11 +65,11 @@ class DemoStack:
                 )
             await self._link_demo_accounts(config_path, name)
             url = f"http://127.0.0.1:{port}"
-            bridge = ServiceProcess(
+            bridge = caducee_process(
                 f"bridge {name}",
                 ["bridge", "run", "--config", str(config_path)],
-                f"{url}/_caducee/v1/health",
                 log,
+                f"{url}/_caducee/v1/health",
             )
             bridge.launch()
             self.services.append(bridge)
@@ -89,8 +90,8 @@ class DemoStack:
                 (bot_dir / "password").read_text().strip(),
                 displayname="Caducée",
             )
-            bot = ServiceProcess(
-                f"bot {name}", ["bot", "run", "--config", str(bot_config)], "", bot_dir / "bot.log"
+            bot = caducee_process(
+                f"bot {name}", ["bot", "run", "--config", str(bot_config)], bot_dir / "bot.log"
             )
             bot.launch()
             self.services.append(bot)
