@@ -10,13 +10,10 @@ absent, because a real secret must protect the crypto store and nobody should ha
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -33,15 +29,16 @@ from pydantic import (
 from bot.crypto.keyfiles import read_or_create_secret
 from bot.durations import DurationError, parse_duration
 from bot.ids import server_of
+from bridge.common import config_file
+from bridge.common.config_file import EXAMPLE_CONFIG_NAME as EXAMPLE_CONFIG_NAME
+from bridge.common.config_file import ConfigError as ConfigError
+from bridge.common.config_file import base_url as _base_url
+from bridge.common.config_file import read_secret_file as _read_secret_file
+from bridge.common.config_file import resolve_path as _resolve
 
-EXAMPLE_CONFIG_NAME = "example-config.yaml"
 _PLACEHOLDER_MARK = "CHANGE_ME"
 _USER_ID_RE = re.compile(r"^@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
 MIN_PICKLE_KEY_LENGTH = 16
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message is meant for the operator, as is."""
 
 
 class TrustMode(StrEnum):
@@ -55,13 +52,6 @@ class TrustMode(StrEnum):
 
     TOFU_CROSS_SIGNED = "tofu-cross-signed"
     ALL = "all"
-
-
-def _base_url(value: str) -> str:
-    value = value.strip().rstrip("/")
-    if not re.match(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$", value):
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-    return value
 
 
 def _duration(value: Any) -> int:
@@ -79,24 +69,6 @@ def _duration(value: Any) -> int:
 
 BaseUrl = Annotated[str, AfterValidator(_base_url)]
 Seconds = Annotated[int, BeforeValidator(_duration)]
-
-
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
-    path = path.expanduser()
-    if not path.is_absolute() and isinstance(base, Path):
-        path = base / path
-    return path
-
-
-def _read_secret_file(path: Path, what: str) -> SecretStr:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
-    if not text:
-        raise ValueError(f"{what}: {path} is empty")
-    return SecretStr(text)
 
 
 class BotConfig(BaseModel):
@@ -153,13 +125,7 @@ class BotConfig(BaseModel):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(
-            r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", value
-        ):
-            raise ValueError(
-                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// (async drivers)"
-            )
-        return value
+        return config_file.async_database_url(value)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -233,25 +199,9 @@ class BotConfig(BaseModel):
         return read_or_create_secret(self.pickle_key_file)
 
 
-def _format_validation_error(source: str, error: ValidationError) -> str:
-    lines = [f"{source}: invalid configuration:"]
-    for item in error.errors(include_url=False):
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown field (typo?)"
-        elif item["type"] == "missing":
-            message = "required field missing"
-        lines.append(f"  {where}: {message.removeprefix('Value error, ')}")
-    return "\n".join(lines)
-
-
 def example_values() -> dict[str, Any]:
     """The shipped example configuration, parsed (its values are refused in real configs)."""
-    text = resources.files("bot").joinpath(EXAMPLE_CONFIG_NAME).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    assert isinstance(data, dict)
-    return data
+    return config_file.example_values("bot")
 
 
 _EXAMPLE_CHECKED_FIELDS = ("homeserver_url", "user_id", "password", "pickle_key", "bridge_token")
@@ -261,36 +211,17 @@ def parse_config(
     data: object, *, source: str = "configuration", base_dir: Path | None = None
 ) -> BotConfig:
     """Validate already-parsed YAML data. Raises `ConfigError` listing every problem."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
-    example = example_values()
-    left = [f for f in _EXAMPLE_CHECKED_FIELDS if f in example and data.get(f) == example[f]]
-    if left:
-        raise ConfigError(
-            f"{source}: these fields still have the example value, edit them: " + ", ".join(left)
-        )
-    try:
-        return BotConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
+    return config_file.validate_config(
+        BotConfig,
+        data,
+        source=source,
+        base_dir=base_dir,
+        example=example_values(),
+        example_fields=_EXAMPLE_CHECKED_FIELDS,
+    )
 
 
 def load_config(path: Path) -> BotConfig:
     """Read and validate a configuration file. Raises `ConfigError` on any problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such file (start from {EXAMPLE_CONFIG_NAME} shipped with the bot)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}"
-        ) from None
+    data = config_file.read_config_file(path, service="bot")
     return parse_config(data, source=str(path), base_dir=path.resolve().parent)

@@ -14,25 +14,27 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-EXAMPLE_CONFIG_NAME = "example-config.yaml"
+from bridge.common import config_file
+from bridge.common.config_file import EXAMPLE_CONFIG_NAME as EXAMPLE_CONFIG_NAME
+from bridge.common.config_file import ConfigError as ConfigError
+from bridge.common.config_file import base_url as _base_url
+from bridge.common.config_file import read_secret_file as _read_secret
+from bridge.common.config_file import resolve_path as _resolve
+
 MIN_TOKEN_LENGTH = 32
 """Service tokens are long random strings (`openssl rand -hex 32`); short ones are refused."""
 
@@ -40,10 +42,6 @@ _SERVER_NAME_RE = re.compile(
     r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?)(?::[0-9]{1,5})?$"
 )
 _PLACEHOLDER_MARK = "CHANGE_ME"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message is meant for the operator, as is."""
 
 
 def is_valid_server_name(value: str) -> bool:
@@ -61,23 +59,8 @@ def _server_name(value: str) -> str:
     return value
 
 
-def _base_url(value: str) -> str:
-    value = value.strip().rstrip("/")
-    if not re.match(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$", value):
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-    return value
-
-
 ServerName = Annotated[str, AfterValidator(_server_name)]
 BaseUrl = Annotated[str, AfterValidator(_base_url)]
-
-
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
-    path = path.expanduser()
-    if not path.is_absolute() and isinstance(base, Path):
-        path = base / path
-    return path
 
 
 class _Strict(BaseModel):
@@ -129,17 +112,6 @@ class ServiceToken(_Strict):
     def matches(self, presented: str) -> bool:
         """Constant-time comparison, so response timing does not reveal the token."""
         return hmac.compare_digest(self.secret().encode(), presented.encode())
-
-
-def _read_secret(path: Path, what: str) -> SecretStr:
-    """The content of a secret file (a token on one line), or ValueError naming `what`."""
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
-    if not text:
-        raise ValueError(f"{what}: {path} is empty")
-    return SecretStr(text)
 
 
 class ManagedHomeserver(_Strict):
@@ -258,13 +230,7 @@ class BridgeConfig(_Strict):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(
-            r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", value
-        ):
-            raise ValueError(
-                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// (async drivers)"
-            )
-        return value
+        return config_file.async_database_url(value)
 
     @field_validator("service_tokens")
     @classmethod
@@ -307,70 +273,29 @@ class BridgeConfig(_Strict):
         return found
 
 
-def _format_validation_error(source: str, error: ValidationError) -> str:
-    lines = [f"{source}: invalid configuration:"]
-    for item in error.errors(include_url=False):
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown field (typo?)"
-        elif item["type"] == "missing":
-            message = "required field missing"
-        message = message.removeprefix("Value error, ")
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
-
-
 def example_values() -> dict[str, Any]:
     """The shipped example configuration, parsed (used to refuse copied placeholder values)."""
-    text = resources.files("bridge").joinpath(EXAMPLE_CONFIG_NAME).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    assert isinstance(data, dict)
-    return data
+    return config_file.example_values("bridge")
 
 
 _EXAMPLE_CHECKED_FIELDS = ("server_name", "homeserver_url", "federation_name")
-
-
-def _refuse_example_values(source: str, data: Mapping[str, Any]) -> None:
-    example = example_values()
-    left = [f for f in _EXAMPLE_CHECKED_FIELDS if f in example and data.get(f) == example[f]]
-    if left:
-        raise ConfigError(
-            f"{source}: these fields still have the example value, edit them: " + ", ".join(left)
-        )
 
 
 def parse_config(
     data: object, *, source: str = "configuration", base_dir: Path | None = None
 ) -> BridgeConfig:
     """Validate already-parsed YAML data. Raises `ConfigError` with every problem listed."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
-    _refuse_example_values(source, data)
-    try:
-        return BridgeConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
+    return config_file.validate_config(
+        BridgeConfig,
+        data,
+        source=source,
+        base_dir=base_dir,
+        example=example_values(),
+        example_fields=_EXAMPLE_CHECKED_FIELDS,
+    )
 
 
 def load_config(path: Path) -> BridgeConfig:
     """Read and validate a configuration file. Raises `ConfigError` on any problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such file (start from {EXAMPLE_CONFIG_NAME} shipped with the bridge)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+    data = config_file.read_config_file(path, service="bridge")
     return parse_config(data, source=str(path), base_dir=path.resolve().parent)
