@@ -12,20 +12,18 @@ SQLite runs in WAL mode so that searches keep reading the directory while an imp
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+from bridge.common import migrations
+from bridge.common.migrations import prepare_sqlite_file
 
 logger = logging.getLogger(__name__)
 
@@ -84,17 +82,6 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _prepare_sqlite_file(database: str | None) -> None:
-    """Create the SQLite file 0600 (it links practitioners to accounts) before the driver does."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -112,7 +99,7 @@ def make_engine(url: str, **options: Any) -> AsyncEngine:
     full = normalise_url(url)
     parsed = make_url(full)
     if parsed.drivername.startswith("sqlite"):
-        _prepare_sqlite_file(parsed.database)
+        prepare_sqlite_file(parsed.database)
         engine = _create_async_engine(full, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -121,27 +108,20 @@ def make_engine(url: str, **options: Any) -> AsyncEngine:
 
 
 def alembic_config() -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", SCRIPT_LOCATION)
-    return cfg
+    return migrations.alembic_config(SCRIPT_LOCATION)
+
+
+def _too_new(unknown: str, head: str | None) -> SchemaTooNewError:
+    return SchemaTooNewError(
+        f"the bridge database is at schema revision {unknown}, which this "
+        f"version of the bridge does not know (it knows up to {head}):"
+        " it was upgraded by a newer bridge. Run that version, or restore a backup."
+    )
 
 
 def _migrate(sync_conn: Connection) -> str:
     """Refuse a newer schema, then upgrade to head, inside the caller's transaction."""
-    cfg = alembic_config()
-    script = ScriptDirectory.from_config(cfg)
-    known = {rev.revision for rev in script.walk_revisions()}
-    current = MigrationContext.configure(sync_conn).get_current_heads()
-    unknown = sorted(set(current) - known)
-    if unknown:
-        raise SchemaTooNewError(
-            f"the bridge database is at schema revision {', '.join(unknown)}, which this "
-            f"version of the bridge does not know (it knows up to {script.get_current_head()}):"
-            " it was upgraded by a newer bridge. Run that version, or restore a backup."
-        )
-    cfg.attributes["connection"] = sync_conn
-    command.upgrade(cfg, "head")
-    return script.get_current_head() or ""
+    return migrations.upgrade_to_head(sync_conn, SCRIPT_LOCATION, _too_new)
 
 
 async def migrate(engine: AsyncEngine) -> str:

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from bot.ids import EventId, RoomId, UserId
 from bot.store.models import AuditRow, CaseRoomRow, ProcessedCommandRow
 from bot.store.records import AuditEntry, CaseRoom, Claim
+from bridge.common.migrations import prepare_sqlite_file, upgrade_to_head
 
 logger = logging.getLogger(__name__)
 
@@ -55,40 +50,17 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _alembic_config() -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", SCRIPT_LOCATION)
-    return cfg
+def _too_new(unknown: str, head: str | None) -> SchemaTooNewError:
+    return SchemaTooNewError(
+        f"the bot database is at schema revision {unknown}, which this version "
+        f"of the bot does not know (it knows up to {head}): it was "
+        "upgraded by a newer bot. Run that newer version, or restore a backup."
+    )
 
 
 def _migrate(sync_conn: Connection) -> str:
     """Check the schema version, then upgrade to head. Runs inside the caller's transaction."""
-    cfg = _alembic_config()
-    script = ScriptDirectory.from_config(cfg)
-    known = {rev.revision for rev in script.walk_revisions()}
-    current = MigrationContext.configure(sync_conn).get_current_heads()
-    unknown = sorted(set(current) - known)
-    if unknown:
-        raise SchemaTooNewError(
-            f"the bot database is at schema revision {', '.join(unknown)}, which this version "
-            f"of the bot does not know (it knows up to {script.get_current_head()}): it was "
-            "upgraded by a newer bot. Run that newer version, or restore a backup."
-        )
-    cfg.attributes["connection"] = sync_conn
-    command.upgrade(cfg, "head")
-    head = script.get_current_head()
-    return head or ""
-
-
-def _prepare_sqlite_file(database: str | None) -> None:
-    """Create the SQLite file 0600 (it lists who talks to whom) before the driver does."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+    return upgrade_to_head(sync_conn, SCRIPT_LOCATION, _too_new)
 
 
 def _case(row: CaseRoomRow) -> CaseRoom:
@@ -123,7 +95,7 @@ class BotStore:
         full = normalise_url(url)
         parsed = make_url(full)
         if parsed.drivername.startswith("sqlite"):
-            _prepare_sqlite_file(parsed.database)
+            prepare_sqlite_file(parsed.database)
             engine_options.setdefault("connect_args", {"timeout": 30})
         engine = create_async_engine(full, **engine_options)
         try:

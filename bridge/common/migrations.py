@@ -1,0 +1,55 @@
+"""Bringing a service's database to its code's schema at start, and refusing one that is newer.
+
+The bot and the bridge each keep their own Alembic history; both run it the same way, inside
+the caller's transaction, after checking that every revision the database records is one this
+code knows. A database upgraded by a newer release is refused: running older code on a newer
+schema could silently corrupt it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+TooNew = Callable[[str, str | None], Exception]
+"""Builds the service's own error from the unknown revisions (comma-joined) and its head."""
+
+
+def alembic_config(script_location: str) -> Config:
+    """An in-memory Alembic configuration for the migrations at `script_location`."""
+    cfg = Config()
+    cfg.set_main_option("script_location", script_location)
+    return cfg
+
+
+def upgrade_to_head(sync_conn: Connection, script_location: str, too_new: TooNew) -> str:
+    """Refuse a newer schema (raising `too_new(...)`), then upgrade to head; returns the head."""
+    cfg = alembic_config(script_location)
+    script = ScriptDirectory.from_config(cfg)
+    known = {rev.revision for rev in script.walk_revisions()}
+    current = MigrationContext.configure(sync_conn).get_current_heads()
+    unknown = sorted(set(current) - known)
+    if unknown:
+        raise too_new(", ".join(unknown), script.get_current_head())
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+    return script.get_current_head() or ""
+
+
+def prepare_sqlite_file(database: str | None) -> None:
+    """Create the SQLite file 0600 before the driver does: it holds who is who and who talks
+    to whom, and the driver would create it readable by everyone (umask)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
