@@ -8,8 +8,6 @@ recorded in the audit log is `cli:<login>`.
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -19,12 +17,12 @@ import typer
 
 from bridge.admin import audit
 from bridge.admin.bulk_handler import BulkReport, onboard_file
+from bridge.admin.cli_support import ConfigOption, actor, fail, run_with_database
 from bridge.admin.departed import lock_departed
 from bridge.admin.handlers import offboard, onboard
-from bridge.admin.model import Actor, AdminError
 from bridge.admin.services import AdminServices
-from bridge.config import BridgeConfig, ConfigError, load_config
-from bridge.db import DatabaseError, open_database
+from bridge.config import BridgeConfig
+from bridge.db import Database
 from bridge.registry.cli import mount as mount_registry
 
 admin_app = typer.Typer(
@@ -34,51 +32,18 @@ admin_app = typer.Typer(
 )
 mount_registry(admin_app)  # member, homeserver, peer, key (bridge.registry.cli)
 
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", help="The bridge's YAML configuration.", dir_okay=False),
-]
-EXIT_ERROR = 2
 T = TypeVar("T")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(EXIT_ERROR)
-
-
-def _actor() -> Actor:
-    try:
-        login = getpass.getuser()
-    except (KeyError, OSError):
-        login = "unknown"
-    return Actor(f"cli:{login}")
 
 
 def _run(config_path: Path, work: Callable[[AdminServices], Awaitable[T]]) -> T:
     """Load the configuration, open the database and the homeservers' clients, run `work`."""
-    try:
-        config: BridgeConfig = load_config(config_path)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
 
-    async def main() -> T:
-        db = await open_database(config.effective_database_url)
-        try:
-            timeout = aiohttp.ClientTimeout(total=30)
-            async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as http:
-                return await work(AdminServices.from_config(config, db, http))
-        finally:
-            await db.close()
+    async def with_services(config: BridgeConfig, db: Database) -> T:
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as http:
+            return await work(AdminServices.from_config(config, db, http))
 
-    try:
-        return asyncio.run(main())
-    except AdminError as exc:
-        raise _fail(exc.message) from None
-    except DatabaseError as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot open the database: {exc.strerror or type(exc).__name__}") from None
+    return run_with_database(config_path, with_services)
 
 
 @admin_app.command("onboard")
@@ -95,7 +60,7 @@ def onboard_command(
 ) -> None:
     """Open an account for a practitioner of the directory and print their activation link."""
     done = _run(
-        config, lambda s: onboard(s, _actor(), rpps, server_name=homeserver, visible=visible)
+        config, lambda s: onboard(s, actor(), rpps, server_name=homeserver, visible=visible)
     )
     typer.echo(f"Onboarded {done.display_name} (RPPS {done.rpps}) as {done.matrix_id}")
     typer.echo(f"Activation link (one use, until {done.expires_at:%Y-%m-%d %H:%M} UTC):")
@@ -109,7 +74,7 @@ def offboard_command(
     config: ConfigOption,
 ) -> None:
     """Deactivate an account: it leaves every room, and its directory link is removed."""
-    done = _run(config, lambda s: offboard(s, _actor(), matrix_id))
+    done = _run(config, lambda s: offboard(s, actor(), matrix_id))
     linked = f" (RPPS {done.rpps} unlinked)" if done.rpps else ""
     typer.echo(f"Deactivated {done.matrix_id}{linked}; removed from {done.rooms} room(s).")
 
@@ -139,21 +104,21 @@ def onboard_csv_command(
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
     report = _run(
-        config, lambda s: onboard_file(s, _actor(), text, dry_run=dry_run, source=file.name)
+        config, lambda s: onboard_file(s, actor(), text, dry_run=dry_run, source=file.name)
     )
     _print_bulk(report)
     if report.errors:
-        raise _fail(f"{len(report.errors)} problem(s) in {file}; nothing was changed")
+        raise fail(f"{len(report.errors)} problem(s) in {file}; nothing was changed")
     if report.stopped_at is not None:
-        raise _fail(f"stopped at {report.stopped_at}")
+        raise fail(f"stopped at {report.stopped_at}")
 
 
 @admin_app.command("lock-departed")
 def lock_departed_command(config: ConfigOption) -> None:
     """Lock the accounts of practitioners no longer in the register, and list them all."""
-    departed = _run(config, lambda s: lock_departed(s, _actor()))
+    departed = _run(config, lambda s: lock_departed(s, actor()))
     if not departed:
         typer.echo("Every onboarded practitioner is still in the register.")
         return
@@ -164,7 +129,7 @@ def lock_departed_command(config: ConfigOption) -> None:
             status, problems = f"NOT locked: {item.problem}", problems + 1
         typer.echo(f"{item.rpps} {item.name or '?'} {item.matrix_id}: {status}")
     if problems:
-        raise _fail(f"{problems} account(s) could not be locked; run again later")
+        raise fail(f"{problems} account(s) could not be locked; run again later")
 
 
 @admin_app.command("audit")

@@ -9,8 +9,6 @@ within their refresh intervals.
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,9 +17,9 @@ from typing import Annotated, TypeVar
 import aiohttp
 import typer
 
-from bridge.admin.model import Actor, AdminError
-from bridge.config import ConfigError, load_config
-from bridge.db import DatabaseError, open_database
+from bridge.admin.cli_support import ConfigOption, actor, fail, run_with_database
+from bridge.config import BridgeConfig, ConfigError, load_config
+from bridge.db import Database
 from bridge.http.federation import federation_ssl_context
 from bridge.registry import handlers
 from bridge.registry.keys import KeyFileError, fingerprint_of, key_id, load_or_create
@@ -29,11 +27,6 @@ from bridge.registry.model import Peer
 from bridge.registry.services import RegistryServices
 
 T = TypeVar("T")
-EXIT_ERROR = 2
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", help="The bridge's YAML configuration.", dir_okay=False),
-]
 
 member_app = typer.Typer(help="Member organisations of the federation.", no_args_is_help=True)
 homeserver_app = typer.Typer(help="Member homeservers (who may federate).", no_args_is_help=True)
@@ -49,41 +42,15 @@ def mount(app: typer.Typer) -> None:
     app.add_typer(key_app, name="key")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(EXIT_ERROR)
-
-
-def _actor() -> Actor:
-    try:
-        login = getpass.getuser()
-    except (KeyError, OSError):
-        login = "unknown"
-    return Actor(f"cli:{login}")
-
-
 def _run(config_path: Path, work: Callable[[RegistryServices], Awaitable[T]]) -> T:
     """Load the configuration, open the database and an HTTP session, run `work`."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
 
-    async def main() -> T:
-        db = await open_database(config.effective_database_url)
-        try:
-            connector = aiohttp.TCPConnector(ssl=federation_ssl_context(config.federation_ca_file))
-            async with aiohttp.ClientSession(connector=connector, trust_env=False) as http:
-                return await work(RegistryServices.from_config(config, db, http))
-        finally:
-            await db.close()
+    async def with_services(config: BridgeConfig, db: Database) -> T:
+        connector = aiohttp.TCPConnector(ssl=federation_ssl_context(config.federation_ca_file))
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as http:
+            return await work(RegistryServices.from_config(config, db, http))
 
-    try:
-        return asyncio.run(main())
-    except (AdminError, DatabaseError, KeyFileError) as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot open the database: {exc.strerror or type(exc).__name__}") from None
+    return run_with_database(config_path, with_services, errors=(KeyFileError,))
 
 
 @member_app.command("add")
@@ -91,7 +58,7 @@ def member_add(
     name: Annotated[str, typer.Argument(help="The organisation's name.")], config: ConfigOption
 ) -> None:
     """Add a member organisation (then add its homeservers)."""
-    member = _run(config, lambda s: handlers.add_member(s, _actor(), name))
+    member = _run(config, lambda s: handlers.add_member(s, actor(), name))
     typer.echo(f"Member {member.name!r} added.")
 
 
@@ -100,7 +67,7 @@ def member_remove(
     name: Annotated[str, typer.Argument(help="The organisation's name.")], config: ConfigOption
 ) -> None:
     """Remove a member and its homeservers: they are cut off from the federation."""
-    removed = _run(config, lambda s: handlers.remove_member(s, _actor(), name))
+    removed = _run(config, lambda s: handlers.remove_member(s, actor(), name))
     servers = ", ".join(removed.homeservers) or "none"
     typer.echo(f"Member {removed.name!r} removed, with its homeservers: {servers}.")
 
@@ -122,7 +89,7 @@ def homeserver_add(
     config: ConfigOption,
 ) -> None:
     """Let a member's homeserver into the federation (guards follow within a minute)."""
-    done = _run(config, lambda s: handlers.add_homeserver(s, _actor(), server_name, member))
+    done = _run(config, lambda s: handlers.add_homeserver(s, actor(), server_name, member))
     typer.echo(f"{server_name.strip().lower()} added to {done.name!r}.")
 
 
@@ -131,7 +98,7 @@ def homeserver_remove(
     server_name: Annotated[str, typer.Argument(help="Matrix server name.")], config: ConfigOption
 ) -> None:
     """Cut a homeserver off the federation (guards follow within a minute)."""
-    owner = _run(config, lambda s: handlers.remove_homeserver(s, _actor(), server_name))
+    owner = _run(config, lambda s: handlers.remove_homeserver(s, actor(), server_name))
     typer.echo(f"{server_name.strip().lower()} removed (it belonged to {owner!r}).")
 
 
@@ -156,7 +123,7 @@ def peer_add(
     config: ConfigOption,
 ) -> None:
     """Trust another federation: its homeservers may federate with ours."""
-    added = _run(config, lambda s: handlers.add_peer(s, _actor(), url, fingerprint))
+    added = _run(config, lambda s: handlers.add_peer(s, actor(), url, fingerprint))
     typer.echo(f"Peer added: {_peer_line(added.peer, datetime.now(UTC))}")
     if not added.checked:
         typer.echo("Its manifest will be checked again at every refresh of the bridge.")
@@ -167,7 +134,7 @@ def peer_remove(
     peer: Annotated[str, typer.Argument(help="Its URL or federation name.")], config: ConfigOption
 ) -> None:
     """Stop trusting a federation: its homeservers are cut off within a minute."""
-    removed = _run(config, lambda s: handlers.remove_peer(s, _actor(), peer))
+    removed = _run(config, lambda s: handlers.remove_peer(s, actor(), peer))
     typer.echo(f"Peer {removed.name or removed.url} removed.")
 
 
@@ -189,7 +156,7 @@ def key_show(config: ConfigOption) -> None:
         loaded = load_config(config)
         key = load_or_create(loaded.effective_signing_key_file)
     except (ConfigError, KeyFileError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"Federation: {loaded.effective_federation_name}")
     typer.echo(f"Key id: {key_id(key)}")
     typer.echo(f"Fingerprint: {fingerprint_of(key)}")
