@@ -35,6 +35,7 @@ from bridge.directory.rows import ROW_SEP, PractitionerRow
 from bridge.directory.spill import DuplicateNameError, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS)
+_COMPARE_INDEX = "directory_practitioner_next_compare"
 
 
 class SqliteGeneration:
@@ -161,10 +162,17 @@ class SqliteGeneration:
                 import_id = int((await cursor.fetchone() or (0,))[0])
             counts = {"new": practitioners if initial else 0, "changed": 0, "disappeared": 0}
             if not initial:
+                # Comparing with the live directory needs the new practitioners indexed by
+                # RPPS; the index under its real name is built after the swap (SQLite cannot
+                # rename one), this one goes with the renamed table's drop below.
+                await db.execute(
+                    f"CREATE UNIQUE INDEX {_COMPARE_INDEX} ON {PRACTITIONER}{NEXT} (rpps)"
+                )
                 for kind, sql in change_report_sql():
                     cursor = await db.execute(sql, {"import_id": import_id})
                     counts[kind] = cursor.rowcount
                     await cursor.close()
+                await db.execute(f"DROP INDEX {_COMPARE_INDEX}")
             await db.execute(UPDATE_IMPORT, {**counts, "import_id": import_id})
             for table in _SWAPPED:
                 await db.execute(f"DROP TABLE {table}")
