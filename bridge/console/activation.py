@@ -12,11 +12,10 @@ from aiohttp import web
 from bridge.admin.handlers import MIN_PASSWORD, activate, activation_account
 from bridge.admin.model import AdminError, MatrixId
 from bridge.console.keys import ADMIN_SERVICES
-from bridge.console.render import page
+from bridge.console.render import STATUS, page
 from bridge.http.auth import public
 
 PATH = "/activate"
-STATUS = {"invalid": 400, "not_found": 404, "conflict": 409, "unavailable": 503}
 
 
 @public

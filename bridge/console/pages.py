@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
 
 from aiohttp import web
 
@@ -18,36 +17,18 @@ from bridge.admin.bulk_handler import onboard_file
 from bridge.admin.departed import list_departed, lock_departed
 from bridge.admin.handlers import offboard, onboard, set_locked
 from bridge.admin.model import Actor, AdminError
-from bridge.console import sessions
-from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER, SESSION_SECRET
-from bridge.console.render import page
+from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER
+from bridge.console.render import STATUS, admin_page
 from bridge.directory.search import SearchResult, search_directory
-from bridge.http.keys import CONFIG
 
 logger = logging.getLogger(__name__)
 
-STATUS = {"invalid": 400, "not_found": 404, "conflict": 409, "unavailable": 503}
 AUDIT_PAGE = 50
 SEARCH_LIMIT = 20
 
 
-def _view(
-    request: web.Request, template: str, *, status: int = 200, **context: Any
-) -> web.Response:
-    config = request.config_dict[CONFIG]
-    return page(
-        request,
-        template,
-        status=status,
-        user=request[ADMIN_USER],
-        csrf=sessions.csrf_token(request[SESSION_SECRET]),
-        federation=config.federation_name or config.server_name,
-        **context,
-    )
-
-
 def _failure(request: web.Request, error: AdminError) -> web.Response:
-    return _view(
+    return admin_page(
         request, "result.html", status=STATUS[error.kind], title="Not done", error=error.message
     )
 
@@ -64,7 +45,7 @@ async def overview(request: web.Request) -> web.Response:
     departed = [
         d for d in await list_departed(services) if d.state not in ("locked", "deactivated")
     ]
-    return _view(
+    return admin_page(
         request,
         "overview.html",
         states=states,
@@ -93,7 +74,7 @@ async def practitioners(request: web.Request) -> web.Response:
     results, linked = await _search(request, query) if query else ([], {})
     async with services.db.sessions() as s:
         opened = await accounts.list_accounts(s)
-    return _view(
+    return admin_page(
         request,
         "practitioners.html",
         query=query,
@@ -119,7 +100,7 @@ async def onboard_action(request: web.Request) -> web.Response:
         )
     except AdminError as exc:
         return _failure(request, exc)
-    return _view(request, "onboarded.html", done=done)
+    return admin_page(request, "onboarded.html", done=done)
 
 
 async def account_action(request: web.Request) -> web.Response:
@@ -138,13 +119,13 @@ async def account_action(request: web.Request) -> web.Response:
             raise web.HTTPNotFound()
     except AdminError as exc:
         return _failure(request, exc)
-    return _view(request, "result.html", title="Done", message=message, error=None)
+    return admin_page(request, "result.html", title="Done", message=message, error=None)
 
 
 async def lock_departed_action(request: web.Request) -> web.Response:
     services = request.config_dict[ADMIN_SERVICES]
     departed = await lock_departed(services, _actor(request))
-    return _view(request, "departed.html", departed=departed)
+    return admin_page(request, "departed.html", departed=departed)
 
 
 async def onboard_file_action(request: web.Request) -> web.Response:
@@ -164,7 +145,7 @@ async def onboard_file_action(request: web.Request) -> web.Response:
         source=upload.filename[:100],
     )
     status = 400 if report.errors else 200
-    return _view(request, "bulk.html", status=status, report=report)
+    return admin_page(request, "bulk.html", status=status, report=report)
 
 
 async def audit_log(request: web.Request) -> web.Response:
@@ -174,7 +155,7 @@ async def audit_log(request: web.Request) -> web.Response:
         offset = 0
     async with request.config_dict[ADMIN_SERVICES].db.sessions() as s:
         entries = await audit.recent(s, limit=AUDIT_PAGE + 1, offset=offset)
-    return _view(
+    return admin_page(
         request,
         "audit.html",
         entries=entries[:AUDIT_PAGE],

@@ -12,35 +12,16 @@ from typing import Any
 from aiohttp import web
 
 from bridge.admin.model import Actor, AdminError
-from bridge.console import sessions
-from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER, SESSION_SECRET
-from bridge.console.render import page
-from bridge.http.keys import CONFIG
+from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER
+from bridge.console.render import STATUS, admin_page
 from bridge.registry import handlers as registry
 from bridge.registry.routes import REGISTRY
 from bridge.registry.services import RegistryServices
 
-STATUS = {"invalid": 400, "not_found": 404, "conflict": 409, "unavailable": 503}
-
-
-def _view(
-    request: web.Request, template: str, *, status: int = 200, **context: Any
-) -> web.Response:
-    config = request.config_dict[CONFIG]
-    return page(
-        request,
-        template,
-        status=status,
-        user=request[ADMIN_USER],
-        csrf=sessions.csrf_token(request[SESSION_SECRET]),
-        federation=config.federation_name or config.server_name,
-        **context,
-    )
-
 
 async def members(request: web.Request, *, status: int = 200, **outcome: Any) -> web.Response:
     services = request.config_dict[REGISTRY]
-    return _view(
+    return admin_page(
         request,
         "members.html",
         status=status,
@@ -55,7 +36,7 @@ async def members(request: web.Request, *, status: int = 200, **outcome: Any) ->
 
 async def peers(request: web.Request, *, status: int = 200, **outcome: Any) -> web.Response:
     services = request.config_dict[REGISTRY]
-    return _view(
+    return admin_page(
         request,
         "peers.html",
         status=status,

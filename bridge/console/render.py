@@ -11,7 +11,12 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from bridge.console.keys import TEMPLATES
+from bridge.console import sessions
+from bridge.console.keys import ADMIN_USER, SESSION_SECRET, TEMPLATES
+from bridge.http.keys import CONFIG
+
+STATUS = {"invalid": 400, "not_found": 404, "conflict": 409, "unavailable": 503}
+"""The HTTP status of a page reporting an `AdminError` of each kind."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -38,4 +43,21 @@ def page(request: web.Request, template: str, *, status: int = 200, **context: A
     text = request.config_dict[TEMPLATES].get_template(template).render(**context)
     return web.Response(
         text=text, status=status, content_type="text/html", headers=SECURITY_HEADERS
+    )
+
+
+def admin_page(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    """A page of the signed-in console: every one shows the admin, the federation's name, and
+    carries the CSRF token of the admin's session for its forms."""
+    config = request.config_dict[CONFIG]
+    return page(
+        request,
+        template,
+        status=status,
+        user=request[ADMIN_USER],
+        csrf=sessions.csrf_token(request[SESSION_SECRET]),
+        federation=config.federation_name or config.server_name,
+        **context,
     )
