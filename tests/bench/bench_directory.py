@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -119,18 +120,55 @@ def our_import(source: Path, database: Path) -> dict[str, float]:
     return phases.marks
 
 
+class Descendants(threading.Thread):
+    """Samples this process's descendants in /proc (the parsing processes are the
+    forkserver's children, which `getrusage` does not count): peak RSS and CPU seconds."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_kb: dict[int, int] = {}
+        self.cpu_ticks: dict[int, int] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.3):
+            self.sample()
+
+    def sample(self) -> None:
+        parents: dict[int, int] = {}
+        stats: dict[int, list[str]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                parents[int(entry.name)] = int(fields[1])
+                stats[int(entry.name)] = fields
+        mine = {os.getpid()}
+        for _ in range(4):
+            mine |= {pid for pid, parent in parents.items() if parent in mine}
+        for pid in mine - {os.getpid()}:
+            fields = stats[pid]
+            self.cpu_ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+            rss_kb = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+            self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), rss_kb)
+
+
 def worker(kind: str, source: Path, database: Path) -> None:
+    watch = Descendants()
+    watch.start()
     started = time.perf_counter()
     marks = raw_insert(source, database) if kind == "raw" else our_import(source, database)
     seconds = time.perf_counter() - started
+    watch.done.set()
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    others = sum(watch.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
     result = {
         "seconds": seconds,
         "peak_mb": own.ru_maxrss / 1024,
-        "worker_peak_mb": children.ru_maxrss / 1024,  # the largest parsing process
-        "cpu_s": cpu,
+        "worker_peak_mb": max(watch.peak_kb.values(), default=0) / 1024,
+        "cpu_s": own.ru_utime + own.ru_stime + others,
         "phases": marks or {},
     }
     print(json.dumps(result))
