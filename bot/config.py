@@ -199,29 +199,12 @@ class BotConfig(BaseModel):
         return read_or_create_secret(self.pickle_key_file)
 
 
-def example_values() -> dict[str, Any]:
-    """The shipped example configuration, parsed (its values are refused in real configs)."""
-    return config_file.example_values("bot")
-
-
-_EXAMPLE_CHECKED_FIELDS = ("homeserver_url", "user_id", "password", "pickle_key", "bridge_token")
-
-
-def parse_config(
-    data: object, *, source: str = "configuration", base_dir: Path | None = None
-) -> BotConfig:
-    """Validate already-parsed YAML data. Raises `ConfigError` listing every problem."""
-    return config_file.validate_config(
-        BotConfig,
-        data,
-        source=source,
-        base_dir=base_dir,
-        example=example_values(),
-        example_fields=_EXAMPLE_CHECKED_FIELDS,
-    )
-
-
-def load_config(path: Path) -> BotConfig:
-    """Read and validate a configuration file. Raises `ConfigError` on any problem."""
-    data = config_file.read_config_file(path, service="bot")
-    return parse_config(data, source=str(path), base_dir=path.resolve().parent)
+# example_fields are refused, by name, while still equal to the shipped example's value.
+_FILE = config_file.ConfigFile(
+    BotConfig,
+    "bot",
+    example_fields=("homeserver_url", "user_id", "password", "pickle_key", "bridge_token"),
+)
+example_values = _FILE.example_values
+parse_config = _FILE.parse
+load_config = _FILE.load

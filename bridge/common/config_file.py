@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError, ValidationInfo
@@ -135,3 +136,36 @@ def read_config_file(path: Path, *, service: str) -> object:
             where = f" line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile(Generic[_ModelT]):
+    """How one service reads its configuration: its model, the package shipping its example,
+    and the example values it refuses to run with."""
+
+    model: type[_ModelT]
+    package: str
+    """Also the service's name in messages ("bot", "bridge")."""
+    example_fields: tuple[str, ...]
+
+    def example_values(self) -> dict[str, Any]:
+        """The shipped example configuration, parsed (its values are refused in real configs)."""
+        return example_values(self.package)
+
+    def parse(
+        self, data: object, *, source: str = "configuration", base_dir: Path | None = None
+    ) -> _ModelT:
+        """Validate already-parsed YAML data. Raises `ConfigError` listing every problem."""
+        return validate_config(
+            self.model,
+            data,
+            source=source,
+            base_dir=base_dir,
+            example=self.example_values(),
+            example_fields=self.example_fields,
+        )
+
+    def load(self, path: Path) -> _ModelT:
+        """Read and validate a configuration file. Raises `ConfigError` on any problem."""
+        data = read_config_file(path, service=self.package)
+        return self.parse(data, source=str(path), base_dir=path.resolve().parent)
