@@ -18,12 +18,11 @@ from typing import Any
 from alembic.config import Config
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-from bridge.common import migrations
-from bridge.common.migrations import prepare_sqlite_file
+from bridge.common import database
+from bridge.common.database import prepare_sqlite_file
 
 logger = logging.getLogger(__name__)
 
@@ -57,24 +56,7 @@ def normalise_url(url: str) -> str:
     Raises:
         DatabaseError: the URL is not one of the two supported back ends.
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise DatabaseError(
-            f"{url!r} is not a database URL: use sqlite:///PATH or postgresql://USER@HOST/DB"
-        ) from None
-    drivers = {
-        "sqlite": "sqlite+aiosqlite",
-        "postgresql": "postgresql+asyncpg",
-        "postgres": "postgresql+asyncpg",
-    }
-    parsed = parsed.set(drivername=drivers.get(parsed.drivername, parsed.drivername))
-    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-        raise DatabaseError(
-            f"unsupported database URL scheme {parsed.drivername!r}: "
-            "use sqlite:///PATH or postgresql://USER@HOST/DB"
-        )
-    return parsed.render_as_string(hide_password=False)
+    return database.normalise_url(url, DatabaseError)
 
 
 def safe_url(url: str) -> str:
@@ -108,7 +90,7 @@ def make_engine(url: str, **options: Any) -> AsyncEngine:
 
 
 def alembic_config() -> Config:
-    return migrations.alembic_config(SCRIPT_LOCATION)
+    return database.alembic_config(SCRIPT_LOCATION)
 
 
 def _too_new(unknown: str, head: str | None) -> SchemaTooNewError:
@@ -121,7 +103,7 @@ def _too_new(unknown: str, head: str | None) -> SchemaTooNewError:
 
 def _migrate(sync_conn: Connection) -> str:
     """Refuse a newer schema, then upgrade to head, inside the caller's transaction."""
-    return migrations.upgrade_to_head(sync_conn, SCRIPT_LOCATION, _too_new)
+    return database.upgrade_to_head(sync_conn, SCRIPT_LOCATION, _too_new)
 
 
 async def migrate(engine: AsyncEngine) -> str:

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from bot.ids import EventId, RoomId, UserId
 from bot.store.models import AuditRow, CaseRoomRow, ProcessedCommandRow
 from bot.store.records import AuditEntry, CaseRoom, Claim
-from bridge.common.migrations import prepare_sqlite_file, upgrade_to_head
+from bridge.common import database
+from bridge.common.database import prepare_sqlite_file, upgrade_to_head
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +37,7 @@ def now_ms() -> int:
 
 def normalise_url(url: str) -> str:
     """Add the async driver to plain URLs (``sqlite:///x`` → ``sqlite+aiosqlite:///x``)."""
-    parsed = make_url(url)
-    drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-    if parsed.drivername in drivers:
-        parsed = parsed.set(drivername=drivers[parsed.drivername])
-    elif parsed.drivername == "postgres":
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-        raise StoreError(
-            f"unsupported database URL scheme {parsed.drivername!r}: "
-            "use sqlite:///PATH or postgresql://USER@HOST/DB"
-        )
-    return parsed.render_as_string(hide_password=False)
+    return database.normalise_url(url, StoreError)
 
 
 def _too_new(unknown: str, head: str | None) -> SchemaTooNewError:

@@ -1,4 +1,4 @@
-"""Bringing a service's database to its code's schema at start, and refusing one that is newer.
+"""Opening a service's database: its URL, its SQLite file, its schema brought up to date.
 
 The bot and the bridge each keep their own Alembic history; both run it the same way, inside
 the caller's transaction, after checking that every revision the database records is one this
@@ -16,10 +16,37 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
 
 TooNew = Callable[[str, str | None], Exception]
 """Builds the service's own error from the unknown revisions (comma-joined) and its head."""
+
+
+def normalise_url(url: str, error: type[Exception]) -> str:
+    """Give plain URLs their async driver (``sqlite:///x`` → ``sqlite+aiosqlite:///x``).
+
+    Raises `error` (the service's own, for the operator) unless the URL names one of the two
+    supported back ends.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise error(
+            f"{url!r} is not a database URL: use sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
+    drivers = {
+        "sqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+    }
+    parsed = parsed.set(drivername=drivers.get(parsed.drivername, parsed.drivername))
+    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise error(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
+    return parsed.render_as_string(hide_password=False)
 
 
 def alembic_config(script_location: str) -> Config:
