@@ -10,6 +10,7 @@ password hashing, relaxed rate limits, 1 s retention jobs). Layout:
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
@@ -23,6 +24,27 @@ from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation
 pytest_plugins = ["tests.conftest_bot"]  # bot_a: a running Caducée bot on hs_a
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """A command run in-process (CliRunner) configures logging for its terminal, whose stream
+    is closed afterwards: put the root logger back so later tests neither write to a closed
+    stream nor see INFO lines in their output."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {
+        name: logger.level
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    root_level = root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture(scope="session", autouse=True)
