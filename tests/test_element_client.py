@@ -240,10 +240,6 @@ async def test_strict_element_shuts_out_a_device_nobody_cross_signed(
         await nio.close()
 
 
-@pytest.mark.skipif(
-    not (Path(__file__).parent / "conftest_bot.py").exists(),
-    reason="needs the bot_a fixture from tests/conftest_bot.py (bot shell not merged yet)",
-)
 async def test_strict_element_and_the_bot_trust_each_other(
     hs_a: Homeserver, element: MakeElement, bot_a: _HasUserId
 ) -> None:
