@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from bridge.db import Database
+from bridge.directory import search as search_module
 from bridge.directory.importer import import_directory
 from bridge.directory.rows import city_key, words
 from bridge.directory.search import SearchPage
@@ -130,3 +131,15 @@ async def test_both_back_ends_give_identical_pages(tmp_path: Path) -> None:
             pages[backend] = [await search(db, q, limit=20, offset=3) for q in QUERIES]
     assert pages["sqlite"] == pages["postgres"]
     assert sum(p.total for p in pages["sqlite"]) > 100
+
+
+async def test_ranking_is_the_same_whether_done_in_sql_or_on_fetched_rows(
+    directory: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queries = ["martin", "mart", "dupon", "le", "ma cardio"]
+    monkeypatch.setattr(search_module, "SMALL", 10**9)  # rank every result set in Python
+    in_python = [await search(directory, q, limit=7, offset=2) for q in queries]
+    monkeypatch.setattr(search_module, "SMALL", 0)  # rank every result set in SQL
+    in_sql = [await search(directory, q, limit=7, offset=2) for q in queries]
+    assert in_python == in_sql
+    assert sum(p.total for p in in_sql) > 50

@@ -112,10 +112,6 @@ class _Backend:
         self.page_two = _Statement(select.format(tiers=f"{one} UNION ALL {two}"), postgres)
         generation = "(SELECT max(id) FROM directory_import)"
         self.count_one = _Statement(f"SELECT ({count.format(q=':q0')}), 0, {generation}", postgres)
-        self.count_two = _Statement(
-            f"SELECT ({count.format(q=':q0')}), ({count.format(q=':q1')}), {generation}",
-            postgres,
-        )
         self.generation = _Statement(f"SELECT {generation}", postgres)
         by_id = (
             f"SELECT {_COLUMNS}, {generation} FROM directory_practitioner p "
@@ -247,12 +243,23 @@ def _steps(backend: _Backend, query: str, cities: frozenset[str], limit: int, of
         params = {"q0": q, "limit0": limit, "offset0": offset}
         rows = yield backend.page_one, params
         return SearchPage(int(total), [_result(row, plan) for row in rows]), generation
-    exact = plan.expression(exact=True)
-    q, q_exact = backend.render(expr), backend.render(exact)
-    [(total, n_exact, generation)] = yield backend.count_two, {"q0": q, "q1": q_exact}
-    total, n_exact = int(total), int(n_exact)
+    q = backend.render(expr)
+    [(total, _, generation)] = yield backend.count_one, {"q0": q}
+    total = int(total)
     if not total or offset >= total:
         return SearchPage(total, []), generation
+    if total <= SMALL:
+        # Few matches (a name typed in full, usually): fetch them all, rank them here.
+        rows = yield backend.page_one, {"q0": q, "limit0": total, "offset0": 0}
+        words = set(plan.name_words)
+        rows.sort(key=lambda row: not words <= set(w.words(f"{row[3]} {row[2]}")))
+        return SearchPage(
+            total, [_result(r, plan) for r in rows[offset : offset + limit]]
+        ), generation
+    exact = plan.expression(exact=True)
+    q_exact = backend.render(exact)
+    [(n_exact, _, _)] = yield backend.count_one, {"q0": q_exact}
+    n_exact = int(n_exact)
     # Tier 0: exact-name matches from `offset`; tier 1: the others, after them.
     first = max(0, min(limit, n_exact - offset))
     params = {
@@ -265,6 +272,10 @@ def _steps(backend: _Backend, query: str, cities: frozenset[str], limit: int, of
     }
     rows = yield backend.page_two, params
     return SearchPage(total, [_result(row, plan) for row in rows]), generation
+
+
+SMALL = 50
+"""Up to this many matches, exact-name-first ranking is done on the fetched rows."""
 
 
 def _score(activity: w.Activity, plan: Plan) -> int:
