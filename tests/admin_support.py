@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,10 +12,10 @@ import aiohttp
 import sqlalchemy as sa
 
 from bridge.admin.services import AdminServices
-from bridge.db import Database, open_database
+from bridge.db import Database
 from bridge.directory.rows import FIELD_SEP
 from deploy.local.federation import Homeserver
-from tests.test_bot_commands_support import fresh_postgres_database
+from tests.test_directory_support import directory_database
 
 PUBLIC_URL = "http://bridge.test"
 
@@ -27,21 +25,7 @@ def random_rpps() -> str:
     return "1" + "".join(random.choice("0123456789") for _ in range(10))
 
 
-@asynccontextmanager
-async def bridge_database(kind: str, tmp_path: Path) -> AsyncIterator[Database]:
-    if kind == "sqlite":
-        db = await open_database(f"sqlite:///{tmp_path / 'bridge.db'}")
-        try:
-            yield db
-        finally:
-            await db.close()
-        return
-    async for url in fresh_postgres_database():
-        db = await open_database(url)
-        try:
-            yield db
-        finally:
-            await db.close()
+bridge_database = directory_database  # an empty, migrated bridge DB on SQLite or PostgreSQL
 
 
 async def add_practitioner(
