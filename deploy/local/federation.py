@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -142,8 +143,6 @@ class LocalFederation:
 
 
 def _demo_password() -> str:
-    import secrets
-
     return "demo-" + secrets.token_urlsafe(12)
 
 
