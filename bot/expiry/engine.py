@@ -74,6 +74,7 @@ class ExpiryEngine:
         self._outage_failures = 0
         self._started = False
         self._persist_task: asyncio.Task[None] | None = None
+        self._backlog = False
 
     @property
     def schedule(self) -> ExpiryStore:
@@ -300,8 +301,12 @@ class ExpiryEngine:
             return
         free = self._settings.concurrency - len(in_flight)
         if free > 0:
-            candidates = await self._schedule.ready(now, free + len(in_flight))
-            fresh = [e for e in candidates if _key(e) not in in_flight][:free]
+            candidates = await self._schedule.ready(now, free + len(in_flight) + 1)
+            waiting = [e for e in candidates if _key(e) not in in_flight]
+            fresh = waiting[:free]
+            # More is due than the pipeline holds (e.g. overdue after a restart): reading
+            # history back yields to redacting until the backlog is gone.
+            self._backlog = len(waiting) > free
             for entry in fresh:
                 in_flight[_key(entry)] = asyncio.create_task(
                     self._attempt(entry, in_flight, finished)
@@ -390,9 +395,15 @@ class ExpiryEngine:
     async def _backfill_loop(self) -> None:
         gate = asyncio.Semaphore(self._settings.backfill_concurrency)
 
+        alone = asyncio.Lock()
+
         async def one(gap: Gap) -> None:
             async with gate:
-                await self._fill(gap)
+                if self._backlog:  # overdue redactions first: one room at a time meanwhile
+                    async with alone:
+                        await self._fill(gap)
+                else:
+                    await self._fill(gap)
 
         while True:
             try:

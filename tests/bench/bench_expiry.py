@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -132,9 +133,16 @@ async def history(member: Raw, room: str) -> dict[str, tuple[int, int | None]]:
         params = {"dir": "b", "limit": "500"}
         if token:
             params["from"] = token
-        page = await member.call(
-            "GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages", **params
-        )
+        for attempt in range(5):  # a loaded Synapse answers 500 now and then
+            try:
+                page = await member.call(
+                    "GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages", **params
+                )
+                break
+            except AssertionError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(2)
         for event in page.get("chunk", []):
             if event.get("type") != "m.room.encrypted":
                 continue
@@ -191,6 +199,21 @@ def schedule_counts(db: Path) -> tuple[int, int]:
         return int(row[0]), int(row[1] or 0)
     finally:
         conn.close()
+
+
+def ack_lateness(db: Path, when: Timeline) -> tuple[list[float], list[float]]:
+    """From the bot's own records: when the homeserver acknowledged each redaction, past
+    the due time (while up) and past max(due, return) for what fell due while it was dead."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute(
+            "SELECT due_ms, done_ms FROM expiry_schedule WHERE done_ms IS NOT NULL"
+        ).fetchall()
+    finally:
+        conn.close()
+    up = [(done - due) / 1000 for due, done in rows if not when.killed_at <= due < when.back_at]
+    back = [(done - max(due, when.back_at)) / 1000 for due, done in rows if due >= when.killed_at]
+    return up, back
 
 
 def schedule_ids(db: Path) -> set[str]:
@@ -334,6 +357,9 @@ async def run(
     in_schedule = await asyncio.to_thread(schedule_ids, base / "bot.db")
     result = report(sent, lifetimes, seen, remote, when, baseline, rooms_count)
     result["never_scheduled"] = sum(1 for e in sent if e not in in_schedule)
+    acks = await asyncio.to_thread(ack_lateness, base / "bot.db", when)
+    result["engine_ack_lateness_while_up_s"] = summary(acks[0])
+    result["engine_ack_lateness_after_back_s"] = summary(acks[1])
     return result
 
 
@@ -407,8 +433,13 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(worker(json.loads(args.worker.read_text())))
         return
-    with tempfile.TemporaryDirectory(prefix="bench-expiry-") as tmp:
-        result = asyncio.run(run(args.events, args.rooms, args.downtime, args.rate, Path(tmp)))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-expiry-"))
+    try:
+        result = asyncio.run(run(args.events, args.rooms, args.downtime, args.rate, tmp))
+    except BaseException:
+        print(f"bench failed; its files are kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result, indent=2))
     up = result["lateness_after_back_s"]
     ok = result["missed_on_bot_server"] == 0 and up is not None and up["max"] <= 10.0
