@@ -397,8 +397,11 @@ def report(
         "send_s": round(when.send_s, 1),
         "send_rate_per_s": round(len(sent) / when.send_s, 1) if when.send_s else None,
         "downtime_s": round((when.back_at - when.killed_at) / 1000, 1),
-        "missed_on_bot_server": sum(1 for e in sent if seen.get(e, (0, None))[1] is None),
-        "missed_on_remote_server": sum(1 for e in sent if remote.get(e, (0, None))[1] is None),
+        # Served but not redacted. Events absent from the read-back were purged by the
+        # homeservers' retention (lifetime + margin) in long runs: counted apart.
+        "missed_on_bot_server": sum(1 for e in sent if e in seen and seen[e][1] is None),
+        "missed_on_remote_server": sum(1 for e in sent if e in remote and remote[e][1] is None),
+        "purged_before_read_back": sum(1 for e in sent if e not in seen),
         "lateness_s": summary(lateness),
         "lateness_while_up_s": summary(while_up),
         "lateness_after_back_s": summary(after_back),
