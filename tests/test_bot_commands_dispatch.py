@@ -18,6 +18,7 @@ from bot.bridge_client import DirectoryClient, SearchPage
 from bot.commands.context import CommandSettings, IncomingMessage
 from bot.commands.dispatcher import CommandDispatcher
 from bot.commands.registry import CaseLifecycle
+from bot.expiry.policy import PURGE_MARGIN_MS
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotStore, CaseRoom, Claim
 from tests.test_bot_commands_support import (
@@ -249,7 +250,9 @@ async def test_case_new_creates_a_protected_room_invites_and_links(bot: Bot) -> 
     room = bot.matrix.rooms[room_id]
     assert room.body["name"] == "Cas · suivi genou" and room.body["invite"] == []
     assert room.state[("m.room.encryption", "")] == {"algorithm": "m.megolm.v1.aes-sha2"}
-    assert room.state[("m.room.retention", "")] == {"max_lifetime": 2 * 86400 * 1000}
+    assert room.state[("m.room.retention", "")] == {
+        "max_lifetime": 2 * 86400 * 1000 + PURGE_MARGIN_MS
+    }
     assert room.power == {ALICE: 100}
     # The requester, a Matrix ID and an RPPS number resolved to a Matrix ID are invited.
     assert room.invited == {ALICE, CAROL, BOB}
@@ -271,7 +274,7 @@ async def test_case_new_uses_the_default_lifetime(bot: Bot) -> None:
     case = await bot.store.get_case(room_id)
     assert case is not None and case.ttl_seconds == SETTINGS.default_ttl_seconds
     state = bot.matrix.rooms[room_id].state[("m.room.retention", "")]
-    assert state == {"max_lifetime": SETTINGS.default_ttl_seconds * 1000}
+    assert state == {"max_lifetime": SETTINGS.default_ttl_seconds * 1000 + PURGE_MARGIN_MS}
 
 
 async def test_case_new_refuses_patient_identifiers_and_creates_nothing(bot: Bot) -> None:

@@ -24,6 +24,7 @@ from bot.commands.policy import (
 )
 from bot.commands.registry import Command, Found, Incomplete, Permission, Registry, Scope, Unknown
 from bot.commands.rooms import build_case_room_body, matrix_to_link
+from bot.expiry.policy import PURGE_MARGIN_MS
 from bot.ids import RoomId, UserId
 from bot.store import CaseRoom
 from bridge.guard.identifiers import find_patient_identifier
@@ -243,7 +244,7 @@ def test_case_room_body_protects_the_room_from_its_first_event() -> None:
     assert _state(body, "m.room.join_rules") == {"join_rule": "invite"}
     assert _state(body, "m.room.history_visibility") == {"history_visibility": "invited"}
     assert _state(body, "m.room.guest_access") == {"guest_access": "forbidden"}
-    assert _state(body, "m.room.retention") == {"max_lifetime": 3_600_000}
+    assert _state(body, "m.room.retention") == {"max_lifetime": 3_600_000 + PURGE_MARGIN_MS}
     # Room version 12: the creator (the bot) has unlimited power and must not be listed.
     assert body["room_version"] == "12"
     assert body["power_level_content_override"]["users"] == {BOB: 100}

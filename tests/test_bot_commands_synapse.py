@@ -13,6 +13,7 @@ import pytest
 
 from bot.commands.policy import check_label
 from bot.commands.rooms import build_case_room_body
+from bot.expiry.policy import PURGE_MARGIN_MS
 from bot.ids import UserId
 from bridge.guard.identifiers import find_patient_identifier
 from deploy.local.federation import Homeserver
@@ -60,7 +61,7 @@ async def test_case_room_body_is_accepted_and_yields_the_promised_state(
     assert by_type[("m.room.join_rules", "")] == {"join_rule": "invite"}
     assert by_type[("m.room.history_visibility", "")] == {"history_visibility": "invited"}
     assert by_type[("m.room.guest_access", "")] == {"guest_access": "forbidden"}
-    assert by_type[("m.room.retention", "")] == {"max_lifetime": 3_600_000}
+    assert by_type[("m.room.retention", "")] == {"max_lifetime": 3_600_000 + PURGE_MARGIN_MS}
     assert by_type[("m.room.name", "")] == {"name": "Cas · genou droit 72"}
     power = by_type[("m.room.power_levels", "")]
     # Room version 12: the bot, creator, has unlimited power without being listed.

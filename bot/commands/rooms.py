@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from bot.expiry.policy import RETENTION_EVENT, retention_content
 from bot.ids import RoomId, UserId, server_of
 
 ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
-RETENTION_EVENT = "m.room.retention"
 FULL_POWER = 100
 INVITE_LEVEL = 50
 ROOM_NAME_PREFIX = "Cas · "
@@ -46,7 +46,8 @@ def build_case_room_body(
     - inviting takes power 50, so plain members cannot widen the circle;
     - the requester at power 100 and the bot with full power (as the creator in room
       version 12, explicitly at 100 before), everyone else at the default (0);
-    - ``m.room.retention`` with the lifetime, so homeservers purge expired events too;
+    - ``m.room.retention`` with the lifetime plus a margin, so homeservers purge expired
+      events too, after members' clients have received the bot's redaction;
     - not published in the room directory, no topic (nothing but the pseudonym shows).
 
     ``invite`` is left empty by the commands (invitees are invited one by one so that one
@@ -90,7 +91,7 @@ def build_case_room_body(
             {
                 "type": RETENTION_EVENT,
                 "state_key": "",
-                "content": {"max_lifetime": ttl_seconds * 1000},
+                "content": retention_content(ttl_seconds * 1000),
             },
         ],
     }
