@@ -124,8 +124,9 @@ def _http_status(response: Any) -> int | None:
 
 
 class ExpiryListener:
-    """The shell's `bot.events.SyncListener` for the engine: every timeline event is noted
-    and persisted in the background within moments; gaps are recorded at once."""
+    """The shell's `bot.events.SyncListener` (and `SyncCommitListener`) for the engine: every
+    timeline event is noted, persisted before its sync is acknowledged; gaps are recorded
+    at once."""
 
     def __init__(self, engine: ExpiryEngine) -> None:
         self._engine = engine
@@ -138,3 +139,8 @@ class ExpiryListener:
 
     async def on_gap(self, room_id: RoomId, prev_batch: str) -> None:
         await self._engine.on_limited_timeline(room_id, prev_batch)
+
+    async def after_sync(self, response: Any) -> None:
+        """Commit what this sync brought before the shell saves the sync position, so the
+        schedule is persisted before the events are acknowledged (no reliance on catch-up)."""
+        await self._engine.persist()
