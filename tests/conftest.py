@@ -109,3 +109,16 @@ def hs_b(federation: LocalFederation) -> Homeserver:
 @pytest.fixture(scope="session")
 def hs_c(federation: LocalFederation) -> Homeserver:
     return federation["c"]
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database for the bot's stores, on SQLite and on PostgreSQL (a fresh database
+    each time; skipped, saying why, when no PostgreSQL server answers)."""
+    from tests.test_bot_commands_support import fresh_postgres_database, sqlite_url
+
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+    else:
+        async for url in fresh_postgres_database():
+            yield url

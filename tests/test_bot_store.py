@@ -18,19 +18,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotStore, CaseRoom, Claim, SchemaTooNewError, StoreError, normalise_url
 from bot.store.models import Base
-from tests.test_bot_commands_support import fresh_postgres_database, sqlite_url
 
 ROOM = RoomId("!case:hs-a.test")
 ALICE = UserId("@alice:hs-a.test")
-
-
-@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-    else:
-        async for url in fresh_postgres_database():
-            yield url
 
 
 @pytest_asyncio.fixture

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 import pytest_asyncio
 
 from bot.expiry.schedule import ExpiryStore, NewEntry, Outcome
 from bot.ids import EventId, RoomId
-from tests.test_bot_commands_support import fresh_postgres_database, sqlite_url
 
 ROOM = RoomId("!case:hs-a.test")
 OTHER = RoomId("!other:hs-a.test")
-
-
-@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-    else:
-        async for url in fresh_postgres_database():
-            yield url
 
 
 @pytest_asyncio.fixture
