@@ -117,7 +117,24 @@ class Doctor:
         assert isinstance(response, RoomCreateResponse), response
         room_id = str(response.room_id)
         await self.wait_joined(room_id, other, timeout=timeout)
+        await self.wait_devices_known(other, timeout=timeout)
         return room_id
+
+    async def wait_devices_known(self, user_id: str, *, timeout: float = 20.0) -> None:
+        """Wait until our crypto knows `user_id`'s devices: a message sent before that would
+        carry a room key for none of them (a race after a join over federation)."""
+        olm = self.client.olm
+        assert olm is not None
+
+        async def known() -> bool | None:
+            if any(True for _ in self.client.device_store.active_user_devices(user_id)):
+                return True
+            olm.users_for_key_query.add(user_id)
+            with contextlib.suppress(Exception):
+                await self.client.keys_query()
+            return None
+
+        await eventually(known, timeout=timeout)
 
     async def wait_joined(self, room_id: str, user_id: str, *, timeout: float = 20.0) -> None:
         async def joined() -> bool | None:
