@@ -129,28 +129,35 @@ async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
     taken: set[int] = set()
     ports = (_demo_port(taken), _demo_port(taken))
     process, state = _start(tmp_path, ports)
-    names = [hs["server_name"] for hs in state["homeservers"]]
-    assert names == [f"localhost:{ports[0]}", f"localhost:{ports[1]}"]
-    doctor = state["homeservers"][0]["demo_accounts"][0]
-    client_url = state["homeservers"][0]["client_url"]
-    token = await _login(client_url, doctor["user_id"], doctor["password"])
-    async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
-        http.post(f"{client_url}/_matrix/client/v3/createRoom", json={"name": "Staff"}) as made,
-    ):
-        assert made.status == 200, await made.text()
-        room_id = (await made.json())["room_id"]
-    # The demo's whole chain: a doctor of federation B asks federation A's bot, over
-    # federation (peering + the guards' live allow-lists), to search A's register.
-    doctor_b = await Doctor.create(_DemoHomeserver(tmp_path, state, 1), tmp_path, name="doc")
     try:
-        bot_a = state["homeservers"][0]["bot_user_id"]
-        room = await doctor_b.dm(bot_a, timeout=60)
-        await doctor_b.send(room, "!find cardio lyon")
-        reply = await doctor_b.wait_for_text(bot_a, lambda body: "10009999995" in body, timeout=60)
-        assert "@dr.martin:" in reply.body  # onboarded and visible: the Matrix ID is shown
-    finally:
-        await doctor_b.close()
+        names = [hs["server_name"] for hs in state["homeservers"]]
+        assert names == [f"localhost:{ports[0]}", f"localhost:{ports[1]}"]
+        doctor = state["homeservers"][0]["demo_accounts"][0]
+        client_url = state["homeservers"][0]["client_url"]
+        token = await _login(client_url, doctor["user_id"], doctor["password"])
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+            http.post(f"{client_url}/_matrix/client/v3/createRoom", json={"name": "Staff"}) as made,
+        ):
+            assert made.status == 200, await made.text()
+            room_id = (await made.json())["room_id"]
+        # The demo's whole chain: a doctor of federation B asks federation A's bot, over
+        # federation (peering + the guards' live allow-lists), to search A's register.
+        doctor_b = await Doctor.create(_DemoHomeserver(tmp_path, state, 1), tmp_path, name="doc")
+        try:
+            bot_a = state["homeservers"][0]["bot_user_id"]
+            room = await doctor_b.dm(bot_a, timeout=60)
+            await doctor_b.send(room, "!find cardio lyon")
+            reply = await doctor_b.wait_for_text(
+                bot_a, lambda body: "10009999995" in body, timeout=60
+            )
+            assert "@dr.martin:" in reply.body  # onboarded and visible: the Matrix ID is shown
+        finally:
+            await doctor_b.close()
+    except BaseException:
+        process.send_signal(signal.SIGINT)  # a failed check must not leave the demo running
+        process.communicate(timeout=60)
+        raise
     output = _stop(process, state)
     assert doctor["password"] in output and client_url in output
     assert "custom homeserver" in output
