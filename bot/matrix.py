@@ -30,6 +30,7 @@ from nio import (
 )
 from nio.api import Api
 
+from bot.aio import wait_event
 from bot.commands.context import MatrixActionError
 from bot.crypto.bootstrap import NioJson
 from bot.crypto.device_trust import DeviceTrust
@@ -340,5 +341,4 @@ async def wait_until(
         remaining = deadline - loop.time()
         if remaining <= 0:
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), remaining)
+        await wait_event(event, remaining)

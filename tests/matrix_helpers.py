@@ -27,6 +27,7 @@ from nio import (
     RoomSendResponse,
 )
 
+from bot.aio import wait_event
 from bot.crypto.bootstrap import NioJson, ensure_cross_signed
 from deploy.local.federation import Homeserver
 
@@ -200,8 +201,7 @@ class Doctor:
             if remaining <= 0:
                 raise AssertionError(f"no matching message from {sender} within {timeout} s")
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), min(remaining, 1.0))
+            await wait_event(self._arrived, min(remaining, 1.0))
 
     async def close(self) -> None:
         if self._sync is not None:

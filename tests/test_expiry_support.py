@@ -276,16 +276,22 @@ class ExpiryBot:
 
     async def stop(self) -> None:
         """Stop abruptly (tasks cancelled mid-flight, nothing flushed), like a crash."""
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
-        for close in self._closers:
-            with contextlib.suppress(Exception):
-                await close()
-        self._closers = []
+        try:
+            if tasks:
+                stopped, running = await asyncio.wait(tasks, timeout=30)
+                for task in stopped:  # a crash is what this simulates: errors are expected
+                    if not task.cancelled():
+                        task.exception()
+                if running:  # a loop that swallows its cancellation would run forever
+                    raise AssertionError(f"{len(running)} expiry task(s) ignored cancellation")
+        finally:
+            for close in self._closers:
+                with contextlib.suppress(Exception):
+                    await close()
+            self._closers = []
 
     def check_alive(self) -> None:
         for task in self._tasks:
