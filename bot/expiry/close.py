@@ -25,17 +25,29 @@ async def redact_room_now(engine: ExpiryEngine, room_id: RoomId, timeout_s: floa
     """Redact every message of a room now and wait: the whole history is read back and
     made due, and the engine's worker (`run` must be running) redacts it, overdue first.
 
+    Messages from remote members may reach the bot's homeserver while this runs: they are
+    due at once too, and once nothing is pending the history is read back one more time to
+    catch them before returning.
+
     Returns how many redactions are still pending at the timeout (0 on success).
     """
+    engine.start_closing(room_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
     await engine.backfill(room_id, None, None, due_now=True)
     await engine.schedule.expedite_room(room_id, engine.now_ms())
     engine.wake()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    settled = False
     while True:
         left = await engine.schedule.pending_count(room_id)
-        if left == 0 or loop.time() > deadline:
+        if loop.time() > deadline:
             return left
+        if left == 0:
+            if settled:
+                return 0
+            settled = await engine.backfill(room_id, None, None, due_now=True) == 0
+            continue
+        settled = False
         await asyncio.sleep(0.2)
 
 

@@ -12,10 +12,10 @@ events but before they were persisted), while the worker redacts overdue events 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
+from bot.aio import wait_event
 from bot.expiry.backfill import plan_page
 from bot.expiry.policy import (
     Verdict,
@@ -66,6 +66,7 @@ class ExpiryEngine:
         self._settings = settings or ExpirySettings()
         self._clock = clock
         self._lifetimes: dict[RoomId, tuple[int | None, int]] = {}
+        self._closing: set[RoomId] = set()
         self._buffer: list[tuple[RoomId, TimelineEvent, int]] = []
         self._persist_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -178,7 +179,12 @@ class ExpiryEngine:
     # -- lifetimes -----------------------------------------------------------------------
 
     async def lifetime_ms(self, room_id: RoomId) -> int | None:
-        """The room's message lifetime, or None when it is not an open case room."""
+        """The room's message lifetime, or None when it is not an open case room.
+
+        Zero for a room being closed: whatever still arrives in it goes at once.
+        """
+        if room_id in self._closing:
+            return 0
         now = self._clock()
         cached = self._lifetimes.get(room_id)
         if cached is not None and (
@@ -214,8 +220,15 @@ class ExpiryEngine:
         """When the room's next message expires (None when none is waiting)."""
         return await self._schedule.next_due_ms(room_id)
 
+    def start_closing(self, room_id: RoomId) -> None:
+        """From now on every event of this room is due at once, including those that reach
+        the bot's homeserver later (a remote member's last message still in transit)."""
+        self._closing.add(room_id)
+        self._lifetimes.pop(room_id, None)
+
     def forget(self, room_id: RoomId) -> None:
         self._lifetimes.pop(room_id, None)
+        self._closing.discard(room_id)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -259,8 +272,7 @@ class ExpiryEngine:
             group.create_task(self._housekeeping_loop())
 
     async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), max(0.0, seconds))
+        await wait_event(event, seconds)
         event.clear()
 
     async def _redaction_loop(self) -> None:
@@ -302,7 +314,9 @@ class ExpiryEngine:
         free = self._settings.concurrency - len(in_flight)
         if free > 0:
             candidates = await self._schedule.ready(now, free + len(in_flight) + 1)
-            waiting = [e for e in candidates if _key(e) not in in_flight]
+            # An attempt that ended while `ready` was reading is not recorded yet: skip it too.
+            busy = in_flight.keys() | {(o.room_id, o.event_id) for o in finished}
+            waiting = [e for e in candidates if _key(e) not in busy]
             fresh = waiting[:free]
             # More is due than the pipeline holds (e.g. overdue after a restart): reading
             # history back yields to redacting until the backlog is gone.
@@ -329,7 +343,8 @@ class ExpiryEngine:
         item = entry.pending
         outcome: Outcome | None = None
         try:
-            outcome = await asyncio.wait_for(self._redact(entry), self._settings.request_timeout_s)
+            async with asyncio.timeout(self._settings.request_timeout_s):
+                outcome = await self._redact(entry)
         except TimeoutError:
             # A homeserver this slow answers eventually; the fixed transaction id makes the
             # retry a no-op if the first request did land.
