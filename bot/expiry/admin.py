@@ -23,6 +23,12 @@ from bot.ids import RoomId, UserId
 
 logger = logging.getLogger(__name__)
 
+PURGE_ATTEMPTS = 3
+
+
+class PurgeFailedError(AdminError):
+    """The homeserver ran the room purge and reported it failed."""
+
 
 def read_admin_token(path: Path) -> str:
     """The token in ``path``, refusing a file that others may read (it is a server key)."""
@@ -50,11 +56,19 @@ def write_admin_token(path: Path, token: str) -> None:
 class SynapseExpiryAdmin:
     """`HomeserverAdmin` over HTTP. Owns its aiohttp session; `await close()` when done."""
 
-    def __init__(self, base_url: str, token: str, *, purge_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        purge_timeout_s: float = 120.0,
+        purge_retry_s: float = 1.0,
+    ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self._http: aiohttp.ClientSession | None = None
         self._purge_timeout_s = purge_timeout_s
+        self._purge_retry_s = purge_retry_s
 
     async def close(self) -> None:
         if self._http is not None:
@@ -97,7 +111,29 @@ class SynapseExpiryAdmin:
         )
 
     async def purge_room(self, room_id: RoomId) -> None:
-        """Remove a room and all its events from this homeserver; waits for the purge."""
+        """Remove a room and all its events from this homeserver; waits for the purge.
+
+        A purge the homeserver reports as failed is started again (twice at most): Synapse
+        can trip over rows that its own background work writes for the room meanwhile, and
+        a second purge finishes the job.
+        """
+        for attempt in range(1, PURGE_ATTEMPTS + 1):
+            try:
+                await self._purge_once(room_id)
+                return
+            except PurgeFailedError as error:
+                if attempt == PURGE_ATTEMPTS:
+                    raise
+                logger.warning(
+                    "purge of %s failed (%s); starting it again (%d/%d)",
+                    room_id,
+                    error,
+                    attempt + 1,
+                    PURGE_ATTEMPTS,
+                )
+                await asyncio.sleep(self._purge_retry_s * attempt)
+
+    async def _purge_once(self, room_id: RoomId) -> None:
         data = await self._call(
             "DELETE",
             f"/_synapse/admin/v2/rooms/{quote(room_id)}",
@@ -113,7 +149,9 @@ class SynapseExpiryAdmin:
             if state == "complete":
                 return
             if state == "failed":
-                raise AdminError(f"room purge failed: {status.get('error', 'no reason given')}")
+                raise PurgeFailedError(
+                    f"room purge failed: {status.get('error') or 'no reason given'}"
+                )
             if time.monotonic() > deadline:
                 raise AdminError("room purge still running after the timeout")
             await asyncio.sleep(0.2)
