@@ -1,19 +1,15 @@
 """Expiry through the real bot: E2EE doctors on two homeservers, `!case new ... ttl=`,
 messages redacted for both, `!expire`, and `!case close` redacting and purging.
 
-The bot is the shell's `BotRunner` (login, crypto, cross-signing, sync, router) with the
-expiry engine wired the way BOT-INTERFACE.md says: listener, `!expire` in the registry,
-`ExpiryLifecycle` for closing.
+The bot is the production one: `BotRunner` (login, crypto, cross-signing, sync, router) with
+the handler `caducee bot run` uses, so the expiry engine's wiring is what is tested.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -21,22 +17,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from bot.commands.builtin import default_registry
-from bot.commands.context import CommandSettings
-from bot.commands.dispatcher import CommandDispatcher
-from bot.config import BotConfig
-from bot.events import MessageHandler
-from bot.expiry.admin import SynapseExpiryAdmin
-from bot.expiry.close import ExpiryLifecycle
-from bot.expiry.command import expire_command
-from bot.expiry.engine import ExpiryEngine, ExpirySettings
-from bot.expiry.nio_matrix import ExpiryListener, NioExpiryMatrix
-from bot.expiry.schedule import ExpiryStore
-from bot.matrix import NioActions
-from bot.runner import BotRunner, UnavailableDirectory
-from bot.store import BotStore
+from bot.expiry.admin import write_admin_token
+from bot.runner import BotRunner
 from deploy.local.federation import Homeserver, RegisteredUser
-from tests.conftest_bot import bot_config
+from tests.conftest_bot import bot_config, start_bot
 from tests.matrix_helpers import Doctor, eventually
 from tests.test_expiry_support import Raw, Witness
 
@@ -45,60 +29,12 @@ pytestmark = pytest.mark.slow
 LIFETIME_S = 6
 
 
-def expiry_bot(config: BotConfig, hs: Homeserver) -> BotRunner:
-    """A BotRunner whose handler is the commands' dispatcher plus the expiry engine."""
-
-    async def build(actions: NioActions, stack: AsyncExitStack) -> MessageHandler:
-        cfg = runner.config
-        url = cfg.effective_database_url
-        store = await BotStore.open(url)
-        stack.push_async_callback(store.close)
-        schedule = await ExpiryStore.open(url)
-        stack.push_async_callback(schedule.close)
-        admin = SynapseExpiryAdmin(hs.client_url, hs.admin_token)
-        stack.push_async_callback(admin.close)
-        assert runner.client is not None
-        engine = ExpiryEngine(
-            schedule=schedule,
-            cases=store,
-            matrix=NioExpiryMatrix(runner.client),
-            server_name=hs.server_name,
-            admin=admin,
-            settings=ExpirySettings(idle_poll_s=1.0),
-        )
-        await engine.start()
-        task = asyncio.create_task(engine.run())
-
-        async def stop_engine() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        stack.push_async_callback(stop_engine)
-        runner.add_listener(ExpiryListener(engine))
-        registry = default_registry()
-        registry.add(expire_command(engine))
-        dispatcher = CommandDispatcher(
-            actions=actions,
-            store=store,
-            directory=UnavailableDirectory(),
-            settings=CommandSettings(
-                default_ttl_seconds=cfg.default_ttl,
-                min_ttl_seconds=cfg.min_ttl,
-                max_ttl_seconds=cfg.max_ttl,
-                member_servers=cfg.effective_member_servers,
-            ),
-            registry=registry,
-            lifecycle=ExpiryLifecycle(engine, redact_timeout_s=30),
-        )
-        return dispatcher.handle
-
-    runner = BotRunner(config, build)
-    return runner
-
-
 @pytest_asyncio.fixture
 async def bot(hs_a: Homeserver, hs_b: Homeserver, tmp_path: Path) -> AsyncIterator[BotRunner]:
+    """The bot exactly as `caducee bot run` wires it (`bot.app.production_handler`), with a
+    server admin token file so that it lifts its rate limits and purges closed rooms."""
+    token_file = tmp_path / "admin-token"
+    write_admin_token(token_file, hs_a.admin_token)
     config = await bot_config(
         hs_a,
         tmp_path / "bot",
@@ -106,9 +42,9 @@ async def bot(hs_a: Homeserver, hs_b: Homeserver, tmp_path: Path) -> AsyncIterat
         min_ttl="2s",
         default_ttl="1h",
         max_ttl="1d",
+        admin_token_file=str(token_file),
     )
-    runner = expiry_bot(config, hs_a)
-    await runner.start()
+    runner = await start_bot(config)
     yield runner
     await runner.stop()
 
