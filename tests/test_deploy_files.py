@@ -15,6 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ from deploy.local.ca import ensure_ca
 from deploy.local.homeserver import HomeserverSpec, render_config
 from deploy.production.caddy import caddyfile
 from deploy.production.envfile import SECRET_KEYS, EnvFileError, fill_secrets, parse_env
-from deploy.production.render import Rendered, prepare_data_dirs, render
+from deploy.production.render import Rendered, prepare_data_dirs, registry_reminder, render
 from deploy.production.routes import ROUTE_GROUPS, Upstream, route
 from deploy.production.settings import Settings, Topology
 
@@ -294,21 +295,64 @@ def test_production_has_the_same_hardening_as_the_local_federation(
     assert policy, "nothing compared"
     assert {k: production.get(k) for k in policy} == {k: local[k] for k in policy}
     assert production["modules"][0]["module"] == local["modules"][0]["module"]
-    assert production["modules"][0]["config"]["allowed_servers"] == [
-        "sante-nord.test",
-        "sante-sud.test",
-        "sante-est.test",
-    ]
-    assert (
-        production["federation_domain_whitelist"]
-        == production["modules"][0]["config"]["allowed_servers"]
-    )
     assert production["database"]["name"] == "psycopg2"
     assert (
         "tls_certificate_path" not in production and "federation_custom_ca_list" not in production
     )
     client = next(x for x in production["listeners"] if x["port"] == TOPOLOGY.main_client.port)
     assert client["x_forwarded"] is True and client["resources"][0]["names"] == ["client", "openid"]
+
+
+def test_guards_follow_the_registry_live_through_the_bridge(
+    rendered: tuple[Path, Rendered],
+) -> None:
+    """Every Synapse process's guard polls the bridge's allow-list on the internal network;
+    no static whitelist, so onboarding or cutting off a homeserver needs no restart."""
+    from aiohttp import web
+
+    from bridge.guard.config import parse_config
+    from bridge.registry.routes import add_routes
+
+    _root, files = rendered
+    production = yaml.safe_load(files.homeserver.read_text())
+    assert "federation_domain_whitelist" not in production
+    (guard,) = (m["config"] for m in production["modules"] if m["module"].endswith("CaduceeGuard"))
+    # The .env members: the list in force until the bridge first answers.
+    assert guard["allowed_servers"] == ["sante-nord.test", "sante-sud.test", "sante-est.test"]
+    assert guard["refresh_seconds"] == 30
+    assert parse_config(guard).allowed_servers_url == guard["allowed_servers_url"]
+    url = urlsplit(guard["allowed_servers_url"])
+    # The bridge as the topology places it (its compose service, its rendered listener)...
+    assert url.scheme == "http"
+    assert (url.hostname, url.port) == (TOPOLOGY.bridge.host, TOPOLOGY.bridge.port)
+    assert TOPOLOGY.bridge.host in COMPOSE["services"]
+    assert yaml.safe_load(files.bridge.read_text())["listen_port"] == TOPOLOGY.bridge.port
+    # ...and the path its route table serves the allow-list on.
+    app = web.Application()
+    add_routes(app)
+    assert url.path == app.router["federation_allowed_servers"].canonical
+    # Synapse and the bridge share a network; the guard's URL carries no secret.
+    for name in ("synapse", "synapse-generic-worker", "synapse-federation-sender"):
+        assert "internal" in COMPOSE["services"][name]["networks"], name
+    assert "internal" in COMPOSE["services"]["bridge"]["networks"]
+    assert "@" not in guard["allowed_servers_url"]
+    # Workers load the shared file: no worker file overrides the modules.
+    for worker in files.workers.values():
+        assert "modules" not in yaml.safe_load(worker.read_text())
+
+
+def test_render_tells_the_operator_to_register_the_env_members() -> None:
+    """The .env members are cut off once the bridge answers unless they are registered."""
+    bridge_yaml = Path("/etc/caducee/bridge/bridge.yaml")
+    lines = registry_reminder(_settings(), bridge_yaml)
+    for server in ("sante-sud.test", "sante-est.test"):
+        assert any(
+            f"caducee admin homeserver add {server} --member" in line
+            and line.endswith(f"-c {bridge_yaml}")
+            for line in lines
+        ), server
+    assert not any("sante-nord.test" in line for line in lines)  # the bridge's own: always in
+    assert registry_reminder(replace(_settings(), members=()), bridge_yaml) == []
 
 
 def test_rendered_files_are_private_and_element_is_locked(rendered: tuple[Path, Rendered]) -> None:

@@ -61,7 +61,7 @@ def render_command(
     from dataclasses import replace
 
     from deploy.production.envfile import EnvFileError
-    from deploy.production.render import prepare_data_dirs, render
+    from deploy.production.render import prepare_data_dirs, registry_reminder, render
     from deploy.production.settings import Settings, Topology
 
     try:
@@ -80,6 +80,8 @@ def render_command(
     typer.echo(f"Rendered {rendered.homeserver} and {len(rendered.workers)} worker files")
     typer.echo(f"  bridge: {rendered.bridge}  bot: {rendered.bot}  element: {rendered.element}")
     typer.echo(f"  backup manifest: {rendered.manifest}")
+    for line in registry_reminder(settings, rendered.bridge):
+        typer.echo(line)
 
 
 @deploy_app.command("caddyfile")

@@ -6,6 +6,11 @@ replication listener and the workers filled in; each worker's own file holds onl
 Synapse's worker documentation says is per worker (app, name, listeners, log config). The
 bridge, the bot, Element Web and the backup manifest are rendered from the same settings, so
 a server name or a password is typed once.
+
+Who may federate is the bridge's federation registry: every Synapse process's guard reads
+the registry's list from the bridge and follows it live. The members named in `.env` are
+only the list in force until the bridge first answers, so they are registered once with
+`caducee admin` (`registry_reminder` says how).
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import jinja2
 import yaml
 from signedjson.key import generate_signing_key, write_signing_keys
 
+from bridge.registry.model import ALLOWED_SERVERS_PATH
 from deploy.local.homeserver import SYNAPSE_CONFIG_DIR
 from deploy.production.envfile import write_private
 from deploy.production.settings import Settings, Topology, Worker
 
 GENERATED_HEADER = "# Rendered by `caducee deploy render` from the deployment's .env: edit .env, "
 GENERATED_HEADER += "not this file.\n"
+GUARD_REFRESH_SECONDS = 30  # a registry change reaches every Synapse process within this
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,21 @@ def database_url(settings: Settings, topology: Topology, which: str, driver: str
     return f"postgresql{driver}://{auth}@{pg.host}:{pg.port}/{topology.databases[which]}"
 
 
+def bridge_url(topology: Topology) -> str:
+    """The bridge on the internal network (Synapse's guard and the bot call it there)."""
+    return f"http://{topology.bridge.host}:{topology.bridge.port}"
+
+
+def guard_config(settings: Settings, topology: Topology, tuning: Tuning) -> dict[str, Any]:
+    """The guard's configuration: the registry's live list, the .env members until it answers."""
+    return {
+        "allowed_servers": settings.allowed_servers,
+        "allowed_servers_url": bridge_url(topology) + ALLOWED_SERVERS_PATH,
+        "refresh_seconds": GUARD_REFRESH_SECONDS,
+        **tuning.extra_guard_config,
+    }
+
+
 def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> dict[str, Any]:
     """The hardened template's values for the shared configuration of every process."""
     data = topology.synapse_data_dir
@@ -99,7 +121,8 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
         "replication_bind": [topology.bind],
         "x_forwarded": True,
         "ca_cert": str(tuning.ca_cert) if tuning.ca_cert else None,
-        "federation_whitelist": settings.allowed_servers,
+        # Reason: the guard enforces the registry's live list; a static one needs a restart.
+        "federation_whitelist": None,
         "ip_range_whitelist": list(tuning.ip_range_whitelist),
         "federation_min_retry": "1s" if testing else "10s",
         "federation_max_retry": "5s" if testing else "5m",
@@ -142,7 +165,7 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
         "media_remote_lifetime": "7d",
         "rate_limits_relaxed": testing,
         "admin_contact": f"mailto:{settings.admin_email}",
-        "guard_config": {"allowed_servers": settings.allowed_servers, **tuning.extra_guard_config},
+        "guard_config": guard_config(settings, topology, tuning),
     }
 
 
@@ -214,7 +237,7 @@ def bot_config(settings: Settings, topology: Topology, tuning: Tuning) -> dict[s
         "store_dir": str(data / "store"),
         "pickle_key_file": str(data / "secrets" / "pickle-key"),
         "database_url": database_url(settings, topology, "bot", "+asyncpg"),
-        "bridge_url": f"http://{topology.bridge.host}:{topology.bridge.port}",
+        "bridge_url": bridge_url(topology),
         "bridge_token": settings.secrets["CADUCEE_BRIDGE_BOT_TOKEN"],
         "member_servers": settings.allowed_servers,
         "log_level": "INFO",
@@ -322,6 +345,25 @@ def render(
         manifest=manifest_path,
         signing_key=topology.synapse_data_dir / "signing.key",
     )
+
+
+def registry_reminder(settings: Settings, bridge_config_path: Path) -> list[str]:
+    """What to run once so the `.env` members stay allowed once the bridge answers the guard."""
+    others = settings.allowed_servers[1:]
+    if not others:
+        return []
+    config = f"-c {bridge_config_path}"
+    lines = [
+        "Register the members of CADUCEE_FEDERATION_MEMBERS in the federation registry once:",
+        "the guard allows them only until the bridge first answers with the registry's list.",
+        f'  caducee admin member add "<organisation>" {config}',
+    ]
+    lines += [
+        f'  caducee admin homeserver add {server} --member "<organisation>" {config}'
+        for server in others
+    ]
+    lines.append(f"  caducee admin member list {config}   (to check)")
+    return lines
 
 
 def prepare_data_dirs(topology: Topology) -> None:

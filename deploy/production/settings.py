@@ -97,7 +97,8 @@ class Settings:
 
     @property
     def allowed_servers(self) -> list[str]:
-        """This server first, then the other members (the guard's and Synapse's allow-list)."""
+        """This server first, then the other members: the guard's list until the bridge
+        answers with the registry's, and the bot's and the bridge's list of members."""
         return [self.server_name, *[m for m in self.members if m != self.server_name]]
 
 
