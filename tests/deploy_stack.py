@@ -3,9 +3,10 @@
 `ProductionStack` renders the production configuration (deploy.production.render, the same
 code as `caducee deploy render`) for loopback ports and a fresh PostgreSQL database, then
 starts Synapse's main process, its generic worker and its federation sender, with the
-machine's Redis. `RoutingProxy` stands in for Caddy: it routes with the same route table the
-Caddyfile is generated from, serves TLS on the server name's port (federation, private CA) and
-plain HTTP for local clients, and records which upstream served each request.
+machine's Redis, and the bridge (`caducee bridge run`), whose registry the guards follow.
+`RoutingProxy` stands in for Caddy: it routes with the same route table the Caddyfile is
+generated from, serves TLS on the server name's port (federation, private CA) and plain HTTP
+for local clients, and records which upstream served each request.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from bridge.http.meta_routes import HEALTH_PATH
 from deploy.local.ca import CertPaths
 from deploy.local.process import ManagedProcess
+from deploy.local.services import wait_for_allow_list, wait_for_log_line
 from deploy.production.envfile import SECRET_KEYS
-from deploy.production.render import Rendered, Tuning, prepare_data_dirs, render
+from deploy.production.render import Rendered, Tuning, bridge_url, prepare_data_dirs, render
 from deploy.production.routes import Upstream, route
 from deploy.production.settings import Endpoint, Settings, Topology, Worker
 
@@ -37,6 +40,7 @@ PG_HOST = os.environ.get("CADUCEE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CADUCEE_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("CADUCEE_TEST_PG_USER", "postgres")
 REDIS_PORT = int(os.environ.get("CADUCEE_TEST_REDIS_PORT", "6379"))
+CADUCEE = [sys.executable, "-c", "from deploy.cli import main; main()"]
 
 HOP_BY_HOP = {
     "connection",
@@ -146,7 +150,8 @@ def synapse_process(
 
 @dataclass
 class ProductionStack:
-    """Synapse main + generic worker + federation sender on PostgreSQL and Redis."""
+    """Synapse main + generic worker + federation sender on PostgreSQL and Redis, and the
+    bridge, started in compose's order (the bridge once Synapse is healthy)."""
 
     settings: Settings
     topology: Topology
@@ -158,6 +163,18 @@ class ProductionStack:
     def main_client_url(self) -> str:
         endpoint = self.topology.main_client
         return f"http://{endpoint.host}:{endpoint.port}"
+
+    @property
+    def bridge_url(self) -> str:
+        return bridge_url(self.topology)
+
+    def synapse_logs(self) -> dict[str, Path]:
+        """Each Synapse process's log file (where its guard says which list it loaded)."""
+        logs = self.topology.synapse_data_dir / "logs"
+        return {
+            name: logs / f"{name}.log"
+            for name in ["main", *(w.name for w in self.topology.workers)]
+        }
 
     def render(self) -> Rendered:
         prepare_data_dirs(self.topology)
@@ -201,9 +218,37 @@ class ProductionStack:
                 self.processes.append(process)
                 process.launch()
             await asyncio.gather(*(p.wait_ready(http) for p in self.processes[1:]))
+            bridge_data = self.topology.bridge_data_dir
+            bridge = ManagedProcess(
+                "bridge",
+                [*CADUCEE, "bridge", "run", "--config", str(rendered.bridge)],
+                bridge_data / "bridge.stdout",
+                self.bridge_url + HEALTH_PATH,
+                cwd=bridge_data,
+            )
+            self.processes.append(bridge)
+            bridge.launch()
+            await bridge.wait_ready(http)
+
+    async def wait_guards_follow(self, servers: set[str], timeout: float = 60.0) -> str:
+        """Wait until the bridge's allow-list holds `servers` and the guard of every Synapse
+        process has loaded that version of it; return the version."""
+        async with aiohttp.ClientSession() as http:
+            version = await wait_for_allow_list(http, self.bridge_url, servers, timeout)
+        running = {p.name: p for p in self.processes}
+        for name, log in self.synapse_logs().items():
+            process = running.get("synapse-main" if name == "main" else name)
+            await wait_for_log_line(
+                log,
+                f"Allow-list version {version}",
+                name=name,
+                process=process.process if process else None,
+                timeout=timeout,
+            )
+        return version
 
     def stop(self) -> None:
-        """SIGTERM to every process at once (workers first), then wait for each."""
+        """SIGTERM to every process at once (bridge, then workers first), then wait for each."""
         for process in reversed(self.processes):
             process.terminate()
         for process in reversed(self.processes):

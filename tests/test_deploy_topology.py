@@ -1,17 +1,17 @@
 """The production topology, started from processes: Synapse main + generic worker + federation
 sender on PostgreSQL and Redis, behind a proxy routing like the Caddyfile, federating with an
-ordinary member homeserver; the bot (and the bridge, when present) on PostgreSQL with the
-configuration `caducee deploy render` writes. Then backup, restore into fresh databases and
-empty folders, and the bot reads its old messages again.
+ordinary member homeserver; the bridge and the bot on PostgreSQL with the configuration
+`caducee deploy render` writes. The member homeserver is registered with `caducee admin`, as
+the operator guide says, and every Synapse process's guard follows the bridge's list. Then
+backup, restore into fresh databases and empty folders, and the bot reads its old messages
+again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import stat
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
@@ -38,6 +38,7 @@ from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation,
 from deploy.production.render import Tuning, prepare_data_dirs, render
 from deploy.production.routes import Upstream
 from tests.deploy_stack import (
+    CADUCEE,
     ProductionStack,
     RoutingProxy,
     create_database,
@@ -55,7 +56,7 @@ _missing = services_missing()
 if _missing:
     pytestmark.append(pytest.mark.skip(reason=f"production topology needs them: {_missing}"))
 
-CADUCEE = [sys.executable, "-c", "from deploy.cli import main; main()"]
+PEER_MEMBER = "Hôpital du pair"
 
 
 async def _reply(
@@ -131,6 +132,33 @@ class Deployment:
             self.bot = None
 
 
+@dataclass(frozen=True)
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def _caducee(*args: str) -> Done:
+    """Run the operator's command as a process, as an operator would."""
+    process = await asyncio.create_subprocess_exec(
+        *CADUCEE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode is not None
+    return Done(process.returncode, out.decode(), err.decode())
+
+
+async def _register_member(bridge_config: Path, member: str, server: str) -> None:
+    """Let a member homeserver in the way the operator guide says: `caducee admin`."""
+    for args in (
+        ("member", "add", member),
+        ("homeserver", "add", server, "--member", member),
+    ):
+        done = await _caducee("admin", *args, "-c", str(bridge_config))
+        assert done.returncode == 0, done.stderr
+
+
 async def _fresh_databases(run: str, label: str) -> dict[str, str]:
     names = {which: f"caducee_t_{run}_{label}_{which}" for which in ("synapse", "bridge", "bot")}
     await create_database(names["synapse"], synapse=True)
@@ -157,6 +185,7 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         ca_cert=ca.cert,
         ip_range_whitelist=("127.0.0.1/32", "::1/128"),
         bot_homeserver_url=f"http://127.0.0.1:{plain_port}",
+        extra_guard_config={"refresh_seconds": 1},
     )
     stack = ProductionStack(settings, stack_topology(base / "prod", databases), tuning)
     proxy = RoutingProxy(stack.topology, tls_port, plain_port, ensure_server_cert(ca, base))
@@ -176,6 +205,10 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     try:
         await proxy.start()
         await asyncio.gather(federation.start(), stack.start())
+        assert stack.rendered is not None
+        await _register_member(stack.rendered.bridge, PEER_MEMBER, peer_spec.server_name)
+        # Every Synapse process now runs the registry's list, not the rendered one.
+        await stack.wait_guards_follow({prod_name, peer_spec.server_name})
         async with aiohttp.ClientSession() as http:
             await SynapseAdmin(http, stack.main_client_url).register(
                 settings.secrets["SYNAPSE_REGISTRATION_SHARED_SECRET"],
@@ -231,23 +264,6 @@ async def test_admin_api_is_not_reachable_through_the_proxy(deployment: Deployme
         url = f"{deployment.stack.main_client_url}/_synapse/admin/v1/server_version"
         async with http.get(url) as r:
             assert r.status == 200
-
-
-@dataclass(frozen=True)
-class Done:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def _caducee(*args: str) -> Done:
-    """Run the operator's command as a process, as an operator would."""
-    process = await asyncio.create_subprocess_exec(
-        *CADUCEE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 300)
-    assert process.returncode is not None
-    return Done(process.returncode, out.decode(), err.decode())
 
 
 async def _messages(bot: BotRunner, room_id: str) -> list[Any]:
@@ -322,6 +338,8 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
 
         deployment.stack = restored
         await restored.start()
+        # The registry came back with the bridge's database: the peer is still let in.
+        await restored.wait_guards_follow({deployment.peer.server_name})
         bot = await deployment.start_bot()
         assert bot.device_id == device_before  # same device, from the restored crypto store
 
@@ -337,34 +355,18 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
         await doctor.close()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("bridge.directory.search") is None,
-    reason="the bridge service is not complete in this tree yet (bridge.directory.search)",
-)
 async def test_bridge_runs_on_the_deployment_database(deployment: Deployment) -> None:
     from bridge.config import load_config as load_bridge_config
     from bridge.http.meta_routes import HEALTH_PATH
-    from bridge.http.server import serve
 
-    assert deployment.stack.rendered is not None
-    config = load_bridge_config(deployment.stack.rendered.bridge)
+    stack = deployment.stack
+    assert stack.rendered is not None
+    config = load_bridge_config(stack.rendered.bridge)
     assert config.effective_database_url.startswith("postgresql+asyncpg://")
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(config, stop))
-    try:
-        url = f"http://{config.listen_host}:{config.listen_port}{HEALTH_PATH}"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(url) as response:
-                        if response.status == 200:
-                            break
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the bridge did not answer its health check")
-    finally:
-        stop.set()
-        await task
+    async with aiohttp.ClientSession() as http, http.get(stack.bridge_url + HEALTH_PATH) as answer:
+        assert answer.status == 200
     assert config.data_dir.is_dir()
+    # The member registered with `caducee admin` is in the registry the guards follow.
+    done = await _caducee("admin", "member", "list", "-c", str(stack.rendered.bridge))
+    assert done.returncode == 0, done.stderr
+    assert f"{PEER_MEMBER}: {deployment.peer.server_name}" in done.stdout
