@@ -354,8 +354,9 @@ def registry_reminder(settings: Settings, bridge_config_path: Path) -> list[str]
         return []
     config = f"-c {bridge_config_path}"
     lines = [
-        "Register the members of CADUCEE_FEDERATION_MEMBERS in the federation registry once:",
-        "the guard allows them only until the bridge first answers with the registry's list.",
+        "Register the members of CADUCEE_FEDERATION_MEMBERS in the federation registry once",
+        "(one member per organisation, then its homeservers): the guard allows them only",
+        "until the bridge first answers with the registry's list.",
         f'  caducee admin member add "<organisation>" {config}',
     ]
     lines += [
