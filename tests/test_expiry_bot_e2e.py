@@ -60,7 +60,7 @@ async def test_case_room_messages_expire_for_doctors_on_both_servers_then_close_
 ) -> None:
     alice = await Doctor.create(hs_a, tmp_path, name="alice")
     bob = await Doctor.create(hs_b, tmp_path, name="bob")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         witnesses = [_witness(alice, hs_a, http), _witness(bob, hs_b, http)]
         try:
             dm = await alice.dm(bot.user_id)
