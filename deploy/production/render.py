@@ -35,6 +35,7 @@ from deploy.production.settings import Settings, Topology, Worker
 GENERATED_HEADER = "# Rendered by `caducee deploy render` from the deployment's .env: edit .env, "
 GENERATED_HEADER += "not this file.\n"
 GUARD_REFRESH_SECONDS = 30  # a registry change reaches every Synapse process within this
+FEDERATION_KEY_NAME = "federation.signing.key"  # in the bridge's data_dir, by default
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,13 @@ def element_config(settings: Settings) -> dict[str, Any]:
 
 
 def manifest(settings: Settings, topology: Topology) -> dict[str, Any]:
-    """What `caducee deploy backup` saves and `caducee deploy restore` puts back."""
+    """What `caducee deploy backup` saves and `caducee deploy restore` puts back.
+
+    `paths` are secrets that must exist (restored 0600, folders 0700); `optional_paths` are
+    secrets a service creates at its first start, saved once they exist (the federation's
+    signing key, which peer federations pin); `media` is Synapse's media store, large, left
+    out with `--no-media` by operators who back it up separately.
+    """
     return {
         "databases": {
             name: database_url(settings, topology, name) for name in ("synapse", "bridge", "bot")
@@ -294,6 +301,18 @@ def manifest(settings: Settings, topology: Topology) -> dict[str, Any]:
             "synapse_signing_key": str(topology.synapse_data_dir / "signing.key"),
             "bot_store": str(topology.bot_data_dir / "store"),
             "bot_secrets": str(topology.bot_data_dir / "secrets"),
+        },
+        "optional_paths": {
+            "bridge_federation_key": {
+                # The bridge's default `signing_key_file` (bridge_config sets none).
+                "path": str(topology.bridge_data_dir / FEDERATION_KEY_NAME),
+                "absent": "the bridge creates the federation's signing key at its first "
+                "start, so no peer federation can have pinned it yet",
+            },
+        },
+        "media": {
+            # media_store_path of the hardened template
+            "synapse_media_store": str(topology.synapse_data_dir / "media_store"),
         },
     }
 
