@@ -1,19 +1,31 @@
-"""Backups an operator can restore: the databases, the signing key, the bot's crypto store.
+"""Backups an operator can restore: the databases, the keys, the bot's crypto store, the media.
 
 One archive (tar.gz, mode 0600: it holds every key of the deployment) per run, with
 `pg_dump --format=custom` of each PostgreSQL database and the files and folders the manifest
 (`deployment.yaml`, rendered next to the configuration) names: Synapse's signing key, the bot's
-crypto store (Olm/Megolm sessions, cross-signing keys, pinned identities) and its pickle key.
-Without the crypto store and its pickle key the restored bot would be a new device that cannot
-read any earlier message; without the signing key other homeservers would see a new server.
+crypto store (Olm/Megolm sessions, cross-signing keys, pinned identities) and its pickle key,
+the bridge's federation signing key, and Synapse's media store (attachments, encrypted by the
+clients). Without the crypto store and its pickle key the restored bot would be a new device
+that cannot read any earlier message; without Synapse's signing key other homeservers would
+see a new server; without the federation key every peer federation would refuse the
+federation's manifest until its admins pin a new fingerprint.
 
-Restore goes into *fresh* databases and empty folders only: it refuses to overwrite them, so a
-mistyped command cannot destroy a running deployment. Single files (the signing key a fresh
-install just generated) are replaced, the previous one kept as `<name>.before-restore`.
+The federation key is created by the bridge at its first start: a backup taken before then
+says so and goes on (nothing to lose yet). The media store can be large: it is streamed into
+the archive file by file, never held in memory, and `include_media=False` (`--no-media`) leaves
+it out for operators who back it up separately.
+
+Archive members keep their modes. Restore goes into *fresh* databases and empty folders only:
+it refuses to overwrite them, so a mistyped command cannot destroy a running deployment. It
+reads the archive's own manifest (its first member) and checks everything before extracting
+anything. Single files (the signing key a fresh install just generated, a federation key a
+bridge started too early made) are replaced, the previous one kept as `<name>.before-restore`.
+Secrets come back 0600 (folders 0700); the media store keeps the archived modes.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -21,7 +33,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -75,11 +87,25 @@ class PgTarget:
 
 
 @dataclass(frozen=True)
+class OptionalPath:
+    """A secret a service creates at its first start: saved once it exists."""
+
+    path: Path
+    absent: str  # why it may not exist yet, for the operator
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """What to save: database URLs and paths, by name (from `deployment.yaml`)."""
+    """What to save, by name (from `deployment.yaml`).
+
+    `paths`: secrets that must exist; `optional`: secrets saved once they exist; `media`:
+    folders of (large, client-encrypted) media, left out on request.
+    """
 
     databases: dict[str, str]
     paths: dict[str, Path]
+    optional: dict[str, OptionalPath] = field(default_factory=dict)
+    media: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -93,13 +119,44 @@ class Manifest:
             raise BackupError(f"{path}: cannot read: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("databases"), dict):
             raise BackupError(f"{path}: expected 'databases' and 'paths' mappings")
-        paths = data.get("paths") or {}
-        if not isinstance(paths, dict):
-            raise BackupError(f"{path}: 'paths' must be a mapping of names to paths")
-        return cls(
+        sections = {key: data.get(key) or {} for key in ("paths", "optional_paths", "media")}
+        for key, value in sections.items():
+            if not isinstance(value, dict):
+                raise BackupError(f"{path}: '{key}' must be a mapping of names")
+        optional = {}
+        for name, entry in sections["optional_paths"].items():
+            if not isinstance(entry, dict) or not entry.get("path"):
+                raise BackupError(f"{path}: optional path {name!r} needs a 'path'")
+            optional[str(name)] = OptionalPath(
+                Path(str(entry["path"])), str(entry.get("absent", ""))
+            )
+        manifest = cls(
             databases={str(k): str(v) for k, v in data["databases"].items()},
-            paths={str(k): Path(str(v)) for k, v in paths.items()},
+            paths={str(k): Path(str(v)) for k, v in sections["paths"].items()},
+            optional=optional,
+            media={str(k): Path(str(v)) for k, v in sections["media"].items()},
         )
+        names = [*manifest.paths, *manifest.optional, *manifest.media]
+        if len(set(names)) != len(names):
+            raise BackupError(f"{path}: a name appears in more than one section")
+        return manifest
+
+    def secrets(self) -> dict[str, Path]:
+        """Where each secret (required or optional) lives."""
+        return {**self.paths, **{name: item.path for name, item in self.optional.items()}}
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    archive: Path
+    size: int  # bytes
+    warnings: list[str]  # for the operator: what is not in the archive, and why
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    restored: list[str]  # "<kind> <name> -> <destination>"
+    notes: list[str]  # for the operator: what the archive did not hold, and what follows
 
 
 def _safe(url: str) -> str:
@@ -129,11 +186,34 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def backup(manifest: Manifest, out_dir: Path, *, now: float | None = None) -> Path:
-    """Write one archive into `out_dir` (created 0700) and return its path."""
+def backup(
+    manifest: Manifest, out_dir: Path, *, include_media: bool = True, now: float | None = None
+) -> BackupResult:
+    """Write one archive into `out_dir` (created 0700)."""
     for name, path in manifest.paths.items():
         if not path.exists():
             raise BackupError(f"{name}: {path} does not exist (is this the right manifest?)")
+    warnings = []
+    secrets: dict[str, Path] = dict(manifest.paths)
+    absent: dict[str, str] = {}
+    for name, item in manifest.optional.items():
+        if item.path.exists():
+            secrets[name] = item.path
+            continue
+        absent[name] = item.absent
+        reason = f": {item.absent}" if item.absent else ""
+        warnings.append(
+            f"{name}: {item.path} is not there yet{reason}. This archive does not contain it; "
+            "take another backup once it exists."
+        )
+    media: dict[str, Path] = {}
+    for name, path in manifest.media.items():
+        if not include_media:
+            warnings.append(f"{name}: {path} left out (--no-media): back it up separately.")
+        elif not path.is_dir():
+            raise BackupError(f"{name}: {path} is not a folder (is this the right manifest?)")
+        else:
+            media[name] = path
     _private_dir(out_dir)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     archive = out_dir / f"caducee-backup-{stamp}.tar.gz"
@@ -143,7 +223,10 @@ def backup(manifest: Manifest, out_dir: Path, *, now: float | None = None) -> Pa
         "format": FORMAT_VERSION,
         "created": stamp,
         "databases": sorted(manifest.databases),
-        "paths": {},
+        "paths": {name: "dir" if path.is_dir() else "file" for name, path in secrets.items()},
+        "media": {name: "dir" for name in media},
+        "absent": absent,
+        "media_left_out": [] if include_media else sorted(manifest.media),
     }
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".staging-") as staging:
         stage = Path(staging)
@@ -163,25 +246,30 @@ def backup(manifest: Manifest, out_dir: Path, *, now: float | None = None) -> Pa
                 f"pg_dump of the {name} database",
             )
         fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            for name in sorted(manifest.databases):
-                tar.add(stage / f"{name}.dump", arcname=f"databases/{name}.dump")
-            for name, path in sorted(manifest.paths.items()):
-                contents["paths"][name] = "dir" if path.is_dir() else "file"
-                tar.add(path, arcname=f"paths/{name}", recursive=True)
-            data = json.dumps(contents, indent=2).encode()
-            info = tarfile.TarInfo(MANIFEST_NAME)
-            info.size = len(data)
-            info.mode = 0o600
-            info.mtime = int(time.time())
-            tar.addfile(info, _bytes_io(data))
-    return archive
-
-
-def _bytes_io(data: bytes) -> Any:
-    import io
-
-    return io.BytesIO(data)
+        try:
+            # Dumps are already compressed and media is encrypted: a light gzip level.
+            with (
+                os.fdopen(fd, "wb") as raw,
+                tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar,
+            ):
+                # First, so that restore checks its destinations before reading the rest.
+                data = json.dumps(contents, indent=2).encode()
+                info = tarfile.TarInfo(MANIFEST_NAME)
+                info.size = len(data)
+                info.mode = 0o600
+                info.mtime = int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+                for name in sorted(manifest.databases):
+                    tar.add(stage / f"{name}.dump", arcname=f"databases/{name}.dump")
+                for name, path in sorted(secrets.items()):
+                    tar.add(path, arcname=f"paths/{name}", recursive=True)
+                for name, path in sorted(media.items()):
+                    # tarfile copies each file in chunks: the media store never sits in memory
+                    tar.add(path, arcname=f"media/{name}", recursive=True)
+        except BaseException:
+            archive.unlink(missing_ok=True)  # no half-written archive that looks like a backup
+            raise
+    return BackupResult(archive, archive.stat().st_size, warnings)
 
 
 def _database_is_empty(target: PgTarget) -> bool:
@@ -205,38 +293,73 @@ def _check_empty_path(name: str, path: Path) -> None:
         raise BackupError(f"{name}: {path} is not empty; restore goes into empty folders only")
 
 
-def restore(archive: Path, manifest: Manifest) -> list[str]:
-    """Restore `archive` into the (fresh) databases and paths of `manifest`; returns a summary.
+def _open_archive(archive: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(archive, mode="r:gz")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BackupError(f"{archive}: not a readable Caducée backup ({exc})") from None
 
-    Every check runs before anything is written: unknown names, non-empty databases or
-    folders stop the restore with nothing changed.
+
+def _read_contents(tar: tarfile.TarFile, archive: Path) -> dict[str, Any]:
+    """The archive's own manifest: its first member (the last one in earlier archives)."""
+    try:
+        member = tar.next()
+        if member is None or member.name != MANIFEST_NAME:
+            member = tar.getmember(MANIFEST_NAME)
+        handle = tar.extractfile(member)
+        contents = json.loads(handle.read()) if handle is not None else None
+    except KeyError:
+        raise BackupError(f"{archive}: no manifest; not a Caducée backup") from None
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise BackupError(f"{archive}: not a readable Caducée backup ({exc})") from None
+    if not isinstance(contents, dict) or contents.get("format") != FORMAT_VERSION:
+        found = contents.get("format") if isinstance(contents, dict) else None
+        raise BackupError(f"{archive}: backup format {found} not supported")
+    return contents
+
+
+def _notes(contents: dict[str, Any], manifest: Manifest) -> list[str]:
+    """What the manifest names but the archive does not hold, and what that means."""
+    notes = []
+    absent = contents.get("absent", {})
+    for name, item in manifest.optional.items():
+        if name in contents["paths"]:
+            continue
+        why = absent.get(name) or item.absent
+        notes.append(
+            f"{name}: not in this archive (it did not exist when the backup was taken"
+            + (f"; {why}" if why else "")
+            + f"); {item.path} will be created anew"
+        )
+    left_out = set(contents.get("media_left_out", []))
+    for name, path in manifest.media.items():
+        if name in contents.get("media", {}):
+            continue
+        how = "taken with --no-media" if name in left_out else "taken without media"
+        notes.append(
+            f"{name}: not in this archive ({how}): restore {path} from your separate copy "
+            "before starting the services"
+        )
+    return notes
+
+
+def restore(archive: Path, manifest: Manifest) -> RestoreResult:
+    """Restore `archive` into the (fresh) databases and paths of `manifest`.
+
+    Every check runs before anything is written or extracted: unknown names, non-empty
+    databases or folders stop the restore with nothing changed.
     """
     if not archive.is_file():
         raise BackupError(f"{archive}: no such archive")
-    scratch_parent = manifest.paths and next(iter(manifest.paths.values())).parent
-    with tempfile.TemporaryDirectory(
-        dir=scratch_parent if scratch_parent and scratch_parent.exists() else None,
-        prefix=".caducee-restore-",
-    ) as scratch:
-        root = Path(scratch)
-        os.chmod(root, 0o700)
-        try:
-            with tarfile.open(archive, mode="r:gz") as tar:
-                tar.extractall(root, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise BackupError(f"{archive}: not a readable Caducée backup ({exc})") from None
-        try:
-            contents = json.loads((root / MANIFEST_NAME).read_text())
-        except (OSError, ValueError):
-            raise BackupError(f"{archive}: no manifest; not a Caducée backup") from None
-        if contents.get("format") != FORMAT_VERSION:
-            raise BackupError(f"{archive}: backup format {contents.get('format')} not supported")
-        missing_db = sorted(set(contents["databases"]) - set(manifest.databases))
-        missing_paths = sorted(set(contents["paths"]) - set(manifest.paths))
-        if missing_db or missing_paths:
-            raise BackupError(
-                "the manifest has no destination for: " + ", ".join(missing_db + missing_paths)
-            )
+    with _open_archive(archive) as tar:
+        contents = _read_contents(tar, archive)
+        secrets = manifest.secrets()
+        media = contents.get("media", {})
+        unknown = sorted(set(contents["databases"]) - set(manifest.databases))
+        unknown += sorted(set(contents["paths"]) - set(secrets))
+        unknown += sorted(set(media) - set(manifest.media))
+        if unknown:
+            raise BackupError("the manifest has no destination for: " + ", ".join(unknown))
         targets = {
             name: PgTarget.from_url(manifest.databases[name]) for name in contents["databases"]
         }
@@ -247,33 +370,49 @@ def restore(archive: Path, manifest: Manifest) -> list[str]:
                     "fresh database (see deploy/README.md)"
                 )
         for name in contents["paths"]:
-            _check_empty_path(name, manifest.paths[name])
+            _check_empty_path(name, secrets[name])
+        for name in media:
+            _check_empty_path(name, manifest.media[name])
 
-        summary = []
-        for name, target in targets.items():
-            _run(
-                [
-                    "pg_restore",
-                    *target.args(),
-                    "--no-owner",
-                    "--no-privileges",
-                    "--exit-on-error",
-                    "--single-transaction",
-                    str(root / "databases" / f"{name}.dump"),
-                ],
-                target,
-                f"pg_restore of the {name} database",
-            )
-            summary.append(f"database {name} -> {target.dbname}")
-        for name, kind in contents["paths"].items():
-            _put_back(root / "paths" / name, manifest.paths[name], kind)
-            summary.append(f"{kind} {name} -> {manifest.paths[name]}")
-    return summary
+        # Next to the media store when there is one, so that moving it into place is a rename.
+        near = [manifest.media[name] for name in media] or list(secrets.values())
+        scratch_parent = near[0].parent if near and near[0].parent.exists() else None
+        with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".caducee-restore-") as scratch:
+            root = Path(scratch)
+            os.chmod(root, 0o700)
+            try:
+                tar.extractall(root, filter="data")
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise BackupError(f"{archive}: cannot extract ({exc})") from None
+
+            restored = []
+            for name, target in targets.items():
+                _run(
+                    [
+                        "pg_restore",
+                        *target.args(),
+                        "--no-owner",
+                        "--no-privileges",
+                        "--exit-on-error",
+                        "--single-transaction",
+                        str(root / "databases" / f"{name}.dump"),
+                    ],
+                    target,
+                    f"pg_restore of the {name} database",
+                )
+                restored.append(f"database {name} -> {target.dbname}")
+            for name, kind in contents["paths"].items():
+                _put_back(root / "paths" / name, secrets[name], kind)
+                restored.append(f"{kind} {name} -> {secrets[name]}")
+            for name in media:
+                _put_back_media(root / "media" / name, manifest.media[name])
+                restored.append(f"media {name} -> {manifest.media[name]}")
+    return RestoreResult(restored, _notes(contents, manifest))
 
 
 def _put_back(source: Path, dest: Path, kind: str) -> None:
-    """Move restored files into place, private (0700 folders, 0600 files)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Move restored secrets into place, private (0700 folders, 0600 files)."""
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if kind == "dir":
         _private_dir(dest)
         for item in source.iterdir():
@@ -287,3 +426,12 @@ def _put_back(source: Path, dest: Path, kind: str) -> None:
             os.replace(dest, dest.with_name(dest.name + ".before-restore"))
         shutil.move(str(source), dest)
         os.chmod(dest, 0o600)
+
+
+def _put_back_media(source: Path, dest: Path) -> None:
+    """Move the media store into its (empty) folder; files keep their archived modes."""
+    if not dest.exists():
+        dest.mkdir(mode=0o700, parents=True)
+        os.chmod(dest, source.stat().st_mode & 0o777)
+    for item in source.iterdir():
+        shutil.move(str(item), dest / item.name)

@@ -102,16 +102,29 @@ def backup_command(
         Path, typer.Option("--config", help="The rendered deployment.yaml.", dir_okay=False)
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the archive (0700).")],
+    no_media: Annotated[
+        bool,
+        typer.Option(
+            "--no-media",
+            help="Leave Synapse's media store out (for operators who back it up separately).",
+        ),
+    ] = False,
 ) -> None:
-    """Dump the databases and save the signing key and the bot's crypto store (0600 archive)."""
+    """Dump the databases; save the signing keys, the bot's crypto store, the media (0600)."""
     from deploy.production.backup import BackupError, Manifest, backup
 
     try:
-        archive = backup(Manifest.load(config), out)
+        result = backup(Manifest.load(config), out, include_media=not no_media)
     except BackupError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-    typer.echo(f"Backup written to {archive} (mode 0600: it holds the deployment's keys)")
+    for warning in result.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
+    size = result.size / (1024 * 1024)
+    typer.echo(
+        f"Backup written to {result.archive} ({size:.1f} MiB, mode 0600: it holds the "
+        "deployment's keys)"
+    )
 
 
 @deploy_app.command("restore")
@@ -125,9 +138,11 @@ def restore_command(
     from deploy.production.backup import BackupError, Manifest, restore
 
     try:
-        summary = restore(archive, Manifest.load(config))
+        result = restore(archive, Manifest.load(config))
     except BackupError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-    for line in summary:
+    for line in result.restored:
         typer.echo(f"restored {line}")
+    for note in result.notes:
+        typer.echo(f"Note: {note}")

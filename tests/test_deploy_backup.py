@@ -1,0 +1,266 @@
+"""Backup and restore of the deployment's files, without PostgreSQL (no databases named).
+
+The federation's signing key survives byte for byte (0600), a backup taken before the bridge
+ever ran says the key is not there yet and goes on, the media store is streamed into the
+archive with its modes and comes back with them, `--no-media` leaves it out, and restore
+checks every destination before extracting anything. `tests/test_deploy_topology.py` does
+the same with the real processes and databases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tarfile
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bridge.registry.keys import fingerprint_of, load, load_or_create
+from deploy.production.backup import MANIFEST_NAME, BackupError, Manifest, backup, restore
+from deploy.production.cli import deploy_app
+
+MEDIA_FILE = "local_content/ab/cd/efghijklmnop"
+
+
+@dataclass
+class Install:
+    """The data folders of one installation and its `deployment.yaml`."""
+
+    root: Path
+    manifest_path: Path
+
+    @property
+    def synapse_key(self) -> Path:
+        return self.root / "synapse" / "signing.key"
+
+    @property
+    def federation_key(self) -> Path:
+        return self.root / "bridge" / "federation.signing.key"
+
+    @property
+    def media(self) -> Path:
+        return self.root / "synapse" / "media_store"
+
+    @property
+    def bot_store(self) -> Path:
+        return self.root / "bot" / "store"
+
+    def manifest(self) -> Manifest:
+        return Manifest.load(self.manifest_path)
+
+
+def _install(root: Path) -> Install:
+    """Empty folders as `prepare_data_dirs` makes them, and a manifest shaped like render's."""
+    for folder in ("synapse", "synapse/media_store", "bridge", "bot", "bot/store", "bot/secrets"):
+        (root / folder).mkdir(parents=True, mode=0o700)
+    install = Install(root, root / "deployment.yaml")
+    data = {
+        "databases": {},
+        "paths": {
+            "synapse_signing_key": str(install.synapse_key),
+            "bot_store": str(install.bot_store),
+            "bot_secrets": str(root / "bot" / "secrets"),
+        },
+        "optional_paths": {
+            "bridge_federation_key": {
+                "path": str(install.federation_key),
+                "absent": "the bridge creates it at its first start",
+            }
+        },
+        "media": {"synapse_media_store": str(install.media)},
+    }
+    install.manifest_path.write_text(yaml.safe_dump(data))
+    return install
+
+
+def _populate(install: Install, *, bridge_ran: bool = True) -> None:
+    install.synapse_key.write_text("ed25519 a_xyz c2VjcmV0\n")
+    os.chmod(install.synapse_key, 0o600)
+    (install.bot_store / "crypto.db").write_bytes(b"olm sessions")
+    (install.root / "bot" / "secrets" / "pickle-key").write_text("pickle")
+    if bridge_ran:
+        load_or_create(install.federation_key)
+    media = install.media / MEDIA_FILE
+    media.parent.mkdir(parents=True)
+    media.write_bytes(os.urandom(4096))
+    os.chmod(media, 0o644)  # Synapse in its container writes with umask 022
+    thumbnail = install.media / "local_thumbnails" / "ab" / "t.png"
+    thumbnail.parent.mkdir(parents=True)
+    thumbnail.write_bytes(b"png")
+    os.chmod(thumbnail, 0o600)  # with systemd's UMask=0077
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Install:
+    install = _install(tmp_path / "old")
+    _populate(install)
+    return install
+
+
+def test_federation_key_and_media_survive_backup_and_restore(
+    source: Install, tmp_path: Path
+) -> None:
+    result = backup(source.manifest(), tmp_path / "backups")
+    assert result.warnings == []
+    assert _mode(result.archive) == 0o600 and result.size == result.archive.stat().st_size
+    with tarfile.open(result.archive) as tar:
+        names = tar.getnames()
+        assert names[0] == MANIFEST_NAME  # restore checks before reading the rest
+        media_member = tar.getmember(f"media/synapse_media_store/{MEDIA_FILE}")
+        assert media_member.mode == 0o644  # archive members keep their modes
+        assert tar.getmember("paths/bridge_federation_key").mode == 0o600
+
+    target = _install(tmp_path / "new")
+    done = restore(result.archive, target.manifest())
+    assert f"file bridge_federation_key -> {target.federation_key}" in done.restored
+    assert f"media synapse_media_store -> {target.media}" in done.restored
+    assert done.notes == []
+
+    assert target.federation_key.read_bytes() == source.federation_key.read_bytes()
+    assert _mode(target.federation_key) == 0o600
+    # the bridge accepts it (it refuses a key others can read) and signs with the same key
+    assert fingerprint_of(load(target.federation_key)) == fingerprint_of(
+        load(source.federation_key)
+    )
+    for relative in (MEDIA_FILE, "local_thumbnails/ab/t.png"):
+        restored = target.media / relative
+        assert restored.read_bytes() == (source.media / relative).read_bytes()
+        assert _mode(restored) == _mode(source.media / relative)
+    # secrets are private whatever their mode was
+    assert _mode(target.bot_store / "crypto.db") == 0o600
+    assert _mode(target.bot_store) == 0o700
+    assert _mode(target.synapse_key) == 0o600
+
+
+def test_backup_before_the_bridge_ever_ran_says_the_key_is_not_there_yet(
+    tmp_path: Path,
+) -> None:
+    install = _install(tmp_path / "old")
+    _populate(install, bridge_ran=False)
+    runner = CliRunner()
+    args = ["backup", "--config", str(install.manifest_path), "--out", str(tmp_path / "b")]
+    result = runner.invoke(deploy_app, args)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "Warning: bridge_federation_key" in result.stderr
+    assert "is not there yet: the bridge creates it at its first start" in result.stderr
+    (archive,) = (tmp_path / "b").glob("caducee-backup-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        assert not any(name.startswith("paths/bridge_federation_key") for name in tar.getnames())
+
+    target = _install(tmp_path / "new")
+    result = runner.invoke(
+        deploy_app, ["restore", str(archive), "--config", str(target.manifest_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Note: bridge_federation_key: not in this archive" in result.stdout
+    assert "will be created anew" in result.stdout
+    assert not target.federation_key.exists()
+    assert (target.media / MEDIA_FILE).is_file()
+
+
+def test_no_media_leaves_the_media_store_out(source: Install, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "b"
+    args = ["backup", "--config", str(source.manifest_path), "--out", str(out), "--no-media"]
+    result = runner.invoke(deploy_app, args)
+    assert result.exit_code == 0, result.output
+    assert "synapse_media_store" in result.stderr and "--no-media" in result.stderr
+    (archive,) = out.glob("caducee-backup-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        contents = json.load(tar.extractfile(MANIFEST_NAME))  # type: ignore[arg-type]
+    assert not any(name.startswith("media/") for name in names)
+    assert "paths/bridge_federation_key" in names
+    assert contents["media_left_out"] == ["synapse_media_store"]
+
+    target = _install(tmp_path / "new")
+    result = runner.invoke(
+        deploy_app, ["restore", str(archive), "--config", str(target.manifest_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "taken with --no-media" in result.stdout
+    assert list(target.media.iterdir()) == []
+    assert target.federation_key.read_bytes() == source.federation_key.read_bytes()
+
+
+def test_media_is_streamed_not_loaded_in_memory(source: Install, tmp_path: Path) -> None:
+    big = source.media / "local_content" / "zz" / "big"
+    big.parent.mkdir(parents=True)
+    chunk = os.urandom(1024 * 1024)
+    with big.open("wb") as handle:
+        for _ in range(24):
+            handle.write(chunk)
+    del chunk
+    tracemalloc.start()
+    try:
+        result = backup(source.manifest(), tmp_path / "b")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.size > 24 * 1024 * 1024  # random bytes do not compress
+    assert peak < 4 * 1024 * 1024, peak
+
+
+def test_restore_checks_every_destination_before_extracting(
+    source: Install, tmp_path: Path
+) -> None:
+    archive = backup(source.manifest(), tmp_path / "b").archive
+    target = _install(tmp_path / "new")
+    (target.media / "already-there").write_text("x")
+    with pytest.raises(BackupError, match=r"synapse_media_store: .* is not empty"):
+        restore(archive, target.manifest())
+    assert not target.synapse_key.exists()
+    assert not target.federation_key.exists()
+    assert list(target.bot_store.iterdir()) == []
+    assert not list(target.root.rglob(".caducee-restore-*"))
+
+
+def test_restore_replaces_a_key_a_bridge_started_too_early_made(
+    source: Install, tmp_path: Path
+) -> None:
+    archive = backup(source.manifest(), tmp_path / "b").archive
+    target = _install(tmp_path / "new")
+    early = load_or_create(target.federation_key)
+    restore(archive, target.manifest())
+    assert target.federation_key.read_bytes() == source.federation_key.read_bytes()
+    kept = target.federation_key.with_name("federation.signing.key.before-restore")
+    assert fingerprint_of(load(kept)) == fingerprint_of(early)
+
+
+def test_archives_from_before_media_and_federation_key_still_restore(
+    source: Install, tmp_path: Path
+) -> None:
+    """Earlier archives: manifest last, secrets only. The notes say what they lack."""
+    archive = tmp_path / "old.tar.gz"
+    contents = {"format": 1, "created": "x", "databases": [], "paths": {"bot_store": "dir"}}
+    data = tmp_path / MANIFEST_NAME
+    data.write_text(json.dumps(contents))
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source.bot_store, arcname="paths/bot_store")
+        tar.add(data, arcname=MANIFEST_NAME)
+    target = _install(tmp_path / "new")
+    done = restore(archive, target.manifest())
+    assert done.restored == [f"dir bot_store -> {target.bot_store}"]
+    assert any(note.startswith("bridge_federation_key: not in this archive") for note in done.notes)
+    assert any("synapse_media_store: not in this archive" in note for note in done.notes)
+    assert (target.bot_store / "crypto.db").read_bytes() == b"olm sessions"
+
+
+def test_a_missing_media_store_is_an_error_not_an_empty_backup(
+    source: Install, tmp_path: Path
+) -> None:
+    os.rename(source.media, source.root / "elsewhere")
+    with pytest.raises(BackupError, match=r"synapse_media_store: .* is not a folder"):
+        backup(source.manifest(), tmp_path / "b")
+    assert not list((tmp_path / "b").glob("*.tar.gz"))
