@@ -376,6 +376,30 @@ def test_rendered_files_are_private_and_element_is_locked(rendered: tuple[Path, 
     assert bot["homeserver_url"] == "https://matrix.sante-nord.test"
 
 
+def test_backup_manifest_names_the_paths_the_services_use(
+    rendered: tuple[Path, Rendered], tmp_path: Path
+) -> None:
+    """The federation key where the bridge reads it, the media store where Synapse writes."""
+    from bridge.config import load_config as load_bridge_config
+    from deploy.production.backup import Manifest
+
+    _root, files = rendered
+    manifest = Manifest.load(files.manifest)
+    bridge_yaml = yaml.safe_load(files.bridge.read_text())
+    bridge_yaml["service_tokens"][0]["token"] = "t" * 64  # the test settings' is short
+    bridge_file = tmp_path / "bridge.yaml"
+    bridge_file.write_text(yaml.safe_dump(bridge_yaml))
+    bridge = load_bridge_config(bridge_file)
+    federation_key = manifest.optional["bridge_federation_key"]
+    assert federation_key.path == bridge.effective_signing_key_file
+    assert "first start" in federation_key.absent
+    homeserver = yaml.safe_load(files.homeserver.read_text())
+    assert manifest.media == {"synapse_media_store": Path(homeserver["media_store_path"])}
+    assert manifest.paths["synapse_signing_key"] == Path(homeserver["signing_key_path"])
+    assert manifest.media["synapse_media_store"].is_dir()  # prepare_data_dirs made it
+    assert set(manifest.databases) == {"synapse", "bridge", "bot"}
+
+
 def test_systemd_units_run_the_rendered_files(rendered: tuple[Path, Rendered]) -> None:
     units = {p.name: p.read_text() for p in (PRODUCTION / "systemd").iterdir()}
     host = Topology.host()
