@@ -12,7 +12,7 @@ Middlewares, outermost first: metrics (sees every final status), errors (everyth
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -20,7 +20,13 @@ from aiohttp import web
 from bridge.config import BridgeConfig
 from bridge.db import open_database
 from bridge.http import admin_routes, directory_routes, meta_routes
-from bridge.http.auth import OpenIdVerifier, ServerPolicy, StaticServerPolicy, auth_middleware
+from bridge.http.auth import (
+    REGISTRY_CACHE_SECONDS,
+    OpenIdVerifier,
+    RegistryServerPolicy,
+    ServerPolicy,
+    auth_middleware,
+)
 from bridge.http.errors import error_middleware
 from bridge.http.federation import FederationResolver, federation_ssl_context
 from bridge.http.keys import (
@@ -32,6 +38,7 @@ from bridge.http.keys import (
     SERVER_POLICY,
 )
 from bridge.http.metrics import BridgeMetrics, metrics_middleware
+from bridge.registry import handlers as registry_handlers
 from bridge.registry import routes as registry_routes
 
 logger = logging.getLogger(__name__)
@@ -73,6 +80,20 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def registry_server_policy(
+    app: web.Application, cache_seconds: float = REGISTRY_CACHE_SECONDS
+) -> RegistryServerPolicy:
+    """The configured `openid_allowed_servers`, plus our own homeservers as the registry lists
+    them now (read through the registry's services once the application has started)."""
+
+    async def own_homeservers() -> Collection[str]:
+        return await registry_handlers.own_homeservers(app[registry_routes.REGISTRY])
+
+    return RegistryServerPolicy(
+        app[CONFIG].allowed_servers, own_homeservers, cache_seconds=cache_seconds
+    )
+
+
 def create_app(
     config: BridgeConfig,
     *,
@@ -84,12 +105,13 @@ def create_app(
     Args:
         config: the validated configuration.
         server_policy: which servers' users may call the API; defaults to the configuration's
-            `openid_allowed_servers` (the federation manifest will provide it later).
+            `openid_allowed_servers` plus the federation's own homeservers in the registry
+            (`registry_server_policy`), so onboarding and removal apply without a restart.
         extra_routes: route installers of capabilities not yet in `ROUTE_MODULES`.
     """
     app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware])
     app[CONFIG] = config
-    app[SERVER_POLICY] = server_policy or StaticServerPolicy(config.allowed_servers)
+    app[SERVER_POLICY] = server_policy or registry_server_policy(app)
     app[METRICS] = BridgeMetrics()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_client)

@@ -10,18 +10,22 @@ Every request carries `Authorization: Bearer <token>`. The token is either
   of another allowed server says which with the `X-Caducee-Matrix-Server` header.
 
 A server that is not allowed is refused (403) before the bridge contacts it, so the header
-cannot make the bridge reach arbitrary hosts. A server may only vouch for its own users.
-Positive answers are remembered briefly (bounded), so a busy client does not cost one
-homeserver round trip per request.
+cannot make the bridge reach arbitrary hosts. The running bridge allows the configured
+`openid_allowed_servers` plus the federation's own homeservers as the registry lists them
+(`RegistryServerPolicy`): a homeserver onboarded with `caducee admin` can use the API, and one
+removed cannot use it any more, within `REGISTRY_CACHE_SECONDS` (even with a token already
+checked). A server may only vouch for its own users. Positive answers are remembered briefly
+(bounded), so a busy client does not cost one homeserver round trip per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Final, Literal, NewType, Protocol
 
@@ -48,6 +52,8 @@ UserId = NewType("UserId", str)
 SERVER_HEADER: Final = "X-Caducee-Matrix-Server"
 USERINFO_PATH: Final = "/_matrix/federation/v1/openid/userinfo"
 CACHE_MAX_ENTRIES: Final = 10_000
+REGISTRY_CACHE_SECONDS: Final = 15.0
+"""How long the registry's list of our homeservers is reused before it is read again."""
 USERINFO_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
 
 
@@ -62,17 +68,74 @@ class Requester:
 
 
 class ServerPolicy(Protocol):
-    """Decides which homeservers' users may use the API (config today, the manifest later)."""
+    """Decides which homeservers' users may use the API."""
 
-    def is_allowed(self, server_name: str) -> bool: ...
+    async def is_allowed(self, server_name: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
 class StaticServerPolicy:
     servers: frozenset[str]
 
-    def is_allowed(self, server_name: str) -> bool:
+    async def is_allowed(self, server_name: str) -> bool:
         return server_name in self.servers
+
+
+class RegistryServerPolicy:
+    """The configured servers, plus the servers `load` returns (the federation's own homeservers
+    in the registry), read again at most every `cache_seconds`.
+
+    When the registry cannot be read, the last list read stays in force (only the configured
+    servers before the first read) and the read is tried again after `cache_seconds`: a
+    database hiccup neither opens the API to anyone nor locks out the configured servers.
+    """
+
+    def __init__(
+        self,
+        static: Collection[str],
+        load: Callable[[], Awaitable[Collection[str]]],
+        *,
+        cache_seconds: float = REGISTRY_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._static = frozenset(s.lower() for s in static)
+        self._load = load
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._registered: frozenset[str] = frozenset()
+        self._expires: float | None = None
+        self._lock = asyncio.Lock()
+        self._failing = False
+
+    async def is_allowed(self, server_name: str) -> bool:
+        name = server_name.lower()
+        if name in self._static:
+            return True
+        return name in await self._registered_servers()
+
+    async def _registered_servers(self) -> frozenset[str]:
+        if self._expires is not None and self._clock() < self._expires:
+            return self._registered
+        async with self._lock:  # concurrent requests wait for one read
+            if self._expires is not None and self._clock() < self._expires:
+                return self._registered
+            try:
+                self._registered = frozenset(s.lower() for s in await self._load())
+            except Exception as exc:  # database down, timeout: keep the last list read
+                if not self._failing:
+                    logger.warning(
+                        "Cannot read the registry's homeservers (%s); keeping the last list "
+                        "read (%d server(s))",
+                        type(exc).__name__,
+                        len(self._registered),
+                    )
+                self._failing = True
+            else:
+                if self._failing:
+                    logger.warning("The registry's homeservers are readable again")
+                self._failing = False
+            self._expires = self._clock() + self._cache_seconds
+            return self._registered
 
 
 def server_of(user_id: str) -> str | None:
@@ -166,7 +229,7 @@ class OpenIdVerifier:
 
     async def verify(self, token: str, server_name: str) -> UserId:
         """The user owning `token` on `server_name`; ApiError 401/403/503 otherwise."""
-        if not self._policy.is_allowed(server_name):
+        if not await self._policy.is_allowed(server_name):
             raise ApiError(
                 403, M_FORBIDDEN, f"Users of {server_name} are not allowed to use this service"
             )

@@ -3,8 +3,8 @@
 Every handler takes `RegistryServices`, the actor (who asks, for the audit log) and plain
 arguments; it checks them, then writes the change and its audit entry in ONE transaction.
 Failures are `AdminError`s (kinds: invalid, not_found, conflict, unavailable) whose message
-is for the admin as is. Reading functions (`list_members`, `list_peers`, `allowed_servers`,
-`signed_manifest`) change nothing and write no audit entry.
+is for the admin as is. Reading functions (`list_members`, `list_peers`, `own_homeservers`,
+`allowed_servers`, `signed_manifest`) change nothing and write no audit entry.
 
 What a change does to the federation: the manifest's version grows on the next request, the
 guards of our homeservers pick up the allow-list within their refresh interval, and peers
@@ -241,6 +241,13 @@ async def list_members(services: RegistryServices) -> list[Member]:
 async def list_peers(services: RegistryServices) -> list[Peer]:
     async with services.db.sessions() as session:
         return await store.peers(session)
+
+
+async def own_homeservers(services: RegistryServices) -> frozenset[ServerName]:
+    """Our own homeservers: those registered for our members, plus the bridge's (no peers')."""
+    async with services.db.sessions() as session:
+        servers = set(await store.own_homeservers(session))
+    return frozenset(servers | {services.own_server})
 
 
 async def allowed_servers(services: RegistryServices) -> AllowedServers:
