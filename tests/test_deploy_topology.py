@@ -3,18 +3,22 @@ sender on PostgreSQL and Redis, behind a proxy routing like the Caddyfile, feder
 ordinary member homeserver; the bridge and the bot on PostgreSQL with the configuration
 `caducee deploy render` writes. The member homeserver is registered with `caducee admin`, as
 the operator guide says, and every Synapse process's guard follows the bridge's list. Then
-backup, restore into fresh databases and empty folders, and the bot reads its old messages
-again.
+backup, restore into fresh databases and empty folders: the bot reads its old messages again,
+the bridge signs the federation's manifest with the key peer federations pinned, and an
+attachment uploaded before the backup downloads again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import stat
+import tarfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,9 @@ from nio import (
 
 from bot.config import load_config
 from bot.runner import BotRunner
+from bridge.registry.keys import fingerprint_of, load
+from bridge.registry.manifest import verify_manifest
+from bridge.registry.model import MANIFEST_PATH, Fingerprint
 from bridge.synapse_admin import SynapseAdmin
 from deploy.local.ca import ensure_server_cert
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation, RegisteredUser
@@ -275,6 +282,55 @@ async def _messages(bot: BotRunner, room_id: str) -> list[Any]:
     return list(response.chunk)
 
 
+async def _signed_manifest(bridge_url: str, pinned: Fingerprint) -> dict[str, Any]:
+    """The federation's manifest, checked as a peer federation that pinned `pinned` does."""
+    async with aiohttp.ClientSession() as http, http.get(bridge_url + MANIFEST_PATH) as answer:
+        assert answer.status == 200
+        document: dict[str, Any] = await answer.json()
+    verdict = verify_manifest(document, pinned, datetime.now(UTC), None)
+    assert verdict.accepted, verdict.message
+    assert set(document["verify_keys"].values()) == {pinned}
+    return document
+
+
+async def _upload(prod: ProdHomeserver, user: RegisteredUser, data: bytes) -> str:
+    """Upload through the client API (the proxy, as Element does); returns the mxc:// URI."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{prod.client_url}/_matrix/media/v3/upload?filename=scan.bin",
+            data=data,
+            headers={
+                "Authorization": f"Bearer {user.access_token}",
+                "Content-Type": "application/octet-stream",
+            },
+        ) as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+        uri = str((await answer.json())["content_uri"])
+    assert uri.startswith(f"mxc://{prod.server_name}/")
+    return uri
+
+
+async def _download(prod: ProdHomeserver, user: RegisteredUser, uri: str) -> bytes:
+    server_and_id = uri.removeprefix("mxc://")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{prod.client_url}/_matrix/client/v1/media/download/{server_and_id}",
+            headers={"Authorization": f"Bearer {user.access_token}"},
+        ) as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+        return await answer.read()
+
+
+def _media_file(media_store: Path, uri: str) -> Path:
+    """Where Synapse keeps a local upload: local_content/<2>/<2>/<rest of the media id>."""
+    media_id = uri.rsplit("/", 1)[1]
+    return media_store / "local_content" / media_id[:2] / media_id[2:4] / media_id[4:]
+
+
 async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -289,9 +345,20 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
         await _reply(doctor, bot.user_id, lambda b: "unavailable" in b or "No result" in b)
         device_before = bot.device_id
 
+        stack = deployment.stack
+        # The federation's key, as peer federations pinned it, and an attachment.
+        federation_key = stack.topology.bridge_data_dir / "federation.signing.key"
+        pinned = fingerprint_of(load(federation_key))
+        await _signed_manifest(stack.bridge_url, pinned)
+        uploader = await deployment.prod.register_user(f"up-{uuid.uuid4().hex[:6]}", "pw-upload")
+        attachment = os.urandom(64 * 1024)  # encrypted by clients: it looks like this
+        media_uri = await _upload(deployment.prod, uploader, attachment)
+        media_store = stack.topology.synapse_data_dir / "media_store"
+        stored = _media_file(media_store, media_uri)
+        assert stored.read_bytes() == attachment
+
         # Back up with the operator's command, services stopped (as deploy/README.md says).
         await deployment.stop_bot()
-        stack = deployment.stack
         assert stack.rendered is not None
         stack.stop()
         out = tmp_path / "backups"
@@ -299,9 +366,30 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
             "deploy", "backup", "--config", str(stack.rendered.manifest), "--out", str(out)
         )
         assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr
         (archive,) = out.glob("caducee-backup-*.tar.gz")
         assert stat.S_IMODE(archive.stat().st_mode) == 0o600
         assert stat.S_IMODE(out.stat().st_mode) == 0o700
+        media_member = f"media/synapse_media_store/{stored.relative_to(media_store)}"
+        with tarfile.open(archive) as tar:
+            # members keep their modes
+            assert tar.getmember(media_member).mode == stat.S_IMODE(stored.stat().st_mode)
+            assert tar.getmember("paths/bridge_federation_key").mode == 0o600
+
+        # --no-media: the same backup without the media store, for operators who copy it apart.
+        no_media_out = tmp_path / "backups-no-media"
+        done = await _caducee(
+            "deploy", "backup", "--config", str(stack.rendered.manifest),
+            "--out", str(no_media_out), "--no-media",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "synapse_media_store" in done.stderr and "--no-media" in done.stderr
+        (lean,) = no_media_out.glob("caducee-backup-*.tar.gz")
+        with tarfile.open(lean) as tar:
+            lean_names = tar.getnames()
+        assert not any(name.startswith("media/") for name in lean_names)
+        assert "paths/bridge_federation_key" in lean_names
+        assert lean.stat().st_size < archive.stat().st_size
 
         # A new machine: fresh databases, empty data folders, same settings and ports.
         run = uuid.uuid4().hex[:8]
@@ -321,6 +409,15 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
         restored.rendered = render(
             restored.settings, topology, topology.config_dir, restored.tuning
         )
+        # A backup of the new machine before its bridge ever ran: the key is not there yet.
+        done = await _caducee(
+            "deploy", "backup", "--config", str(restored.rendered.manifest),
+            "--out", str(tmp_path / "backups-before-bridge"),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        assert "Warning: bridge_federation_key" in done.stderr
+        assert "is not there yet" in done.stderr
 
         done = await _caducee(
             "deploy", "restore", str(archive), "--config", str(restored.rendered.manifest)
@@ -335,11 +432,21 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
         key = topology.synapse_data_dir / "signing.key"
         assert key.read_text() == (stack.topology.synapse_data_dir / "signing.key").read_text()
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        restored_federation_key = topology.bridge_data_dir / "federation.signing.key"
+        assert restored_federation_key.read_bytes() == federation_key.read_bytes()
+        assert stat.S_IMODE(restored_federation_key.stat().st_mode) == 0o600
+        restored_media = _media_file(topology.synapse_data_dir / "media_store", media_uri)
+        assert restored_media.read_bytes() == attachment
+        assert restored_media.stat().st_mode == stored.stat().st_mode
 
         deployment.stack = restored
         await restored.start()
         # The registry came back with the bridge's database: the peer is still let in.
         await restored.wait_guards_follow({deployment.peer.server_name})
+        # Peer federations still accept the manifest: signed with the key they pinned.
+        await _signed_manifest(restored.bridge_url, pinned)
+        # The attachment downloads again, from the restored database and media store.
+        assert await _download(deployment.prod, uploader, media_uri) == attachment
         bot = await deployment.start_bot()
         assert bot.device_id == device_before  # same device, from the restored crypto store
 
