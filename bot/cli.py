@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import aiohttp
 import typer
 
-from bot.config import BotConfig, ConfigError, load_config
+if TYPE_CHECKING:
+    from bot.config import BotConfig
 
 bot_app = typer.Typer(
     help="The Caducée bot: an end-to-end encrypted Matrix bot with a cross-signed device.",
@@ -35,6 +34,8 @@ def _configure_logging(level: str) -> None:
 
 
 def _load(path: Path) -> BotConfig:
+    from bot.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -45,6 +46,10 @@ def _load(path: Path) -> BotConfig:
 @bot_app.command("run")
 def run(config: ConfigOption) -> None:
     """Log in (same device across restarts), cross-sign, and answer doctors until stopped."""
+    import asyncio
+
+    import aiohttp
+
     from bot.crypto.bootstrap import CrossSigningError
     from bot.runner import BotRunner, E2EEUnavailable
     from bot.session import LoginError

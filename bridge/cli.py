@@ -6,15 +6,14 @@ Operators see one clear line when something is wrong (exit status 2 for a bad co
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.engine import make_url
 
-from bridge.config import BridgeConfig, ConfigError, load_config
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig
 
 bridge_app = typer.Typer(
     help="The federation's bridge service (directory API; registry and console later).",
@@ -37,6 +36,8 @@ EXIT_CANNOT_START = 1
 
 
 def _load(path: Path) -> BridgeConfig:
+    from bridge.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -48,6 +49,8 @@ def _load(path: Path) -> BridgeConfig:
 def run(config: ConfigOption) -> None:
     """Serve the bridge's HTTP API until interrupted (Ctrl-C or SIGTERM)."""
     settings = _load(config)
+    import asyncio
+
     from bridge.http.server import StartupError, serve  # after the config: faster errors
 
     logging.basicConfig(
@@ -64,6 +67,8 @@ def run(config: ConfigOption) -> None:
 @bridge_app.command("check-config")
 def check_config(config: ConfigOption) -> None:
     """Validate a configuration file and summarise it (secrets are not shown)."""
+    from sqlalchemy.engine import make_url
+
     settings = _load(config)
     typer.echo(f"{config}: OK")
     typer.echo(f"  server_name: {settings.server_name}")
