@@ -10,33 +10,68 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import aiohttp
 import typer
+from typer.core import TyperGroup
 
-from bridge.admin import audit
-from bridge.admin.bulk_handler import BulkReport, onboard_file
 from bridge.admin.cli_support import ConfigOption, actor, fail, run_with_database
-from bridge.admin.departed import lock_departed
-from bridge.admin.handlers import offboard, onboard
-from bridge.admin.services import AdminServices
-from bridge.config import BridgeConfig
-from bridge.db import Database
-from bridge.registry.cli import mount as mount_registry
+
+if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
+    from typer._click import Command, Context  # the click that typer bundles
+
+    from bridge.admin import audit
+    from bridge.admin.bulk_handler import BulkReport
+    from bridge.admin.services import AdminServices
+    from bridge.config import BridgeConfig
+    from bridge.db import Database
+
+
+class _AdminGroup(TyperGroup):
+    """`caducee admin`, whose registry groups (member, homeserver, peer, key: bridge.registry.cli)
+    are added when a command of `caducee admin` is looked up or listed, not when `caducee`
+    starts: they load the bridge's HTTP and database stack, which `caducee --help`,
+    `caducee local ...` and the other commands do not need."""
+
+    _registry_mounted = False
+
+    def _mount_registry(self) -> None:
+        if self._registry_mounted:
+            return
+        from bridge.registry.cli import mount
+
+        registry = typer.Typer(rich_markup_mode=self.rich_markup_mode)
+        mount(registry)
+        self.commands.update(typer.main.get_group(registry).commands)
+        self._registry_mounted = True
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        self._mount_registry()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._registry_mounted:
+            self._mount_registry()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
 
 admin_app = typer.Typer(
+    cls=_AdminGroup,
     help="Federation admin: practitioners' accounts and the audit log.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-mount_registry(admin_app)  # member, homeserver, peer, key (bridge.registry.cli)
 
 T = TypeVar("T")
 
 
 def _run(config_path: Path, work: Callable[[AdminServices], Awaitable[T]]) -> T:
     """Load the configuration, open the database and the homeservers' clients, run `work`."""
+    import aiohttp
+
+    from bridge.admin.services import AdminServices
 
     async def with_services(config: BridgeConfig, db: Database) -> T:
         timeout = aiohttp.ClientTimeout(total=30)
@@ -59,6 +94,8 @@ def onboard_command(
     ] = False,
 ) -> None:
     """Open an account for a practitioner of the directory and print their activation link."""
+    from bridge.admin.handlers import onboard
+
     done = _run(
         config, lambda s: onboard(s, actor(), rpps, server_name=homeserver, visible=visible)
     )
@@ -74,6 +111,8 @@ def offboard_command(
     config: ConfigOption,
 ) -> None:
     """Deactivate an account: it leaves every room, and its directory link is removed."""
+    from bridge.admin.handlers import offboard
+
     done = _run(config, lambda s: offboard(s, actor(), matrix_id))
     linked = f" (RPPS {done.rpps} unlinked)" if done.rpps else ""
     typer.echo(f"Deactivated {done.matrix_id}{linked}; removed from {done.rooms} room(s).")
@@ -101,6 +140,8 @@ def onboard_csv_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check only; change nothing.")] = False,
 ) -> None:
     """Onboard every practitioner of a CSV file; any bad line and nobody is onboarded."""
+    from bridge.admin.bulk_handler import onboard_file
+
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -118,6 +159,8 @@ def onboard_csv_command(
 @admin_app.command("lock-departed")
 def lock_departed_command(config: ConfigOption) -> None:
     """Lock the accounts of practitioners no longer in the register, and list them all."""
+    from bridge.admin.departed import lock_departed
+
     departed = _run(config, lambda s: lock_departed(s, actor()))
     if not departed:
         typer.echo("Every onboarded practitioner is still in the register.")
@@ -138,6 +181,7 @@ def audit_command(
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many entries.")] = 50,
 ) -> None:
     """The latest entries of the audit log, newest first."""
+    from bridge.admin import audit
 
     async def read(services: AdminServices) -> list[audit.AuditEntry]:
         async with services.db.sessions() as session:

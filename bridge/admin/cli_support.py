@@ -7,17 +7,17 @@ must see what to fix (the configuration, the database, the input), not where the
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from bridge.admin.model import Actor, AdminError
-from bridge.config import BridgeConfig, ConfigError, load_config
-from bridge.db import Database, DatabaseError, open_database
+if TYPE_CHECKING:  # imported when a command runs: `caducee --help` stays quick
+    from bridge.admin.model import Actor
+    from bridge.config import BridgeConfig
+    from bridge.db import Database
 
 T = TypeVar("T")
 EXIT_ERROR = 2
@@ -35,6 +35,8 @@ def fail(message: str) -> typer.Exit:
 
 def actor() -> Actor:
     """`cli:<login>`: who ran the command, as the audit log records it."""
+    from bridge.admin.model import Actor
+
     try:
         login = getpass.getuser()
     except (KeyError, OSError):
@@ -53,6 +55,12 @@ def run_with_database(
     A bad configuration, an `AdminError`, a database problem or one of `errors` (whose text is
     meant for the operator) becomes `fail(...)`.
     """
+    import asyncio
+
+    from bridge.admin.model import AdminError
+    from bridge.config import ConfigError, load_config
+    from bridge.db import DatabaseError, open_database
+
     try:
         config = load_config(config_path)
     except ConfigError as exc:
