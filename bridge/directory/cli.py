@@ -10,26 +10,22 @@ configuration file's `database_url` (`--config`), else SQLite in ./data/bridge.d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.progress import Progress, TaskID
 
-from bridge.db import DEFAULT_DATABASE_URL, Database, DatabaseError, open_database, safe_url
-from bridge.directory.importer import (
-    DEFAULT_MAX_ERRORS,
-    DirectoryImportError,
-    ImportAbortedError,
-    ImportReport,
-)
-from bridge.directory.search import SearchPage
+if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
+    from rich.progress import Progress, TaskID
+
+    from bridge.db import Database
+    from bridge.directory.importer import ImportReport
+    from bridge.directory.search import SearchPage
 
 directory_app = typer.Typer(
     help="The practitioner directory: import the national register, search it.",
@@ -40,6 +36,8 @@ directory_app = typer.Typer(
 EXIT_FAILED = 1
 DB_ENV = "CADUCEE_BRIDGE_DB"
 T = TypeVar("T")
+# bridge.directory.importer.DEFAULT_MAX_ERRORS, spelled out so that the help needs no import
+DEFAULT_MAX_ERRORS = 100
 
 DbOption = Annotated[
     str | None,
@@ -69,10 +67,16 @@ def database_url(db: str | None, config: Path | None) -> str:
             return load_config(config).effective_database_url
         except ConfigError as exc:
             raise _fail(str(exc)) from None
+    from bridge.db import DEFAULT_DATABASE_URL
+
     return DEFAULT_DATABASE_URL
 
 
 def _run(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    import asyncio
+
+    from bridge.db import DatabaseError, open_database, safe_url
+
     async def main() -> T:
         try:
             db = await open_database(url)
@@ -99,6 +103,8 @@ class _Progress:
 
     def started(self, total: int | None) -> None:
         if self._tty:
+            from rich.progress import Progress
+
             bar = Progress(transient=True)
             bar.start()
             self._task = bar.add_task("Reading", total=total)
@@ -161,7 +167,11 @@ def import_command(
     config: ConfigOption = None,
 ) -> None:
     """Replace the directory with the practitioners of a register extract or FHIR file."""
-    from bridge.directory.importer import import_directory
+    from bridge.directory.importer import (
+        DirectoryImportError,
+        ImportAbortedError,
+        import_directory,
+    )
 
     url = database_url(db, config)
     progress = _Progress()
