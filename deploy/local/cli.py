@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -10,17 +9,34 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import aiohttp
 import typer
 from rich.console import Console
-from rich.table import Table
-
-from deploy.local.demo import A_PORT, B_PORT, DEMO_ACCOUNTS, default_state_dir, demo_specs
-from deploy.local.federation import LocalFederation, read_state, stop_from_state
-from deploy.local.stack import DemoStack
 
 local_app = typer.Typer(help="Run the local demo federation (two homeservers on loopback).")
 console = Console()
+
+# What `status` and `down` need, without loading the launcher (aiohttp, jinja2, cryptography,
+# Synapse's admin client) for an answer that is one file read. These mirror
+# deploy.local.demo's A_PORT, B_PORT and default_state_dir() and deploy.local.federation's
+# STATE_FILE and read_state(); tests/test_cli_imports.py checks that they agree.
+A_PORT, B_PORT = 8481, 8482
+_STATE_FILE = "state.json"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_state_dir() -> Path:
+    """Where the demo keeps its state (`CADUCEE_STATE_DIR`, else var/local in the checkout)."""
+    configured = os.environ.get("CADUCEE_STATE_DIR")
+    return Path(configured) if configured else _REPO_ROOT / "var" / "local"
+
+
+def read_state(base_dir: Path) -> dict[str, Any] | None:
+    """The state of a running local federation, or None when none runs from `base_dir`."""
+    path = base_dir / _STATE_FILE
+    if not path.exists():
+        return None
+    return dict(json.loads(path.read_text()))
+
 
 StateDir = Annotated[
     Path | None,
@@ -37,6 +53,8 @@ def _launcher_alive(state: dict[str, Any]) -> bool:
 
 
 def _print_summary(state: dict[str, Any]) -> None:
+    from rich.table import Table
+
     for homeserver in state["homeservers"]:
         table = Table(title=f"Homeserver {homeserver['server_name']}", title_justify="left")
         table.add_column("account")
@@ -61,6 +79,12 @@ def _print_summary(state: dict[str, Any]) -> None:
 
 
 async def _run_foreground(state_dir: Path, ports: tuple[int, int], with_services: bool) -> None:
+    import asyncio
+
+    from deploy.local.demo import DEMO_ACCOUNTS, demo_specs
+    from deploy.local.federation import LocalFederation
+    from deploy.local.stack import DemoStack
+
     federation = LocalFederation(state_dir, demo_specs(ports))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -110,6 +134,8 @@ def up(
             " Use `caducee local status` or `caducee local down`."
         )
         raise typer.Exit(1)
+    import asyncio
+
     try:
         asyncio.run(_run_foreground(directory, ports, services))
     except (RuntimeError, TimeoutError) as error:
@@ -120,6 +146,8 @@ def up(
 @local_app.command("down")
 def down(state_dir: StateDir = None) -> None:
     """Stop a local federation started by `caducee local up` in another terminal."""
+    from deploy.local.federation import stop_from_state
+
     if stop_from_state(state_dir or default_state_dir()):
         console.print("Asked the local federation to stop.")
     else:
@@ -127,6 +155,10 @@ def down(state_dir: StateDir = None) -> None:
 
 
 async def _alive(client_urls: list[str]) -> list[bool]:
+    import asyncio
+
+    import aiohttp
+
     timeout = aiohttp.ClientTimeout(total=2)
     async with aiohttp.ClientSession(timeout=timeout) as http:
 
@@ -153,6 +185,8 @@ def status(
         else:
             console.print("No local federation is running. Start it with `make up`.")
         raise typer.Exit(1)
+    import asyncio
+
     alive = asyncio.run(_alive([hs["client_url"] for hs in state["homeservers"]]))
     for homeserver, is_alive in zip(state["homeservers"], alive, strict=True):
         homeserver["alive"] = is_alive
