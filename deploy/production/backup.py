@@ -186,18 +186,28 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+def _exists(name: str, path: Path) -> bool:
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise BackupError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+    return True
+
+
 def backup(
     manifest: Manifest, out_dir: Path, *, include_media: bool = True, now: float | None = None
 ) -> BackupResult:
     """Write one archive into `out_dir` (created 0700)."""
     for name, path in manifest.paths.items():
-        if not path.exists():
+        if not _exists(name, path):
             raise BackupError(f"{name}: {path} does not exist (is this the right manifest?)")
     warnings = []
     secrets: dict[str, Path] = dict(manifest.paths)
     absent: dict[str, str] = {}
     for name, item in manifest.optional.items():
-        if item.path.exists():
+        if _exists(name, item.path):
             secrets[name] = item.path
             continue
         absent[name] = item.absent
@@ -266,8 +276,10 @@ def backup(
                 for name, path in sorted(media.items()):
                     # tarfile copies each file in chunks: the media store never sits in memory
                     tar.add(path, arcname=f"media/{name}", recursive=True)
-        except BaseException:
+        except BaseException as exc:
             archive.unlink(missing_ok=True)  # no half-written archive that looks like a backup
+            if isinstance(exc, OSError):
+                raise BackupError(f"cannot write {archive}: {exc}") from None
             raise
     return BackupResult(archive, archive.stat().st_size, warnings)
 
