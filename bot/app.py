@@ -95,7 +95,7 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
                 default_ttl_seconds=config.default_ttl,
                 min_ttl_seconds=config.min_ttl,
                 max_ttl_seconds=config.max_ttl,
-                member_servers=config.effective_member_servers,
+                member_servers=runner.member_servers,
             ),
             registry=registry,
             lifecycle=ExpiryLifecycle(engine),

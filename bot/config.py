@@ -39,6 +39,7 @@ from bridge.common.config_file import resolve_path as _resolve
 _PLACEHOLDER_MARK = "CHANGE_ME"
 _USER_ID_RE = re.compile(r"^@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
 MIN_PICKLE_KEY_LENGTH = 16
+MAX_REGISTRY_REFRESH = 3600
 
 
 class TrustMode(StrEnum):
@@ -89,6 +90,12 @@ class BotConfig(BaseModel):
     bridge_token: SecretStr | None = None
     bridge_token_file: Path | None = None
     member_servers: tuple[str, ...] = Field(min_length=1)
+    follow_registry: bool = False
+    """Take the member servers from the federation registry, through the bridge at `bridge_url`
+    (the list the homeservers' guards follow); `member_servers` is the list in force until the
+    bridge first answers."""
+    registry_refresh_interval: Seconds = 30
+    """How often the bridge is asked for that list (with follow_registry)."""
     default_ttl: Seconds = 7 * 86400
     min_ttl: Seconds = 60
     max_ttl: Seconds = 365 * 86400
@@ -159,6 +166,10 @@ class BotConfig(BaseModel):
             )
         if self.bridge_url is not None and self.bridge_token is None:
             raise ValueError("bridge_url needs bridge_token or bridge_token_file")
+        if self.follow_registry and self.bridge_url is None:
+            raise ValueError("follow_registry needs bridge_url (the bridge serves the registry)")
+        if self.registry_refresh_interval > MAX_REGISTRY_REFRESH:
+            raise ValueError("registry_refresh_interval must be at most 1h")
         if self.delete_expired_media and self.admin_token_file is None:
             raise ValueError("delete_expired_media needs admin_token_file")
         if not 0 < self.min_ttl <= self.default_ttl <= self.max_ttl:
@@ -175,7 +186,8 @@ class BotConfig(BaseModel):
 
     @property
     def effective_member_servers(self) -> frozenset[str]:
-        """Member servers, always including the bot's own."""
+        """The configured member servers, always including the bot's own (with
+        follow_registry, only until the bridge answers: see `bot.members`)."""
         return frozenset(self.member_servers) | {self.server_name}
 
     @property

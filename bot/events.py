@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Container, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -63,7 +63,7 @@ class SyncCommitListener(Protocol):
     async def after_sync(self, response: SyncResponse) -> None: ...
 
 
-def may_join(inviter: str, member_servers: frozenset[str]) -> bool:
+def may_join(inviter: str, member_servers: Container[str]) -> bool:
     """The bot joins only rooms whose inviter is a user of a member homeserver."""
     return server_of(inviter) in member_servers
 
@@ -116,7 +116,7 @@ class EventRouter:
         actions: NioActions,
         handler: MessageHandler,
         *,
-        member_servers: frozenset[str],
+        member_servers: Container[str],
         notice_interval: float,
         grace_seconds: float,
         tasks: TaskSet,

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -27,6 +27,7 @@ from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.keyfiles import PinStore, ensure_private_dir, ensure_private_file
 from bot.events import EventRouter, MessageHandler, SyncListener, TaskSet
 from bot.matrix import CaduceeClient, NioActions, wait_until
+from bot.members import open_member_servers
 from bot.session import (
     LoginError,
     load_session,
@@ -75,6 +76,8 @@ class BotRunner:
         self.router: EventRouter | None = None
         self.cross_signing: CrossSigningOutcome | None = None
         self._checkpoints: SyncCheckpoints | None = None
+        self.member_servers: Container[str] = config.effective_member_servers
+        """Whose users the bot serves; follows the registry once started with follow_registry."""
 
     @property
     def user_id(self) -> str:
@@ -162,13 +165,14 @@ class BotRunner:
             from bot.app import production_handler
 
             self._handler_factory = production_handler(config, self)
+        self.member_servers = open_member_servers(config, self._stack)
         factory = self._handler_factory
         handler = await factory(self.actions, self._stack)
         self.router = EventRouter(
             client,
             self.actions,
             handler,
-            member_servers=config.effective_member_servers,
+            member_servers=self.member_servers,
             notice_interval=config.unreadable_notice_interval,
             grace_seconds=config.undecryptable_grace_seconds,
             tasks=self._tasks,

@@ -6,6 +6,7 @@ and unit tests fake in memory. Everything here is types; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Container, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -100,7 +101,8 @@ class CommandSettings:
         default_ttl_seconds: message lifetime of a new case room when no ``ttl=`` is given.
         min_ttl_seconds / max_ttl_seconds: the federation's bounds for ``ttl=`` (and, later,
             ``!expire``); they match the homeservers' retention bounds.
-        member_servers: servers whose practitioners may use the bot and be invited to cases.
+        member_servers: servers whose practitioners may use the bot and be invited to cases
+            (a set, or the live list that follows the federation registry: `bot.members`).
         max_invitees: how many people one ``!case new`` may invite (keeps a typo from
             spamming a whole directory page).
     """
@@ -108,7 +110,7 @@ class CommandSettings:
     default_ttl_seconds: int
     min_ttl_seconds: int
     max_ttl_seconds: int
-    member_servers: frozenset[str]
+    member_servers: Container[str]
     max_invitees: int = 20
 
     def __post_init__(self) -> None:
@@ -118,5 +120,5 @@ class CommandSettings:
                 f"(got min={self.min_ttl_seconds}, default={self.default_ttl_seconds}, "
                 f"max={self.max_ttl_seconds})"
             )
-        if not self.member_servers:
+        if isinstance(self.member_servers, Sized) and not len(self.member_servers):
             raise ValueError("member_servers must list at least the bot's own homeserver")

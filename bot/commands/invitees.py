@@ -8,7 +8,7 @@ explain: invited, not on the network yet, not a member server, unknown number, r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from bot.commands import texts
@@ -30,7 +30,7 @@ class Invitee:
 async def resolve_invitees(
     refs: Sequence[WhoRef],
     directory: DirectorySearch,
-    member_servers: frozenset[str],
+    member_servers: Container[str],
 ) -> list[Invitee]:
     """Look RPPS numbers up in the directory; check every Matrix ID's server.
 

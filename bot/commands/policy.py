@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 from bot.commands.context import CommandSettings
@@ -43,7 +43,7 @@ class RegisterRef:
 WhoRef = MatrixRef | RegisterRef
 
 
-def is_member_user(user_id: str, member_servers: frozenset[str]) -> bool:
+def is_member_user(user_id: str, member_servers: Container[str]) -> bool:
     """Whether ``user_id`` belongs to a member homeserver of the federation."""
     return server_of(user_id) in member_servers
 
@@ -54,7 +54,7 @@ def may_run(
     sender: UserId,
     case: CaseRoom | None,
     sender_power: int,
-    member_servers: frozenset[str],
+    member_servers: Container[str],
 ) -> str | None:
     """None if ``sender`` may run a command with ``permission``, else the refusal to show.
 

@@ -1,0 +1,180 @@
+"""Which homeservers' users the bot serves: accepts invitations from, runs commands for, and
+invites to cases.
+
+With `follow_registry: false` it is the configuration's `member_servers` (a frozenset). With
+`follow_registry: true` it is a `RegistryMemberServers`, which asks the bridge every
+`registry_refresh_interval` for the list the homeservers' guards follow
+(`GET /_caducee/v1/federation/allowed_servers`, public: no token is sent) and swaps it in, so a
+homeserver onboarded or removed with `caducee admin` counts without restarting the bot. Like
+the guards: the configured list is in force until the bridge first answers; when the bridge
+cannot be reached, answers an error or something that is not such a list, the last good list
+stays in force; the bot's own homeserver is always a member.
+
+Both are used as `Container[str]`: `server in member_servers`, read at each decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Container, Iterable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+
+from bridge.config import is_valid_server_name
+from bridge.registry.model import ALLOWED_SERVERS_PATH
+
+if TYPE_CHECKING:
+    from bot.config import BotConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=10, connect=3)
+MAX_SERVERS: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedServers:
+    """A well-formed answer of the bridge."""
+
+    servers: frozenset[str]
+    version: str
+
+
+def parse_allowed_servers(body: object) -> AllowedServers | None:
+    """The bridge's `{"servers": [...], "version": ...}`, or None when malformed (ignored)."""
+    if not isinstance(body, Mapping):
+        return None
+    servers, version = body.get("servers"), body.get("version")
+    if not isinstance(servers, list) or len(servers) > MAX_SERVERS:
+        return None
+    if not isinstance(version, (str, int)) or isinstance(version, bool):
+        return None
+    names: set[str] = set()
+    for item in servers:
+        if not isinstance(item, str) or not is_valid_server_name(item.strip()):
+            return None
+        names.add(item.strip().lower())
+    return AllowedServers(frozenset(names), str(version))
+
+
+class RegistryMemberServers:
+    """The member servers, following the federation registry through the bridge.
+
+    `start()` polls in a background task (first ask at once); `aclose()` stops it. `refresh()`
+    asks once (tests, or a caller that wants the list now).
+    """
+
+    def __init__(
+        self,
+        own_server: str,
+        configured: Iterable[str],
+        bridge_url: str,
+        *,
+        interval_seconds: float = 30.0,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._own = own_server.lower()
+        self._servers = frozenset(s.lower() for s in configured) | {self._own}
+        self._url = bridge_url.rstrip("/") + ALLOWED_SERVERS_PATH
+        self._interval = interval_seconds
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+        self.version: str | None = None
+        """Version of the bridge's list in force (None: still the configured list)."""
+
+    def __contains__(self, server_name: object) -> bool:
+        return isinstance(server_name, str) and server_name.lower() in self._servers
+
+    @property
+    def servers(self) -> frozenset[str]:
+        """The member servers in force now."""
+        return self._servers
+
+    async def refresh(self) -> bool:
+        """Ask the bridge once; True when its answer is now in force."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.get(self._url) as response:
+                if response.status != 200:
+                    self._failed(f"HTTP {response.status}")
+                    return False
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self._failed(f"cannot read it ({type(exc).__name__})")
+            return False
+        answer = parse_allowed_servers(body)
+        if answer is None:
+            self._failed("the answer is not a list of servers")
+            return False
+        if self._failing:
+            logger.warning("Member servers from the federation bridge readable again")
+            self._failing = False
+        servers = answer.servers | {self._own}
+        if answer.version != self.version or servers != self._servers:
+            logger.info(
+                "Member servers version %s from the federation bridge: %d server(s): %s",
+                answer.version,
+                len(servers),
+                sorted(servers),
+            )
+        self._servers = servers
+        self.version = answer.version
+        return True
+
+    def _failed(self, problem: str) -> None:
+        if not self._failing:
+            logger.warning(
+                "Member servers from the federation bridge: %s; keeping the last good list "
+                "(%d server(s))",
+                problem,
+                len(self._servers),
+            )
+        self._failing = True
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # a bug must not stop the polling nor the bot
+                logger.exception("Refreshing the member servers failed")
+            await asyncio.sleep(self._interval)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="member servers refresh")
+
+    async def aclose(self) -> None:
+        """Stop polling and close the HTTP session (the last list stays readable)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def open_member_servers(config: BotConfig, stack: AsyncExitStack) -> Container[str]:
+    """The bot's member servers for `config`; with `follow_registry`, polling starts now and
+    stops when `stack` closes."""
+    if not config.follow_registry:
+        return config.effective_member_servers
+    assert config.bridge_url is not None  # checked by the configuration
+    members = RegistryMemberServers(
+        config.server_name,
+        config.effective_member_servers,
+        config.bridge_url,
+        interval_seconds=config.registry_refresh_interval,
+    )
+    members.start()
+    stack.push_async_callback(members.aclose)
+    return members
