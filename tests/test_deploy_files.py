@@ -400,6 +400,36 @@ def test_backup_manifest_names_the_paths_the_services_use(
     assert set(manifest.databases) == {"synapse", "bridge", "bot"}
 
 
+def _mounts(service: str) -> dict[str, bool]:
+    """Container path → writable, for the named volumes and binds of a compose service."""
+    mounts: dict[str, bool] = {}
+    for volume in COMPOSE["services"][service].get("volumes", []):
+        _source, target, *options = volume.split(":")
+        mounts[target] = "ro" not in options
+    return mounts
+
+
+@pytest.mark.parametrize(("service", "writes"), [("backup", False), ("restore", True)])
+def test_backup_and_restore_containers_see_everything_the_manifest_names(
+    service: str, writes: bool
+) -> None:
+    """A path the tool cannot see in its container would be left out of every backup."""
+    from deploy.production.render import manifest
+
+    contents = manifest(_settings(), TOPOLOGY)
+    paths = [
+        *contents["paths"].values(),
+        *(entry["path"] for entry in contents["optional_paths"].values()),
+        *contents["media"].values(),
+    ]
+    mounts = _mounts(service)
+    for path in paths:
+        owners = [m for m in mounts if Path(path).is_relative_to(m)]
+        assert owners, f"{service}: {path} is on no volume of the container"
+        if writes:
+            assert mounts[max(owners, key=len)], f"{service}: {path} is mounted read-only"
+
+
 def test_systemd_units_run_the_rendered_files(rendered: tuple[Path, Rendered]) -> None:
     units = {p.name: p.read_text() for p in (PRODUCTION / "systemd").iterdir()}
     host = Topology.host()
