@@ -36,6 +36,7 @@ from bot.unreadable import NO_KEY, NoticeLimiter, Withheld, parse_withheld, unre
 logger = logging.getLogger(__name__)
 
 JOIN_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+MAX_HELD_INVITES = 1000
 
 MessageHandler = Callable[[IncomingMessage], Awaitable[None]]
 
@@ -132,6 +133,9 @@ class EventRouter:
         self._joining: set[str] = set()
         self._pending: dict[str, list[_Pending]] = {}
         self._withheld: OrderedDict[str, Withheld] = OrderedDict()
+        self._held_invites: OrderedDict[str, str] = OrderedDict()
+        """Invites ignored because the inviter's server was not a member (room -> inviter):
+        the member servers can follow the registry, so they are looked at again."""
 
     def add_listener(self, listener: SyncListener) -> None:
         self._listeners.append(listener)
@@ -154,9 +158,33 @@ class EventRouter:
             logger.info(
                 "Ignoring invite to %s from %s: not a member homeserver", room.room_id, event.sender
             )
+            self._held_invites[room.room_id] = event.sender
+            self._held_invites.move_to_end(room.room_id)
+            while len(self._held_invites) > MAX_HELD_INVITES:
+                self._held_invites.popitem(last=False)
             return
-        self._joining.add(room.room_id)
-        self._tasks.spawn(self._join(room.room_id, event.sender), f"join {room.room_id}")
+        self._held_invites.pop(room.room_id, None)
+        self._start_join(room.room_id, event.sender)
+
+    def _start_join(self, room_id: str, inviter: str) -> None:
+        self._joining.add(room_id)
+        self._tasks.spawn(self._join(room_id, inviter), f"join {room_id}")
+
+    def retry_held_invites(self) -> None:
+        """Accept the invites ignored earlier whose inviter's homeserver is a member now (it
+        was onboarded in the registry after inviting the bot); forget withdrawn invites."""
+        invited = self._client.invited_rooms
+        for room_id, inviter in list(self._held_invites.items()):
+            if room_id not in invited:
+                del self._held_invites[room_id]  # withdrawn, refused, or joined meanwhile
+            elif room_id not in self._joining and may_join(inviter, self._member_servers):
+                del self._held_invites[room_id]
+                logger.info(
+                    "Accepting invite to %s from %s: its homeserver is a member now",
+                    room_id,
+                    inviter,
+                )
+                self._start_join(room_id, inviter)
 
     async def _join(self, room_id: str, inviter: str) -> None:
         """Join, retrying briefly: over federation the inviter's server may not have settled
@@ -232,7 +260,9 @@ class EventRouter:
             self._notify(pending.room_id, pending.event.sender, withheld.code)
 
     def retry_pending(self, now: float) -> None:
-        """Decrypt what can now be decrypted; tell senders whose key never came."""
+        """Decrypt what can now be decrypted; tell senders whose key never came; accept
+        invites of homeservers that became members."""
+        self.retry_held_invites()
         for session_id in list(self._pending):
             still: list[_Pending] = []
             for pending in self._pending[session_id]:

@@ -12,7 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
@@ -21,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from bot.commands.context import CommandSettings
 from bot.commands.policy import is_member_user
 from bot.config import BotConfig, ConfigError, parse_config
-from bot.events import may_join
+from bot.events import EventRouter, TaskSet, may_join
 from bot.members import RegistryMemberServers, open_member_servers, parse_allowed_servers
 from bridge.http.app import create_app
 from bridge.registry import handlers
@@ -230,3 +231,60 @@ def test_follow_registry_is_opt_in(tmp_path: Path) -> None:
     assert config.follow_registry and config.registry_refresh_interval == 60
     default = bot_config(tmp_path)
     assert not default.follow_registry and default.registry_refresh_interval == 30
+
+
+class InvitedClient:
+    """What the router's invite handling uses of nio's client: invites and join."""
+
+    user_id = f"@caducee:{BOT_SERVER}"
+
+    def __init__(self) -> None:
+        self.invited_rooms: dict[str, object] = {}
+        self.joined: list[str] = []
+
+    async def join(self, room_id: str) -> object:
+        self.joined.append(room_id)
+        self.invited_rooms.pop(room_id, None)
+        return object()
+
+
+def invite(client: InvitedClient, room_id: str, sender: str) -> tuple[Any, Any]:
+    client.invited_rooms[room_id] = object()
+    room = SimpleNamespace(room_id=room_id)
+    event = SimpleNamespace(state_key=client.user_id, membership="invite", sender=sender)
+    return room, event
+
+
+async def test_an_invite_ignored_before_its_server_was_onboarded_is_accepted_after(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A practitioner may invite the bot between the guard's refresh and the bot's: the
+    invitation is not lost, the bot joins once its list has the new homeserver."""
+    async with bridge(tmp_path, store_url) as (url, services), members_of(url) as members:
+        assert await members.refresh()
+        client, tasks = InvitedClient(), TaskSet()
+        router = EventRouter(
+            client,
+            cast(Any, None),
+            cast(Any, None),
+            member_servers=members,
+            notice_interval=60,
+            grace_seconds=1,
+            tasks=tasks,
+        )
+        await router.on_invite(*invite(client, "!case:new", f"@doc:{NEW}"))
+        await router.on_invite(*invite(client, "!gone:new", f"@doc:{NEW}"))
+        await router.on_invite(*invite(client, "!spam:evil", "@x:evil.test"))
+        del client.invited_rooms["!gone:new"]  # withdrawn meanwhile
+        router.retry_pending(0)
+        await tasks.drain(timeout=5)
+        assert client.joined == []
+
+        await onboard(services)
+        assert await members.refresh()
+        router.retry_pending(0)
+        await tasks.drain(timeout=5)
+        assert client.joined == ["!case:new"]
+        router.retry_pending(0)
+        await tasks.drain(timeout=5)
+        assert client.joined == ["!case:new"]  # once
