@@ -112,7 +112,10 @@ def write_bot_config(
         "pickle_key_file": str(directory / "pickle-key"),
         "bridge_url": bridge_url,
         "bridge_token_file": str(bridge_token_file),
+        # In force until the bridge answers; then its list (both demo federations, peered).
         "member_servers": member_servers,
+        "follow_registry": True,
+        "registry_refresh_interval": "5s",
         "default_ttl": "7d",
         "min_ttl": "30s",
         "max_ttl": "52w",

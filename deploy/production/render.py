@@ -240,7 +240,9 @@ def bot_config(settings: Settings, topology: Topology, tuning: Tuning) -> dict[s
         "database_url": database_url(settings, topology, "bot", "+asyncpg"),
         "bridge_url": bridge_url(topology),
         "bridge_token": settings.secrets["CADUCEE_BRIDGE_BOT_TOKEN"],
+        # In force until the bridge answers; then the registry decides, as for the guards.
         "member_servers": settings.allowed_servers,
+        "follow_registry": True,
         "log_level": "INFO",
     }
 
