@@ -96,21 +96,20 @@ def test_admin_lists_and_runs_the_registry_commands() -> None:
     assert "Usage: " in nested.output and "peer add" in nested.output
 
 
-def test_the_local_command_line_agrees_with_the_demo(
+def test_the_demo_state_is_found_where_the_launcher_writes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deploy.local import cli, demo, federation
+    from deploy.local import state
 
-    assert (cli.A_PORT, cli.B_PORT) == (demo.A_PORT, demo.B_PORT)
     monkeypatch.delenv("CADUCEE_STATE_DIR", raising=False)
-    assert cli.default_state_dir() == demo.default_state_dir()
+    assert state.default_state_dir() == state.REPO_ROOT / "var" / "local"
     monkeypatch.setenv("CADUCEE_STATE_DIR", str(tmp_path))
-    assert cli.default_state_dir() == demo.default_state_dir() == tmp_path
-
-    assert cli.read_state(tmp_path) is None is federation.read_state(tmp_path)
-    state = {"launcher_pid": 1, "homeservers": [{"server_name": "localhost:8481"}]}
-    (tmp_path / federation.STATE_FILE).write_text(json.dumps(state))
-    assert cli.read_state(tmp_path) == federation.read_state(tmp_path) == state
+    assert state.default_state_dir() == tmp_path
+    assert state.read_state(tmp_path) is None
+    assert state.stop_from_state(tmp_path) is False  # nothing runs: nothing to stop
+    written = {"launcher_pid": 1, "homeservers": [{"server_name": "localhost:8481"}]}
+    (tmp_path / state.STATE_FILE).write_text(json.dumps(written))
+    assert state.read_state(tmp_path) == written
 
 
 def test_the_directory_command_line_agrees_with_the_importer() -> None:

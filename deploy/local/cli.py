@@ -12,30 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from deploy.local.state import A_PORT, B_PORT, default_state_dir, read_state, stop_from_state
+
 local_app = typer.Typer(help="Run the local demo federation (two homeservers on loopback).")
 console = Console()
-
-# What `status` and `down` need, without loading the launcher (aiohttp, jinja2, cryptography,
-# Synapse's admin client) for an answer that is one file read. These mirror
-# deploy.local.demo's A_PORT, B_PORT and default_state_dir() and deploy.local.federation's
-# STATE_FILE and read_state(); tests/test_cli_imports.py checks that they agree.
-A_PORT, B_PORT = 8481, 8482
-_STATE_FILE = "state.json"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_state_dir() -> Path:
-    """Where the demo keeps its state (`CADUCEE_STATE_DIR`, else var/local in the checkout)."""
-    configured = os.environ.get("CADUCEE_STATE_DIR")
-    return Path(configured) if configured else _REPO_ROOT / "var" / "local"
-
-
-def read_state(base_dir: Path) -> dict[str, Any] | None:
-    """The state of a running local federation, or None when none runs from `base_dir`."""
-    path = base_dir / _STATE_FILE
-    if not path.exists():
-        return None
-    return dict(json.loads(path.read_text()))
 
 
 StateDir = Annotated[
@@ -146,8 +126,6 @@ def up(
 @local_app.command("down")
 def down(state_dir: StateDir = None) -> None:
     """Stop a local federation started by `caducee local up` in another terminal."""
-    from deploy.local.federation import stop_from_state
-
     if stop_from_state(state_dir or default_state_dir()):
         console.print("Asked the local federation to stop.")
     else:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from deploy.local.federation import DemoAccount
-from deploy.local.homeserver import REPO_ROOT, HomeserverSpec
+from deploy.local.homeserver import HomeserverSpec
+from deploy.local.state import A_PORT, B_PORT
 
-A_PORT, B_PORT = 8481, 8482
 BRIDGE_PORT_OFFSET = 12000  # each homeserver's bridge listens on its federation port + 12000
 
 
@@ -51,9 +48,3 @@ DEMO_ACCOUNTS = (
     DemoAccount("b", "dr.fontaine", "Dr Claire Fontaine", "10007777773"),
     DemoAccount("b", "dr.benali", "Dr Karim Benali", "10006666662"),
 )
-
-
-def default_state_dir() -> Path:
-    """Where the demo keeps its state (`CADUCEE_STATE_DIR`, else var/local in the checkout)."""
-    configured = os.environ.get("CADUCEE_STATE_DIR")
-    return Path(configured) if configured else REPO_ROOT / "var" / "local"

@@ -9,12 +9,10 @@ which `caducee local status --json` prints for scripts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import secrets
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +22,10 @@ import aiohttp
 
 from deploy.local.ca import ensure_ca, write_private
 from deploy.local.homeserver import Homeserver, HomeserverSpec, RegisteredUser
+from deploy.local.state import STATE_FILE, read_state
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
 
 __all__ = [
     "DemoAccount",
@@ -144,28 +142,3 @@ class LocalFederation:
 
 def _demo_password() -> str:
     return "demo-" + secrets.token_urlsafe(12)
-
-
-def read_state(base_dir: Path) -> dict[str, Any] | None:
-    """The state of a running local federation, or None when none runs from `base_dir`."""
-    path = base_dir / STATE_FILE
-    if not path.exists():
-        return None
-    return dict(json.loads(path.read_text()))
-
-
-def stop_from_state(base_dir: Path) -> bool:
-    """Ask a launcher running elsewhere to stop (SIGTERM to it). True if one was running."""
-    state = read_state(base_dir)
-    if state is None:
-        return False
-    try:
-        os.kill(int(state["launcher_pid"]), signal.SIGTERM)
-    except ProcessLookupError:
-        # The launcher died without cleaning up: stop its homeservers directly.
-        for homeserver in state["homeservers"]:
-            if homeserver.get("pid"):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(int(homeserver["pid"]), signal.SIGTERM)
-        (base_dir / STATE_FILE).unlink(missing_ok=True)
-    return True

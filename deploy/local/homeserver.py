@@ -25,10 +25,10 @@ from signedjson.key import generate_signing_key, write_signing_keys
 from bridge.synapse_admin import Session, SynapseAdmin, SynapseAdminError
 from deploy.local.ca import CertPaths, ensure_server_cert, write_private
 from deploy.local.process import ManagedProcess
+from deploy.local.state import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNAPSE_CONFIG_DIR = REPO_ROOT / "synapse-config"
 ADMIN_LOCALPART = "admin"
 
