@@ -110,9 +110,3 @@ def test_the_demo_state_is_found_where_the_launcher_writes_it(
     written = {"launcher_pid": 1, "homeservers": [{"server_name": "localhost:8481"}]}
     (tmp_path / state.STATE_FILE).write_text(json.dumps(written))
     assert state.read_state(tmp_path) == written
-
-
-def test_the_directory_command_line_agrees_with_the_importer() -> None:
-    from bridge.directory import cli, importer
-
-    assert cli.DEFAULT_MAX_ERRORS == importer.DEFAULT_MAX_ERRORS

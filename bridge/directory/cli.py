@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from bridge.directory.model import DEFAULT_MAX_ERRORS
+
 if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
     from rich.progress import Progress, TaskID
 
@@ -36,8 +38,6 @@ directory_app = typer.Typer(
 EXIT_FAILED = 1
 DB_ENV = "CADUCEE_BRIDGE_DB"
 T = TypeVar("T")
-# bridge.directory.importer.DEFAULT_MAX_ERRORS, spelled out so that the help needs no import
-DEFAULT_MAX_ERRORS = 100
 
 DbOption = Annotated[
     str | None,

@@ -33,7 +33,12 @@ from bridge.directory import parallel
 from bridge.directory.generation_postgres import PostgresGeneration
 from bridge.directory.generation_sqlite import SqliteGeneration
 from bridge.directory.generations import Generation, ImportBusyError, ImportFacts
-from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
+from bridge.directory.model import (
+    DEFAULT_MAX_ERRORS,
+    ParseError,
+    ParseWarning,
+    PractitionerRecord,
+)
 from bridge.directory.rows import Grouper
 from bridge.directory.rpps import (
     RECORD_FIELDS,
@@ -60,7 +65,6 @@ MAX_WORKERS = 4
 PARALLEL_MIN_CHARS = 50_000_000
 """Smaller files are parsed in the importer's process: starting workers would cost more."""
 KEPT_ISSUES = 20
-DEFAULT_MAX_ERRORS = 100
 
 __all__ = [
     "DEFAULT_MAX_ERRORS",

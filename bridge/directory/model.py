@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NewType
 
+DEFAULT_MAX_ERRORS = 100
+"""Malformed lines an import tolerates (each reported with its line number) before it aborts
+and changes nothing."""
+
 RppsId = NewType("RppsId", str)
 """The national identifier as published: 11-digit RPPS or 9-digit ADELI (`Identifiant PP`)."""
 
