@@ -26,7 +26,7 @@ HTTP_CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey(
 )
 """Outgoing HTTP (homeservers, peer bridges): one pooled session for the app's lifetime."""
 SERVER_POLICY: web.AppKey[ServerPolicy] = web.AppKey("caducee_server_policy")
-"""Which servers' users may call the API. Static from the config today; the manifest later."""
+"""Which servers' users may call the API: the configured ones and the registry's own homeservers."""
 OPENID_VERIFIER: web.AppKey[OpenIdVerifier] = web.AppKey("caducee_openid_verifier")
 METRICS: web.AppKey[BridgeMetrics] = web.AppKey("caducee_metrics")
 
