@@ -150,12 +150,28 @@ class Doctor:
 
         await eventually(joined, timeout=timeout)
 
+    async def wait_sessions(self, room_id: str, *, timeout: float = 20.0) -> None:
+        """Make sure we have an Olm session with every device in the room before the room key
+        goes out: nio claims missing one-time keys once per share, and a claim that fails
+        under load (over federation) leaves a device without the key for good."""
+
+        async def complete() -> bool | None:
+            missing = self.client.get_missing_sessions(room_id)
+            if not missing:
+                return True
+            with contextlib.suppress(Exception):
+                await self.client.keys_claim(missing)
+            return None
+
+        await eventually(complete, timeout=timeout, every=0.5)
+
     async def send(self, room_id: str, body: str) -> str:
         """Send an encrypted text message (key shared with every device: tests are lenient)."""
         client = self.client
         if client.should_query_keys:
             with contextlib.suppress(Exception):
                 await client.keys_query()
+        await self.wait_sessions(room_id)
         response = await client.room_send(
             room_id,
             "m.room.message",
