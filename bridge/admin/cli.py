@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from typer.core import TyperGroup
 
 from bridge.admin.cli_support import ConfigOption, actor, fail, run_with_database
+from bridge.registry.cli import mount as mount_registry
 
 if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
-    from typer._click import Command, Context  # the click that typer bundles
-
     from bridge.admin import audit
     from bridge.admin.bulk_handler import BulkReport
     from bridge.admin.services import AdminServices
@@ -27,42 +25,12 @@ if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` st
     from bridge.db import Database
 
 
-class _AdminGroup(TyperGroup):
-    """`caducee admin`, whose registry groups (member, homeserver, peer, key: bridge.registry.cli)
-    are added when a command of `caducee admin` is looked up or listed, not when `caducee`
-    starts: they load the bridge's HTTP and database stack, which `caducee --help`,
-    `caducee local ...` and the other commands do not need."""
-
-    _registry_mounted = False
-
-    def _mount_registry(self) -> None:
-        if self._registry_mounted:
-            return
-        from bridge.registry.cli import mount
-
-        registry = typer.Typer(rich_markup_mode=self.rich_markup_mode)
-        mount(registry)
-        self.commands.update(typer.main.get_group(registry).commands)
-        self._registry_mounted = True
-
-    def list_commands(self, ctx: Context) -> list[str]:
-        self._mount_registry()
-        return super().list_commands(ctx)
-
-    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is None and not self._registry_mounted:
-            self._mount_registry()
-            command = super().get_command(ctx, cmd_name)
-        return command
-
-
 admin_app = typer.Typer(
-    cls=_AdminGroup,
     help="Federation admin: practitioners' accounts and the audit log.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+mount_registry(admin_app)  # member, homeserver, peer, key (bridge.registry.cli)
 
 T = TypeVar("T")
 

@@ -12,19 +12,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import aiohttp
 import typer
 
 from bridge.admin.cli_support import ConfigOption, actor, fail, run_with_database
-from bridge.config import BridgeConfig, ConfigError, load_config
-from bridge.db import Database
-from bridge.http.federation import federation_ssl_context
-from bridge.registry import handlers
-from bridge.registry.keys import KeyFileError, fingerprint_of, key_id, load_or_create
-from bridge.registry.model import Peer
-from bridge.registry.services import RegistryServices
+
+if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
+    from bridge.config import BridgeConfig
+    from bridge.db import Database
+    from bridge.registry.model import Peer
+    from bridge.registry.services import RegistryServices
 
 T = TypeVar("T")
 
@@ -44,6 +42,11 @@ def mount(app: typer.Typer) -> None:
 
 def _run(config_path: Path, work: Callable[[RegistryServices], Awaitable[T]]) -> T:
     """Load the configuration, open the database and an HTTP session, run `work`."""
+    import aiohttp
+
+    from bridge.http.federation import federation_ssl_context
+    from bridge.registry.keys import KeyFileError
+    from bridge.registry.services import RegistryServices
 
     async def with_services(config: BridgeConfig, db: Database) -> T:
         connector = aiohttp.TCPConnector(ssl=federation_ssl_context(config.federation_ca_file))
@@ -58,6 +61,8 @@ def member_add(
     name: Annotated[str, typer.Argument(help="The organisation's name.")], config: ConfigOption
 ) -> None:
     """Add a member organisation (then add its homeservers)."""
+    from bridge.registry import handlers
+
     member = _run(config, lambda s: handlers.add_member(s, actor(), name))
     typer.echo(f"Member {member.name!r} added.")
 
@@ -67,6 +72,8 @@ def member_remove(
     name: Annotated[str, typer.Argument(help="The organisation's name.")], config: ConfigOption
 ) -> None:
     """Remove a member and its homeservers: they are cut off from the federation."""
+    from bridge.registry import handlers
+
     removed = _run(config, lambda s: handlers.remove_member(s, actor(), name))
     servers = ", ".join(removed.homeservers) or "none"
     typer.echo(f"Member {removed.name!r} removed, with its homeservers: {servers}.")
@@ -75,6 +82,8 @@ def member_remove(
 @member_app.command("list")
 def member_list(config: ConfigOption) -> None:
     """Members and their homeservers."""
+    from bridge.registry import handlers
+
     members = _run(config, handlers.list_members)
     if not members:
         typer.echo("No member yet (caducee admin member add NAME).")
@@ -89,6 +98,8 @@ def homeserver_add(
     config: ConfigOption,
 ) -> None:
     """Let a member's homeserver into the federation (guards follow within a minute)."""
+    from bridge.registry import handlers
+
     done = _run(config, lambda s: handlers.add_homeserver(s, actor(), server_name, member))
     typer.echo(f"{server_name.strip().lower()} added to {done.name!r}.")
 
@@ -98,6 +109,8 @@ def homeserver_remove(
     server_name: Annotated[str, typer.Argument(help="Matrix server name.")], config: ConfigOption
 ) -> None:
     """Cut a homeserver off the federation (guards follow within a minute)."""
+    from bridge.registry import handlers
+
     owner = _run(config, lambda s: handlers.remove_homeserver(s, actor(), server_name))
     typer.echo(f"{server_name.strip().lower()} removed (it belonged to {owner!r}).")
 
@@ -123,6 +136,8 @@ def peer_add(
     config: ConfigOption,
 ) -> None:
     """Trust another federation: its homeservers may federate with ours."""
+    from bridge.registry import handlers
+
     added = _run(config, lambda s: handlers.add_peer(s, actor(), url, fingerprint))
     typer.echo(f"Peer added: {_peer_line(added.peer, datetime.now(UTC))}")
     if not added.checked:
@@ -134,6 +149,8 @@ def peer_remove(
     peer: Annotated[str, typer.Argument(help="Its URL or federation name.")], config: ConfigOption
 ) -> None:
     """Stop trusting a federation: its homeservers are cut off within a minute."""
+    from bridge.registry import handlers
+
     removed = _run(config, lambda s: handlers.remove_peer(s, actor(), peer))
     typer.echo(f"Peer {removed.name or removed.url} removed.")
 
@@ -141,6 +158,8 @@ def peer_remove(
 @peer_app.command("list")
 def peer_list(config: ConfigOption) -> None:
     """Peer federations and the state of their manifests."""
+    from bridge.registry import handlers
+
     peers = _run(config, handlers.list_peers)
     if not peers:
         typer.echo("No peer federation (caducee admin peer add URL FINGERPRINT).")
@@ -152,6 +171,9 @@ def peer_list(config: ConfigOption) -> None:
 @key_app.command("show")
 def key_show(config: ConfigOption) -> None:
     """The fingerprint to give other federations' admins (created on first use)."""
+    from bridge.config import ConfigError, load_config
+    from bridge.registry.keys import KeyFileError, fingerprint_of, key_id, load_or_create
+
     try:
         loaded = load_config(config)
         key = load_or_create(loaded.effective_signing_key_file)
