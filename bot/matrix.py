@@ -21,7 +21,6 @@ from nio import (
     ErrorResponse,
     JoinedMembersResponse,
     KeysQueryResponse,
-    LocalProtocolError,
     OlmUnverifiedDeviceError,
     RoomCreateResponse,
     RoomGetStateEventResponse,
@@ -98,9 +97,14 @@ class CaduceeClient(AsyncClient):  # type: ignore[misc]
             logger.info("Could not send withheld notices in %s (HTTP %d)", room_id, status)
 
     async def keys_query(self) -> Any:
+        """Query outdated device lists; nothing (None) when none is left to query.
+
+        nio raises LocalProtocolError then, and its sync loop dies of it whenever another
+        task's query (ours before a send) has just answered the same question.
+        """
         user_list = self.users_for_key_query
         if not user_list:
-            raise LocalProtocolError("No key query required.")
+            return None
         method, path, data = Api.keys_query(self.access_token, user_list)
         response = await self._send(RawKeysQueryResponse, method, path, data)
         if isinstance(response, RawKeysQueryResponse) and self.on_keys_query is not None:
@@ -201,8 +205,7 @@ class NioActions:
         if room is None or not room.encrypted or client.olm is None:
             return
         if client.should_query_keys:
-            with contextlib.suppress(LocalProtocolError):  # the sync loop got there first
-                await client.keys_query()
+            await client.keys_query()
         if self._trust is not None:
             self._trust.blacklist_unjudged(list(room.users))
 

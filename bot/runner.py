@@ -41,6 +41,18 @@ logger = logging.getLogger(__name__)
 CROSS_SIGNING_FILE = "cross_signing.json"
 PINS_FILE = "trusted_identities.json"
 SYNC_TIMEOUT_MS = 30_000
+SYNC_RETRY_MAX_S = 60.0
+
+
+def sync_retry_delay(previous: float, ran_for: float) -> float:
+    """How long to wait before syncing again after a failure: 1 s, doubling while failures
+    follow each other, back to 1 s once a sync loop has run a full minute (an outage long
+    ago must not slow the recovery from the next one)."""
+    if previous <= 0 or ran_for >= SYNC_RETRY_MAX_S:
+        return 1.0
+    return min(previous * 2, SYNC_RETRY_MAX_S)
+
+
 READY_TIMEOUT = 60.0
 
 HandlerFactory = Callable[[NioActions, AsyncExitStack], Awaitable[MessageHandler]]
@@ -212,9 +224,10 @@ class BotRunner:
 
     async def _sync_loop(self) -> None:
         assert self.client is not None
-        delay = 1.0
+        delay = 0.0
         first = True
         while True:
+            started = time.monotonic()
             try:
                 await self.client.sync_forever(timeout=SYNC_TIMEOUT_MS, full_state=first)
             except asyncio.CancelledError:
@@ -224,9 +237,9 @@ class BotRunner:
             except Exception as exc:
                 if not self._ready.is_set() and first:
                     raise
+                delay = sync_retry_delay(delay, time.monotonic() - started)
                 logger.error("Sync failed (%s); retrying in %.0f s", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
             first = False
 
     async def _tick_loop(self) -> None:
