@@ -98,6 +98,9 @@ class RecordingLifecycle(CaseLifecycle):
     async def after_bot_left(self, case: CaseRoom) -> None:
         self.calls.append(("after_bot_left", case.room_id))
 
+    async def close_aborted(self, case: CaseRoom) -> None:
+        self.calls.append(("close_aborted", case.room_id))
+
 
 @dataclass
 class Bot:
@@ -364,6 +367,23 @@ async def test_case_close_removes_everyone_forgets_the_case_and_leaves(bot: Bot)
         ("after_bot_left", room_id),
     ]
     assert "Case closed by @alice:hs-a.test" in bot.matrix.notices_in(room_id)[-1]
+
+
+async def test_a_close_that_cannot_remove_the_members_leaves_the_case_open(bot: Bot) -> None:
+    room_id = await _open_case(bot)
+    bot.matrix.fail_kick = "the homeserver is restarting"
+    replies = await bot.say("!case close", room=room_id)
+    assert any("restarting" in r for r in replies), replies  # the requester is told why
+    case = await bot.store.get_case(room_id)
+    assert case is not None and case.is_open
+    assert bot.lifecycle.calls == [
+        ("before_members_removed", room_id),
+        ("close_aborted", room_id),
+    ]
+    bot.matrix.fail_kick = None
+    await bot.say("!case close", room=room_id)  # running it again finishes the job
+    case = await bot.store.get_case(room_id)
+    assert case is not None and not case.is_open
 
 
 # -- exactly once ---------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class FakeMatrix:
         self.calls: list[tuple[str, ...]] = []
         self.refuse_invites: dict[str, str] = {}
         self.fail_create: str | None = None
+        self.fail_kick: str | None = None
         self._n = 0
 
     @property
@@ -127,6 +128,8 @@ class FakeMatrix:
     async def kick(self, room_id: RoomId, user_id: UserId, reason: str) -> None:
         room = self._room(room_id)
         self.calls.append(("kick", room_id, user_id))
+        if self.fail_kick is not None:
+            raise MatrixActionError(self.fail_kick)
         if user_id not in room.joined and user_id not in room.invited:
             raise MatrixActionError(f"{user_id} is not in the room")
         room.joined.discard(user_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from bot.expiry.close import redact_room_now
+from bot.expiry.close import ExpiryLifecycle, redact_room_now
 from bot.expiry.engine import ExpiryEngine, ExpirySettings
 from bot.expiry.ports import Page, RedactFailure, TimelineEvent
 from bot.expiry.schedule import ExpiryStore, now_ms
@@ -100,3 +100,33 @@ async def test_what_sync_brings_into_a_closing_room_is_due_at_once(
     assert await engine.next_expiry_ms(ROOM) == 5_000  # not an hour later
     engine.forget(ROOM)  # purged: the room is an ordinary case room again if it ever returns
     assert await engine.lifetime_ms(ROOM) == HOUR_S * 1000
+
+
+async def test_an_interrupted_close_gives_the_room_its_lifetime_back(
+    stores: tuple[ExpiryStore, BotStore],
+) -> None:
+    schedule, cases = stores
+    engine = ExpiryEngine(
+        schedule=schedule, cases=cases, matrix=Homeserver([]), server_name="hs-a.test"
+    )
+    lifecycle = ExpiryLifecycle(engine)
+    engine.start_closing(ROOM)
+    assert await engine.lifetime_ms(ROOM) == 0
+    case = await cases.get_case(ROOM)
+    assert case is not None
+    await lifecycle.close_aborted(case)  # removing the members failed: the case stays open
+    assert await engine.lifetime_ms(ROOM) == HOUR_S * 1000
+
+
+async def test_a_room_left_unpurged_is_not_kept_closing(
+    stores: tuple[ExpiryStore, BotStore],
+) -> None:
+    schedule, cases = stores
+    engine = ExpiryEngine(  # no admin token: the purge cannot be done
+        schedule=schedule, cases=cases, matrix=Homeserver([]), server_name="hs-a.test"
+    )
+    engine.start_closing(ROOM)
+    case = await cases.get_case(ROOM)
+    assert case is not None
+    await ExpiryLifecycle(engine).after_bot_left(case)
+    assert await engine.lifetime_ms(ROOM) == HOUR_S * 1000  # the case is open in this test

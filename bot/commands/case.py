@@ -119,11 +119,15 @@ async def run_case_close(invocation: Invocation, args: None) -> Reply | None:
         f"Case closed by {msg.sender}; all members are being removed from the room.",
     )
     await services.lifecycle.before_members_removed(case)
-    members = [m for m in await actions.joined_members(msg.room_id) if m != actions.user_id]
-    if isinstance(actions, ListsInvitedMembers):  # revoke pending invitations as well
-        members += [m for m in await actions.invited_members(msg.room_id) if m not in members]
-    await asyncio.gather(*(actions.kick(msg.room_id, m, CLOSE_REASON) for m in members))
-    await services.store.close_case(msg.room_id)
+    try:
+        members = [m for m in await actions.joined_members(msg.room_id) if m != actions.user_id]
+        if isinstance(actions, ListsInvitedMembers):  # revoke pending invitations as well
+            members += [m for m in await actions.invited_members(msg.room_id) if m not in members]
+        await asyncio.gather(*(actions.kick(msg.room_id, m, CLOSE_REASON) for m in members))
+        await services.store.close_case(msg.room_id)
+    except BaseException:
+        await services.lifecycle.close_aborted(case)  # the case stays open: run it again
+        raise
     await actions.leave(msg.room_id)
     await services.lifecycle.after_bot_left(case)
     logger.info("case room %s closed, %d member(s) removed", msg.room_id, len(members))

@@ -62,6 +62,10 @@ class CaseLifecycle:
     async def after_bot_left(self, case: CaseRoom) -> None:
         """Called once the room is empty of the bot: purge it from the homeserver here."""
 
+    async def close_aborted(self, case: CaseRoom) -> None:
+        """Called when removing the members failed after `before_members_removed`: the case
+        stays open, so whatever the close changed for new messages is undone here."""
+
 
 @dataclass(frozen=True)
 class Services:

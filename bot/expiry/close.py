@@ -81,9 +81,14 @@ class ExpiryLifecycle(CaseLifecycle):
         try:
             await purge_room(self._engine, case.room_id)
         except AdminError as error:
+            self._engine.forget(case.room_id)
             logger.error("case %s: room not purged from the homeserver: %s", case.room_id, error)
         else:
             logger.info("case %s purged from the homeserver", case.room_id)
+
+    async def close_aborted(self, case: CaseRoom) -> None:
+        self._engine.stop_closing(case.room_id)
+        logger.warning("case %s: close interrupted; its messages keep their lifetime", case.room_id)
 
 
 async def close_room(

@@ -226,6 +226,11 @@ class ExpiryEngine:
         self._closing.add(room_id)
         self._lifetimes.pop(room_id, None)
 
+    def stop_closing(self, room_id: RoomId) -> None:
+        """The close did not go through: the room's messages get their lifetime back."""
+        self._closing.discard(room_id)
+        self._lifetimes.pop(room_id, None)
+
     def forget(self, room_id: RoomId) -> None:
         self._lifetimes.pop(room_id, None)
         self._closing.discard(room_id)
