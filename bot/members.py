@@ -163,9 +163,11 @@ class RegistryMemberServers:
             self._session = None
 
 
-def open_member_servers(config: BotConfig, stack: AsyncExitStack) -> Container[str]:
-    """The bot's member servers for `config`; with `follow_registry`, polling starts now and
-    stops when `stack` closes."""
+async def open_member_servers(config: BotConfig, stack: AsyncExitStack) -> Container[str]:
+    """The bot's member servers for `config`; with `follow_registry`, the bridge is asked
+    once before this returns (so the first sync, which replays what came while the bot was
+    down, is judged by the registry, not by the configured list), then polled until `stack`
+    closes."""
     if not config.follow_registry:
         return config.effective_member_servers
     assert config.bridge_url is not None  # checked by the configuration
@@ -175,6 +177,8 @@ def open_member_servers(config: BotConfig, stack: AsyncExitStack) -> Container[s
         config.bridge_url,
         interval_seconds=config.registry_refresh_interval,
     )
-    members.start()
     stack.push_async_callback(members.aclose)
+    with contextlib.suppress(Exception):  # unreachable bridge: the configured list applies
+        await members.refresh()
+    members.start()
     return members

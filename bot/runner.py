@@ -177,7 +177,7 @@ class BotRunner:
             from bot.app import production_handler
 
             self._handler_factory = production_handler(config, self)
-        self.member_servers = open_member_servers(config, self._stack)
+        self.member_servers = await open_member_servers(config, self._stack)
         factory = self._handler_factory
         handler = await factory(self.actions, self._stack)
         self.router = EventRouter(

@@ -338,6 +338,23 @@ async def test_openid_user_of_own_server_is_accepted_and_cached(tmp_path: Path) 
     assert issuer.calls == 1
 
 
+async def test_openid_server_header_is_case_insensitive(tmp_path: Path) -> None:
+    """Server names are host names: `CLINIC.TEST` is the bridge's own server, checked with
+    its own homeserver, not looked up in public DNS."""
+    issuer = OpenIdIssuer(tokens={"good": "@alice:clinic.test"})
+    async with (
+        running_issuer(issuer) as hs_url,
+        running_bridge(bridge_config(tmp_path, homeserver_url=hs_url)) as client,
+    ):
+        response = await client.get(
+            SEARCH_PATH,
+            params={"q": "x"},
+            headers={"Authorization": "Bearer good", "X-Caducee-Matrix-Server": "CLINIC.TEST"},
+        )
+        assert response.status == 200
+    assert issuer.calls == 1
+
+
 async def test_openid_cache_can_be_disabled(tmp_path: Path) -> None:
     issuer = OpenIdIssuer(tokens={"good": "@alice:clinic.test"})
     async with running_issuer(issuer) as hs_url:

@@ -202,3 +202,17 @@ async def test_the_static_policy_is_still_available() -> None:
     policy = StaticServerPolicy(frozenset({"a.test"}))
     assert await policy.is_allowed("a.test")
     assert not await policy.is_allowed("b.test")
+
+
+async def test_a_stuck_registry_read_gives_up_and_keeps_the_last_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bridge.http import auth
+
+    monkeypatch.setattr(auth, "REGISTRY_READ_TIMEOUT_SECONDS", 0.05)
+    registry = Registry("a.test")
+    registry.delay = 3600.0  # the database never answers
+    policy = RegistryServerPolicy({"static.test"}, registry, cache_seconds=10)
+    async with asyncio.timeout(5):  # the request is answered, not held
+        assert not await policy.is_allowed("a.test")
+    assert await policy.is_allowed("static.test")

@@ -53,6 +53,7 @@ SERVER_HEADER: Final = "X-Caducee-Matrix-Server"
 USERINFO_PATH: Final = "/_matrix/federation/v1/openid/userinfo"
 CACHE_MAX_ENTRIES: Final = 10_000
 REGISTRY_CACHE_SECONDS: Final = 15.0
+REGISTRY_READ_TIMEOUT_SECONDS: Final = 5.0
 """How long the registry's list of our homeservers is reused before it is read again."""
 USERINFO_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
 
@@ -120,7 +121,9 @@ class RegistryServerPolicy:
             if self._expires is not None and self._clock() < self._expires:
                 return self._registered
             try:
-                self._registered = frozenset(s.lower() for s in await self._load())
+                async with asyncio.timeout(REGISTRY_READ_TIMEOUT_SECONDS):  # a stuck database
+                    loaded = await self._load()  # must not hold every OpenID request
+                self._registered = frozenset(s.lower() for s in loaded)
             except Exception as exc:  # database down, timeout: keep the last list read
                 if not self._failing:
                     logger.warning(
@@ -220,15 +223,16 @@ class OpenIdVerifier:
         self._cache = TokenCache(config.openid_cache_seconds)
 
     async def _base_url(self, server_name: str) -> str:
-        if server_name == self._config.server_name:
+        if server_name == self._config.server_name.lower():
             return self._config.homeserver_url
-        explicit = self._config.openid_server_urls.get(server_name)
-        if explicit is not None:
-            return explicit
+        for name, url in self._config.openid_server_urls.items():
+            if name.lower() == server_name:
+                return url
         return await self._resolver.base_url(server_name)
 
     async def verify(self, token: str, server_name: str) -> UserId:
         """The user owning `token` on `server_name`; ApiError 401/403/503 otherwise."""
+        server_name = server_name.lower()  # server names are host names: one spelling only
         if not await self._policy.is_allowed(server_name):
             raise ApiError(
                 403, M_FORBIDDEN, f"Users of {server_name} are not allowed to use this service"
