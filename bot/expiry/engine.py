@@ -1,8 +1,9 @@
 """`ExpiryEngine`: the thin async shell around the expiry rules.
 
 It takes timeline events from the bot's sync loop (`observe` then `persist`), keeps the
-schedule in the bot's database, reads back what sync skipped (gaps), and redacts what is due
-(`run`). Every decision is a pure function of `bot.expiry.policy`.
+schedule in the bot's database, reads back what sync skipped (gaps), and has what is due
+redacted (`run`, with `bot.expiry.redactor.Redactor`). Every decision is a pure function of
+`bot.expiry.policy`.
 
 Order of work after a start: rooms are caught up from their newest event back to the last
 event already scheduled (in case the previous process died after the homeserver delivered
@@ -18,13 +19,9 @@ from collections.abc import Callable, Sequence
 from bot.aio import wait_event
 from bot.expiry.backfill import plan_page
 from bot.expiry.policy import (
-    Verdict,
     backoff_ms,
     due_ms,
     is_expirable,
-    judge,
-    local_media,
-    redaction_txn_id,
 )
 from bot.expiry.ports import (
     AdminError,
@@ -33,7 +30,8 @@ from bot.expiry.ports import (
     MatrixUnavailableError,
     TimelineEvent,
 )
-from bot.expiry.schedule import DueEntry, ExpiryStore, Gap, NewEntry, Outcome, now_ms
+from bot.expiry.redactor import Redactor
+from bot.expiry.schedule import ExpiryStore, Gap, NewEntry, now_ms
 from bot.expiry.settings import CaseSource, ExpirySettings
 
 __all__ = ["CaseSource", "ExpiryEngine", "ExpirySettings"]
@@ -71,11 +69,17 @@ class ExpiryEngine:
         self._persist_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._gap_wake = asyncio.Event()
-        self._paused_until = 0
-        self._outage_failures = 0
         self._started = False
         self._persist_task: asyncio.Task[None] | None = None
-        self._backlog = False
+        self._redactor = Redactor(
+            schedule=schedule,
+            matrix=matrix,
+            server_name=server_name,
+            admin=admin,
+            settings=self._settings,
+            clock=clock,
+            wake=self._wake,
+        )
 
     @property
     def schedule(self) -> ExpiryStore:
@@ -272,145 +276,13 @@ class ExpiryEngine:
         """Work until cancelled: redact what is due, back-fill gaps, flush, prune."""
         await self.start()
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._redaction_loop())
+            group.create_task(self._redactor.run())
             group.create_task(self._backfill_loop())
             group.create_task(self._housekeeping_loop())
 
     async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
         await wait_event(event, seconds)
         event.clear()
-
-    async def _redaction_loop(self) -> None:
-        """Keep `concurrency` redactions in flight, most overdue first.
-
-        A pipeline rather than batches: a slow request holds only its own slot, where a batch
-        would wait for its slowest member (measured under load: one batch of 256 per ~30 s).
-        """
-        in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
-        finished: list[Outcome] = []
-        try:
-            while True:
-                try:
-                    await self._redaction_round(in_flight, finished)
-                except Exception:
-                    # A database hiccup (locked SQLite, PostgreSQL restart) must not stop expiry.
-                    logger.exception("expiry: redaction round failed; retrying in 1 s")
-                    await asyncio.sleep(1.0)
-        finally:
-            for task in in_flight.values():
-                task.cancel()
-
-    async def _redaction_round(
-        self, in_flight: dict[tuple[str, str], asyncio.Task[None]], finished: list[Outcome]
-    ) -> None:
-        """Record finished attempts, start new ones, or sleep until something changes."""
-        if finished:
-            outcomes = finished[:]
-            del finished[:]
-            try:
-                await self._schedule.record(outcomes, self._clock())
-            except BaseException:
-                finished[:0] = outcomes
-                raise
-        now = self._clock()
-        if self._paused_until > now:
-            await self._sleep(self._wake, (self._paused_until - now) / 1000)
-            return
-        free = self._settings.concurrency - len(in_flight)
-        if free > 0:
-            candidates = await self._schedule.ready(now, free + len(in_flight) + 1)
-            # An attempt that ended while `ready` was reading is not recorded yet: skip it too.
-            busy = in_flight.keys() | {(o.room_id, o.event_id) for o in finished}
-            waiting = [e for e in candidates if _key(e) not in busy]
-            fresh = waiting[:free]
-            # More is due than the pipeline holds (e.g. overdue after a restart): reading
-            # history back yields to redacting until the backlog is gone.
-            self._backlog = len(waiting) > free
-            for entry in fresh:
-                in_flight[_key(entry)] = asyncio.create_task(
-                    self._attempt(entry, in_flight, finished)
-                )
-            if fresh:
-                return
-        delay = self._settings.idle_poll_s
-        if free > 0:  # every ready entry is in flight: the next one falls due later
-            wake = await self._schedule.next_try_ms(after=now)
-            if wake is not None:
-                delay = min(delay, (wake - self._clock()) / 1000)
-        await self._sleep(self._wake, delay)  # completions wake us too
-
-    async def _attempt(
-        self,
-        entry: DueEntry,
-        in_flight: dict[tuple[str, str], asyncio.Task[None]],
-        finished: list[Outcome],
-    ) -> None:
-        item = entry.pending
-        outcome: Outcome | None = None
-        try:
-            async with asyncio.timeout(self._settings.request_timeout_s):
-                outcome = await self._redact(entry)
-        except TimeoutError:
-            # A homeserver this slow answers eventually; the fixed transaction id makes the
-            # retry a no-op if the first request did land.
-            outcome = Outcome(item.room_id, item.event_id, None, self._clock() + 2_000)
-        except Exception:
-            logger.exception("expiry: redaction of %s failed unexpectedly", item.event_id)
-        finally:
-            in_flight.pop(_key(entry), None)
-            if outcome is not None:
-                finished.append(outcome)
-            self._wake.set()
-
-    async def _redact(self, entry: DueEntry) -> Outcome:
-        item = entry.pending
-        failure = await self._matrix.redact(
-            item.room_id, item.event_id, redaction_txn_id(item.room_id, item.event_id)
-        )
-        verdict = Verdict.DONE if failure is None else judge(failure.errcode, failure.http_status)
-        now = self._clock()
-        if verdict is Verdict.DONE:
-            self._outage_failures = 0
-            await self._delete_media(entry.media)
-            return Outcome(item.room_id, item.event_id, "redacted" if failure is None else "gone")
-        assert failure is not None
-        if verdict is Verdict.RETRY_LATER:
-            self._outage_failures += 1
-            wait = backoff_ms(self._outage_failures, failure.retry_after_ms)
-            self._paused_until = max(self._paused_until, now + wait)
-            logger.warning(
-                "expiry: homeserver busy or unreachable (%s %s); pausing %d ms",
-                failure.errcode,
-                failure.http_status,
-                wait,
-            )
-            return Outcome(item.room_id, item.event_id, None, self._paused_until)
-        attempts = item.attempts + 1
-        if attempts >= self._settings.max_refusals:
-            logger.error(
-                "expiry: giving up redacting %s in %s after %d refusals (%s)",
-                item.event_id,
-                item.room_id,
-                attempts,
-                failure.errcode,
-            )
-            return Outcome(item.room_id, item.event_id, "given_up")
-        logger.warning(
-            "expiry: redaction of %s in %s refused (%s); retrying",
-            item.event_id,
-            item.room_id,
-            failure.errcode,
-        )
-        return Outcome(item.room_id, item.event_id, None, now + backoff_ms(attempts))
-
-    async def _delete_media(self, media: Sequence[str]) -> None:
-        if not media or not self._settings.delete_media or self._admin is None:
-            return
-        for media_id in local_media(media, self._server_name):
-            try:
-                await self._admin.delete_media(self._server_name, media_id)
-            except AdminError as error:
-                logger.warning("expiry: attachment %s not deleted: %s", media_id, error)
 
     async def _backfill_loop(self) -> None:
         gate = asyncio.Semaphore(self._settings.backfill_concurrency)
@@ -419,7 +291,7 @@ class ExpiryEngine:
 
         async def one(gap: Gap) -> None:
             async with gate:
-                if self._backlog:  # overdue redactions first: one room at a time meanwhile
+                if self._redactor.backlog:  # overdue redactions first: one room at a time meanwhile
                     async with alone:
                         await self._fill(gap)
                 else:
@@ -510,7 +382,3 @@ class ExpiryEngine:
                 last_prune = now
                 keep = self._settings.keep_done_days * _DAY_MS
                 await self._schedule.prune_done(now - keep)
-
-
-def _key(entry: DueEntry) -> tuple[str, str]:
-    return (entry.pending.room_id, entry.pending.event_id)
