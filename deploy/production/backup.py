@@ -13,18 +13,27 @@ federation's manifest until its admins pin a new fingerprint.
 The federation key is created by the bridge at its first start: a backup taken before then
 says so and goes on (nothing to lose yet). The media store can be large: it is streamed into
 the archive file by file, never held in memory, and `include_media=False` (`--no-media`) leaves
-it out for operators who back it up separately.
+it out for operators who back it up separately. Synapse keeps running meanwhile and deletes
+media on its own schedule (media retention): a media file or folder gone between listing its
+folder and reading it is counted and left out, with one warning. Symlinks and special files
+inside the media store are not followed out of it: counted and left out too. A path the
+manifest names is resolved first, so a media store or secret that is a symlink (`media_store ->
+/srv/media`) is archived with its contents, under its usual name.
 
 Archive members keep their modes. Restore goes into *fresh* databases and empty folders only:
 it refuses to overwrite them, so a mistyped command cannot destroy a running deployment. It
 reads the archive's own manifest (its first member) and checks everything before extracting
 anything. Single files (the signing key a fresh install just generated, a federation key a
-bridge started too early made) are replaced, the previous one kept as `<name>.before-restore`.
-Secrets come back 0600 (folders 0700); the media store keeps the archived modes.
+bridge started too early made) are replaced, the previous one kept as `<name>.before-restore`
+(`<name>.before-restore-<UTC time>` when that exists already: an earlier copy is never
+overwritten). Secrets come back 0600 (folders 0700). Media files and folders keep their
+archived read and execute bits; write permission stays the owner's alone (files are always
+owner-readable and writable, folders owner-accessible).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -196,6 +205,102 @@ def _exists(name: str, path: Path) -> bool:
     return True
 
 
+def _resolve(name: str, path: Path) -> Path:
+    """The real location of `path` (which exists): a symlinked store is archived as its contents."""
+    try:
+        return path.resolve(strict=True)
+    except FileNotFoundError:
+        raise BackupError(
+            f"{name}: {path} vanished during the backup; no archive written"
+        ) from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise BackupError(f"{name}: cannot resolve {path}: {exc}") from None
+
+
+@dataclass
+class _Skipped:
+    """Media left out of the archive, counted for one warning each at the end."""
+
+    vanished: int = 0  # deleted by Synapse (media retention) while the backup ran
+    not_followed: int = 0  # symlinks and special files: nothing a restore could use safely
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.vanished:
+            out.append(
+                f"{self.vanished} media file(s) vanished during the backup (deleted by "
+                "Synapse's media retention); not in the archive"
+            )
+        if self.not_followed:
+            out.append(
+                f"{self.not_followed} symlink(s) or special file(s) in the media store not "
+                "followed; not in the archive"
+            )
+        return out
+
+
+_OPEN_MEDIA = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _add_media(tar: tarfile.TarFile, name: str, top: Path, skipped: _Skipped) -> None:
+    """Add the folder `top` as `media/<name>`, file by file (each copied in chunks).
+
+    A file or folder gone between listing its folder and opening it is counted, not an error:
+    Synapse deletes media while the backup runs. Nothing is followed out of `top`.
+    """
+    root = f"media/{name}"
+    try:
+        tar.addfile(tar.gettarinfo(str(top), root))
+    except FileNotFoundError:
+        raise BackupError(f"{name}: {top} vanished during the backup; no archive written") from None
+    pending = [(str(top), root)]
+    while pending:
+        folder, arcfolder = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except FileNotFoundError:  # its header is in the archive: it comes back empty
+            skipped.vanished += 1
+            continue
+        subfolders = []
+        for entry in entries:
+            arcname = f"{arcfolder}/{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                try:
+                    info = tar.gettarinfo(entry.path, arcname)
+                except FileNotFoundError:
+                    skipped.vanished += 1
+                    continue
+                if not info.isdir():  # replaced meanwhile (by a symlink?)
+                    skipped.not_followed += 1
+                    continue
+                tar.addfile(info)
+                subfolders.append((entry.path, arcname))
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    fd = os.open(entry.path, _OPEN_MEDIA)
+                except FileNotFoundError:
+                    skipped.vanished += 1
+                    continue
+                except OSError as exc:
+                    if exc.errno != errno.ELOOP:  # ELOOP: replaced by a symlink meanwhile
+                        raise
+                    skipped.not_followed += 1
+                    continue
+                # Open, the file stays readable even if Synapse deletes it now.
+                with os.fdopen(fd, "rb") as handle:
+                    info = tar.gettarinfo(arcname=arcname, fileobj=handle)
+                    if info.isreg() or info.islnk():
+                        tar.addfile(info, handle)
+                    else:
+                        skipped.not_followed += 1
+            elif os.path.lexists(entry.path):
+                skipped.not_followed += 1
+            else:  # is_dir/is_file say False for a name that is gone
+                skipped.vanished += 1
+        pending.extend(reversed(subfolders))
+
+
 def backup(
     manifest: Manifest, out_dir: Path, *, include_media: bool = True, now: float | None = None
 ) -> BackupResult:
@@ -224,6 +329,10 @@ def backup(
             raise BackupError(f"{name}: {path} is not a folder (is this the right manifest?)")
         else:
             media[name] = path
+    # A symlinked store (`media_store -> /srv/media`) is archived as its contents.
+    secrets = {name: _resolve(name, path) for name, path in secrets.items()}
+    media = {name: _resolve(name, path) for name, path in media.items()}
+    skipped = _Skipped()
     _private_dir(out_dir)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     archive = out_dir / f"caducee-backup-{stamp}.tar.gz"
@@ -272,16 +381,25 @@ def backup(
                 for name in sorted(manifest.databases):
                     tar.add(stage / f"{name}.dump", arcname=f"databases/{name}.dump")
                 for name, path in sorted(secrets.items()):
-                    tar.add(path, arcname=f"paths/{name}", recursive=True)
+                    try:
+                        tar.add(path, arcname=f"paths/{name}", recursive=True)
+                    except FileNotFoundError as exc:  # secrets must all be there
+                        raise BackupError(
+                            f"{name}: {exc.filename or path} vanished during the backup; "
+                            "no archive written"
+                        ) from None
                 for name, path in sorted(media.items()):
-                    # tarfile copies each file in chunks: the media store never sits in memory
-                    tar.add(path, arcname=f"media/{name}", recursive=True)
+                    _add_media(tar, name, path, skipped)
         except BaseException as exc:
             archive.unlink(missing_ok=True)  # no half-written archive that looks like a backup
             if isinstance(exc, OSError):
+                if exc.filename is not None:
+                    raise BackupError(
+                        f"cannot read {exc.filename}: {exc.strerror or exc}; no archive written"
+                    ) from None
                 raise BackupError(f"cannot write {archive}: {exc}") from None
             raise
-    return BackupResult(archive, archive.stat().st_size, warnings)
+    return BackupResult(archive, archive.stat().st_size, warnings + skipped.warnings())
 
 
 def _database_is_empty(target: PgTarget) -> bool:
@@ -383,11 +501,12 @@ def restore(archive: Path, manifest: Manifest) -> RestoreResult:
                 )
         for name in contents["paths"]:
             _check_empty_path(name, secrets[name])
+        media_dest = {name: manifest.media[name].resolve() for name in media}
         for name in media:
-            _check_empty_path(name, manifest.media[name])
+            _check_empty_path(name, media_dest[name])
 
         # Next to the media store when there is one, so that moving it into place is a rename.
-        near = [manifest.media[name] for name in media] or list(secrets.values())
+        near = [media_dest[name] for name in media] or list(secrets.values())
         scratch_parent = near[0].parent if near and near[0].parent.exists() else None
         with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".caducee-restore-") as scratch:
             root = Path(scratch)
@@ -417,13 +536,15 @@ def restore(archive: Path, manifest: Manifest) -> RestoreResult:
                 _put_back(root / "paths" / name, secrets[name], kind)
                 restored.append(f"{kind} {name} -> {secrets[name]}")
             for name in media:
-                _put_back_media(root / "media" / name, manifest.media[name])
+                modes = _folder_modes(tar, f"media/{name}")
+                _put_back_media(root / "media" / name, media_dest[name], modes)
                 restored.append(f"media {name} -> {manifest.media[name]}")
     return RestoreResult(restored, _notes(contents, manifest))
 
 
 def _put_back(source: Path, dest: Path, kind: str) -> None:
     """Move restored secrets into place, private (0700 folders, 0600 files)."""
+    dest = dest.resolve()  # a symlinked secret stays a symlink to the restored one
     dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if kind == "dir":
         _private_dir(dest)
@@ -435,15 +556,57 @@ def _put_back(source: Path, dest: Path, kind: str) -> None:
                 os.chmod(Path(folder) / file, 0o600)
     else:
         if dest.exists():
-            os.replace(dest, dest.with_name(dest.name + ".before-restore"))
+            os.replace(dest, _set_aside_name(dest))
         shutil.move(str(source), dest)
         os.chmod(dest, 0o600)
 
 
-def _put_back_media(source: Path, dest: Path) -> None:
-    """Move the media store into its (empty) folder; files keep their archived modes."""
+def _set_aside_name(dest: Path) -> Path:
+    """`<name>.before-restore`, or a name no earlier restore used: never overwrite a copy."""
+    first = dest.with_name(dest.name + ".before-restore")
+    if not os.path.lexists(first):
+        return first
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidate = first.with_name(f"{first.name}-{stamp}")
+    number = 1
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = first.with_name(f"{first.name}-{stamp}-{number}")
+    return candidate
+
+
+def _folder_modes(tar: tarfile.TarFile, prefix: str) -> dict[str, int]:
+    """Archived modes of the folders under `prefix`, by relative path ("" for `prefix`).
+
+    The `data` extraction filter leaves folders at the umask; restore puts the modes back.
+    """
+    modes = {}
+    for member in tar.getmembers():
+        if not member.isdir():
+            continue
+        if member.name == prefix:
+            modes[""] = member.mode
+        elif member.name.startswith(prefix + "/"):
+            modes[member.name[len(prefix) + 1 :]] = member.mode
+    return modes
+
+
+def _put_back_media(source: Path, dest: Path, modes: dict[str, int]) -> None:
+    """Move the media store into its (empty) folder, with the archived folder modes.
+
+    As for files (`data` filter), write permission stays the owner's alone and the owner keeps
+    access. The folder the deployment prepared keeps its own mode.
+    """
     if not dest.exists():
         dest.mkdir(mode=0o700, parents=True)
-        os.chmod(dest, source.stat().st_mode & 0o777)
+        os.chmod(dest, (modes.get("", 0o700) & 0o755) | 0o700)
     for item in source.iterdir():
         shutil.move(str(item), dest / item.name)
+    for relative, mode in modes.items():
+        folder = dest / relative
+        # only real folders of the restored store: never a symlink, never a path out of it
+        inside = (
+            bool(relative) and not folder.is_symlink() and folder.resolve().is_relative_to(dest)
+        )
+        if inside and folder.is_dir():
+            os.chmod(folder, (mode & 0o755) | 0o700)
