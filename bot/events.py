@@ -310,6 +310,11 @@ class EventRouter:
         )
 
     async def on_sync(self, response: SyncResponse) -> None:
+        for room_id in response.rooms.leave:
+            # A withdrawn or refused invitation arrives as a leave, which nio does not apply
+            # to its list of invitations: a held one must not be accepted later.
+            self._held_invites.pop(room_id, None)
+            self._client.invited_rooms.pop(room_id, None)
         for room_id, info in response.rooms.join.items():
             timeline = info.timeline
             if timeline.limited:
