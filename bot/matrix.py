@@ -56,12 +56,72 @@ class RawKeysQueryResponse(KeysQueryResponse):  # type: ignore[misc]
         return cls(parsed.device_keys, parsed.failures, raw=parsed_dict)
 
 
+LATE_CLAIM_INTERVAL_S = 60.0
+
+
 class CaduceeClient(AsyncClient):  # type: ignore[misc]
     """An AsyncClient whose key queries also feed our cross-signing trust decisions."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_keys_query: Callable[[Json], object] | None = None
+        self._claimed_at: dict[tuple[str, str], float] = {}
+
+    async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> Any:
+        await self._give_room_key_to_late_devices(room_id)
+        return await super().room_send(room_id, *args, **kwargs)
+
+    async def _give_room_key_to_late_devices(self, room_id: str) -> None:
+        """Reach the devices that did not get the current room key.
+
+        nio claims a device's one-time key once, when the room key goes out; a device whose
+        claim failed then (its homeserver unreachable, no one-time key left), or whose key
+        delivery failed, never gets this room key, and its owner cannot read anything the bot
+        says until the key changes. Before each message: claim again for devices without a
+        session (at most once a minute each); if any such device can be reached now, start a
+        new room key, which nio shares with everyone, them included.
+        """
+        olm = self.olm
+        room = self.rooms.get(room_id)
+        if olm is None or room is None or not room.encrypted:
+            return
+        session = olm.outbound_group_sessions.get(room_id)
+        if session is None or not session.shared:
+            return  # nio is about to share it, claiming what is missing itself
+        now = asyncio.get_running_loop().time()
+        reachable = 0
+        to_claim: dict[str, list[str]] = {}
+        for user_id in room.users:
+            for device in self.device_store.active_user_devices(user_id):
+                key = (user_id, device.id)
+                if (
+                    device.id == self.device_id
+                    or device.blacklisted  # refused on purpose: it never gets keys
+                    or key in session.users_shared_with
+                    or key in session.users_ignored
+                ):
+                    continue
+                if olm.session_store.get(device.curve25519) is not None:
+                    reachable += 1
+                elif now - self._claimed_at.get(key, -LATE_CLAIM_INTERVAL_S) >= (
+                    LATE_CLAIM_INTERVAL_S
+                ):
+                    to_claim.setdefault(user_id, []).append(device.id)
+                    self._claimed_at[key] = now
+        if to_claim:
+            with contextlib.suppress(Exception):  # best effort: never fail the message for it
+                await self.keys_claim(to_claim)
+            for user_id, device_ids in to_claim.items():
+                for device in self.device_store.active_user_devices(user_id):
+                    if device.id in device_ids and olm.session_store.get(device.curve25519):
+                        reachable += 1
+        if reachable:
+            logger.info(
+                "New room key for %s: %d device(s) without the last one can be reached now",
+                room_id,
+                reachable,
+            )
+            olm.rotate_outbound_group_session(room_id)
 
     async def share_group_session(
         self, room_id: str, ignore_unverified_devices: bool = False

@@ -117,6 +117,18 @@ class Doctor:
             except LocalProtocolError:
                 continue
 
+    async def pause_sync(self) -> None:
+        """Stop syncing (nothing received, no one-time key uploaded) until `resume_sync`."""
+        if self._sync is not None:
+            self._sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sync
+            self._sync = None
+
+    def resume_sync(self) -> None:
+        if self._sync is None:
+            self._sync = asyncio.create_task(self._sync_forever())
+
     async def _on_event(self, room: Any, event: Any) -> None:
         self.seen.append(event)
         self._arrived.set()
