@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
 
-from bridge.config import is_valid_server_name
+from bridge.guard.allowlist import parse_answer
 from bridge.registry.model import ALLOWED_SERVERS_PATH
 
 if TYPE_CHECKING:
@@ -34,32 +33,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=10, connect=3)
-MAX_SERVERS: Final = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class AllowedServers:
-    """A well-formed answer of the bridge."""
-
-    servers: frozenset[str]
-    version: str
-
-
-def parse_allowed_servers(body: object) -> AllowedServers | None:
-    """The bridge's `{"servers": [...], "version": ...}`, or None when malformed (ignored)."""
-    if not isinstance(body, Mapping):
-        return None
-    servers, version = body.get("servers"), body.get("version")
-    if not isinstance(servers, list) or len(servers) > MAX_SERVERS:
-        return None
-    if not isinstance(version, (str, int)) or isinstance(version, bool):
-        return None
-    names: set[str] = set()
-    for item in servers:
-        if not isinstance(item, str) or not is_valid_server_name(item.strip()):
-            return None
-        names.add(item.strip().lower())
-    return AllowedServers(frozenset(names), str(version))
 
 
 class RegistryMemberServers:
@@ -110,7 +83,7 @@ class RegistryMemberServers:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self._failed(f"cannot read it ({type(exc).__name__})")
             return False
-        answer = parse_allowed_servers(body)
+        answer = parse_answer(body)
         if answer is None:
             self._failed("the answer is not a list of servers")
             return False

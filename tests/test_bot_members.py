@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -23,7 +25,8 @@ from bot.commands.context import CommandSettings
 from bot.commands.policy import is_member_user
 from bot.config import BotConfig, ConfigError, parse_config
 from bot.events import EventRouter, TaskSet, may_join
-from bot.members import RegistryMemberServers, open_member_servers, parse_allowed_servers
+from bot.members import RegistryMemberServers, open_member_servers
+from bridge.guard.allowlist import parse_answer
 from bridge.http.app import create_app
 from bridge.registry import handlers
 from bridge.registry.model import ALLOWED_SERVERS_PATH
@@ -148,12 +151,12 @@ async def test_malformed_or_failed_answers_are_ignored() -> None:
 
 
 def test_parse_allowed_servers() -> None:
-    answer = parse_allowed_servers({"servers": [" Hs.Example ", "localhost:8481"], "version": "v"})
+    answer = parse_answer({"servers": [" Hs.Example ", "localhost:8481"], "version": "v"})
     assert answer is not None
     assert answer.servers == {"hs.example", "localhost:8481"} and answer.version == "v"
-    assert parse_allowed_servers(["a.test"]) is None
-    assert parse_allowed_servers({"servers": ["a.test"]}) is None
-    assert parse_allowed_servers({"servers": [1], "version": "v"}) is None
+    assert parse_answer(["a.test"]) is None
+    assert parse_answer({"servers": ["a.test"]}) is None
+    assert parse_answer({"servers": [1], "version": "v"}) is None
 
 
 def bot_data(**changes: Any) -> dict[str, Any]:
@@ -291,3 +294,15 @@ async def test_an_invite_ignored_before_its_server_was_onboarded_is_accepted_aft
         router.retry_pending(0)
         await tasks.drain(timeout=5)
         assert client.joined == ["!case:new"]  # once
+
+
+def test_the_bot_reads_the_allow_list_without_loading_synapse() -> None:
+    """The parser is the guard's own (stdlib only): the bot must not pull Synapse in with it."""
+    code = (
+        "import sys, bot.members\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'synapse', 'twisted'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -16,8 +16,8 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import ConfigError
 
 from bridge.guard import CaduceeGuard
-from bridge.guard.allowlist import AllowList, AllowListHolder
-from bridge.guard.refresh import AllowListRefresher, parse_answer
+from bridge.guard.allowlist import AllowList, AllowListHolder, parse_answer
+from bridge.guard.refresh import AllowListRefresher
 
 OWN, B, C = "localhost:8481", "localhost:8482", "localhost:8483"
 URL = "http://127.0.0.1:8780/_caducee/v1/federation/allowed_servers"

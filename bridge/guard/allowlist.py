@@ -13,8 +13,9 @@ feeds it live. `AllowListHolder.replace` is the seam for that: callbacks read
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 # host: DNS name, IPv4 literal or bracketed IPv6 literal; optional :port.
 _SERVER_NAME = re.compile(
@@ -83,3 +84,32 @@ class AllowListHolder:
         """Install a new list (the own server is kept) and return it."""
         self._current = AllowList.build(self._current.own_server, servers)
         return self._current
+
+
+MAX_SERVERS: Final = 100_000
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A well-formed answer of the bridge."""
+
+    servers: frozenset[str]
+    version: str
+
+
+def parse_answer(body: object) -> Answer | None:
+    """The bridge's `{"servers": [...], "version": ...}` (its allowed_servers endpoint), or None
+    when it is not a well-formed allow-list (then ignored). The guard and the bot read it."""
+    if not isinstance(body, Mapping):
+        return None
+    servers, version = body.get("servers"), body.get("version")
+    if not isinstance(servers, list) or len(servers) > MAX_SERVERS:
+        return None
+    if not isinstance(version, (str, int)) or isinstance(version, bool):
+        return None
+    names: set[str] = set()
+    for item in servers:
+        if not isinstance(item, str) or not is_valid_server_name(item.strip()):
+            return None
+        names.add(normalise_server_name(item))
+    return Answer(frozenset(names), str(version))

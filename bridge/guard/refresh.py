@@ -17,43 +17,15 @@ still waiting for the bridge when the next one is due is not doubled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final
 
 from synapse.module_api import ModuleApi
 
-from bridge.guard.allowlist import AllowListHolder, is_valid_server_name, normalise_server_name
+from bridge.guard.allowlist import AllowListHolder, parse_answer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_SECONDS: Final = 30.0
-MAX_SERVERS: Final = 100_000
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A well-formed answer of the bridge."""
-
-    servers: frozenset[str]
-    version: str
-
-
-def parse_answer(body: object) -> Answer | None:
-    """The bridge's answer, or None when it is not a well-formed allow-list (then ignored)."""
-    if not isinstance(body, Mapping):
-        return None
-    servers, version = body.get("servers"), body.get("version")
-    if not isinstance(servers, list) or len(servers) > MAX_SERVERS:
-        return None
-    if not isinstance(version, (str, int)) or isinstance(version, bool):
-        return None
-    names: set[str] = set()
-    for item in servers:
-        if not isinstance(item, str) or not is_valid_server_name(item.strip()):
-            return None
-        names.add(normalise_server_name(item))
-    return Answer(frozenset(names), str(version))
 
 
 class AllowListRefresher:
