@@ -89,8 +89,10 @@ class Redactor:
             return
         free = self._settings.concurrency - len(in_flight)
         if free > 0:
-            candidates = await self._schedule.ready(now, free + len(in_flight) + 1)
-            # An attempt that ended while `ready` was reading is not recorded yet: skip it too.
+            # Attempts that ended since the outcomes were recorded are still pending in the
+            # schedule, like those in flight: read past both, and skip them.
+            limit = free + len(in_flight) + len(finished) + 1
+            candidates = await self._schedule.ready(now, limit)
             busy = in_flight.keys() | {(o.room_id, o.event_id) for o in finished}
             waiting = [e for e in candidates if _key(e) not in busy]
             fresh = waiting[:free]
