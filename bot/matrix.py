@@ -67,6 +67,14 @@ class CaduceeClient(AsyncClient):  # type: ignore[misc]
         self.on_keys_query: Callable[[Json], object] | None = None
         self._claimed_at: dict[tuple[str, str], float] = {}
 
+    def _handle_olm_events(self, response: Any) -> None:
+        super()._handle_olm_events(response)
+        if self.olm is not None and response.device_key_count.signed_curve25519 == 0:
+            # nio skips a count of 0 (it tests the count for truth): once every one-time key
+            # of the bot had been claimed, it would never upload more, and no new device
+            # could start an encrypted session with the bot again.
+            self.olm.uploaded_key_count = 0
+
     async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> Any:
         await self._give_room_key_to_late_devices(room_id)
         return await super().room_send(room_id, *args, **kwargs)

@@ -65,6 +65,10 @@ async def test_a_member_without_one_time_keys_reads_the_bots_next_answer(
 
             await alice.send(room_id, "!help")
             await alice.wait_for_text(bot_a.user_id, lambda b: "!find" in b)
+            olm = bob.client.olm
+            assert olm is not None
+            olm.uploaded_key_count = 0  # nio would not notice a count of 0 by itself
+            await bob.client.keys_upload()  # back online with one-time keys
             bob.resume_sync()
 
             async def first_answer() -> Any:
@@ -74,11 +78,7 @@ async def test_a_member_without_one_time_keys_reads_the_bots_next_answer(
             answer = await eventually(first_answer, timeout=30)
             assert isinstance(answer, MegolmEvent), "Bob should have missed this room key"
 
-            async def replenished() -> bool | None:  # his client uploaded new one-time keys
-                token, user = hs_a.admin_token, bob.user_id
-                return True if await _claim_one(http, hs_a, token, user, device) else None
-
-            await eventually(replenished, timeout=30)
+            assert await _claim_one(http, hs_a, hs_a.admin_token, bob.user_id, device)
 
         mark = len(bob.seen)
         await alice.send(room_id, "!help")
@@ -91,3 +91,32 @@ async def test_a_member_without_one_time_keys_reads_the_bots_next_answer(
 
 async def _joined(doctor: Doctor, room_id: str) -> bool | None:
     return True if isinstance(await doctor.client.join(room_id), JoinResponse) else None
+
+
+async def test_the_bot_uploads_one_time_keys_again_once_all_were_claimed(
+    bot_a: BotRunner, hs_a: Homeserver, tmp_path: Path
+) -> None:
+    """Every one-time key of the bot claimed at once (many new devices): it must upload more,
+    or no new device can start an encrypted session with it. nio alone never does (it
+    ignores a count of 0)."""
+    async with aiohttp.ClientSession() as http:
+        token, user, device = hs_a.admin_token, bot_a.user_id, bot_a.device_id
+        for _ in range(200):
+            if not await _claim_one(http, hs_a, token, user, device):
+                break
+        else:
+            raise AssertionError("the bot never ran out of one-time keys")
+
+        doctor = await Doctor.create(hs_a, tmp_path)  # a newcomer: the bot syncs its invite
+        try:
+            room_id = await doctor.dm(bot_a.user_id)
+
+            async def replenished() -> bool | None:
+                return True if await _claim_one(http, hs_a, token, user, device) else None
+
+            await eventually(replenished, timeout=60, every=0.5)
+            await doctor.send(room_id, "!help")  # needs a one-time key of the bot
+            reply = await doctor.wait_for_text(bot_a.user_id, lambda b: "!find" in b)
+            assert "!case" in reply.body
+        finally:
+            await doctor.close()
