@@ -99,6 +99,7 @@ class CaduceeClient(AsyncClient):  # type: ignore[misc]
         now = asyncio.get_running_loop().time()
         reachable = 0
         to_claim: dict[str, list[str]] = {}
+        claimed: list[Any] = []
         for user_id in room.users:
             for device in self.device_store.active_user_devices(user_id):
                 key = (user_id, device.id)
@@ -115,14 +116,12 @@ class CaduceeClient(AsyncClient):  # type: ignore[misc]
                     LATE_CLAIM_INTERVAL_S
                 ):
                     to_claim.setdefault(user_id, []).append(device.id)
+                    claimed.append(device)
                     self._claimed_at[key] = now
         if to_claim:
             with contextlib.suppress(Exception):  # best effort: never fail the message for it
                 await self.keys_claim(to_claim)
-            for user_id, device_ids in to_claim.items():
-                for device in self.device_store.active_user_devices(user_id):
-                    if device.id in device_ids and olm.session_store.get(device.curve25519):
-                        reachable += 1
+            reachable += sum(1 for d in claimed if olm.session_store.get(d.curve25519))
         if reachable:
             logger.info(
                 "New room key for %s: %d device(s) without the last one can be reached now",

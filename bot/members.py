@@ -114,13 +114,14 @@ class RegistryMemberServers:
 
     async def _run(self) -> None:
         while True:
+            await asyncio.sleep(self._interval)
             try:
                 await self.refresh()
             except Exception:  # a bug must not stop the polling nor the bot
                 logger.exception("Refreshing the member servers failed")
-            await asyncio.sleep(self._interval)
 
     def start(self) -> None:
+        """Ask the bridge again every interval (`open_member_servers` asks it first)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="member servers refresh")
 
