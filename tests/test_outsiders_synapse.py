@@ -1,0 +1,411 @@
+"""No path to or from outsiders, tried against real Synapse as an attacker would.
+
+hs_c is the outsider: the members trust its TLS certificate, it holds a valid signing key,
+and its own users and admin try everything. hs_a has a static `federation_domain_whitelist`
+that the guard keeps live; hs_b has none, so what hs_b refuses it refuses by its guard alone
+(the guard installs Synapse's whitelist and keeps it equal to its allow-list).
+
+- Inbound: every channel of the server-server API, signed with hs_c's own key, gets Synapse's
+  "Federation denied" before any handler runs; the same request from a member gets through
+  (so the request itself is sound), and a request claiming a member's name with hs_c's key
+  fails its signature check.
+- Outbound: a member's user *and* server admin cannot make their homeserver fetch an
+  outsider's profile, devices, keys or media, join or knock on its room (version-12 room ids
+  name no server: only the `via` does), or deliver to-device messages to it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from deploy.local.federation import Homeserver
+from tests.federation_signing import FederationReply, SignedFederationClient
+from tests.test_guard_synapse import FAKE_MEGOLM, Client, Reply, admin_on, user_on
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Target:
+    """What an attacker would aim at on one homeserver: a user with keys, a room, media."""
+
+    hs: Homeserver
+    user: Client
+    device_id: str
+    room_id: str
+    event_id: str
+    media_id: str
+
+
+async def with_keys(client: Client, device_id: str) -> None:
+    """Upload device keys and one-time keys (made up: the server does not check them)."""
+    user = client.user_id
+    body = {
+        "device_keys": {
+            "user_id": user,
+            "device_id": device_id,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {f"curve25519:{device_id}": "c" * 43, f"ed25519:{device_id}": "e" * 43},
+            "signatures": {user: {f"ed25519:{device_id}": "s" * 86}},
+        },
+        "one_time_keys": {
+            f"signed_curve25519:AAAA{i}": {
+                "key": f"{i}" * 43,
+                "signatures": {user: {f"ed25519:{device_id}": "s" * 86}},
+            }
+            for i in range(3)
+        },
+    }
+    reply = await client.call("POST", "/keys/upload", body)
+    assert reply.status == 200, reply.body
+
+
+async def device_of(client: Client) -> str:
+    reply = await client.call("GET", "/devices")
+    return str(reply.body["devices"][0]["device_id"])
+
+
+async def upload_media(client: Client) -> str:
+    url = f"{client.hs.client_url}/_matrix/media/v3/upload"
+    headers = {
+        "Authorization": f"Bearer {client.token}",
+        "Content-Type": "application/octet-stream",
+    }
+    async with client.http.post(url, data=b"encrypted attachment", headers=headers) as response:
+        assert response.status == 200
+        uri = str((await response.json())["content_uri"])
+    return uri.rsplit("/", 1)[1]
+
+
+async def target_on(hs: Homeserver, http: aiohttp.ClientSession) -> Target:
+    user = await user_on(hs, http, "doctor")
+    device = await device_of(user)
+    await with_keys(user, device)
+    room = await user.new_room(preset="private_chat", room_version="10")
+    sent = await user.send(room, "m.room.encrypted", FAKE_MEGOLM)
+    assert sent.status == 200, sent.body
+    return Target(hs, user, device, room, str(sent.body["event_id"]), await upload_media(user))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def targets(
+    hs_a: Homeserver, hs_b: Homeserver, http: aiohttp.ClientSession
+) -> dict[str, Target]:
+    return {"a": await target_on(hs_a, http), "b": await target_on(hs_b, http)}
+
+
+# Inbound: each channel of the server-server API, as the outsider server itself.
+
+Channel = Callable[[Target, str], tuple[str, str, Any]]
+"""(target, origin server name) -> (method, uri, body)."""
+
+V1 = "/_matrix/federation/v1"
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _transaction(t: Target, origin: str, edu_type: str, content: dict[str, Any]) -> Any:
+    edu = {"edu_type": edu_type, "content": content}
+    body = {
+        "origin": origin,
+        "origin_server_ts": int(time.time() * 1000),
+        "pdus": [],
+        "edus": [edu],
+    }
+    return ("PUT", f"{V1}/send/{uuid.uuid4().hex}", body)
+
+
+CHANNELS: dict[str, Channel] = {
+    "profile": lambda t, o: (
+        "GET",
+        f"{V1}/query/profile?user_id={_q(t.user.user_id)}&field=displayname",
+        None,
+    ),
+    "directory": lambda t, o: (
+        "GET",
+        f"{V1}/query/directory?room_alias={_q('#case:' + t.hs.server_name)}",
+        None,
+    ),
+    "device-list": lambda t, o: ("GET", f"{V1}/user/devices/{_q(t.user.user_id)}", None),
+    "keys-query": lambda t, o: (
+        "POST",
+        f"{V1}/user/keys/query",
+        {"device_keys": {t.user.user_id: []}},
+    ),
+    "keys-claim": lambda t, o: (
+        "POST",
+        f"{V1}/user/keys/claim",
+        {"one_time_keys": {t.user.user_id: {t.device_id: "signed_curve25519"}}},
+    ),
+    "to-device": lambda t, o: _transaction(
+        t,
+        o,
+        "m.direct_to_device",
+        {
+            "sender": f"@mallory:{o}",
+            "type": "m.room_key_request",
+            "message_id": uuid.uuid4().hex,
+            "messages": {t.user.user_id: {"*": {"action": "request"}}},
+        },
+    ),
+    "typing": lambda t, o: _transaction(
+        t, o, "m.typing", {"room_id": t.room_id, "user_id": f"@mallory:{o}", "typing": True}
+    ),
+    "invite": lambda t, o: (
+        "PUT",
+        f"/_matrix/federation/v2/invite/{_q(t.room_id)}/{_q('$' + uuid.uuid4().hex)}",
+        {"event": {}, "room_version": "10", "invite_room_state": []},
+    ),
+    "make-join": lambda t, o: (
+        "GET",
+        f"{V1}/make_join/{_q(t.room_id)}/{_q('@mallory:' + o)}?ver=10&ver=12",
+        None,
+    ),
+    "send-join": lambda t, o: (
+        "PUT",
+        f"/_matrix/federation/v2/send_join/{_q(t.room_id)}/{_q('$' + uuid.uuid4().hex)}",
+        {},
+    ),
+    "make-knock": lambda t, o: (
+        "GET",
+        f"{V1}/make_knock/{_q(t.room_id)}/{_q('@mallory:' + o)}?ver=10&ver=12",
+        None,
+    ),
+    "event": lambda t, o: ("GET", f"{V1}/event/{_q(t.event_id)}", None),
+    "backfill": lambda t, o: (
+        "GET",
+        f"{V1}/backfill/{_q(t.room_id)}?v={_q(t.event_id)}&limit=10",
+        None,
+    ),
+    "state": lambda t, o: ("GET", f"{V1}/state/{_q(t.room_id)}?event_id={_q(t.event_id)}", None),
+    "state-ids": lambda t, o: (
+        "GET",
+        f"{V1}/state_ids/{_q(t.room_id)}?event_id={_q(t.event_id)}",
+        None,
+    ),
+    "missing-events": lambda t, o: (
+        "POST",
+        f"{V1}/get_missing_events/{_q(t.room_id)}",
+        {"earliest_events": [], "latest_events": [t.event_id], "limit": 10},
+    ),
+    "event-auth": lambda t, o: ("GET", f"{V1}/event_auth/{_q(t.room_id)}/{_q(t.event_id)}", None),
+    "hierarchy": lambda t, o: ("GET", f"{V1}/hierarchy/{_q(t.room_id)}", None),
+    "public-rooms": lambda t, o: ("GET", f"{V1}/publicRooms", None),
+    "media": lambda t, o: ("GET", f"{V1}/media/download/{_q(t.media_id)}", None),
+    "media-thumbnail": lambda t, o: (
+        "GET",
+        f"{V1}/media/thumbnail/{_q(t.media_id)}?width=32&height=32&method=scale",
+        None,
+    ),
+}
+
+
+def denied(reply: FederationReply, origin: str) -> None:
+    """Synapse's whitelist refusal, before any handler: 403, M_FORBIDDEN, "Federation denied"."""
+    assert reply.status == 403, reply.body
+    assert reply.body.get("errcode") == "M_FORBIDDEN", reply.body
+    assert f"Federation denied with {origin}" in str(reply.body.get("error")), reply.body
+
+
+@pytest.mark.parametrize("member", ["a", "b"])
+@pytest.mark.parametrize("channel", sorted(CHANNELS))
+async def test_an_outsider_server_gets_nothing_on_any_channel(
+    member: str,
+    channel: str,
+    targets: dict[str, Target],
+    hs_c: Homeserver,
+    http: aiohttp.ClientSession,
+) -> None:
+    target = targets[member]
+    outsider = SignedFederationClient(hs_c)
+    method, uri, body = CHANNELS[channel](target, hs_c.server_name)
+    denied(await outsider.request(http, method, target.hs, uri, body), hs_c.server_name)
+
+
+@pytest.mark.parametrize("member", ["a", "b"])
+async def test_the_same_signed_requests_from_a_member_get_through(
+    member: str,
+    targets: dict[str, Target],
+    hs_a: Homeserver,
+    hs_b: Homeserver,
+    http: aiohttp.ClientSession,
+) -> None:
+    """The control: the requests above are sound; only the origin makes them fail."""
+    target = targets[member]
+    peer = SignedFederationClient(hs_b if member == "a" else hs_a)
+    method, uri, body = CHANNELS["device-list"](target, peer.origin)
+    reply = await peer.request(http, method, target.hs, uri, body)
+    assert reply.status == 200, reply.body
+    assert [d["device_id"] for d in reply.body["devices"]] == [target.device_id]
+    method, uri, body = CHANNELS["keys-query"](target, peer.origin)
+    reply = await peer.request(http, method, target.hs, uri, body)
+    assert reply.status == 200, reply.body
+    assert target.device_id in reply.body["device_keys"][target.user.user_id]
+
+
+async def test_an_outsider_cannot_borrow_a_members_name(
+    targets: dict[str, Target], hs_a: Homeserver, hs_c: Homeserver, http: aiohttp.ClientSession
+) -> None:
+    """Claiming hs_a's name with hs_c's key fails Synapse's signature check on hs_b."""
+    target = targets["b"]
+    impostor = SignedFederationClient(hs_c, claimed_origin=hs_a.server_name)
+    method, uri, body = CHANNELS["device-list"](target, hs_a.server_name)
+    reply = await impostor.request(http, method, target.hs, uri, body)
+    assert reply.status == 401, reply.body
+    assert "devices" not in reply.body
+
+
+async def test_an_outsiders_claims_leave_one_time_keys_untouched(
+    targets: dict[str, Target], hs_c: Homeserver, http: aiohttp.ClientSession
+) -> None:
+    carol = await user_on(hs_c, http, "carol")
+    for target in targets.values():
+        claim = {"one_time_keys": {target.user.user_id: {target.device_id: "signed_curve25519"}}}
+        reply = await carol.call("POST", "/keys/claim", claim)
+        assert target.user.user_id not in reply.body.get("one_time_keys", {}), reply.body
+        counts = await target.user.call("POST", "/keys/upload", {})
+        assert counts.body["one_time_key_counts"]["signed_curve25519"] == 3
+
+
+# Outbound: nobody on a member homeserver, server admins included, reaches the outsider.
+
+
+@dataclass
+class Outsider:
+    carol: Client
+    device_id: str
+    media_id: str
+    room_v12: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def outsider(hs_c: Homeserver, http: aiohttp.ClientSession) -> Outsider:
+    carol = await user_on(hs_c, http, "carol")
+    device = await device_of(carol)
+    await with_keys(carol, device)
+    displayname = {"displayname": "Dr Carole Secret"}
+    assert (
+        await carol.call("PUT", f"/profile/{quote(carol.user_id)}/displayname", displayname)
+    ).status == 200
+    # A room of version 12: its id names no server, only a link's `via` points at hs_c.
+    room = await carol.new_room(preset="private_chat", room_version="12")
+    assert ":" not in room
+    return Outsider(carol, device, await upload_media(carol), room)
+
+
+@pytest.fixture(params=[("a", "user"), ("a", "admin"), ("b", "user"), ("b", "admin")], ids="-".join)
+def who(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def member(
+    who: tuple[str, str], hs_a: Homeserver, hs_b: Homeserver, http: aiohttp.ClientSession
+) -> Client:
+    hs = hs_a if who[0] == "a" else hs_b
+    return admin_on(hs, http) if who[1] == "admin" else await user_on(hs, http, "member")
+
+
+async def test_no_one_on_a_member_reads_an_outsiders_profile(
+    member: Client, outsider: Outsider
+) -> None:
+    reply = await member.call("GET", f"/profile/{quote(outsider.carol.user_id)}")
+    assert reply.status != 200, reply.body
+    assert "Carole" not in str(reply.body)
+
+
+async def test_no_one_on_a_member_queries_or_claims_an_outsiders_keys(
+    member: Client, outsider: Outsider, targets: dict[str, Target]
+) -> None:
+    carol = outsider.carol.user_id
+    other = targets["b" if member.hs.name == "a" else "a"]  # the control: a member's keys
+    query = {"device_keys": {carol: [], other.user.user_id: []}}
+    reply = await member.call("POST", "/keys/query", query)
+    assert reply.status == 200, reply.body
+    assert not reply.body["device_keys"].get(carol), reply.body
+    assert other.device_id in reply.body["device_keys"][other.user.user_id], "control"
+    claim = {"one_time_keys": {carol: {outsider.device_id: "signed_curve25519"}}}
+    reply = await member.call("POST", "/keys/claim", claim)
+    assert carol not in reply.body.get("one_time_keys", {}), reply.body
+    counts = await outsider.carol.call("POST", "/keys/upload", {})
+    assert counts.body["one_time_key_counts"]["signed_curve25519"] == 3
+
+
+async def test_no_one_on_a_member_joins_or_knocks_on_an_outsiders_room(
+    member: Client, outsider: Outsider, hs_c: Homeserver
+) -> None:
+    room = outsider.room_v12
+    via = f"?server_name={quote(hs_c.server_name)}&via={quote(hs_c.server_name)}"
+    joined = await member.call("POST", f"/join/{quote(room)}{via}", {})
+    # 502 "Failed to make_join via any server": hs_c was never asked (it would answer 403)
+    assert joined.status == 502 and "via any server" in joined.body["error"], joined.body
+    knocked = await member.call("POST", f"/knock/{quote(room)}{via}", {})
+    assert knocked.status == 502 and "via any server" in knocked.body["error"], knocked.body
+    assert room not in await member.joined_rooms()
+    members = await outsider.carol.call("GET", f"/rooms/{quote(room)}/members")
+    assert all(e["state_key"] == outsider.carol.user_id for e in members.body["chunk"])
+
+
+async def test_no_one_on_a_member_fetches_an_outsiders_media(
+    member: Client, outsider: Outsider, hs_c: Homeserver
+) -> None:
+    url = (
+        f"{member.hs.client_url}/_matrix/client/v1/media/download/"
+        f"{quote(hs_c.server_name)}/{outsider.media_id}"
+    )
+    headers = {"Authorization": f"Bearer {member.token}"}
+    async with member.http.get(url, headers=headers) as response:
+        assert response.status != 200
+        assert b"encrypted attachment" not in await response.read()
+
+
+async def test_to_device_messages_never_reach_an_outsider(
+    member: Client, outsider: Outsider, targets: dict[str, Target]
+) -> None:
+    """One request to a member (the control) and to the outsider: only the member's arrives."""
+    other = targets["b" if member.hs.name == "a" else "a"].user
+    marker = uuid.uuid4().hex
+    messages = {
+        "messages": {
+            other.user_id: {"*": {"marker": marker}},
+            outsider.carol.user_id: {"*": {"marker": marker}},
+        }
+    }
+    sent = await member.call("PUT", f"/sendToDevice/m.caducee.test/{marker}", messages)
+    assert sent.status == 200, sent.body
+    assert await to_device_arrives(other, marker), "control: the member's copy arrives"
+    # Delivered together when allowed (~0.1 s apart); a bounded wait proves the absence.
+    assert not await to_device_arrives(outsider.carol, marker, timeout_ms=2000)
+
+
+async def to_device_arrives(client: Client, marker: str, timeout_ms: int = 10_000) -> bool:
+    """Whether a to-device message with `marker` arrives (long-polling sync, no sleeps)."""
+    since = ""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        query = f"/sync?timeout={timeout_ms}" + (f"&since={since}" if since else "")
+        reply: Reply = await client.call("GET", query)
+        assert reply.status == 200, reply.body
+        events = reply.body.get("to_device", {}).get("events", [])
+        if any(e.get("content", {}).get("marker") == marker for e in events):
+            return True
+        since = reply.body["next_batch"]
+        if time.monotonic() >= deadline:
+            return False
