@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from signedjson.key import read_signing_keys
 from signedjson.sign import sign_json
+from signedjson.types import SigningKey
 from yarl import URL
 
 from deploy.local.federation import Homeserver
@@ -27,13 +29,19 @@ class FederationReply:
 
 
 class SignedFederationClient:
-    """Signs requests as `origin` (by default with its own key)."""
+    """Signs requests as `origin` with `key`; trusts the certificates of `ca_cert`."""
 
-    def __init__(self, origin: Homeserver, claimed_origin: str | None = None) -> None:
-        with open(origin.data_dir / "signing.key") as handle:
-            (self._key,) = read_signing_keys(handle)
-        self.origin = claimed_origin or origin.server_name
-        self._ssl = ssl.create_default_context(cafile=str(origin.ca.cert))
+    def __init__(self, origin: str, key: SigningKey, ca_cert: Path) -> None:
+        self._key = key
+        self.origin = origin
+        self._ssl = ssl.create_default_context(cafile=str(ca_cert))
+
+    @classmethod
+    def of(cls, hs: Homeserver, claimed_origin: str | None = None) -> SignedFederationClient:
+        """As `hs`, with its own signing key (claiming another name if asked)."""
+        with open(hs.data_dir / "signing.key") as handle:
+            (key,) = read_signing_keys(handle)
+        return cls(claimed_origin or hs.server_name, key, hs.ca.cert)
 
     def authorization(self, method: str, destination: str, uri: str, content: Any | None) -> str:
         request: dict[str, Any] = {
@@ -55,13 +63,14 @@ class SignedFederationClient:
         self,
         http: aiohttp.ClientSession,
         method: str,
-        destination: Homeserver,
+        destination: Homeserver | str,
         uri: str,
         content: Any | None = None,
     ) -> FederationReply:
         """`uri` is the path and query exactly as signed (already percent-encoded)."""
-        auth = self.authorization(method, destination.server_name, uri, content)
-        url = URL(f"https://{destination.server_name}{uri}", encoded=True)
+        name = destination if isinstance(destination, str) else destination.server_name
+        auth = self.authorization(method, name, uri, content)
+        url = URL(f"https://{name}{uri}", encoded=True)
         data = None if content is None else json.dumps(content).encode()
         headers = {"Authorization": auth, "Content-Type": "application/json"}
         async with http.request(method, url, data=data, headers=headers, ssl=self._ssl) as response:

@@ -234,7 +234,7 @@ async def test_an_outsider_server_gets_nothing_on_any_channel(
     http: aiohttp.ClientSession,
 ) -> None:
     target = targets[member]
-    outsider = SignedFederationClient(hs_c)
+    outsider = SignedFederationClient.of(hs_c)
     method, uri, body = CHANNELS[channel](target, hs_c.server_name)
     denied(await outsider.request(http, method, target.hs, uri, body), hs_c.server_name)
 
@@ -249,7 +249,7 @@ async def test_the_same_signed_requests_from_a_member_get_through(
 ) -> None:
     """The control: the requests above are sound; only the origin makes them fail."""
     target = targets[member]
-    peer = SignedFederationClient(hs_b if member == "a" else hs_a)
+    peer = SignedFederationClient.of(hs_b if member == "a" else hs_a)
     method, uri, body = CHANNELS["device-list"](target, peer.origin)
     reply = await peer.request(http, method, target.hs, uri, body)
     assert reply.status == 200, reply.body
@@ -265,7 +265,7 @@ async def test_an_outsider_cannot_borrow_a_members_name(
 ) -> None:
     """Claiming hs_a's name with hs_c's key fails Synapse's signature check on hs_b."""
     target = targets["b"]
-    impostor = SignedFederationClient(hs_c, claimed_origin=hs_a.server_name)
+    impostor = SignedFederationClient.of(hs_c, claimed_origin=hs_a.server_name)
     method, uri, body = CHANNELS["device-list"](target, hs_a.server_name)
     reply = await impostor.request(http, method, target.hs, uri, body)
     assert reply.status == 401, reply.body
