@@ -9,9 +9,7 @@ that the guard keeps live; hs_b has none, so what hs_b refuses it refuses by its
   "Federation denied" before any handler runs; the same request from a member gets through
   (so the request itself is sound), and a request claiming a member's name with hs_c's key
   fails its signature check.
-- Outbound: a member's user *and* server admin cannot make their homeserver fetch an
-  outsider's profile, devices, keys or media, join or knock on its room (version-12 room ids
-  name no server: only the `via` does), or deliver to-device messages to it.
+- Outbound (`tests/test_outsiders_outbound.py`): nobody on a member reaches hs_c.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ import pytest_asyncio
 
 from deploy.local.federation import Homeserver
 from tests.federation_signing import FederationReply, SignedFederationClient
-from tests.test_guard_synapse import FAKE_MEGOLM, Client, Reply, admin_on, user_on
+from tests.test_guard_synapse import FAKE_MEGOLM, Client, user_on
 
 pytestmark = pytest.mark.slow
 
@@ -282,130 +280,3 @@ async def test_an_outsiders_claims_leave_one_time_keys_untouched(
         assert target.user.user_id not in reply.body.get("one_time_keys", {}), reply.body
         counts = await target.user.call("POST", "/keys/upload", {})
         assert counts.body["one_time_key_counts"]["signed_curve25519"] == 3
-
-
-# Outbound: nobody on a member homeserver, server admins included, reaches the outsider.
-
-
-@dataclass
-class Outsider:
-    carol: Client
-    device_id: str
-    media_id: str
-    room_v12: str
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def outsider(hs_c: Homeserver, http: aiohttp.ClientSession) -> Outsider:
-    carol = await user_on(hs_c, http, "carol")
-    device = await device_of(carol)
-    await with_keys(carol, device)
-    displayname = {"displayname": "Dr Carole Secret"}
-    assert (
-        await carol.call("PUT", f"/profile/{quote(carol.user_id)}/displayname", displayname)
-    ).status == 200
-    # A room of version 12: its id names no server, only a link's `via` points at hs_c.
-    room = await carol.new_room(preset="private_chat", room_version="12")
-    assert ":" not in room
-    return Outsider(carol, device, await upload_media(carol), room)
-
-
-@pytest.fixture(params=[("a", "user"), ("a", "admin"), ("b", "user"), ("b", "admin")], ids="-".join)
-def who(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def member(
-    who: tuple[str, str], hs_a: Homeserver, hs_b: Homeserver, http: aiohttp.ClientSession
-) -> Client:
-    hs = hs_a if who[0] == "a" else hs_b
-    return admin_on(hs, http) if who[1] == "admin" else await user_on(hs, http, "member")
-
-
-async def test_no_one_on_a_member_reads_an_outsiders_profile(
-    member: Client, outsider: Outsider
-) -> None:
-    reply = await member.call("GET", f"/profile/{quote(outsider.carol.user_id)}")
-    assert reply.status != 200, reply.body
-    assert "Carole" not in str(reply.body)
-
-
-async def test_no_one_on_a_member_queries_or_claims_an_outsiders_keys(
-    member: Client, outsider: Outsider, targets: dict[str, Target]
-) -> None:
-    carol = outsider.carol.user_id
-    other = targets["b" if member.hs.name == "a" else "a"]  # the control: a member's keys
-    query = {"device_keys": {carol: [], other.user.user_id: []}}
-    reply = await member.call("POST", "/keys/query", query)
-    assert reply.status == 200, reply.body
-    assert not reply.body["device_keys"].get(carol), reply.body
-    assert other.device_id in reply.body["device_keys"][other.user.user_id], "control"
-    claim = {"one_time_keys": {carol: {outsider.device_id: "signed_curve25519"}}}
-    reply = await member.call("POST", "/keys/claim", claim)
-    assert carol not in reply.body.get("one_time_keys", {}), reply.body
-    counts = await outsider.carol.call("POST", "/keys/upload", {})
-    assert counts.body["one_time_key_counts"]["signed_curve25519"] == 3
-
-
-async def test_no_one_on_a_member_joins_or_knocks_on_an_outsiders_room(
-    member: Client, outsider: Outsider, hs_c: Homeserver
-) -> None:
-    room = outsider.room_v12
-    via = f"?server_name={quote(hs_c.server_name)}&via={quote(hs_c.server_name)}"
-    joined = await member.call("POST", f"/join/{quote(room)}{via}", {})
-    # 502 "Failed to make_join via any server": hs_c was never asked (it would answer 403)
-    assert joined.status == 502 and "via any server" in joined.body["error"], joined.body
-    knocked = await member.call("POST", f"/knock/{quote(room)}{via}", {})
-    assert knocked.status == 502 and "via any server" in knocked.body["error"], knocked.body
-    assert room not in await member.joined_rooms()
-    members = await outsider.carol.call("GET", f"/rooms/{quote(room)}/members")
-    assert all(e["state_key"] == outsider.carol.user_id for e in members.body["chunk"])
-
-
-async def test_no_one_on_a_member_fetches_an_outsiders_media(
-    member: Client, outsider: Outsider, hs_c: Homeserver
-) -> None:
-    url = (
-        f"{member.hs.client_url}/_matrix/client/v1/media/download/"
-        f"{quote(hs_c.server_name)}/{outsider.media_id}"
-    )
-    headers = {"Authorization": f"Bearer {member.token}"}
-    async with member.http.get(url, headers=headers) as response:
-        assert response.status != 200
-        assert b"encrypted attachment" not in await response.read()
-
-
-async def test_to_device_messages_never_reach_an_outsider(
-    member: Client, outsider: Outsider, targets: dict[str, Target]
-) -> None:
-    """One request to a member (the control) and to the outsider: only the member's arrives."""
-    other = targets["b" if member.hs.name == "a" else "a"].user
-    marker = uuid.uuid4().hex
-    messages = {
-        "messages": {
-            other.user_id: {"*": {"marker": marker}},
-            outsider.carol.user_id: {"*": {"marker": marker}},
-        }
-    }
-    sent = await member.call("PUT", f"/sendToDevice/m.caducee.test/{marker}", messages)
-    assert sent.status == 200, sent.body
-    assert await to_device_arrives(other, marker), "control: the member's copy arrives"
-    # Delivered together when allowed (~0.1 s apart); a bounded wait proves the absence.
-    assert not await to_device_arrives(outsider.carol, marker, timeout_ms=2000)
-
-
-async def to_device_arrives(client: Client, marker: str, timeout_ms: int = 10_000) -> bool:
-    """Whether a to-device message with `marker` arrives (long-polling sync, no sleeps)."""
-    since = ""
-    deadline = time.monotonic() + timeout_ms / 1000
-    while True:
-        query = f"/sync?timeout={timeout_ms}" + (f"&since={since}" if since else "")
-        reply: Reply = await client.call("GET", query)
-        assert reply.status == 200, reply.body
-        events = reply.body.get("to_device", {}).get("events", [])
-        if any(e.get("content", {}).get("marker") == marker for e in events):
-            return True
-        since = reply.body["next_batch"]
-        if time.monotonic() >= deadline:
-            return False
