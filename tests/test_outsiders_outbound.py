@@ -40,6 +40,7 @@ class Outsider:
     device_id: str
     media_id: str
     room_v12: str
+    alias: str
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -54,7 +55,10 @@ async def outsider(hs_c: Homeserver, http: aiohttp.ClientSession) -> Outsider:
     # A room of version 12: its id names no server, only a link's `via` points at hs_c.
     room = await carol.new_room(preset="private_chat", room_version="12")
     assert ":" not in room
-    return Outsider(carol, device, await upload_media(carol), room)
+    alias = f"#case-{uuid.uuid4().hex[:8]}:{hs_c.server_name}"
+    made = await carol.call("PUT", f"/directory/room/{quote(alias)}", {"room_id": room})
+    assert made.status == 200, made.body
+    return Outsider(carol, device, await upload_media(carol), room, alias)
 
 
 @pytest.fixture(params=[("a", "user"), ("a", "admin"), ("b", "user"), ("b", "admin")], ids="-".join)
@@ -108,6 +112,40 @@ async def test_no_one_on_a_member_joins_or_knocks_on_an_outsiders_room(
     assert room not in await member.joined_rooms()
     members = await outsider.carol.call("GET", f"/rooms/{quote(room)}/members")
     assert all(e["state_key"] == outsider.carol.user_id for e in members.body["chunk"])
+
+
+async def test_no_one_on_a_member_resolves_or_joins_an_outsiders_alias(
+    member: Client, outsider: Outsider
+) -> None:
+    alias = quote(outsider.alias)
+    resolved = await member.call("GET", f"/directory/room/{alias}")
+    assert resolved.status != 200 and outsider.room_v12 not in str(resolved.body), resolved.body
+    joined = await member.call("POST", f"/join/{alias}", {})
+    assert joined.status != 200, joined.body
+    assert outsider.room_v12 not in await member.joined_rooms()
+
+
+@pytest.mark.parametrize("member_hs", ["a", "b"])
+async def test_a_server_admin_cannot_force_a_local_user_into_an_outsiders_room(
+    member_hs: str,
+    hs_a: Homeserver,
+    hs_b: Homeserver,
+    hs_c: Homeserver,
+    outsider: Outsider,
+    http: aiohttp.ClientSession,
+) -> None:
+    """The admin API's join (`/_synapse/admin/v1/join`) takes the same way out: refused."""
+    hs = hs_a if member_hs == "a" else hs_b
+    admin, doctor = admin_on(hs, http), await user_on(hs, http, "forced")
+    url = (
+        f"{hs.client_url}/_synapse/admin/v1/join/{quote(outsider.room_v12)}"
+        f"?server_name={quote(hs_c.server_name)}"
+    )
+    headers = {"Authorization": f"Bearer {admin.token}"}
+    async with http.post(url, json={"user_id": doctor.user_id}, headers=headers) as response:
+        body = await response.json()
+        assert response.status == 502 and "via any server" in body["error"], body
+    assert outsider.room_v12 not in await doctor.joined_rooms()
 
 
 async def test_no_one_on_a_member_fetches_an_outsiders_media(
