@@ -34,7 +34,7 @@ class SignedFederationClient:
     def __init__(self, origin: str, key: SigningKey, ca_cert: Path) -> None:
         self._key = key
         self.origin = origin
-        self._ssl = ssl.create_default_context(cafile=str(ca_cert))
+        self.ssl = ssl.create_default_context(cafile=str(ca_cert))
 
     @classmethod
     def of(cls, hs: Homeserver, claimed_origin: str | None = None) -> SignedFederationClient:
@@ -73,7 +73,7 @@ class SignedFederationClient:
         url = URL(f"https://{name}{uri}", encoded=True)
         data = None if content is None else json.dumps(content).encode()
         headers = {"Authorization": auth, "Content-Type": "application/json"}
-        async with http.request(method, url, data=data, headers=headers, ssl=self._ssl) as response:
+        async with http.request(method, url, data=data, headers=headers, ssl=self.ssl) as response:
             try:
                 body = await response.json(content_type=None)
             except (json.JSONDecodeError, UnicodeDecodeError):

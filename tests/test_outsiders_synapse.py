@@ -280,3 +280,19 @@ async def test_an_outsiders_claims_leave_one_time_keys_untouched(
         assert target.user.user_id not in reply.body.get("one_time_keys", {}), reply.body
         counts = await target.user.call("POST", "/keys/upload", {})
         assert counts.body["one_time_key_counts"]["signed_curve25519"] == 3
+
+
+@pytest.mark.parametrize("member", ["a", "b"])
+@pytest.mark.parametrize("version", ["v3", "r0", "v1"])
+async def test_media_is_not_served_anonymously_on_the_federation_port(
+    member: str, version: str, targets: dict[str, Target], http: aiohttp.ClientSession
+) -> None:
+    """Synapse mounts the legacy, unauthenticated media API on the federation listener too;
+    with authenticated media (Synapse's default, kept) it serves nothing there."""
+    target = targets[member]
+    outsider = SignedFederationClient.of(target.hs)  # only for its TLS trust; sends no header
+    url = f"https://{target.hs.server_name}/_matrix/media/{version}/download/"
+    url += f"{target.hs.server_name}/{target.media_id}"
+    async with http.get(url, ssl=outsider.ssl) as response:
+        assert response.status == 404, await response.text()
+        assert b"encrypted attachment" not in await response.read()
