@@ -15,12 +15,14 @@ import contextlib
 import os
 import stat
 import tarfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -33,6 +35,7 @@ from nio import (
     RoomMessagesResponse,
     RoomMessageText,
 )
+from signedjson.key import generate_signing_key
 
 from bot.config import load_config
 from bot.runner import BotRunner
@@ -42,6 +45,7 @@ from bridge.registry.model import MANIFEST_PATH, Fingerprint
 from bridge.synapse_admin import SynapseAdmin
 from deploy.local.ca import ensure_server_cert
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation, RegisteredUser
+from deploy.local.services import wait_for_log_line
 from deploy.production.render import Tuning, prepare_data_dirs, render
 from deploy.production.routes import Upstream
 from tests.deploy_stack import (
@@ -55,6 +59,7 @@ from tests.deploy_stack import (
     stack_settings,
     stack_topology,
 )
+from tests.federation_signing import SignedFederationClient
 from tests.matrix_helpers import Doctor, eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -271,6 +276,49 @@ async def test_admin_api_is_not_reachable_through_the_proxy(deployment: Deployme
         url = f"{deployment.stack.main_client_url}/_synapse/admin/v1/server_version"
         async with http.get(url) as r:
             assert r.status == 200
+
+
+async def test_an_outsider_is_refused_by_every_process_and_the_registry_decides_live(
+    deployment: Deployment,
+) -> None:
+    """A server off the registry gets "Federation denied" from the process that serves
+    federation behind the proxy; `caducee admin homeserver add` lets it in on every Synapse
+    process (each logs its federation whitelist) within 30 s, and `remove` cuts it off again,
+    without a restart. The member peer, signing the same request, is the control."""
+    stack, prod, peer = deployment.stack, deployment.prod, deployment.peer
+    assert stack.rendered is not None
+    user = await prod.register_user(f"target-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex)
+    uri = f"/_matrix/federation/v1/user/devices/{quote(user.user_id, safe='')}"
+    stranger = f"localhost:{free_port()}"
+    outsider = SignedFederationClient(stranger, generate_signing_key("o"), peer.ca.cert)
+
+    async def whitelists(change: str, start: float) -> float:
+        """Seconds from `start` (the operator's command returned) until every process
+        applied the change (at most the guard's refresh interval, 1 s here, 10 s rendered)."""
+        for name, log in stack.synapse_logs().items():
+            await wait_for_log_line(log, change, name=name, timeout=30)
+        return time.monotonic() - start
+
+    async with aiohttp.ClientSession() as http:
+
+        async def denied() -> bool:
+            reply = await outsider.request(http, "GET", prod.server_name, uri)
+            return reply.status == 403 and "Federation denied" in str(reply.body.get("error"))
+
+        assert await denied()
+        control = await SignedFederationClient.of(peer).request(http, "GET", prod.server_name, uri)
+        assert control.status == 200, control.body
+
+        await _register_member(stack.rendered.bridge, "Clinique C", stranger)
+        let_in = await whitelists(f"added ['{stranger}']", time.monotonic())
+        assert not await denied(), "let in: Synapse now checks its signature instead"
+        for args in (("homeserver", "remove", stranger), ("member", "remove", "Clinique C")):
+            done = await _caducee("admin", *args, "-c", str(stack.rendered.bridge))
+            assert done.returncode == 0, done.stderr
+        cut_off = await whitelists(f"removed ['{stranger}']", time.monotonic())
+        assert await denied()
+    assert max(let_in, cut_off) < 30
+    print(f"registry change on every process: {let_in:.1f} s in, {cut_off:.1f} s out")
 
 
 async def _messages(bot: BotRunner, room_id: str) -> list[Any]:

@@ -14,7 +14,7 @@ import pytest
 from synapse.api.errors import cs_error
 from synapse.api.room_versions import RoomVersions
 from synapse.events import make_event_from_dict
-from synapse.module_api import NOT_SPAM, EventBase, ModuleApi, RoomAlias
+from synapse.module_api import NOT_SPAM, EventBase, RoomAlias
 from synapse.module_api.errors import Codes, ConfigError, SynapseError
 from synapse.types import create_requester
 
@@ -23,6 +23,7 @@ from bridge.guard.allowlist import AllowList
 from bridge.guard.identifiers import nir_key
 from bridge.guard.module import RULE_FIELD
 from bridge.guard.policy import MEGOLM
+from tests.test_guard_outsiders_unit import module_api
 
 A, B, C = "localhost:8481", "localhost:8482", "localhost:8483"
 ALICE, BOB, CAROL = f"@alice:{A}", f"@bob:{B}", f"@carol:{C}"
@@ -47,8 +48,7 @@ RULES_CALLBACKS = {
 
 
 def make_guard(config: dict[str, Any] | None = None) -> tuple[CaduceeGuard, Mock]:
-    api = Mock(spec=ModuleApi)
-    api.server_name = A
+    api = module_api(A)
     parsed = CaduceeGuard.parse_config(config or {"allowed_servers": [B]})
     return CaduceeGuard(parsed, api), api
 

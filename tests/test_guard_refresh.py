@@ -18,6 +18,7 @@ from synapse.module_api.errors import ConfigError
 from bridge.guard import CaduceeGuard
 from bridge.guard.allowlist import AllowList, AllowListHolder, parse_answer
 from bridge.guard.refresh import AllowListRefresher
+from tests.test_guard_outsiders_unit import module_api
 
 OWN, B, C = "localhost:8481", "localhost:8482", "localhost:8483"
 URL = "http://127.0.0.1:8780/_caducee/v1/federation/allowed_servers"
@@ -134,8 +135,7 @@ async def test_a_slow_bridge_does_not_pile_up_refreshes() -> None:
 
 
 def test_the_guard_polls_on_every_worker_when_a_url_is_configured() -> None:
-    api = Mock(spec=ModuleApi)
-    api.server_name = OWN
+    api = module_api(OWN)
     config = CaduceeGuard.parse_config(
         {"allowed_servers": [B], "allowed_servers_url": URL, "refresh_seconds": 1}
     )
@@ -150,8 +150,7 @@ def test_the_guard_polls_on_every_worker_when_a_url_is_configured() -> None:
 
 
 def test_without_a_url_nothing_is_polled() -> None:
-    api = Mock(spec=ModuleApi)
-    api.server_name = OWN
+    api = module_api(OWN)
     guard = CaduceeGuard(CaduceeGuard.parse_config({"allowed_servers": [B]}), api)
     assert guard.refresher is None
     api.looping_background_call.assert_not_called()

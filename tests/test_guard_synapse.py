@@ -2,8 +2,9 @@
 
 Raw client-server API calls (aiohttp): refusals need no encryption, and the allowed path
 sends `m.room.encrypted` events with made-up ciphertext (the server cannot tell).
-hs_b has no `federation_domain_whitelist`, so what hs_b refuses from or to hs_c is
-refused by the guard alone; hs_a has both layers.
+hs_b has no `federation_domain_whitelist` in its configuration, so what hs_b refuses from
+or to hs_c is refused by the guard alone (its rules, and the federation whitelist it
+installs and keeps live); hs_a has a static whitelist too.
 """
 
 from __future__ import annotations
@@ -107,6 +108,14 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+def federation_denied(reply: Reply, origin: str) -> None:
+    """Synapse's federation whitelist refused `origin` (kept by the guard), as relayed to a
+    user of that server."""
+    assert reply.status == 403, reply.body
+    assert reply.body["errcode"] == "M_FORBIDDEN", reply.body
+    assert f"Federation denied with {origin}" in reply.body["error"], reply.body
 
 
 async def user_on(hs: Homeserver, http: aiohttp.ClientSession, name: str) -> Client:
@@ -254,8 +263,9 @@ async def test_invitations_from_an_outsider_are_refused_by_the_guard_alone(
 ) -> None:
     carol, bob = await user_on(hs_c, http, "carol"), await user_on(hs_b, http, "bob")
     room = await carol.new_room(preset="private_chat")
-    # hs_b's guard refuses the federated invitation; hs_c relays its reason to carol
-    refused(await carol.invite(room, bob.user_id), "server_not_allowed", hs_c.server_name)
+    # hs_b's guard keeps Synapse's federation whitelist: the invitation is refused before any
+    # handler runs, and hs_c relays the refusal to carol
+    federation_denied(await carol.invite(room, bob.user_id), hs_c.server_name)
     sync = await bob.call("GET", "/sync?timeout=0")
     assert room not in sync.body.get("rooms", {}).get("invite", {})
 
@@ -277,11 +287,12 @@ async def test_members_cannot_join_an_outsiders_room(
     # room version 10: the room id names its server, so the guard can judge the join early
     room = await carol.new_room(preset="private_chat", room_version="10")
     reply = await joiner.join(room, hs_c.server_name)
-    assert reply.status == 403, reply.body
     if who == "user":
         refused(reply, "server_not_allowed", hs_c.server_name)
-    # Synapse gives admins' outgoing joins to no module hook: hs_c refuses them here
-    # because hs_b refused carol's invitation; see the guard's README for the limit.
+    else:
+        # Synapse gives admins' outgoing joins to no module hook: the federation whitelist
+        # the guard keeps refuses to contact hs_c at all.
+        assert reply.status == 502 and "via any server" in reply.body["error"], reply.body
     assert room not in await joiner.joined_rooms()
 
 
@@ -290,8 +301,8 @@ async def test_outsiders_cannot_join_or_write_in_a_members_room(
 ) -> None:
     bob, carol = await user_on(hs_b, http, "bob"), await user_on(hs_c, http, "carol")
     room = await bob.new_room(preset="private_chat")
-    # hs_b's guard refuses to build carol's join event (make_join); the reason is relayed
-    refused(await carol.join(room, hs_b.server_name), "server_not_allowed", hs_c.server_name)
+    # hs_b refuses hs_c's make_join at the federation whitelist; hs_c relays it to carol
+    federation_denied(await carol.join(room, hs_b.server_name), hs_c.server_name)
     sent = await carol.send(room, "m.room.encrypted", FAKE_MEGOLM)
     assert sent.status == 403, sent.body  # not in the room, so nothing to send into
     members = await bob.call("GET", f"/rooms/{quote(room)}/joined_members")

@@ -34,8 +34,16 @@ from bridge.synapse_admin import SynapseAdmin
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation
 from tests.admin_support import add_practitioner, random_rpps, secret_of, services_for
 from tests.conftest import free_port
+from tests.federation_signing import SignedFederationClient
 from tests.registry_support import ADMIN, registry_config, served_bridge
-from tests.test_guard_synapse import FAKE_MEGOLM, Client, Reply, refused, user_on
+from tests.test_guard_synapse import (
+    FAKE_MEGOLM,
+    Client,
+    Reply,
+    federation_denied,
+    refused,
+    user_on,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -210,7 +218,7 @@ async def test_c_never_gets_in(world: World) -> None:
         room = await alice.new_room(preset="private_chat")
         await within(lambda: _ok(alice.invite(room, bob.user_id)), "peering in force")
         refused(await alice.invite(room, carol.user_id), "server_not_allowed", world.c.server_name)
-        refused(await carol.join(room, world.a.hs.server_name), "server_not_allowed")
+        federation_denied(await carol.join(room, world.a.hs.server_name), world.c.server_name)
         carols = await carol.new_room(preset="private_chat")
         for member in (alice, bob):
             assert (await carol.invite(carols, member.user_id)).status == 403
@@ -219,6 +227,37 @@ async def test_c_never_gets_in(world: World) -> None:
             assert world.c.server_name not in allowed["servers"]
     finally:
         await unpeer(world)
+
+
+async def test_a_homeserver_added_then_removed_in_the_registry_is_let_in_then_cut_off_live(
+    world: World,
+) -> None:
+    """Synapse's own federation whitelist follows the registry, without a restart: C, signing
+    with its own key, reads a device list on A only while A's registry lists C."""
+    alice = await user_on(world.a.hs, world.http, "alice")
+    as_c = SignedFederationClient.of(world.c)
+    uri = f"/_matrix/federation/v1/user/devices/{quote(alice.user_id, safe='')}"
+
+    async def devices_status() -> int:
+        return (await as_c.request(world.http, "GET", world.a.hs, uri)).status
+
+    assert await devices_status() == 403
+    registry, c_name = world.a.registry, world.c.server_name
+    await handlers.add_member(registry, ADMIN, "Clinique C")
+    await handlers.add_homeserver(registry, ADMIN, c_name, "Clinique C")
+    try:
+        let_in = await within(lambda: _is(devices_status(), 200), "C let in by A's registry")
+    finally:
+        await handlers.remove_homeserver(registry, ADMIN, c_name)
+        await handlers.remove_member(registry, ADMIN, "Clinique C")
+    cut_off = await within(lambda: _is(devices_status(), 403), "C cut off by A's registry")
+    assert max(let_in, cut_off) < 30
+    denied = await as_c.request(world.http, "GET", world.a.hs, uri)
+    assert f"Federation denied with {c_name}" in denied.body["error"]
+
+
+async def _is(status: Awaitable[int], expected: int) -> bool:
+    return await status == expected
 
 
 async def test_a_tampered_manifest_is_refused_and_the_last_good_one_kept(world: World) -> None:

@@ -5,15 +5,16 @@ and two ports on one host are two different servers, so names are compared exact
 (host lower-cased). The homeserver's own name is always on the list: a member must be
 able to talk to itself even if the registry forgets it.
 
-Today the list comes from the module's configuration; later the federation registry
-feeds it live. `AllowListHolder.replace` is the seam for that: callbacks read
-`holder.current` on every decision, so a swap takes effect at once and atomically.
+The list comes from the module's configuration, then live from the federation registry
+(`bridge.guard.refresh`). `AllowListHolder.replace` is the seam: callbacks read
+`holder.current` on every decision, so a swap takes effect at once and atomically, and
+subscribers (Synapse's own federation whitelist, `bridge.guard.outsiders`) follow it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -71,10 +72,16 @@ class AllowList:
 
 
 class AllowListHolder:
-    """The current allow-list, replaceable as a whole by a future live refresher."""
+    """The current allow-list, replaceable as a whole by the live refresher."""
 
     def __init__(self, initial: AllowList) -> None:
         self._current = initial
+        self._listeners: list[Callable[[AllowList], None]] = []
+
+    def subscribe(self, listener: Callable[[AllowList], None]) -> None:
+        """Call `listener` with the current list now and with every list installed later."""
+        self._listeners.append(listener)
+        listener(self._current)
 
     @property
     def current(self) -> AllowList:
@@ -83,6 +90,8 @@ class AllowListHolder:
     def replace(self, servers: Iterable[str]) -> AllowList:
         """Install a new list (the own server is kept) and return it."""
         self._current = AllowList.build(self._current.own_server, servers)
+        for listener in self._listeners:
+            listener(self._current)
         return self._current
 
 

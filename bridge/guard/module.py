@@ -40,6 +40,7 @@ from synapse.module_api.errors import Codes, SynapseError
 from bridge.guard import creation, policy
 from bridge.guard.allowlist import AllowList, AllowListHolder
 from bridge.guard.config import GuardConfig, parse_config
+from bridge.guard.outsiders import FederationWhitelist
 from bridge.guard.policy import EventFacts, Refusal
 from bridge.guard.refresh import AllowListRefresher
 
@@ -79,6 +80,8 @@ class CaduceeGuard:
         self._config = config
         self.allow_list = AllowListHolder(AllowList.build(api.server_name, config.allowed_servers))
         self._extra = config.identifier_patterns
+        # No path to or from outsiders, on any channel: Synapse's whitelist follows the list.
+        self.allow_list.subscribe(FederationWhitelist.bind(api).apply)
         self.refresher: AllowListRefresher | None = None
         if config.allowed_servers_url is not None:
             self.refresher = AllowListRefresher(

@@ -24,9 +24,10 @@ def demo_specs(ports: tuple[int, int] = (A_PORT, B_PORT)) -> list[HomeserverSpec
 
 
 def _spec(name: str, port: int, allowed: str) -> HomeserverSpec:
-    """The guard follows its bridge's allow-list live (own members + verified peers), so
-    Synapse's static federation whitelist is off: the registry, not a restart, decides.
-    Until the bridge first answers, the static list (the other demo server) applies."""
+    """The guard follows its bridge's allow-list live (own members + verified peers) and
+    keeps Synapse's federation whitelist equal to it, so nothing static is rendered: the
+    registry, not a restart, decides. Until the bridge first answers, the static list (the
+    other demo server) applies."""
     bridge = f"http://127.0.0.1:{port + BRIDGE_PORT_OFFSET}"
     return HomeserverSpec(
         name,

@@ -34,7 +34,7 @@ from deploy.production.settings import Settings, Topology, Worker
 
 GENERATED_HEADER = "# Rendered by `caducee deploy render` from the deployment's .env: edit .env, "
 GENERATED_HEADER += "not this file.\n"
-GUARD_REFRESH_SECONDS = 30  # a registry change reaches every Synapse process within this
+GUARD_REFRESH_SECONDS = 10  # a registry change reaches every Synapse process within this
 FEDERATION_KEY_NAME = "federation.signing.key"  # in the bridge's data_dir, by default
 
 
@@ -122,7 +122,8 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
         "replication_bind": [topology.bind],
         "x_forwarded": True,
         "ca_cert": str(tuning.ca_cert) if tuning.ca_cert else None,
-        # Reason: the guard enforces the registry's live list; a static one needs a restart.
+        # Reason: no static list (it would need a restart): every process's guard installs
+        # Synapse's federation whitelist and keeps it equal to the registry's live list.
         "federation_whitelist": None,
         "ip_range_whitelist": list(tuning.ip_range_whitelist),
         "federation_min_retry": "1s" if testing else "10s",
