@@ -20,8 +20,8 @@ _ACCOUNT = vodozemac.Account()
 _SESSION = vodozemac.GroupSession()
 
 
-def megolm_content(text: str = "Bonjour", **extra: Any) -> dict[str, Any]:
-    """A Megolm `m.room.encrypted` content, as Element writes it (plus ``extra`` fields)."""
+def megolm_content(text: str = "Bonjour", *, relates_to: object = None) -> dict[str, Any]:
+    """A Megolm `m.room.encrypted` content, as Element writes it (with a clear relation)."""
     payload = {"type": "m.room.message", "content": {"msgtype": "m.text", "body": text}}
     message = _SESSION.encrypt(json.dumps(payload).encode())
     return {
@@ -30,7 +30,7 @@ def megolm_content(text: str = "Bonjour", **extra: Any) -> dict[str, Any]:
         "session_id": _SESSION.session_id,
         "sender_key": _ACCOUNT.curve25519_key.to_base64(),
         "device_id": "TESTDEVICE",
-        **extra,
+        **({} if relates_to is None else {"m.relates_to": relates_to}),
     }
 
 
@@ -41,7 +41,9 @@ def olm_messages() -> tuple[str, tuple[int, bytes], tuple[int, bytes]]:
     one_time_key = next(iter(recipient.one_time_keys.values()))
     outbound = sender.create_outbound_session(recipient.curve25519_key, one_time_key)
     pre_key = outbound.encrypt(b'{"type": "m.room_key"}')
-    inbound, _ = recipient.create_inbound_session(sender.curve25519_key, pre_key.to_pre_key())
+    pre_key_message = pre_key.to_pre_key()
+    assert pre_key_message is not None
+    inbound, _ = recipient.create_inbound_session(sender.curve25519_key, pre_key_message)
     normal = inbound.encrypt(b'{"type": "m.dummy", "content": {}}')
     return recipient.curve25519_key.to_base64(), pre_key.to_parts(), normal.to_parts()
 

@@ -45,9 +45,7 @@ def test_real_megolm_and_olm_pass() -> None:
     assert megolm_problem(megolm_content()) is None
     assert rule(megolm_content()) is None
     assert (
-        rule(
-            megolm_content(**{"m.relates_to": {"rel_type": "m.thread", "event_id": "$" + "a" * 43}})
-        )
+        rule(megolm_content(relates_to={"rel_type": "m.thread", "event_id": "$" + "a" * 43}))
         is None
     )
     assert olm_problem(olm_content()) is None
@@ -152,7 +150,7 @@ def test_what_is_not_olm_is_refused() -> None:
     ],
 )
 def test_relations_in_clear_carry_no_text(relation: object) -> None:
-    assert rule(megolm_content(**{"m.relates_to": relation})) is not None
+    assert rule(megolm_content(relates_to=relation)) is not None
 
 
 def test_unpadded_base64_is_strict() -> None:

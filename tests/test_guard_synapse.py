@@ -1,7 +1,8 @@
 """The guard inside real Synapse homeservers: what a client is refused, and why.
 
 Raw client-server API calls (aiohttp): refusals need no encryption, and the allowed path
-sends `m.room.encrypted` events with made-up ciphertext (the server cannot tell).
+sends `m.room.encrypted` events with real Megolm ciphertext made by vodozemac (the guard
+refuses anything else).
 hs_b has no `federation_domain_whitelist`, so what hs_b refuses from or to hs_c is
 refused by the guard alone; hs_a has both layers.
 """
@@ -24,12 +25,13 @@ from bridge.guard.identifiers import nir_key
 from bridge.guard.module import RULE_FIELD
 from bridge.guard.policy import MEGOLM
 from deploy.local.federation import Homeserver
+from tests.megolm_support import megolm_content
 
 pytestmark = pytest.mark.slow
 
 NIR = "1850578006084" + f"{nir_key('1850578006084'):02d}"
 SPACED_NIR = f"{NIR[0]} {NIR[1:3]} {NIR[3:5]} {NIR[5:7]} {NIR[7:10]} {NIR[10:13]} {NIR[13:]}"
-FAKE_MEGOLM = {"algorithm": MEGOLM, "ciphertext": "AwgAEnBt0fakeciphertext", "session_id": "S"}
+FAKE_MEGOLM = megolm_content()
 
 
 @dataclass

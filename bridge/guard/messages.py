@@ -179,7 +179,9 @@ def check_message(
         if set(content) != {"m.relates_to"} or not isinstance(content["m.relates_to"], Mapping):
             return plaintext(event_type)
         relation = content["m.relates_to"]
-        if relation.get("rel_type") != "m.annotation" or "key" not in relation:
+        if set(relation) != {"rel_type", "event_id", "key"} or relation["rel_type"] != (
+            "m.annotation"
+        ):
             return plaintext(event_type)
         return _check_relation(relation, extra)
     if event_type != "m.room.encrypted":
