@@ -49,6 +49,7 @@ ALLOWED_STATE: Mapping[str, tuple[frozenset[str] | None, str]] = {
                 "ban",
                 "events",
                 "events_default",
+                "historical",
                 "invite",
                 "kick",
                 "notifications",
