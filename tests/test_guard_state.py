@@ -52,7 +52,8 @@ TYPICAL: dict[str, tuple[str, dict[str, Any]]] = {
     "org.matrix.msc3401.call.member": (
         f"_{ALICE}_DEVICE",
         {"application": "m.call", "call_id": "", "scope": "m.room", "device_id": "DEVICE",
-         "expires": 14400000, "foci_preferred": [{"type": "livekit", "livekit_service_url": "https://sfu.example"}]},
+         "expires": 14400000, "created_ts": 1764870000000,
+         "foci_preferred": [{"type": "livekit", "livekit_service_url": "https://sfu.example"}]},
     ),
     "m.call.member": (f"_{ALICE}_DEVICE", {}),
 }  # fmt: skip
@@ -124,6 +125,7 @@ def test_third_party_invites_stay_refused() -> None:
         ("m.room.tombstone", "", {"body": f"NIR {NIR}", "replacement_room": "!n:x"}),
         ("m.room.pinned_events", "", {"pinned": [f"${NIR}"]}),
         ("m.room.retention", "", {"max_lifetime": int(NIR)}),
+        ("m.room.name", "", {"name": f"Mme X {NIR[:13]}"}),  # typed: 13 digits are enough
         ("m.space.child", NIR, {"via": [A]}),
         ("m.room.topic", "", {"topic": "x", "m.topic": [{"body": f"suivi {NIR}"}]}),
         ("m.room.name", "", {"name": NIR.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))}),
@@ -135,6 +137,13 @@ def test_every_string_of_accepted_state_is_scanned(
     event_type: str, key: str, content: dict[str, Any]
 ) -> None:
     assert rule(event_type, content, key) == "patient_identifier"
+
+
+def test_json_numbers_are_held_to_the_keyed_nir_only() -> None:
+    """Millisecond timestamps have 13 digits: as numbers they are machine data."""
+    assert rule("m.room.retention", {"max_lifetime": int(NIR[:13])}) is None
+    assert rule("m.room.retention", {"max_lifetime": int(NIR)}) == "patient_identifier"
+    assert rule("m.room.retention", {"max_lifetime": 1764870000000}) is None
 
 
 def test_content_too_deep_to_read_is_refused() -> None:

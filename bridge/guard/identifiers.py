@@ -193,26 +193,30 @@ def _spans(groups: list[str], length: int) -> Iterator[str]:
             yield total
 
 
-def _run_kind(groups: list[str]) -> str | None:
+def _run_kind(groups: list[str], keyless: bool) -> str | None:
     if any(is_valid_nir(span) for span in _spans(groups, _NIR_LENGTH)):
         return NIR_KIND
     whole = "".join(groups)
-    if len(whole) == _NIR_WITHOUT_KEY and is_plausible_nir_without_key(whole):
+    if keyless and len(whole) == _NIR_WITHOUT_KEY and is_plausible_nir_without_key(whole):
         return NIR_KIND
     if any(is_valid_ins_c(span) for span in _spans(groups, _INS_C_LENGTH)):
         return INS_C_KIND
     return None
 
 
-def find_patient_identifier(text: str, extra: tuple[NamedPattern, ...] = ()) -> str | None:
+def find_patient_identifier(
+    text: str, extra: tuple[NamedPattern, ...] = (), *, keyless: bool = True
+) -> str | None:
     """Return the kind of the first patient identifier found in ``text``, or None.
 
     The returned string names the kind ("NIR / INS ...", or a configured pattern's
     name) so a refusal can tell the user what was recognised without repeating it.
+    ``keyless=False`` skips the NIR-without-key rule: for JSON numbers, which are
+    machine data (millisecond timestamps have 13 digits too), not something typed.
     """
     folded = normalise(text)
     for groups in _runs(folded):
-        kind = _run_kind(groups)
+        kind = _run_kind(groups, keyless)
         if kind is not None:
             return kind
     for pattern in extra:

@@ -43,23 +43,25 @@ _REL_TYPES = frozenset({"m.replace", "m.thread", "m.annotation", "m.reference"})
 _EVENT_ID = re.compile(r"\$[A-Za-z0-9_-]{43}")
 _REDACTION_FIELDS = frozenset({"redacts", "reason"})
 _DEVICE_ID_MAX = 64
+_MAX_DEPTH = 16
 _EMOJI_MAX = 32
 _KEYCAP = "\u20e3"
 _DEVICE = ("device id", "identifiant d'appareil")
 _RELATION = ("message relation", "relation entre messages")
 
 
-def _strings(value: object, depth: int = 0) -> Iterable[str | None]:
-    """Every string inside a JSON value, keys and numbers included; None when too deep."""
+def _strings(value: object, depth: int = 0) -> Iterable[tuple[str, bool] | None]:
+    """Every string inside a JSON value, keys and numbers included, each with whether it
+    was typed text (numbers are machine data); None when nested too deep to read."""
     if isinstance(value, str):
-        yield value
+        yield value, True
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        yield str(value)
-    elif depth < 16 and isinstance(value, Mapping):
+        yield str(value), False
+    elif depth < _MAX_DEPTH and isinstance(value, Mapping):
         for key, item in value.items():
-            yield str(key)
+            yield str(key), True
             yield from _strings(item, depth + 1)
-    elif depth < 16 and isinstance(value, list | tuple):
+    elif depth < _MAX_DEPTH and isinstance(value, list | tuple):
         for item in value:
             yield from _strings(item, depth + 1)
     elif isinstance(value, Mapping | list | tuple):
@@ -68,10 +70,11 @@ def _strings(value: object, depth: int = 0) -> Iterable[str | None]:
 
 def scan(value: object, field: tuple[str, str], extra: Sequence[NamedPattern]) -> Refusal | None:
     """Refuse if any text inside ``value`` (keys, values, numbers) holds a patient identifier."""
-    for text in _strings(value):
-        if text is None:
+    for found in _strings(value):
+        if found is None:
             return TOO_DEEP
-        kind = find_patient_identifier(text, tuple(extra))
+        text, typed = found
+        kind = find_patient_identifier(text, tuple(extra), keyless=typed)
         if kind is not None:
             return patient_identifier(kind, field)
     return None
