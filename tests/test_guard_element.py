@@ -116,7 +116,7 @@ async def test_element_features_work_through_the_guard(
     text_reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": first, "key": "VIH+"}}
     with pytest.raises(ElementClientError) as refused:
         await send(bob, room, "m.reaction", text_reaction)
-    assert "M_FORBIDDEN" in str(refused.value) or "emoji" in str(refused.value)
+    assert refused.value.code == "M_FORBIDDEN" and "emoji" in str(refused.value)
 
     # A read receipt (not a room event: untouched by the guard)
     await alice.request("read_receipt", room_id=room, event_id=in_thread)
