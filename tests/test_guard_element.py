@@ -24,6 +24,9 @@ from tests.test_element_client import MakeElement, element
 pytestmark = pytest.mark.slow
 __all__ = ["element"]
 
+# What an encrypted message from Element carries in clear: crypto fields and the relation.
+WIRE_FIELDS = {"algorithm", "ciphertext", "device_id", "m.relates_to", "sender_key", "session_id"}
+
 # A 1x1 transparent PNG: the room avatar.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -69,6 +72,8 @@ async def test_element_features_work_through_the_guard(
         text("Reçu", **{"m.relates_to": {"m.in_reply_to": {"event_id": first}}}),
     )
     seen = await see(alice, room, reply)
+    assert set(seen["wire_content"]) == WIRE_FIELDS
+    assert seen["wire_content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": first}}
     assert seen["decrypted"] and seen["content"]["body"] == "Reçu"
     assert seen["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == first
     edit = await send(
@@ -106,6 +111,8 @@ async def test_element_features_work_through_the_guard(
         thread_id=first,
     )
     seen = await see(alice, room, in_thread)
+    assert set(seen["wire_content"]) == WIRE_FIELDS
+    assert seen["wire_content"]["m.relates_to"]["rel_type"] == "m.thread"
     assert seen["decrypted"] and seen["thread_root"] == first
 
     # A reaction: Element's SDK sends it in clear; an emoji passes, text does not
