@@ -28,6 +28,7 @@ from bot.expiry.policy import PURGE_MARGIN_MS
 from bot.ids import RoomId, UserId
 from bot.store import CaseRoom
 from bridge.guard.identifiers import find_patient_identifier
+from tests.test_guard_identifiers import DISGUISED
 
 SETTINGS = CommandSettings(
     default_ttl_seconds=7 * 86400,
@@ -210,6 +211,14 @@ def test_labels_with_a_patient_identifier_are_refused_without_repeating_it() -> 
         check_label("x" * 65, find_patient_identifier)
     with pytest.raises(ArgumentError, match="invisible"):
         check_label("a\u200bb", find_patient_identifier)
+
+
+@pytest.mark.parametrize("label", DISGUISED)
+def test_labels_with_a_disguised_patient_identifier_are_refused(label: str) -> None:
+    """The bot uses the guard's detector: every disguise the guard sees, `!case new` sees."""
+    with pytest.raises(ArgumentError) as excinfo:
+        check_label(label, find_patient_identifier)
+    assert NIR not in excinfo.value.message
 
 
 def test_permissions() -> None:

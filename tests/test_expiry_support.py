@@ -1,8 +1,8 @@
 """Helpers for the expiry tests against real homeservers (no tests here).
 
-- `Raw`: a practitioner's bare client/server API session (aiohttp), sending Megolm-shaped
-  events: the guard only lets ``m.room.encrypted`` through, and the engine never decrypts
-  anything it expires, so real ciphertext adds nothing to these tests.
+- `Raw`: a practitioner's bare client/server API session (aiohttp), sending real Megolm
+  ciphertext nobody holds the key to: the guard only lets real-looking
+  ``m.room.encrypted`` through, and the engine never decrypts anything it expires.
 - `Witness`: a syncing client that records every redaction it is served, i.e. what a
   member's client blanks.
 - `ExpiryBot`: the engine wired to a minimal nio client that syncs like the shell does
@@ -35,19 +35,15 @@ from bot.ids import RoomId, UserId
 from bot.store import BotStore, CaseRoom
 from deploy.local.federation import Homeserver, RegisteredUser
 from tests.matrix_helpers import eventually, unique
+from tests.megolm_support import megolm_content
 
 MEGOLM = "m.megolm.v1.aes-sha2"
 TEST_PURGE_MARGIN_MS = 3_000
 
 
 def fake_megolm() -> dict[str, Any]:
-    return {
-        "algorithm": MEGOLM,
-        "ciphertext": secrets.token_urlsafe(48),
-        "sender_key": secrets.token_urlsafe(32),
-        "session_id": secrets.token_urlsafe(32),
-        "device_id": "TESTDEVICE",
-    }
+    """Real Megolm ciphertext that nobody holds the key to (the guard refuses fakes)."""
+    return megolm_content()
 
 
 @dataclass

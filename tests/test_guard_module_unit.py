@@ -23,6 +23,7 @@ from bridge.guard.allowlist import AllowList
 from bridge.guard.identifiers import nir_key
 from bridge.guard.module import RULE_FIELD
 from bridge.guard.policy import MEGOLM
+from tests.megolm_support import megolm_content
 from tests.test_guard_outsiders_unit import module_api
 
 A, B, C = "localhost:8481", "localhost:8482", "localhost:8483"
@@ -180,7 +181,7 @@ def test_own_server_is_allowed_even_if_not_listed() -> None:
 
 async def test_allowed_event_passes_unchanged() -> None:
     guard, _ = make_guard()
-    encrypted = event("m.room.encrypted", {"algorithm": MEGOLM, "ciphertext": "AwgA"})
+    encrypted = event("m.room.encrypted", megolm_content())
     assert await guard.check_event_allowed(encrypted, room_state()) == (True, None)
 
 
@@ -202,7 +203,7 @@ async def test_state_is_read_from_what_synapse_passes() -> None:
     state[("m.room.member", CAROL)] = event(
         "m.room.member", {"membership": "invite"}, state_key=CAROL
     )
-    encrypted = event("m.room.encrypted", {"algorithm": MEGOLM, "ciphertext": "AwgA"})
+    encrypted = event("m.room.encrypted", megolm_content())
     with pytest.raises(SynapseError) as caught:
         await guard.check_event_allowed(encrypted, state)
     assert caught.value.error_dict(None)[RULE_FIELD] == "room_shared_with_outsider"
@@ -213,7 +214,7 @@ async def test_the_guard_fails_closed() -> None:
     broken = Mock()
     type(broken).current = property(lambda _self: 1 / 0)
     guard.allow_list = broken
-    encrypted = event("m.room.encrypted", {"algorithm": MEGOLM, "ciphertext": "AwgA"})
+    encrypted = event("m.room.encrypted", megolm_content())
     with pytest.raises(SynapseError) as caught:
         await guard.check_event_allowed(encrypted, room_state())
     assert caught.value.error_dict(None)[RULE_FIELD] == "guard_error"
@@ -280,12 +281,17 @@ async def test_aliases_with_identifiers_are_refused() -> None:
 
 async def test_events_from_federation_are_judged_on_the_event_alone() -> None:
     guard, _ = make_guard()
-    from_outsider = event("m.room.encrypted", {"algorithm": MEGOLM, "ciphertext": "x"}, CAROL)
-    from_member = event("m.room.encrypted", {"algorithm": MEGOLM, "ciphertext": "x"}, BOB)
+    from_outsider = event("m.room.encrypted", megolm_content(), CAROL)
+    from_member = event("m.room.encrypted", megolm_content(), BOB)
     plaintext_from_member = event("m.room.message", {"body": "x", "msgtype": "m.text"}, BOB)
     assert await guard.check_event_for_spam(from_member) == NOT_SPAM
     assert await guard.check_event_for_spam(from_outsider) != NOT_SPAM
     assert await guard.check_event_for_spam(plaintext_from_member) != NOT_SPAM
+    custom_state = event("org.example.note", {"body": "Mme X, VIH+"}, BOB, state_key="")
+    fake = event("m.room.encrypted", {"algorithm": MEGOLM, "ciphertext": "Mme X, VIH+"}, BOB)
+    for smuggled in (custom_state, fake):
+        answer = await guard.check_event_for_spam(smuggled)
+        assert answer != NOT_SPAM and answer[1][RULE_FIELD] != "guard_error"
 
 
 async def test_invitations_from_outsiders_over_federation_are_refused() -> None:

@@ -21,12 +21,13 @@ from bridge.guard.policy import (
     check_join,
     room_facts,
 )
+from tests.megolm_support import megolm_content
 
 A, B, C = "localhost:8481", "localhost:8482", "localhost:8483"
 ALLOW = AllowList.build(A, [B])
 ALICE, BOB, CAROL = f"@alice:{A}", f"@bob:{B}", f"@carol:{C}"
 NIR = "1850578006084" + f"{nir_key('1850578006084'):02d}"
-ENCRYPTED = {"algorithm": MEGOLM, "ciphertext": "AwgAEnAc...", "session_id": "s", "device_id": "D"}
+ENCRYPTED = megolm_content()
 GOOD_ROOM = RoomFacts(MEGOLM, frozenset({A, B}))
 
 
@@ -166,10 +167,8 @@ def test_fake_encrypted_events_are_refused() -> None:
     assert rule_of(message("m.room.encrypted", {**ENCRYPTED, "algorithm": "x"})) == (
         "encryption_required"
     )
-    assert rule_of(message("m.room.encrypted", {"algorithm": MEGOLM})) == "plaintext_forbidden"
-    assert rule_of(message("m.room.encrypted", {**ENCRYPTED, "body": "hi"})) == (
-        "plaintext_forbidden"
-    )
+    assert rule_of(message("m.room.encrypted", {"algorithm": MEGOLM})) == "ciphertext_malformed"
+    assert rule_of(message("m.room.encrypted", {**ENCRYPTED, "body": "hi"})) == "field_forbidden"
 
 
 def test_encrypted_messages_and_redactions_pass() -> None:

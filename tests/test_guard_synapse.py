@@ -1,7 +1,8 @@
 """The guard inside real Synapse homeservers: what a client is refused, and why.
 
 Raw client-server API calls (aiohttp): refusals need no encryption, and the allowed path
-sends `m.room.encrypted` events with made-up ciphertext (the server cannot tell).
+sends `m.room.encrypted` events with real Megolm ciphertext made by vodozemac (the guard
+refuses anything else).
 hs_b has no `federation_domain_whitelist` in its configuration, so what hs_b refuses from
 or to hs_c is refused by the guard alone (its rules, and the federation whitelist it
 installs and keeps live); hs_a has a static whitelist too.
@@ -25,12 +26,13 @@ from bridge.guard.identifiers import nir_key
 from bridge.guard.module import RULE_FIELD
 from bridge.guard.policy import MEGOLM
 from deploy.local.federation import Homeserver
+from tests.megolm_support import megolm_content
 
 pytestmark = pytest.mark.slow
 
 NIR = "1850578006084" + f"{nir_key('1850578006084'):02d}"
 SPACED_NIR = f"{NIR[0]} {NIR[1:3]} {NIR[3:5]} {NIR[5:7]} {NIR[7:10]} {NIR[10:13]} {NIR[13:]}"
-FAKE_MEGOLM = {"algorithm": MEGOLM, "ciphertext": "AwgAEnBt0fakeciphertext", "session_id": "S"}
+FAKE_MEGOLM = megolm_content()
 
 
 @dataclass
@@ -189,9 +191,13 @@ async def test_plaintext_message_in_an_encrypted_room_is_refused(actor: Client) 
     room = await actor.new_room(preset="private_chat")
     reply = await actor.send(room, "m.room.message", {"msgtype": "m.text", "body": "Mme X"})
     refused(reply, "plaintext_forbidden", "encrypted")
-    reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$x", "key": "👍"}}
-    refused(await actor.send(room, "m.reaction", reaction), "plaintext_forbidden")
-    assert (await actor.send(room, "m.room.encrypted", FAKE_MEGOLM)).status == 200
+    sent = await actor.send(room, "m.room.encrypted", FAKE_MEGOLM)
+    assert sent.status == 200, sent.body
+    relation = {"rel_type": "m.annotation", "event_id": sent.body["event_id"]}
+    text = {"m.relates_to": {**relation, "key": "Mme X"}}
+    refused(await actor.send(room, "m.reaction", text), "reaction_text_forbidden", "emoji")
+    emoji = {"m.relates_to": {**relation, "key": "👍"}}
+    assert (await actor.send(room, "m.reaction", emoji)).status == 200
 
 
 async def test_public_rooms_are_refused(actor: Client) -> None:

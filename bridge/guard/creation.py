@@ -67,6 +67,14 @@ def _requested_events(
             content=content if isinstance(content, Mapping) else {},
             state_key=str(entry.get("state_key", "")),
         )
+    creation_content = request.get("creation_content")
+    if creation_content is not None:
+        content = creation_content if isinstance(creation_content, Mapping) else {"?": None}
+        yield EventFacts("m.room.create", creator, content, "")
+    power_levels = request.get("power_level_content_override")
+    if power_levels is not None:
+        content = power_levels if isinstance(power_levels, Mapping) else {"?": None}
+        yield EventFacts("m.room.power_levels", creator, content, "")
     if "name" in request:
         yield EventFacts("m.room.name", creator, {"name": request["name"]}, "")
     if "topic" in request:

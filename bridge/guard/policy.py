@@ -8,19 +8,22 @@ Every member homeserver of a medical federation enforces the same rules, whoever
   people and deleting messages stay possible so such a room can be cleaned up);
 - every room is end-to-end encrypted with Megolm; its encryption cannot be removed or
   changed, and no message-like (non-state) event travels in clear: only
-  `m.room.encrypted` and redactions. Reactions, edits, polls and calls are encrypted
-  by Element in encrypted rooms, so a plaintext one is refused too. Receipts and
-  typing notifications are not room events and are not affected;
+  `m.room.encrypted` shaped like real Olm/Megolm ciphertext, emoji reactions and
+  redactions (see `messages`). Receipts and typing notifications are not room events
+  and are not affected;
+- room state is limited to the types Matrix and Element use, with their fields
+  (`state_types`);
 - rooms are invite-only ("invite" or "restricted" join rules; "public" and the
   knocking rules are refused because they advertise the room and its name to
   strangers), without guest access, with history never readable by everyone, and
   never published in the room directory; no invitation by e-mail or phone number;
-- no patient identifier in what Matrix does not encrypt: room name, topic, addresses
-  (aliases) and redaction reasons.
+- no patient identifier in anything Matrix does not encrypt: every string of every
+  state event (display names and membership reasons included), aliases, reactions,
+  relations and redaction reasons.
 
-A refusal carries a stable rule id (for logs and clients) and a message in English
-and French that tells a doctor what to do instead. Messages never repeat the
-offending content.
+A refusal (`refusals`) carries a stable rule id (for logs and clients) and a message
+in English and French that tells a doctor what to do instead. Messages never repeat
+the offending content.
 """
 
 from __future__ import annotations
@@ -30,35 +33,40 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.guard.allowlist import AllowList, server_of
-from bridge.guard.identifiers import NamedPattern, find_patient_identifier
+from bridge.guard.identifiers import NamedPattern
+from bridge.guard.messages import check_message, scan
+from bridge.guard.refusals import (
+    GUEST_ACCESS,
+    MEGOLM,
+    NOT_MEGOLM,
+    PUBLISHED,
+    ROOM_NOT_ENCRYPTED,
+    THIRD_PARTY_INVITE,
+    Refusal,
+    field_forbidden,
+    history_visibility,
+    join_rule,
+    outsider,
+    shared_with_outsider,
+    state_type_forbidden,
+)
+from bridge.guard.state_types import allowed_fields
 
-MEGOLM = "m.megolm.v1.aes-sha2"
+__all__ = ["MEGOLM", "PUBLISHED", "THIRD_PARTY_INVITE", "Refusal", "join_rule"]
+
 ALLOWED_JOIN_RULES = frozenset({"invite", "restricted"})
 ALLOWED_HISTORY_VISIBILITY = frozenset({"invited", "joined", "shared"})
 # Memberships that bring someone (or their server) into a room.
 ENTERING_MEMBERSHIPS = frozenset({"invite", "join", "knock"})
-# Encrypted content that says more than this is leaking something in clear.
-_CLEAR_FIELDS_IN_ENCRYPTED = ("body", "formatted_body")
 
 # State whose text is shown to people and travels unencrypted: what it is called.
 _SCANNED_STATE = {
-    "m.room.name": ("name", "nom"),
-    "m.room.topic": ("topic", "sujet"),
-    "m.room.canonical_alias": ("address", "adresse"),
+    "m.room.name": ("room name", "nom du salon"),
+    "m.room.topic": ("room topic", "sujet du salon"),
+    "m.room.canonical_alias": ("room address", "adresse du salon"),
+    "m.room.member": ("display name or reason", "nom affiché ou motif"),
 }
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why the guard refused something, for the person who tried."""
-
-    rule: str
-    english: str
-    french: str
-
-    @property
-    def message(self) -> str:
-        return f"{self.english} / {self.french}"
+_STATE_FIELD = ("room settings", "réglages du salon")
 
 
 @dataclass(frozen=True)
@@ -79,113 +87,6 @@ class RoomFacts:
     participant_servers: frozenset[str]
 
 
-def outsider(server: str | None) -> Refusal:
-    name = server or "an unknown server"
-    return Refusal(
-        "server_not_allowed",
-        f"{name} is not a member of this medical federation: no invitations, joins or "
-        "messages with it.",
-        f"{name} ne fait pas partie de cette fédération médicale : ni invitation, ni "
-        "entrée, ni message avec ce serveur.",
-    )
-
-
-def shared_with_outsider(server: str) -> Refusal:
-    return Refusal(
-        "room_shared_with_outsider",
-        f"This room includes {server}, which is not a member of this medical federation: "
-        "you can only leave, remove people or delete messages here.",
-        f"Ce salon inclut {server}, qui ne fait pas partie de cette fédération médicale : "
-        "vous pouvez seulement le quitter, en retirer des personnes ou supprimer des messages.",
-    )
-
-
-NOT_MEGOLM = Refusal(
-    "encryption_required",
-    f"Rooms must be end-to-end encrypted ({MEGOLM}); this encryption cannot be removed or changed.",
-    f"Les salons doivent être chiffrés de bout en bout ({MEGOLM}) ; ce chiffrement ne peut "
-    "être ni retiré ni changé.",
-)
-ROOM_NOT_ENCRYPTED = Refusal(
-    "room_not_encrypted",
-    "This room is not end-to-end encrypted, so nothing can be sent in it.",
-    "Ce salon n'est pas chiffré de bout en bout : rien ne peut y être envoyé.",
-)
-GUEST_ACCESS = Refusal(
-    "guest_access_forbidden",
-    "Guest access is not allowed: rooms are for registered practitioners only.",
-    "L'accès invité est interdit : les salons sont réservés aux praticiens inscrits.",
-)
-PUBLISHED = Refusal(
-    "directory_forbidden",
-    "Rooms cannot be published in the room directory.",
-    "Les salons ne peuvent pas être publiés dans l'annuaire des salons.",
-)
-THIRD_PARTY_INVITE = Refusal(
-    "third_party_invite_forbidden",
-    "Invitations by e-mail or phone number are not allowed: invite the person's Matrix account.",
-    "Les invitations par e-mail ou téléphone sont interdites : invitez le compte Matrix de "
-    "la personne.",
-)
-
-
-def plaintext(event_type: str) -> Refusal:
-    return Refusal(
-        "plaintext_forbidden",
-        f"Messages must be end-to-end encrypted; this {event_type} event would travel in "
-        "clear. Check that your client has encryption set up.",
-        f"Les messages doivent être chiffrés de bout en bout ; cet évènement {event_type} "
-        "partirait en clair. Vérifiez que le chiffrement est actif dans votre application.",
-    )
-
-
-def join_rule(rule: object) -> Refusal:
-    return Refusal(
-        "join_rule_forbidden",
-        f"Rooms are invite-only: the join rule {rule!r} is not allowed.",
-        f"Les salons sont sur invitation uniquement : la règle d'accès {rule!r} est interdite.",
-    )
-
-
-def history_visibility(value: object) -> Refusal:
-    return Refusal(
-        "history_visibility_forbidden",
-        f"Room history cannot be made visible to everyone ({value!r} is not allowed).",
-        f"L'historique d'un salon ne peut pas être visible par tous ({value!r} est interdit).",
-    )
-
-
-def patient_identifier(kind: str, field: tuple[str, str]) -> Refusal:
-    return Refusal(
-        "patient_identifier",
-        f"A patient identifier ({kind}) was recognised in the room {field[0]}. Room names, "
-        "topics and addresses are not encrypted: use a pseudonym.",
-        f"Un identifiant de patient ({kind}) a été reconnu dans : {field[1]} du salon. Les "
-        "noms, sujets et adresses de salon ne sont pas chiffrés : utilisez un pseudonyme.",
-    )
-
-
-def _strings(value: object, depth: int = 0) -> Iterable[str]:
-    """Every string inside a JSON value (bounded depth: content is at most 64 KiB)."""
-    if isinstance(value, str):
-        yield value
-    elif depth < 8 and isinstance(value, Mapping):
-        for item in value.values():
-            yield from _strings(item, depth + 1)
-    elif depth < 8 and isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item, depth + 1)
-
-
-def scan(value: object, field: tuple[str, str], extra: Sequence[NamedPattern]) -> Refusal | None:
-    """Refuse if any text inside ``value`` holds a patient identifier."""
-    for text in _strings(value):
-        kind = find_patient_identifier(text, tuple(extra))
-        if kind is not None:
-            return patient_identifier(kind, field)
-    return None
-
-
 def _is_self_leave(event: EventFacts) -> bool:
     return (
         event.type == "m.room.member"
@@ -204,16 +105,28 @@ def _is_cleanup(event: EventFacts) -> bool:
 def _check_state(
     event: EventFacts, allow: AllowList, extra: Sequence[NamedPattern]
 ) -> Refusal | None:
+    allowed, fields = allowed_fields(event.type)
+    if event.type == "m.room.third_party_invite" or "third_party_invite" in event.content:
+        return THIRD_PARTY_INVITE
+    if not allowed:
+        return state_type_forbidden(event.type)
+    if fields is not None and not set(event.content) <= fields:
+        return field_forbidden(event.type, set(event.content) - fields)
+    refusal = _check_setting(event, allow)
+    if refusal is not None:
+        return refusal
+    where = _SCANNED_STATE.get(event.type, _STATE_FIELD)
+    return scan(event.state_key, where, extra) or scan(event.content, where, extra)
+
+
+def _check_setting(event: EventFacts, allow: AllowList) -> Refusal | None:
+    """The rules on the values of the settings that decide who can get in and read."""
     content = event.content
     if event.type == "m.room.member":
-        if "third_party_invite" in content:
-            return THIRD_PARTY_INVITE
         target = event.state_key or ""
         if content.get("membership") in ENTERING_MEMBERSHIPS and not allow.allows_user(target):
             return outsider(server_of(target))
         return None
-    if event.type == "m.room.third_party_invite":
-        return THIRD_PARTY_INVITE
     if event.type == "m.room.encryption":
         return None if content.get("algorithm") == MEGOLM else NOT_MEGOLM
     if event.type == "m.room.join_rules":
@@ -224,23 +137,6 @@ def _check_state(
     if event.type == "m.room.history_visibility":
         value = content.get("history_visibility")
         return None if value in ALLOWED_HISTORY_VISIBILITY else history_visibility(value)
-    field = _SCANNED_STATE.get(event.type)
-    return scan(content, field, extra) if field is not None else None
-
-
-def _check_message(event: EventFacts, extra: Sequence[NamedPattern]) -> Refusal | None:
-    content = event.content
-    if event.type == "m.room.redaction":
-        return scan(content.get("reason"), ("redaction reason", "motif de suppression"), extra)
-    if event.type != "m.room.encrypted":
-        return plaintext(event.type)
-    if content.get("algorithm") != MEGOLM:
-        return NOT_MEGOLM
-    ciphertext = content.get("ciphertext")
-    if not isinstance(ciphertext, str) or not ciphertext:
-        return plaintext(event.type)
-    if any(name in content for name in _CLEAR_FIELDS_IN_ENCRYPTED):
-        return plaintext(event.type)
     return None
 
 
@@ -256,7 +152,7 @@ def check_event(
         return outsider(server_of(event.sender))
     if event.state_key is not None:
         return _check_state(event, allow, extra)
-    return _check_message(event, extra)
+    return check_message(event.type, event.content, extra)
 
 
 def check_event_in_room(

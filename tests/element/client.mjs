@@ -14,6 +14,7 @@ import { createInterface } from "node:readline";
 import process from "node:process";
 
 import { Logs } from "./lib/logs.mjs";
+import * as features from "./lib/features.mjs";
 import { Session } from "./lib/session.mjs";
 
 const logs = new Logs(process.env.ELEMENT_CLIENT_LOG ?? "warn");
@@ -35,6 +36,14 @@ const COMMANDS = {
     wait_for_message: (req) => session.waitForMessage(req),
     encryption_info: (req) => session.encryptionInfo(req),
     withheld: () => session.withheld(),
+    send_event: (req) => features.sendEvent(session, req),
+    send_state: (req) => features.sendState(session, req),
+    redact: (req) => features.redact(session, req),
+    read_receipt: (req) => features.readReceipt(session, req),
+    upload: (req) => features.upload(session, req),
+    see_event: (req) => features.seeEvent(session, req),
+    see_state: (req) => features.seeState(session, req),
+    see_receipt: (req) => features.seeReceipt(session, req),
     quit: async () => {
         await session.stop();
         return { bye: true };
