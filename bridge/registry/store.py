@@ -219,10 +219,29 @@ async def record_problem(session: AsyncSession, url: str, problem: str, at: date
     )
 
 
+async def claim_expiry(session: AsyncSession, url: str, now: datetime) -> bool:
+    """True once per expiry of a peer's last good manifest: for the check that first sees it
+    expired (the previous check was before the expiry). Atomic, so two bridge processes on
+    one database note it once between them."""
+    table = tables.peer
+    result = await session.execute(
+        sa.update(table)
+        .where(
+            table.c.url == url,
+            table.c.expires_at <= now,
+            sa.or_(table.c.checked_at.is_(None), table.c.checked_at < table.c.expires_at),
+        )
+        .values(checked_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 async def own_homeservers(session: AsyncSession) -> list[ServerName]:
     result = await session.execute(sa.select(tables.homeserver.c.server_name))
     return [ServerName(s) for s in result.scalars()]
 
 
-def peer_servers(all_peers: Sequence[Peer]) -> set[ServerName]:
-    return {s for p in all_peers for s in p.homeservers}
+def peer_servers(all_peers: Sequence[Peer], now: datetime) -> set[ServerName]:
+    """The homeservers of peers whose last good manifest is still valid at `now`: once it
+    expires, the peer's servers leave the allow-list until a fresh manifest verifies."""
+    return {s for p in all_peers if not p.stale(now) for s in p.homeservers}
