@@ -154,11 +154,11 @@ async def test_repeated_failures_block_the_account_then_the_address(
     admin = await new_admin(hs_a)
     async with running_console(console_config(tmp_path, hs_a, [admin.user_id])) as client:
         limits = SignInLimiter()
-        for _ in range(limits.per_account.limit):
+        for _ in range(limits.per_client.free):
             assert await sign_in(client, admin.user_id, "wrong password") == 401
-        # Even the right password waits now: the account is being guessed.
+        # Even the right password waits now: the account is being guessed from here.
         assert await sign_in(client, admin.user_id, ADMIN_PASSWORD) == 429
-        for n in range(limits.per_address.limit - limits.per_account.limit):
+        for n in range(limits.per_address.limit - limits.per_client.free):
             assert await sign_in(client, f"@guess{n}:{hs_a.server_name}", "x") == 401
         assert await sign_in(client, f"@guess-last:{hs_a.server_name}", "x") == 429
 
