@@ -19,8 +19,9 @@ import pytest_asyncio
 from bridge.admin import audit
 from bridge.admin.model import AdminError
 from bridge.db import Database
+from bridge.guard.allowlist import parse_answer
 from bridge.registry import handlers, store
-from bridge.registry.manifest import verify_manifest
+from bridge.registry.manifest import to_ms, verify_manifest
 from bridge.registry.model import ALLOWED_SERVERS_PATH, ServerName
 from bridge.registry.peering import Unreachable, check_peer, fetch_manifest
 from bridge.registry.services import RegistryServices
@@ -199,6 +200,11 @@ async def test_the_whole_bridge_serves_an_allow_list_without_expired_peers(
 
         before = await served()
         assert "peer-hs.example" in before["servers"]
+        # Guards and the bot read when the peer's servers end, to apply it while we are down.
+        ends = to_ms(clock()) + LIFETIME * 1000
+        assert before["expires"] == {"peer-hs.example": ends}
+        answer = parse_answer(before)
+        assert answer is not None and answer.lapsed(ends) == {"peer-hs.example"}
         peer.status = 503
         clock.advance(hours=1, seconds=1)
         after = await served()

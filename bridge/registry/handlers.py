@@ -25,7 +25,7 @@ from bridge.admin.model import Actor, AdminError
 from bridge.config import is_valid_server_name
 from bridge.registry import store
 from bridge.registry.keys import parse_fingerprint
-from bridge.registry.manifest import Verdict, build_manifest
+from bridge.registry.manifest import Verdict, build_manifest, to_ms
 from bridge.registry.model import (
     AllowedServers,
     Member,
@@ -252,12 +252,12 @@ async def allowed_servers(services: RegistryServices) -> AllowedServers:
     """Our own homeservers (registered, plus the bridge's) and the homeservers of peers whose
     last verified manifest has not expired."""
     async with services.db.sessions() as session:
-        servers = set(await store.own_homeservers(session))
-        servers |= store.peer_servers(await store.peers(session), services.now())
-    servers.add(services.own_server)
-    ordered = tuple(sorted(servers))
+        own = set(await store.own_homeservers(session)) | {services.own_server}
+        peers = store.peer_expiries(await store.peers(session), services.now())
+    ordered = tuple(sorted(own | set(peers)))
     version = hashlib.sha256("\n".join(ordered).encode()).hexdigest()[:16]
-    return AllowedServers(ordered, version)
+    expires = {s: to_ms(at) for s, at in sorted(peers.items()) if s not in own}
+    return AllowedServers(ordered, version, expires)
 
 
 async def signed_manifest(services: RegistryServices) -> dict[str, Any]:

@@ -241,7 +241,15 @@ async def own_homeservers(session: AsyncSession) -> list[ServerName]:
     return [ServerName(s) for s in result.scalars()]
 
 
-def peer_servers(all_peers: Sequence[Peer], now: datetime) -> set[ServerName]:
-    """The homeservers of peers whose last good manifest is still valid at `now`: once it
-    expires, the peer's servers leave the allow-list until a fresh manifest verifies."""
-    return {s for p in all_peers if not p.stale(now) for s in p.homeservers}
+def peer_expiries(all_peers: Sequence[Peer], now: datetime) -> dict[ServerName, datetime]:
+    """Each homeserver of a peer whose last good manifest is still valid at `now`, with the
+    expiry of that manifest (the latest, should two peers list one server). Once it expires,
+    the peer's servers leave the allow-list until a fresh manifest verifies."""
+    found: dict[ServerName, datetime] = {}
+    for p in all_peers:
+        if p.stale(now) or p.expires_at is None:
+            continue
+        for server in p.homeservers:
+            if server not in found or found[server] < p.expires_at:
+                found[server] = p.expires_at
+    return found
