@@ -40,7 +40,7 @@ MAX_MANIFEST_BYTES: Final = 8 * 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class Unreachable:
     """The peer's manifest could not be fetched (network, HTTP status, not JSON, too big), or
-    was not even asked for (`kind` "refused": a plain-http URL off this machine)."""
+    was not even asked for (`kind` "refused (insecure_url)": plain http off this machine)."""
 
     message: str
     kind: str = "unreachable"
