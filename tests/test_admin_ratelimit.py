@@ -18,8 +18,11 @@ class Clock:
 
 
 def limiter(clock: Clock) -> SignInLimiter:
+    defaults = SignInLimiter()
     return SignInLimiter(
-        SlidingWindow(20, 300, clock), Backoff(clock=clock), SlidingWindow(10, 300, clock)
+        SlidingWindow(defaults.per_address.limit, defaults.per_address.window, clock),
+        Backoff(clock=clock),
+        SlidingWindow(defaults.per_account.limit, defaults.per_account.window, clock),
     )
 
 
@@ -46,25 +49,30 @@ def test_parallel_attempts_are_counted_before_any_answer() -> None:
     assert sum(a is not None for a in started) == 5
 
 
-def test_the_lockout_backs_off_is_bounded_and_decays() -> None:
+@pytest.mark.parametrize("device", [None, "dev-1"], ids=["address", "device-cookie"])
+def test_the_lockout_backs_off_is_bounded_and_decays(device: str | None) -> None:
     clock = Clock()
     limits = limiter(clock)
-    waits = []
+    key = SignInLimiter.client_key(ADMIN, "1.2.3.4", device)
+    waits, told = [], []
     for _ in range(10):
-        attempt = limits.start("1.2.3.4", ADMIN)
+        attempt = limits.start("1.2.3.4", ADMIN, device)
         assert attempt is not None
         limits.finished(attempt, "refused")
-        waits.append(limits.wait_needed("1.2.3.4", ADMIN))
-        clock.now += waits[-1]  # the guesser waits exactly as long as told
+        waits.append(limits.per_client.blocked_for(key))
+        told.append(limits.wait_needed("1.2.3.4", ADMIN, device))
+        clock.now += told[-1]  # the guesser waits exactly as long as told
     assert waits[:4] == [0, 0, 0, 0]
     assert waits[4:] == [30, 60, 120, 240, 480, 900]  # doubling, never above 15 minutes
-    assert max(waits) <= limits.per_client.max_wait
+    # Without a device cookie the account's shared budget (5 per 15 min) may add to it;
+    # never beyond 15 minutes a try.
+    assert max(told) <= max(limits.per_client.max_wait, limits.per_account.window)
     # An hour without failures and the count is forgotten.
     clock.now += limits.per_client.decay
-    assert limits.per_client.count(SignInLimiter.client_key(ADMIN, "1.2.3.4", None)) == 0
+    assert limits.per_client.count(key) == 0
 
 
-def test_guesses_from_elsewhere_do_not_lock_the_admin_out() -> None:
+def test_guesses_from_elsewhere_do_not_lock_the_admin_s_browser_out() -> None:
     clock = Clock()
     limits = limiter(clock)
     for _ in range(5):
@@ -72,19 +80,23 @@ def test_guesses_from_elsewhere_do_not_lock_the_admin_out() -> None:
         assert attempt is not None
         limits.finished(attempt, "refused")
     assert limits.start("6.6.6.6", ADMIN) is None
-    assert limits.wait_needed("10.0.0.2", ADMIN) == 0  # the admin, from their own address
+    assert limits.wait_needed("10.0.0.2", ADMIN, device="dev-1") == 0
+    # A new browser waits out the account's shared budget: at most one window per try.
+    assert 0 < limits.wait_needed("10.0.0.2", ADMIN) <= limits.per_account.window
+    clock.now += limits.per_account.window
+    assert limits.wait_needed("10.0.0.2", ADMIN) == 0
 
 
 def test_a_botnet_uses_up_the_shared_budget_but_not_a_known_browser() -> None:
     clock = Clock()
     limits = limiter(clock)
-    for n in range(10):
+    for n in range(limits.per_account.limit):
         attempt = limits.start(f"6.6.6.{n}", ADMIN)
         assert attempt is not None
         limits.finished(attempt, "refused")
-    assert limits.start("6.6.6.99", ADMIN) is None  # ten per five minutes, all addresses
+    assert limits.start("6.6.6.99", ADMIN) is None  # five per 15 minutes, all addresses
     assert limits.start("10.0.0.2", ADMIN) is None  # a new browser waits at most the window
-    assert limits.wait_needed("10.0.0.2", ADMIN) <= 300
+    assert limits.wait_needed("10.0.0.2", ADMIN) <= limits.per_account.window
     # The admin's browser, known from an earlier sign-in, goes straight through, even from
     # an address the botnet shares (a proxy, a NAT) and even after that address's limit.
     for n in range(20):
@@ -108,6 +120,9 @@ def test_success_clears_the_client_and_no_verdict_is_refunded() -> None:
     assert attempt is not None
     limits.finished(attempt, "ok")
     assert limits.per_client.count(key) == 0
+    # Only the four refused passwords used up the account's shared budget.
+    assert limits.per_account.blocked_for(ADMIN) == 0
+    assert len(limits.per_account._events[ADMIN]) == 4
 
 
 @pytest.mark.parametrize("window", ["sliding", "backoff"])

@@ -14,8 +14,9 @@ attack (the shape OWASP recommends against online guessing, with its "device coo
   only ever hits the client that guessed: the admin, from another address or with their
   device cookie, is not held back by someone else's guesses;
 - per account, across clients without a device cookie (`per_account`): many machines
-  cannot share out guesses at one account faster than `limit` per `window`. They can use
-  that budget up, which delays newcomers at most one window; a browser the admin signed in
+  cannot share out guesses at one account faster than `limit` per `window` (5 per 15 min:
+  about 480 a day, whatever the number of addresses). They can use that budget up, which
+  keeps a new browser waiting (at most one window per try); a browser the admin signed in
   with before (device cookie) is outside this budget and goes straight through.
 
 Pure (a clock is injected) and in memory: the limits hold per bridge process, which is what
@@ -67,6 +68,14 @@ class SlidingWindow:
         self._events.move_to_end(key)
         while len(self._events) > MAX_KEYS:
             self._events.popitem(last=False)
+
+    def refund(self, key: str) -> None:
+        """Take back the latest event of `key` (it turned out not to count)."""
+        events = self._recent(key)
+        if events:
+            events.pop()
+        if not events:
+            self._events.pop(key, None)
 
     def clear(self, key: str) -> None:
         self._events.pop(key, None)
@@ -143,7 +152,7 @@ class SignInLimiter:
 
     per_address: SlidingWindow = field(default_factory=lambda: SlidingWindow(20, 300.0))
     per_client: Backoff = field(default_factory=Backoff)
-    per_account: SlidingWindow = field(default_factory=lambda: SlidingWindow(10, 300.0))
+    per_account: SlidingWindow = field(default_factory=lambda: SlidingWindow(5, 900.0))
 
     @staticmethod
     def client_key(account: str, address: str, device: str | None) -> str:
@@ -169,8 +178,13 @@ class SignInLimiter:
         return attempt
 
     def finished(self, attempt: Attempt, outcome: Outcome) -> None:
+        """Settle a started attempt: only refused passwords stay counted."""
+        if outcome == "refused":
+            return
+        if not attempt.trusted:
+            self.per_account.refund(attempt.account)
         if outcome == "ok":
             self.per_client.clear(attempt.client)
             self.per_client.clear(self.client_key(attempt.account, attempt.address, None))
-        elif outcome == "no_verdict":
+        else:
             self.per_client.refund(attempt.client)
