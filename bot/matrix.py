@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from nio import (
     AsyncClient,
     ErrorResponse,
@@ -35,11 +38,13 @@ from bot.crypto.bootstrap import NioJson
 from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.signing import Json
 from bot.ids import EventId, RoomId, UserId, server_of
+from bot.throttle import RequestGate
 from bot.unreadable import WITHHELD_TYPE
 
 logger = logging.getLogger(__name__)
 
 ROOM_READY_TIMEOUT = 30.0
+_SYNC_PATH = re.compile(r"^/_matrix/client/(?:r0|v3)/sync(?:\?|$)")
 
 
 @dataclass
@@ -66,6 +71,14 @@ class CaduceeClient(AsyncClient):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.on_keys_query: Callable[[Json], object] | None = None
         self._claimed_at: dict[tuple[str, str], float] = {}
+        self.gate = RequestGate()
+
+    async def send(
+        self, method: str, path: str, *args: Any, **kwargs: Any
+    ) -> aiohttp.ClientResponse:
+        """Every request but the long-polling sync goes through the bot's `RequestGate`."""
+        call = functools.partial(super().send, method, path, *args, **kwargs)
+        return await (call() if _SYNC_PATH.match(path) else self.gate.through(call))
 
     def _handle_olm_events(self, response: Any) -> None:
         super()._handle_olm_events(response)

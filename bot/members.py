@@ -8,7 +8,8 @@ With `follow_registry: false` it is the configuration's `member_servers` (a froz
 homeserver onboarded or removed with `caducee admin` counts without restarting the bot. Like
 the guards: the configured list is in force until the bridge first answers; when the bridge
 cannot be reached, answers an error or something that is not such a list, the last good list
-stays in force; the bot's own homeserver is always a member.
+stays in force, except a peer federation's servers once the manifest listing them ends (the
+bridge says when: `expires`); the bot's own homeserver is always a member.
 
 Both are used as `Container[str]`: `server in member_servers`, read at each decision.
 """
@@ -18,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Container, Iterable
+import time
+from collections.abc import Callable, Container, Iterable, Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Final
 
@@ -50,9 +52,14 @@ class RegistryMemberServers:
         *,
         interval_seconds: float = 30.0,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._own = own_server.lower()
         self._servers = frozenset(s.lower() for s in configured) | {self._own}
+        self._ends: Mapping[str, int] = {}
+        """Peer servers' manifest ends (ms) from the last answer: they lapse even while the
+        bridge cannot be read."""
+        self._clock = clock
         self._url = bridge_url.rstrip("/") + ALLOWED_SERVERS_PATH
         self._interval = interval_seconds
         self._timeout = timeout
@@ -63,12 +70,14 @@ class RegistryMemberServers:
         """Version of the bridge's list in force (None: still the configured list)."""
 
     def __contains__(self, server_name: object) -> bool:
-        return isinstance(server_name, str) and server_name.lower() in self._servers
+        return isinstance(server_name, str) and server_name.lower() in self.servers
 
     @property
     def servers(self) -> frozenset[str]:
-        """The member servers in force now."""
-        return self._servers
+        """The member servers in force now (a peer's, until its manifest ends)."""
+        now_ms = self._clock() * 1000
+        lapsed = {s for s, end in self._ends.items() if end <= now_ms} - {self._own}
+        return self._servers - lapsed if lapsed else self._servers
 
     async def refresh(self) -> bool:
         """Ask the bridge once; True when its answer is now in force."""
@@ -99,6 +108,7 @@ class RegistryMemberServers:
                 sorted(servers),
             )
         self._servers = servers
+        self._ends = answer.expires
         self.version = answer.version
         return True
 

@@ -164,6 +164,26 @@ class SynapseAdmin:
             data = await _json(response)
             return response.status == 201, data
 
+    async def exempt_from_rate_limits(self, user_id: str) -> None:
+        """`POST /_synapse/admin/v1/users/{id}/override_ratelimit` with 0/0: Synapse then
+        applies none of the limits it keys on a signed-in account (messages, redactions,
+        joins, invites, room creation) to `user_id`. Sign-in (`rc_login`) and federation
+        limits still apply. For a service account such as the bot, which answers many people
+        at once; the account need not be a server admin."""
+        async with self._http.post(
+            self._user_url("v1", user_id, "/override_ratelimit"),
+            headers=self._admin_headers(),
+            json={"messages_per_second": 0, "burst_count": 0},
+        ) as response:
+            await _json(response)
+
+    async def rate_limit_override(self, user_id: str) -> dict[str, Any]:
+        """The account's override (`{}` when it has none)."""
+        async with self._http.get(
+            self._user_url("v1", user_id, "/override_ratelimit"), headers=self._admin_headers()
+        ) as response:
+            return await _json(response)
+
     async def create_user(self, user_id: str, *, displayname: str) -> bool:
         """Create an account without a password (nobody can sign in until one is set).
 

@@ -299,3 +299,27 @@ async def test_reimport_without_a_practitioner_locks_their_account(
     untouched = await client.get_user(kept.matrix_id)
     assert locked is not None and locked["locked"] is True
     assert untouched is not None and untouched["locked"] is False
+
+
+async def test_a_service_account_is_exempted_from_rate_limits_by_an_admin_only(
+    hs_a: Homeserver,
+) -> None:
+    """What the deployment does for the bot: the override, set with the server admin's token;
+    the account itself cannot set it, and stays an ordinary account."""
+    user = await hs_a.register_user(f"svc-{uuid.uuid4().hex[:8]}", "service password")
+    async with aiohttp.ClientSession() as http:
+        admin = SynapseAdmin(http, hs_a.client_url, hs_a.admin_token)
+        assert await admin.rate_limit_override(user.user_id) == {}
+        with pytest.raises(SynapseAdminError) as refused:
+            await SynapseAdmin(http, hs_a.client_url, user.access_token).exempt_from_rate_limits(
+                user.user_id
+            )
+        assert refused.value.status == 403
+        await admin.exempt_from_rate_limits(user.user_id)
+        await admin.exempt_from_rate_limits(user.user_id)  # idempotent
+        assert await admin.rate_limit_override(user.user_id) == {
+            "messages_per_second": 0,
+            "burst_count": 0,
+        }
+        account = await admin.get_user(user.user_id)
+        assert account is not None and not account["admin"]

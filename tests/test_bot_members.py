@@ -150,6 +150,34 @@ async def test_malformed_or_failed_answers_are_ignored() -> None:
         await server.close()
 
 
+async def test_a_peer_server_lapses_at_its_manifest_end_while_the_bridge_is_down() -> None:
+    answers: list[web.Response] = []
+
+    async def allowed(_request: web.Request) -> web.Response:
+        return answers.pop(0)
+
+    app = web.Application()
+    app.router.add_get(ALLOWED_SERVERS_PATH, allowed)
+    server = TestServer(app)
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    now = [1_000.0]
+    try:
+        async with members_of(url, clock=lambda: now[0]) as members:
+            body = {"servers": ["member.test", "peer.test"], "version": "1"}
+            answers.append(web.json_response(body | {"expires": {"peer.test": 2_000_000}}))
+            assert await members.refresh()
+            assert "peer.test" in members and "member.test" in members
+            answers.append(web.json_response({"errcode": "M_UNKNOWN"}, status=502))
+            assert not await members.refresh()  # the bridge is down: the last list stays ...
+            assert "peer.test" in members
+            now[0] = 2_000.0  # ... until the peer's manifest ends
+            assert "peer.test" not in members and "member.test" in members
+            assert members.servers == {"member.test", BOT_SERVER}
+    finally:
+        await server.close()
+
+
 def test_parse_allowed_servers() -> None:
     answer = parse_answer({"servers": [" Hs.Example ", "localhost:8481"], "version": "v"})
     assert answer is not None

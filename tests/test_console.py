@@ -10,12 +10,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from bridge.admin.model import Actor
 from bridge.console.app import _OPEN
 from bridge.console.ratelimit import SignInLimiter
 from bridge.console.sessions import COOKIE, LOGIN_COOKIE
 from bridge.http.auth import _PUBLIC_HANDLERS
 from bridge.http.keys import DATABASE
+from bridge.registry import handlers
+from bridge.registry.peering import check_peer
+from bridge.registry.routes import REGISTRY
 from bridge.synapse_admin import SynapseAdmin
 from deploy.local.federation import Homeserver
 from tests.admin_support import add_practitioner, random_rpps
@@ -27,6 +32,7 @@ from tests.console_support import (
     running_console,
     sign_in,
 )
+from tests.registry_support import PEER_FP, Clock, Peer, peer_manifest
 
 pytestmark = pytest.mark.slow
 SAMPLE_PARTS = {"action": "lock", "change": "member-add"}
@@ -148,11 +154,11 @@ async def test_repeated_failures_block_the_account_then_the_address(
     admin = await new_admin(hs_a)
     async with running_console(console_config(tmp_path, hs_a, [admin.user_id])) as client:
         limits = SignInLimiter()
-        for _ in range(limits.per_account.limit):
+        for _ in range(limits.per_client.free):
             assert await sign_in(client, admin.user_id, "wrong password") == 401
-        # Even the right password waits now: the account is being guessed.
+        # Even the right password waits now: the account is being guessed from here.
         assert await sign_in(client, admin.user_id, ADMIN_PASSWORD) == 429
-        for n in range(limits.per_address.limit - limits.per_account.limit):
+        for n in range(limits.per_address.limit - limits.per_client.free):
             assert await sign_in(client, f"@guess{n}:{hs_a.server_name}", "x") == 401
         assert await sign_in(client, f"@guess-last:{hs_a.server_name}", "x") == 429
 
@@ -249,5 +255,32 @@ async def test_members_and_peers_pages_change_the_registry(
             "/admin/registry/peer-add", data={"csrf": csrf, "url": "ftp://x", "fingerprint": "x"}
         )
         assert bad_peer.status == 400
+        plain = await client.post(
+            "/admin/registry/peer-add",
+            data={"csrf": csrf, "url": "http://bridge.peer.example", "fingerprint": PEER_FP},
+        )
+        assert plain.status == 400 and "uses plain http" in await plain.text()
+        await _expired_peer_shows_why(client)
         audit_page = await (await client.get("/admin/audit")).text()
         assert "parc.example.test" in audit_page
+        assert "peer_manifest_expired" in audit_page and "HTTP 503" in audit_page
+
+
+async def _expired_peer_shows_why(client: TestClient[web.Request, web.Application]) -> None:
+    """A peer whose manifest expired: the page says its servers are cut off, and the audit
+    log has the refresh's note (time moved with the registry's clock)."""
+    services = client.app[REGISTRY]
+    clock = Clock(services.now())
+    services.now = clock
+    peer = Peer(peer_manifest(clock()))
+    async with peer.running() as url, aiohttp.ClientSession() as http:
+        services.http, app_http = http, services.http
+        await handlers.add_peer(services, Actor("@someone:test"), url, PEER_FP)
+        services.http = app_http
+        page = await (await client.get("/admin/peers")).text()
+        assert "valid until" in page and "cut off" not in page
+        peer.status = 503
+        clock.advance(hours=2)
+        await check_peer(services, http, url)
+    page = await (await client.get("/admin/peers")).text()
+    assert "Manifest expired" in page and "its homeservers are cut off" in page

@@ -105,6 +105,37 @@ async def test_the_last_good_list_stays_when_the_bridge_fails_or_answers_garbage
     assert any("readable again" in rec.message for rec in caplog.records)
 
 
+async def test_a_peer_s_servers_leave_at_their_manifest_s_end_while_the_bridge_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The bridge is down for days: its last list must not keep an expired peer in."""
+    now = [1_000.0]
+    answer = {"servers": [B, C], "version": "7", "expires": {C: 2_000_000}}
+    api = api_answering(answer, answer, ConnectionRefusedError(), TimeoutError(), answer)
+    r = AllowListRefresher(api, AllowListHolder(AllowList.build(OWN, ())), URL, 1.0, lambda: now[0])
+    await r.refresh()
+    assert servers(r) == {OWN, B, C}
+    now[0] = 1_999.0
+    await r.refresh()  # the same list again; C still valid for a second
+    await r.refresh()  # the bridge is down, C still valid
+    assert servers(r) == {OWN, B, C}
+    now[0] = 2_000.0
+    await r.refresh()  # still down: C's manifest ended, B (a member) stays
+    assert servers(r) == {OWN, B}
+    assert any("expired while the federation bridge" in rec.message for rec in caplog.records)
+    await r.refresh()  # the bridge is back but still lists C with the old end: not let in
+    assert servers(r) == {OWN, B}
+
+
+@pytest.mark.parametrize(
+    "expires",
+    [[], {"localhost:8499": 5}, {C: "soon"}, {C: True}, {C: 1.5}],
+    ids=["not-a-map", "unlisted-server", "string", "bool", "float"],
+)
+def test_a_malformed_expiry_makes_the_answer_unreadable(expires: object) -> None:
+    assert parse_answer({"servers": [C], "version": "1", "expires": expires}) is None
+
+
 async def test_the_configured_list_stays_until_the_bridge_first_answers() -> None:
     r = refresher(api_answering(TimeoutError()), initial=(B, C))
     await r.refresh()

@@ -123,6 +123,20 @@ async def _joined_rooms(client_url: str, token: str) -> list[str]:
         return list((await response.json())["joined_rooms"])
 
 
+async def _bot_is_exempt_from_rate_limits(state_dir: Path, homeserver: dict[str, Any]) -> None:
+    """The bot answers every doctor: Synapse's per-account limits are lifted for it, without
+    making it a server admin."""
+    session = state_dir / f"hs-{homeserver['name']}" / "admin-session.json"
+    token = json.loads(session.read_text())["access_token"]
+    async with aiohttp.ClientSession() as http:
+        admin = SynapseAdmin(http, homeserver["client_url"], token)
+        bot = homeserver["bot_user_id"]
+        override = await admin.rate_limit_override(bot)
+        assert override == {"messages_per_second": 0, "burst_count": 0}
+        account = await admin.get_user(bot)
+        assert account is not None and not account["admin"]
+
+
 async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
     tmp_path: Path,
 ) -> None:
@@ -134,6 +148,7 @@ async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
         assert names == [f"localhost:{ports[0]}", f"localhost:{ports[1]}"]
         doctor = state["homeservers"][0]["demo_accounts"][0]
         client_url = state["homeservers"][0]["client_url"]
+        await _bot_is_exempt_from_rate_limits(tmp_path, state["homeservers"][0])
         token = await _login(client_url, doctor["user_id"], doctor["password"])
         async with (
             aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,

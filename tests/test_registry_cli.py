@@ -85,6 +85,8 @@ def test_members_homeservers_and_peers_round_trip(config: Path) -> None:
         (("homeserver", "add", "bad name!", "--member", "X"), "not a Matrix server name"),
         (("peer", "add", "https://peer.example", "short"), "not a federation key fingerprint"),
         (("peer", "add", "peer.example", PEER_KEY), "not a bridge URL"),
+        (("peer", "add", "http://peer.example", PEER_KEY), "uses plain http"),
+        (("peer", "add", "http://10.1.2.3:8080", PEER_KEY), "only accepted on this machine"),
         (("peer", "remove", "nobody"), "is not a peer"),
     ],
 )

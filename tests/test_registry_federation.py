@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +27,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from bridge.admin import audit
 from bridge.admin.handlers import activate, onboard
 from bridge.registry import handlers
 from bridge.registry.model import ALLOWED_SERVERS_PATH, MANIFEST_PATH
@@ -307,3 +309,46 @@ async def test_a_tampered_manifest_is_refused_and_the_last_good_one_kept(world: 
     finally:
         await unpeer(world)
         await runner.cleanup()
+
+
+async def test_a_peer_whose_manifest_expired_is_cut_off_until_a_fresh_one_verifies(
+    world: World,
+) -> None:
+    """A's clock jumps past the lifetime of B's manifests (as if B had published nothing for
+    a day): A's guard cuts B off and A's audit log says why. Once B publishes a manifest that
+    is fresh at that time (B's clock jumps too), it verifies and B is let in again, with
+    nobody doing anything."""
+    await peer(world)
+    real_now = world.a.registry.now
+    try:
+        alice = await user_on(world.a.hs, world.http, "alice")
+        bob = await user_on(world.b.hs, world.http, "bob")
+        room = await alice.new_room(preset="private_chat")
+        await within(lambda: _ok(alice.invite(room, bob.user_id)), "peering in force")
+
+        lifetime = timedelta(seconds=world.b.registry.manifest_lifetime_seconds)
+
+        def later() -> datetime:
+            return real_now() + lifetime + timedelta(minutes=1)
+
+        world.a.registry.now = later
+
+        async def b_refused() -> bool:
+            other = await alice.new_room(preset="private_chat")
+            reply = await alice.invite(other, bob.user_id)
+            return reply.status == 403 and reply.rule == "server_not_allowed"
+
+        await within(b_refused, "B cut off by A once B's manifest expired")
+        async with world.a.registry.db.sessions() as session:
+            notes = await audit.recent(session, action="peer_manifest_expired")
+        assert [n.target for n in notes] == [world.b.url]
+        assert world.b.hs.server_name in str(notes[0].detail["homeservers"])
+
+        world.b.registry.now = later
+        await within(lambda: _ok(alice.invite(room, bob.user_id)), "B back after a fresh one")
+        async with world.a.registry.db.sessions() as session:
+            renewed = await audit.recent(session, action="peer_manifest_renewed")
+        assert [n.target for n in renewed] == [world.b.url]
+    finally:
+        world.a.registry.now = world.b.registry.now = real_now
+        await unpeer(world)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +232,7 @@ async def test_allowed_servers_are_ours_and_verified_peers_and_change_version(
         FederationName("Peer"),
         4,
         clock(),
-        clock(),
+        clock() + timedelta(hours=1),
         Contents.of([MemberEntry("P", (ServerName("peer-hs.example"),))]),
     )
     async with services.db.sessions.begin() as session:

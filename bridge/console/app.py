@@ -15,19 +15,27 @@ from typing import Final
 from aiohttp import web
 
 from bridge.admin import audit
-from bridge.console import pages, registry_pages, sessions
+from bridge.console import device, pages, registry_pages, sessions
 from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER, LIMITER, SESSION_SECRET
+from bridge.console.ratelimit import Outcome
 from bridge.console.render import page
-from bridge.console.signin import check_password, is_admin, normalise
+from bridge.console.signin import Verdict, check_password, is_admin, normalise
 from bridge.http.auth import BEARER_EXEMPT
 from bridge.http.errors import Handler
 from bridge.http.keys import CONFIG, HTTP_CLIENT
+from bridge.registry.routes import REGISTRY
 
 logger = logging.getLogger(__name__)
 
 PREFIX: Final = "/admin"
 _OPEN: set[Handler] = set()
 MAX_FORM_BYTES = 2 * 1024 * 1024  # bulk files
+SETTLED: Final[dict[Verdict, Outcome]] = {
+    "ok": "ok",
+    "refused": "refused",
+    "throttled": "no_verdict",  # the homeserver did not judge the password
+    "unavailable": "no_verdict",
+}
 
 
 def open_to_all(handler: Handler) -> Handler:
@@ -41,7 +49,13 @@ def secure_cookies(request: web.Request) -> bool:
     return request.secure or public.startswith("https://")
 
 
-def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
+def set_cookie(
+    request: web.Request,
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    max_age: int | None = None,
+) -> None:
     response.set_cookie(
         name,
         value,
@@ -49,6 +63,7 @@ def set_cookie(request: web.Request, response: web.StreamResponse, name: str, va
         httponly=True,
         samesite="Strict",
         secure=secure_cookies(request),
+        max_age=max_age,
     )
 
 
@@ -137,23 +152,28 @@ async def signin(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))
     address = request.remote or "unknown"
     limiter = request.config_dict[LIMITER]
-    wait = limiter.wait_needed(address, user_id)
-    if wait > 0:
+    key = device.device_key(request.config_dict[REGISTRY].signing_key.encode())
+    known = device.device_of(key, user_id, request.cookies.get(device.DEVICE_COOKIE))
+    attempt = limiter.start(address, user_id, known)  # counted before the homeserver is asked
+    if attempt is None:
+        wait = limiter.wait_needed(address, user_id, known)
         return signin_page(
             request,
             status=429,
             error=f"Too many attempts. Try again in {int(wait // 60) + 1} minute(s).",
         )
-    limiter.attempted(address)
     services = request.config_dict[ADMIN_SERVICES]
     config = request.config_dict[CONFIG]
-    verdict = await check_password(
-        config, services, request.config_dict[HTTP_CLIENT], user_id, password
-    )
+    outcome: Outcome = "refused"  # an attempt cut short stays counted
+    try:
+        verdict = await check_password(
+            config, services, request.config_dict[HTTP_CLIENT], user_id, password
+        )
+        outcome = SETTLED[verdict]
+    finally:
+        limiter.finished(attempt, outcome)
     now = services.now()
     if verdict != "ok":
-        if verdict == "refused":
-            limiter.failed(user_id)
         async with services.db.sessions.begin() as s:
             await audit.record(
                 s,
@@ -171,13 +191,20 @@ async def signin(request: web.Request) -> web.StreamResponse:
         }
         status = {"refused": 401, "throttled": 429, "unavailable": 503}[verdict]
         return signin_page(request, error=messages[verdict], status=status)
-    limiter.succeeded(user_id)
     lifetime = timedelta(hours=config.admin.session_hours)
     async with services.db.sessions.begin() as s:
         secret = await sessions.open_session(s, user_id, now=now, lifetime=lifetime)
         await audit.record(s, at=now, actor=user_id, action="sign_in", target=None, address=address)
     response = see_other(PREFIX + "/")
     set_cookie(request, response, sessions.COOKIE, secret)
+    if known is None:
+        set_cookie(
+            request,
+            response,
+            device.DEVICE_COOKIE,
+            device.issue(key, user_id),
+            max_age=device.MAX_AGE_SECONDS,
+        )
     response.del_cookie(sessions.LOGIN_COOKIE, path=sessions.COOKIE_PATH)
     return response
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 # host: DNS name, IPv4 literal or bracketed IPv6 literal; optional :port.
@@ -104,11 +104,33 @@ class Answer:
 
     servers: frozenset[str]
     version: str
+    expires: Mapping[str, int] = field(default_factory=dict)
+    """Servers allowed as a peer federation's, with the end (ms since the epoch) of the
+    manifest that lists them: kept after it only if the bridge says so again."""
+
+    def lapsed(self, now_ms: int) -> frozenset[str]:
+        """The servers whose peer manifest has expired at `now_ms`."""
+        return frozenset(s for s, end in self.expires.items() if end <= now_ms)
+
+
+def _parse_expires(value: object, servers: set[str]) -> dict[str, int] | None:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        return None
+    expires: dict[str, int] = {}
+    for server, end in value.items():
+        name = normalise_server_name(server) if isinstance(server, str) else ""
+        if name not in servers or not isinstance(end, int) or isinstance(end, bool):
+            return None
+        expires[name] = end
+    return expires
 
 
 def parse_answer(body: object) -> Answer | None:
-    """The bridge's `{"servers": [...], "version": ...}` (its allowed_servers endpoint), or None
-    when it is not a well-formed allow-list (then ignored). The guard and the bot read it."""
+    """The bridge's `{"servers": [...], "version": ..., "expires": {server: ms}}` (its
+    allowed_servers endpoint; `expires` optional), or None when it is not a well-formed
+    allow-list (then ignored). The guard and the bot read it."""
     if not isinstance(body, Mapping):
         return None
     servers, version = body.get("servers"), body.get("version")
@@ -121,4 +143,7 @@ def parse_answer(body: object) -> Answer | None:
         if not isinstance(item, str) or not is_valid_server_name(item.strip()):
             return None
         names.add(normalise_server_name(item))
-    return Answer(frozenset(names), str(version))
+    expires = _parse_expires(body.get("expires"), names)
+    if expires is None:
+        return None
+    return Answer(frozenset(names), str(version), expires)

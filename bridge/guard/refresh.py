@@ -6,8 +6,11 @@ With `allowed_servers_url` set, the guard asks the bridge every `refresh_seconds
 registry onboards or removes is thus let in or cut off within one interval, without
 restarting Synapse. When the bridge cannot be reached, answers an error or something
 that is not such a list, the last good list stays in force: an outage of the bridge
-must not cut a hospital off, nor open it to anyone. The static `allowed_servers` is the
-list in force until the first good answer (at start, or while the bridge is down).
+must not cut a hospital off, nor open it to anyone. Only a peer federation's servers have
+an end: the bridge sends when each one's manifest expires (`expires`), and the guard drops
+them at that moment even if the bridge stays unreachable, as the bridge itself would. The
+static `allowed_servers` is the list in force until the first good answer (at start, or
+while the bridge is down).
 
 Only Synapse's public module API is used: `looping_background_call` (on every worker,
 since each process runs its own guard) and `http_client.get_json`. A refresh that is
@@ -17,11 +20,13 @@ still waiting for the bridge when the next one is due is not doubled.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Final
 
 from synapse.module_api import ModuleApi
 
-from bridge.guard.allowlist import AllowListHolder, parse_answer
+from bridge.guard.allowlist import AllowListHolder, Answer, parse_answer
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +37,19 @@ class AllowListRefresher:
     """Polls the bridge and swaps the guard's allow-list."""
 
     def __init__(
-        self, api: ModuleApi, holder: AllowListHolder, url: str, interval_seconds: float
+        self,
+        api: ModuleApi,
+        holder: AllowListHolder,
+        url: str,
+        interval_seconds: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._api = api
         self._holder = holder
         self._url = url
         self._interval = interval_seconds
+        self._clock = clock
+        self._last: Answer | None = None
         self._running = False
         self._failing = False
         self.version: str | None = None
@@ -75,11 +87,13 @@ class AllowListRefresher:
         if self._failing:
             logger.warning("Allow-list from the federation bridge readable again")
             self._failing = False
-        if answer.version == self.version and answer.servers | {
-            self._holder.current.own_server
-        } == set(self._holder.current.servers):
+        self._last = answer
+        servers = answer.servers - answer.lapsed(self._now_ms())
+        if answer.version == self.version and servers | {self._holder.current.own_server} == set(
+            self._holder.current.servers
+        ):
             return
-        installed = self._holder.replace(answer.servers)
+        installed = self._holder.replace(servers)
         self.version = answer.version
         logger.info(
             "Allow-list version %s from the federation bridge: %d server(s): %s",
@@ -88,7 +102,25 @@ class AllowListRefresher:
             sorted(installed.servers),
         )
 
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _drop_lapsed(self) -> None:
+        """While the bridge cannot say otherwise, a peer's servers go at their manifest's end."""
+        if self._last is None:
+            return
+        current = self._holder.current
+        lapsed = self._last.lapsed(self._now_ms()) & current.servers - {current.own_server}
+        if lapsed:
+            self._holder.replace(current.servers - lapsed)
+            logger.warning(
+                "Allow-list: the peer manifest listing %s expired while the federation bridge "
+                "cannot be read; these servers are cut off until it answers again",
+                sorted(lapsed),
+            )
+
     def _failed(self, problem: str) -> None:
+        self._drop_lapsed()
         if not self._failing:
             logger.warning(
                 "Allow-list from the federation bridge: %s; keeping the last good list (%d "

@@ -122,7 +122,7 @@ def _peer_line(peer: Peer, now: datetime) -> str:
     else:
         state = f"version {peer.version}, {len(peer.homeservers)} homeserver(s)"
         if peer.stale(now):
-            state += ", STALE (expired, no newer valid manifest)"
+            state += ", STALE (expired, no newer valid manifest: its homeservers are cut off)"
     problem = f"; last check: {peer.problem}" if peer.problem else ""
     return f"{name} <{peer.url}> key {peer.fingerprint}: {state}{problem}"
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import unicodedata
 from typing import Any
 
@@ -26,7 +25,7 @@ from bridge.admin.model import Actor, AdminError
 from bridge.config import is_valid_server_name
 from bridge.registry import store
 from bridge.registry.keys import parse_fingerprint
-from bridge.registry.manifest import Verdict, build_manifest
+from bridge.registry.manifest import Verdict, build_manifest, to_ms
 from bridge.registry.model import (
     AllowedServers,
     Member,
@@ -37,11 +36,11 @@ from bridge.registry.model import (
 )
 from bridge.registry.peering import Unreachable, describe, probe
 from bridge.registry.services import RegistryServices
+from bridge.registry.urls import url_refusal
 
 logger = logging.getLogger(__name__)
 
 MAX_MEMBER_NAME = 200
-_URL = re.compile(r"^https?://[^/\s?#@]+(?:/[^\s?#]*)?$")
 
 
 def check_member_name(name: str) -> str:
@@ -64,10 +63,9 @@ def check_server_name(server_name: str) -> ServerName:
 
 def check_peer_url(url: str) -> str:
     value = url.strip().rstrip("/")
-    if not _URL.match(value):
-        raise AdminError(
-            "invalid", f"{url!r} is not a bridge URL (like 'https://bridge.other-federation.fr')"
-        )
+    refusal = url_refusal(value)
+    if refusal is not None:
+        raise AdminError("invalid", refusal)
     return value
 
 
@@ -251,14 +249,15 @@ async def own_homeservers(services: RegistryServices) -> frozenset[ServerName]:
 
 
 async def allowed_servers(services: RegistryServices) -> AllowedServers:
-    """Our own homeservers (registered, plus the bridge's) and verified peers' homeservers."""
+    """Our own homeservers (registered, plus the bridge's) and the homeservers of peers whose
+    last verified manifest has not expired."""
     async with services.db.sessions() as session:
-        servers = set(await store.own_homeservers(session))
-        servers |= store.peer_servers(await store.peers(session))
-    servers.add(services.own_server)
-    ordered = tuple(sorted(servers))
+        own = set(await store.own_homeservers(session)) | {services.own_server}
+        peers = store.peer_expiries(await store.peers(session), services.now())
+    ordered = tuple(sorted(own | set(peers)))
     version = hashlib.sha256("\n".join(ordered).encode()).hexdigest()[:16]
-    return AllowedServers(ordered, version)
+    expires = {s: to_ms(at) for s, at in sorted(peers.items()) if s not in own}
+    return AllowedServers(ordered, version, expires)
 
 
 async def signed_manifest(services: RegistryServices) -> dict[str, Any]:

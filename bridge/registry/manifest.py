@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
@@ -52,8 +52,12 @@ Reason = Literal[
 ]
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    """Exact (no float rounding), so `to_ms(from_ms(ms)) == ms`."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def from_ms(ms: int) -> datetime:

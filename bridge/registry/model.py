@@ -7,7 +7,7 @@ is `bridge.admin.model.Actor`, so the console treats registry and onboarding act
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, NewType
 
@@ -79,3 +79,6 @@ class AllowedServers:
     servers: tuple[ServerName, ...]
     version: str
     """Changes whenever `servers` changes (a digest of it): guards log the switch."""
+    expires: dict[ServerName, int] = field(default_factory=dict)
+    """For servers allowed only as a peer's: when (ms since the epoch) the manifest that lists
+    them expires, so that a guard which cannot reach the bridge any more drops them then."""

@@ -219,10 +219,37 @@ async def record_problem(session: AsyncSession, url: str, problem: str, at: date
     )
 
 
+async def claim_expiry(session: AsyncSession, url: str, now: datetime) -> bool:
+    """True once per expiry of a peer's last good manifest: for the check that first sees it
+    expired (the previous check was before the expiry). Atomic, so two bridge processes on
+    one database note it once between them."""
+    table = tables.peer
+    result = await session.execute(
+        sa.update(table)
+        .where(
+            table.c.url == url,
+            table.c.expires_at <= now,
+            sa.or_(table.c.checked_at.is_(None), table.c.checked_at < table.c.expires_at),
+        )
+        .values(checked_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 async def own_homeservers(session: AsyncSession) -> list[ServerName]:
     result = await session.execute(sa.select(tables.homeserver.c.server_name))
     return [ServerName(s) for s in result.scalars()]
 
 
-def peer_servers(all_peers: Sequence[Peer]) -> set[ServerName]:
-    return {s for p in all_peers for s in p.homeservers}
+def peer_expiries(all_peers: Sequence[Peer], now: datetime) -> dict[ServerName, datetime]:
+    """Each homeserver of a peer whose last good manifest is still valid at `now`, with the
+    expiry of that manifest (the latest, should two peers list one server). Once it expires,
+    the peer's servers leave the allow-list until a fresh manifest verifies."""
+    found: dict[ServerName, datetime] = {}
+    for p in all_peers:
+        if p.stale(now) or p.expires_at is None:
+            continue
+        for server in p.homeservers:
+            if server not in found or found[server] < p.expires_at:
+                found[server] = p.expires_at
+    return found

@@ -3,7 +3,8 @@
 `DemoStack` is what `caducee local up` runs next to the homeservers of `LocalFederation`:
 for each homeserver, a bridge (`caducee bridge run`) whose directory holds the demo extract
 with the demo practitioners linked to their accounts, and a bot (`caducee bot run`) signed in
-as `@caducee:<server>`. Ports: bridge on federation port + 12000.
+as `@caducee:<server>`, exempted from Synapse's per-account rate limits (not a server admin).
+Ports: bridge on federation port + 12000.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import aiohttp
 from bridge.config import load_config
 from bridge.db import open_database
 from bridge.directory.store import link_matrix_id
+from bridge.synapse_admin import SynapseAdmin
 from deploy.local.demo import BRIDGE_PORT_OFFSET
 from deploy.local.federation import LocalFederation
 from deploy.local.process import ManagedProcess
@@ -33,6 +35,13 @@ from deploy.local.services import (
 DEMO_REGISTER = Path(__file__).parent / "demo" / "PS_LibreAcces_Personne_activite_demo.txt"
 BOT_LOCALPART = "caducee"
 BOT_READY_MARKER = "ready (device"
+
+
+async def exempt_bot(client_url: str, admin_token: str, bot_id: str) -> None:
+    """Lift Synapse's per-account rate limits for the bot (idempotent): it answers every
+    doctor of the homeserver, where the limits are sized for one person."""
+    async with aiohttp.ClientSession() as http:
+        await SynapseAdmin(http, client_url, admin_token).exempt_from_rate_limits(bot_id)
 
 
 class DemoStack:
@@ -90,6 +99,7 @@ class DemoStack:
                 (bot_dir / "password").read_text().strip(),
                 displayname="Caducée",
             )
+            await exempt_bot(homeserver.client_url, homeserver.admin_token, self.bot_ids[name])
             bot = caducee_process(
                 f"bot {name}", ["bot", "run", "--config", str(bot_config)], bot_dir / "bot.log"
             )
