@@ -31,7 +31,14 @@ from nio import (
 from bot.commands.context import IncomingMessage, MatrixActionError
 from bot.ids import EventId, RoomId, UserId, server_of
 from bot.matrix import NioActions
-from bot.unreadable import NO_KEY, NoticeLimiter, Withheld, parse_withheld, unreadable_notice
+from bot.unreadable import (
+    NO_KEY,
+    SPEC_CODES,
+    NoticeLimiter,
+    Withheld,
+    parse_withheld,
+    unreadable_notice,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +139,8 @@ class EventRouter:
         self._listeners: list[SyncListener] = []
         self._joining: set[str] = set()
         self._pending: dict[str, list[_Pending]] = {}
-        self._withheld: OrderedDict[str, Withheld] = OrderedDict()
+        self._withheld: OrderedDict[tuple[str, str], Withheld] = OrderedDict()
+        """Withheld notices by (sender, session id): one user's cannot replace another's."""
         self._held_invites: OrderedDict[str, str] = OrderedDict()
         """Invites ignored because the inviter's server was not a member (room -> inviter):
         the member servers can follow the registry, so they are looked at again."""
@@ -233,8 +241,8 @@ class EventRouter:
     # ---- unreadable messages -------------------------------------------------------------
 
     def _undecrypted(self, room_id: RoomId, event: MegolmEvent) -> None:
-        withheld = self._withheld.get(event.session_id)
-        if withheld is not None:
+        withheld = self._withheld.get((event.sender, event.session_id))
+        if withheld is not None and withheld.applies_to(room_id, event.sender, event.sender_key):
             self._notify(room_id, event.sender, withheld.code)
             return
         pending = _Pending(room_id, event, time.monotonic() + self._grace)
@@ -251,13 +259,24 @@ class EventRouter:
             "%s withheld the key of a session in %s (%s)",
             withheld.sender,
             withheld.room_id,
-            withheld.code,
+            withheld.code if withheld.code in SPEC_CODES else "a code the spec does not define",
         )
-        self._withheld[withheld.session_id] = withheld
+        self._withheld[(withheld.sender, withheld.session_id)] = withheld
         while len(self._withheld) > 1000:
             self._withheld.popitem(last=False)
-        for pending in self._pending.pop(withheld.session_id, []):
+        waiting = self._pending.get(withheld.session_id, [])
+        explained = [
+            p for p in waiting if withheld.applies_to(p.room_id, p.event.sender, p.event.sender_key)
+        ]
+        if len(explained) < len(waiting):
+            logger.warning(
+                "Ignoring a withheld notice from %s for a session it does not own", withheld.sender
+            )
+        for pending in explained:
+            waiting.remove(pending)
             self._notify(pending.room_id, pending.event.sender, withheld.code)
+        if not waiting:
+            self._pending.pop(withheld.session_id, None)
 
     def retry_pending(self, now: float) -> None:
         """Decrypt what can now be decrypted; tell senders whose key never came; accept
