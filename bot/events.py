@@ -60,6 +60,18 @@ class SyncListener(Protocol):
         ...
 
 
+class CommandGate(Protocol):
+    """Looks at a message before the command handler (the identity gate)."""
+
+    async def intercept(self, msg: IncomingMessage, sender_key: str | None) -> bool:
+        """True when the message was handled here and must not reach the handler.
+
+        `sender_key` is the Curve25519 key of the device whose Olm channel delivered the
+        message's room key (None for a message that was not encrypted).
+        """
+        ...
+
+
 @runtime_checkable
 class SyncCommitListener(Protocol):
     """Optional addition to `SyncListener`: called once per sync response, after its events.
@@ -128,8 +140,10 @@ class EventRouter:
         notice_interval: float,
         grace_seconds: float,
         tasks: TaskSet,
+        gate: CommandGate | None = None,
     ) -> None:
         self._client = client
+        self._gate = gate
         self._actions = actions
         self._handler = handler
         self._member_servers = member_servers
@@ -233,9 +247,12 @@ class EventRouter:
             origin_server_ts=int(event.server_timestamp),
             is_direct=len(room.users) <= 2,
         )
-        self._tasks.spawn(self._handle(msg), f"command {event.event_id}")
+        sender_key = event.sender_key if event.decrypted else None
+        self._tasks.spawn(self._handle(msg, sender_key), f"command {event.event_id}")
 
-    async def _handle(self, msg: IncomingMessage) -> None:
+    async def _handle(self, msg: IncomingMessage, sender_key: str | None = None) -> None:
+        if self._gate is not None and await self._gate.intercept(msg, sender_key):
+            return
         await self._handler(msg)
 
     # ---- unreadable messages -------------------------------------------------------------

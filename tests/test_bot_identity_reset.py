@@ -1,0 +1,147 @@
+"""A doctor resets their cryptographic identity: the bot explains, and they recover.
+
+Element's own crypto (tests/element) against the real bot on real Synapse. The doctor has two
+sessions: the one opened first (cross-signed by the identity the bot pinned, in Element's
+default mode) and a new one that resets the identity, as Element does after a reinstall
+without the recovery key. The bot must
+
+1. answer the new session's command with a bilingual explanation that session can read (not
+   "Unable to decrypt", not silence), and run no command while the reset is pending;
+2. refuse ``!identity confirm`` from the new session (the homeserver could have made it);
+3. accept it from the earlier session, after which the new session reads ordinary answers;
+4. write each step to its audit log.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bot.identity.texts import AUDIT_COMMAND, Outcome
+from bot.runner import BotRunner
+from bot.store import BotStore
+from deploy.local.federation import Homeserver
+from tests.element_driver import ElementClient, ElementClientError, installation_problem
+from tests.matrix_helpers import eventually, unique
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[ElementClient]]:
+    problem = installation_problem()
+    if problem is not None:
+        pytest.fail(f"the Element test client cannot run: {problem}")
+    started: list[ElementClient] = []
+    yield started
+    for client in started:
+        await client.close()
+
+
+async def _message(
+    reader: ElementClient, room_id: str, sender: str, wanted: Callable[[str], bool]
+) -> dict[str, Any]:
+    """The next message from `sender` that `reader` decrypts and whose body is `wanted`.
+
+    Earlier messages of the room (which a new session cannot read) are skipped; a wanted
+    answer that never becomes readable times the test out.
+    """
+    for _ in range(20):
+        got = await reader.wait_for_message(room_id=room_id, sender=sender, utd_wait_ms=3_000)
+        if got["decrypted"] and wanted(got["body"]):
+            return got
+    raise AssertionError(f"no readable matching message from {sender}")
+
+
+async def _reset_identity(client: ElementClient) -> None:
+    """New cross-signing keys, published, and this (new) device signed by them.
+
+    The test client's own readiness flag stays false after a reset without secret storage;
+    what matters to the bot is what the server publishes, checked here.
+    """
+    try:
+        await client.request("cross_sign", reset=True, timeout_ms=15_000)
+    except ElementClientError as exc:
+        if exc.code != "CROSS_SIGNING_FAILED":
+            raise
+    status = await client.status()
+    assert status["device_signed_on_server"], status
+
+
+async def test_a_doctor_who_resets_their_identity_is_told_and_recovers_from_an_old_session(
+    bot_a: BotRunner, hs_a: Homeserver, clients: list[ElementClient]
+) -> None:
+    bot = bot_a.user_id
+    user = await hs_a.register_user(unique("reset"), secrets.token_urlsafe(16))
+    old = await ElementClient.start()
+    clients.append(old)
+    await old.login(
+        hs_a.client_url,
+        user.user_id,
+        user.password,
+        access_token=user.access_token,
+        device_id=user.device_id,
+        isolation="all",  # Element's default: it keeps sending after the reset elsewhere
+    )
+    before = await old.cross_sign()
+    room_id = await old.create_dm(bot)
+    await old.send(room_id, "!help")
+    answer = await _message(old, room_id, bot, lambda b: "!find" in b)
+    assert answer["shield_colour"] == "NONE", answer
+
+    new = await ElementClient.start()
+    clients.append(new)
+    await new.login(hs_a.client_url, user.user_id, user.password, isolation="all")
+    await _reset_identity(new)
+    pins = bot_a.identity_gate.pins if bot_a.identity_gate is not None else None
+    assert pins is not None
+
+    async def pending() -> str | None:  # what `caducee bot pending-resets` lists
+        return pins.changed().get(user.user_id)
+
+    seen = await eventually(pending, timeout=30)
+    assert seen != before["master_key"].removeprefix("ed25519:") and seen != pins.get(user.user_id)
+
+    await new.send(room_id, "!help")
+    explained = await _message(new, room_id, bot, lambda b: "identity" in b)
+    body = explained["body"]
+    assert "Votre identité de chiffrement a changé" in body, body
+    assert "Your encryption identity has changed" in body, body
+    assert "!identity confirm" in body and "!find" not in body  # the command did not run
+    assert explained["shield_colour"] == "NONE", explained  # from the bot's signed device
+
+    await new.send(room_id, "!identity confirm")
+    refused = await _message(new, room_id, bot, lambda b: "cannot confirm" in b)
+    assert "ne peut pas confirmer" in refused["body"]
+
+    await old.send(room_id, "!identity confirm")
+    confirmed = await _message(old, room_id, bot, lambda b: "accepted" in b)
+    assert "acceptée" in confirmed["body"]
+
+    await new.send(room_id, "!help")
+    recovered = await _message(new, room_id, bot, lambda b: "!find" in b)
+    assert (recovered["shield_colour"], recovered["shield_reason"]) == ("NONE", None), recovered
+
+    store = await BotStore.open(bot_a.config.effective_database_url)
+    try:
+
+        async def audited() -> list[str] | None:
+            entries = await store.audit_entries(limit=200)
+            outcomes = [
+                e.outcome
+                for e in reversed(entries)
+                if e.sender == user.user_id and e.command == AUDIT_COMMAND
+            ]
+            return outcomes if Outcome.CONFIRMED_BY_SESSION in outcomes else None
+
+        outcomes = await eventually(audited)
+        assert outcomes == [
+            Outcome.PENDING,
+            Outcome.CONFIRM_REFUSED,
+            Outcome.CONFIRMED_BY_SESSION,
+        ], outcomes
+    finally:
+        await store.close()
