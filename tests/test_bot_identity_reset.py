@@ -14,18 +14,25 @@ without the recovery key. The bot must
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner, Result
 
+from bot.cli import bot_app
+from bot.crypto.bootstrap import NioJson, ensure_cross_signed
 from bot.identity.texts import AUDIT_COMMAND, Outcome
 from bot.runner import BotRunner
 from bot.store import BotStore
 from deploy.local.federation import Homeserver
 from tests.element_driver import ElementClient, ElementClientError, installation_problem
-from tests.matrix_helpers import eventually, unique
+from tests.matrix_helpers import Doctor, eventually, unique
+from tests.test_bot_e2e_lifecycle import config_file
 
 pytestmark = pytest.mark.slow
 
@@ -125,23 +132,86 @@ async def test_a_doctor_who_resets_their_identity_is_told_and_recovers_from_an_o
     recovered = await _message(new, room_id, bot, lambda b: "!find" in b)
     assert (recovered["shield_colour"], recovered["shield_reason"]) == ("NONE", None), recovered
 
-    store = await BotStore.open(bot_a.config.effective_database_url)
+    outcomes = await _audit_outcomes(bot_a, user.user_id)
+    assert outcomes == [
+        Outcome.PENDING,
+        Outcome.CONFIRM_REFUSED,
+        Outcome.CONFIRMED_BY_SESSION,
+    ], outcomes
+
+
+async def _cli(*args: str) -> Result:
+    """`caducee bot ...` as an operator types it (in a thread: it runs its own event loop)."""
+    return await asyncio.to_thread(CliRunner().invoke, bot_app, list(args))
+
+
+async def test_an_operator_sees_the_pending_reset_and_accepts_it_while_the_bot_runs(
+    bot_a: BotRunner, hs_b: Homeserver, tmp_path: Path
+) -> None:
+    """No earlier session left (a lost phone): the doctor is told, the operator lists the
+    pending reset, accepts it after checking with the doctor, and the running bot follows."""
+    config = str(config_file(bot_a.config))
+    doctor = await Doctor.create(hs_b, tmp_path, name="lostphone")
     try:
+        room_id = await doctor.dm(bot_a.user_id)
+        await doctor.send(room_id, "!help")
+        await doctor.wait_for_text(bot_a.user_id, lambda b: "!find" in b)
+        await ensure_cross_signed(  # new keys, from the homeserver's point of view a reset
+            NioJson(doctor.client),
+            doctor.user_id,
+            str(doctor.client.device_id),
+            doctor.store_dir / "cs-after-reset.json",
+            doctor.password,
+        )
+        gate = bot_a.identity_gate
+        assert gate is not None
 
-        async def audited() -> list[str] | None:
-            entries = await store.audit_entries(limit=200)
-            outcomes = [
-                e.outcome
-                for e in reversed(entries)
-                if e.sender == user.user_id and e.command == AUDIT_COMMAND
-            ]
-            return outcomes if Outcome.CONFIRMED_BY_SESSION in outcomes else None
+        async def pending() -> str | None:
+            return gate.pins.changed().get(doctor.user_id)
 
-        outcomes = await eventually(audited)
-        assert outcomes == [
-            Outcome.PENDING,
-            Outcome.CONFIRM_REFUSED,
-            Outcome.CONFIRMED_BY_SESSION,
-        ], outcomes
+        await eventually(pending, timeout=30)
+        mark = len(doctor.seen)
+        await doctor.send(room_id, "!help")
+        explained = await doctor.wait_for_text(bot_a.user_id, after=mark)
+        assert "identity has changed" in explained.body and "!find" not in explained.body
+
+        listed = await _cli("pending-resets", "--config", config, "--json")
+        assert listed.exit_code == 0, listed.output
+        rows = {r["user_id"]: r for r in json.loads(listed.output)["pending_resets"]}
+        assert rows[doctor.user_id]["since_ms"] > 0
+        text = await _cli("pending-resets", "--config", config)
+        assert doctor.user_id in text.output
+
+        accepted = await _cli("accept-identity", "--config", config, doctor.user_id)
+        assert accepted.exit_code == 0, accepted.output
+        again = await _cli("accept-identity", "--config", config, doctor.user_id)
+        assert again.exit_code == 1 and "No pending identity reset" in again.output
+        bad = await _cli("accept-identity", "--config", config, "not-an-id")
+        assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+        async def answered() -> Any:  # the running bot picks the decision up from disk
+            mark = len(doctor.seen)
+            await doctor.send(room_id, "!help")
+            try:
+                return await doctor.wait_for_text(
+                    bot_a.user_id, lambda b: "!find" in b, after=mark, timeout=10
+                )
+            except AssertionError:
+                return None
+
+        await eventually(answered, timeout=40)
+        entries = await _audit_outcomes(bot_a, doctor.user_id)
+        assert entries == [Outcome.PENDING, Outcome.ACCEPTED_BY_OPERATOR], entries
+    finally:
+        await doctor.close()
+
+
+async def _audit_outcomes(bot: BotRunner, user_id: str) -> list[str]:
+    store = await BotStore.open(bot.config.effective_database_url)
+    try:
+        entries = await store.audit_entries(limit=500)
     finally:
         await store.close()
+    return [
+        e.outcome for e in reversed(entries) if e.sender == user_id and e.command == AUDIT_COMMAND
+    ]
