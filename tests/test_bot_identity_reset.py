@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -117,14 +118,24 @@ async def test_a_doctor_who_resets_their_identity_is_told_and_recovers_from_an_o
     body = explained["body"]
     assert "Votre identité de chiffrement a changé" in body, body
     assert "Your encryption identity has changed" in body, body
-    assert "!identity confirm" in body and "!find" not in body  # the command did not run
+    assert "!find" not in body  # the command did not run
+    match = re.search(r"!identity confirm ([0-9A-F]{6})", body)
+    assert match is not None, body
+    confirm = match.group(0)
     assert explained["shield_colour"] == "NONE", explained  # from the bot's signed device
 
-    await new.send(room_id, "!identity confirm")
+    await new.send(room_id, confirm)
     refused = await _message(new, room_id, bot, lambda b: "cannot confirm" in b)
     assert "ne peut pas confirmer" in refused["body"]
+    # The earlier session reads all of it too (the explanation, then the refusal).
+    await _message(old, room_id, bot, lambda b: "identity has changed" in b)
+    await _message(old, room_id, bot, lambda b: "cannot confirm" in b)
 
-    await old.send(room_id, "!identity confirm")
+    await old.send(room_id, "!identity confirm 000000")  # a wrong (or replayed) code
+    again = await old.wait_for_message(room_id=room_id, sender=bot)  # the very next one
+    assert again["decrypted"] and "identity has changed" in again["body"], again
+    assert confirm in again["body"] and "accepted" not in again["body"]
+    await old.send(room_id, confirm)
     confirmed = await _message(old, room_id, bot, lambda b: "accepted" in b)
     assert "acceptée" in confirmed["body"]
 

@@ -15,7 +15,16 @@ from typer.testing import CliRunner
 
 from bot.cli import bot_app
 from bot.crypto.keyfiles import MAX_VOUCHERS_PER_USER, PinStore
-from bot.identity.texts import CONFIRMED, EXPLAIN, NOTHING_PENDING, REFUSED, Request, classify
+from bot.identity.texts import (
+    CONFIRMED,
+    NOTHING_PENDING,
+    REFUSED,
+    Request,
+    classify,
+    confirm_code,
+    explain,
+    reset_code,
+)
 
 ALICE = "@alice:hs"
 BOB = "@bob:hs"
@@ -113,13 +122,22 @@ def test_identity_commands_are_recognised(body: str, expected: Request) -> None:
     assert classify(body) is expected
 
 
+def test_the_confirmation_code_names_one_new_key() -> None:
+    code = reset_code("newMasterKeyBase64")
+    assert len(code) == 6 and code == code.upper() and code == reset_code("newMasterKeyBase64")
+    assert reset_code("anotherKey") != code
+    assert confirm_code(f"!identity confirm {code.lower()}") == code
+    assert confirm_code("!identity confirm") is None
+    assert f"!identity confirm {code}" in explain(code)
+
+
 def test_identity_texts_are_bilingual_and_carry_no_answer() -> None:
-    for text in (EXPLAIN, CONFIRMED, REFUSED, NOTHING_PENDING):
+    for text in (explain("ABC123"), CONFIRMED, REFUSED, NOTHING_PENDING):
         assert "identit" in text.lower()
         french, english = text.split("\n\n")
         assert any(w in french for w in ("Votre", "Cette", "Merci"))
         assert any(w in english for w in ("Your", "This", "Thank"))
-    assert "!identity confirm" in EXPLAIN and "administrat" in EXPLAIN
+    assert "administrat" in explain("ABC123")
 
 
 def _config(tmp_path: Path) -> Path:

@@ -12,9 +12,11 @@ answered (`texts.EXPLAIN`, French and English) with a message that their devices
 encrypted with a room key made for that one fixed text (`notice.send_readable`). The reset is
 accepted by
 
-- the doctor, with ``!identity confirm`` sent from a session that the pinned identity had
-  cross-signed (its Olm keys are on the doctor's device, not on the homeserver: the
-  homeserver cannot write that message); or
+- the doctor, with ``!identity confirm <code>`` sent from a session that the pinned identity
+  had cross-signed (its Olm keys are on the doctor's device, not on the homeserver: the
+  homeserver cannot write that message). The code names the pending key
+  (`texts.reset_code`), so an earlier confirmation replayed by the homeserver confirms
+  nothing; or
 - an operator, after checking with the doctor by another channel:
   ``caducee bot pending-resets`` then ``caducee bot accept-identity USER``.
 

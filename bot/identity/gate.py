@@ -22,12 +22,14 @@ from bot.identity.notice import NoticeNotSent, send_readable
 from bot.identity.texts import (
     AUDIT_COMMAND,
     CONFIRMED,
-    EXPLAIN,
     NOTHING_PENDING,
     REFUSED,
     Outcome,
     Request,
     classify,
+    confirm_code,
+    explain,
+    reset_code,
 )
 from bot.ids import RoomId, UserId
 from bot.matrix import NioActions
@@ -86,26 +88,33 @@ class IdentityGate:
         if request is Request.NOT_A_COMMAND:
             return False
         await self._fresh_keys()
-        if self._pins.changed().get(msg.sender) is None:
+        seen = self._pins.changed().get(msg.sender)
+        if seen is None:
             if request is Request.OTHER_COMMAND:
                 return False
             await self._send(msg.room_id, NOTHING_PENDING)
             return True
+        code = reset_code(seen)
         if request is Request.CONFIRM:
-            await self._confirm(msg, sender_key)
+            await self._confirm(msg, sender_key, code)
         elif self._limiter.allow(msg.room_id, msg.sender, time.monotonic()):
-            await self._send_readable(msg.room_id, EXPLAIN)
+            await self._send_readable(msg.room_id, explain(code))
         return True
 
-    async def _confirm(self, msg: IncomingMessage, sender_key: str | None) -> None:
+    async def _confirm(self, msg: IncomingMessage, sender_key: str | None, code: str) -> None:
         if not self._pins.vouches(msg.sender, sender_key):
-            logger.warning(
-                "%s tried to confirm an identity reset from a session the old identity had "
-                "not cross-signed",
-                msg.sender,
-            )
-            await self._audit(msg.sender, msg.room_id, Outcome.CONFIRM_REFUSED)
-            await self._send_readable(msg.room_id, REFUSED)
+            # Once per interval: a flood of refused attempts must not flood room and audit.
+            if self._limiter.allow(msg.room_id, f"{msg.sender} confirm", time.monotonic()):
+                logger.warning(
+                    "%s tried to confirm an identity reset from a session the old identity "
+                    "had not cross-signed",
+                    msg.sender,
+                )
+                await self._audit(msg.sender, msg.room_id, Outcome.CONFIRM_REFUSED)
+                await self._send_readable(msg.room_id, REFUSED)
+            return
+        if confirm_code(msg.body) != code:  # none, mistyped, or replayed from an older reset
+            await self._send_readable(msg.room_id, explain(code))
             return
         await self._audit(msg.sender, msg.room_id, Outcome.CONFIRMED_BY_SESSION)
         self._pins.accept(msg.sender)

@@ -6,6 +6,7 @@ allows sending them to devices the bot does not trust yet.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 
 AUDIT_COMMAND = "identity-reset"
@@ -25,24 +26,37 @@ def _both(french: str, english: str) -> str:
     return f"🔐 {french}\n\n{english}"
 
 
-EXPLAIN = _both(
-    "Votre identité de chiffrement a changé (par exemple après une réinstallation d'Element "
-    "sans votre clé de récupération). Par sécurité, je n'exécute plus vos commandes et mes "
-    "réponses ne sont plus lisibles par vos sessions tant que ce changement n'est pas "
-    "confirmé. Si une session ouverte AVANT le changement vous reste (Element sur votre "
-    "ordinateur, par exemple), envoyez depuis celle-ci « !identity confirm » dans cette "
-    "conversation. Sinon, contactez l'administrateur de votre établissement : il vérifiera "
-    "que c'est bien vous et validera le changement. Si vous n'avez rien changé, prévenez-le "
-    "immédiatement : quelqu'un d'autre a peut-être accès à votre compte.",
-    "Your encryption identity has changed (for example after reinstalling Element without "
-    "your recovery key). For your safety I no longer run your commands, and your sessions "
-    "cannot read my answers, until this change is confirmed. If you still have a session "
-    "opened BEFORE the change (Element on your computer, for example), send "
-    '"!identity confirm" from it in this conversation. Otherwise, contact your '
-    "organisation's administrator: they will check that it is really you and accept the "
-    "change. If you changed nothing, tell them at once: someone else may have access to "
-    "your account.",
-)
+def reset_code(new_master_key: str) -> str:
+    """A short code naming one pending reset: the first 6 hex digits of the new key's SHA-256.
+
+    ``!identity confirm`` must quote it, so a confirmation the doctor once sent for an earlier
+    reset, replayed by their homeserver, confirms nothing now.
+    """
+    return hashlib.sha256(new_master_key.encode()).hexdigest()[:6].upper()
+
+
+def explain(code: str) -> str:
+    """The explanation of a pending reset, with the code that confirms it."""
+    return _both(
+        "Votre identité de chiffrement a changé (par exemple après une réinstallation "
+        "d'Element sans votre clé de récupération). Par sécurité, je n'exécute plus vos "
+        "commandes et mes réponses ne sont plus lisibles par vos sessions tant que ce "
+        "changement n'est pas confirmé. Si une session ouverte AVANT le changement vous reste "
+        "(Element sur votre ordinateur, par exemple), envoyez depuis celle-ci "
+        f"« !identity confirm {code} » dans cette conversation. Sinon, contactez "
+        "l'administrateur de votre établissement : il vérifiera que c'est bien vous et "
+        "validera le changement. Si vous n'avez rien changé, prévenez-le immédiatement : "
+        "quelqu'un d'autre a peut-être accès à votre compte.",
+        "Your encryption identity has changed (for example after reinstalling Element "
+        "without your recovery key). For your safety I no longer run your commands, and your "
+        "sessions cannot read my answers, until this change is confirmed. If you still have a "
+        "session opened BEFORE the change (Element on your computer, for example), send "
+        f'"!identity confirm {code}" from it in this conversation. Otherwise, contact your '
+        "organisation's administrator: they will check that it is really you and accept the "
+        "change. If you changed nothing, tell them at once: someone else may have access to "
+        "your account.",
+    )
+
 
 CONFIRMED = _both(
     "Merci : votre nouvelle identité de chiffrement est acceptée. Vos sessions vérifiées "
@@ -73,6 +87,12 @@ class Request(StrEnum):
     OTHER_COMMAND = "another command"
     IDENTITY = "!identity"
     CONFIRM = "!identity confirm"
+
+
+def confirm_code(body: str) -> str | None:
+    """The code quoted after ``!identity confirm``, upper-cased; None when there is none."""
+    words = body.strip().split()
+    return words[2].upper() if len(words) >= 3 else None
 
 
 def classify(body: str) -> Request:
