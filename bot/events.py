@@ -71,6 +71,11 @@ class CommandGate(Protocol):
         """
         ...
 
+    async def tell_held(self, room_id: RoomId, user_id: str, text: str) -> bool:
+        """Send a fixed, secret-free `text` readable by `user_id`'s untrusted devices when
+        their trust is on hold; False (nothing sent) when it is not."""
+        ...
+
 
 @runtime_checkable
 class SyncCommitListener(Protocol):
@@ -325,11 +330,14 @@ class EventRouter:
     def _notify(self, room_id: RoomId, sender: str, code: str) -> None:
         if not self._limiter.allow(room_id, sender, time.monotonic()):
             return
-        self._tasks.spawn(self._send_notice(room_id, code), f"unreadable notice {room_id}")
+        self._tasks.spawn(self._send_notice(room_id, code, sender), f"unreadable notice {room_id}")
 
-    async def _send_notice(self, room_id: RoomId, code: str) -> None:
+    async def _send_notice(self, room_id: RoomId, code: str, sender: str) -> None:
+        text = unreadable_notice(code)
+        if self._gate is not None and await self._gate.tell_held(room_id, sender, text):
+            return  # their devices could not read an ordinary answer
         try:
-            await self._actions.send_notice(room_id, unreadable_notice(code))
+            await self._actions.send_notice(room_id, text)
         except MatrixActionError as exc:
             logger.warning(
                 "Could not tell %s about an unreadable message: %s", room_id, exc.message

@@ -186,6 +186,15 @@ async def test_an_operator_sees_the_pending_reset_and_accepts_it_while_the_bot_r
         explained = await doctor.wait_for_text(bot_a.user_id, after=mark)
         assert "identity has changed" in explained.body and "!find" not in explained.body
 
+        # A message the bot cannot read (no key for it) is explained readably too.
+        bot_device = doctor.client.device_store[bot_a.user_id][bot_a.device_id]
+        doctor.client.blacklist_device(bot_device)
+        mark = len(doctor.seen)
+        await doctor.send(room_id, "!help")
+        unreadable = await doctor.wait_for_text(bot_a.user_id, after=mark)
+        assert "could not read your message" in unreadable.body, unreadable.body
+        doctor.client.unblacklist_device(bot_device)
+
         listed = await _cli("pending-resets", "--config", config, "--json")
         assert listed.exit_code == 0, listed.output
         rows = {r["user_id"]: r for r in json.loads(listed.output)["pending_resets"]}

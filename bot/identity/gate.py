@@ -101,6 +101,13 @@ class IdentityGate:
             await self._send_readable(msg.room_id, explain(code))
         return True
 
+    async def tell_held(self, room_id: RoomId, user_id: str, text: str) -> bool:
+        """Say a fixed `text` (an unreadable-message notice) so a held doctor can read it."""
+        if user_id not in self._pins.changed():
+            return False
+        await self._send_readable(room_id, text)
+        return True
+
     async def _confirm(self, msg: IncomingMessage, sender_key: str | None, code: str) -> None:
         if not self._pins.vouches(msg.sender, sender_key):
             # Once per interval: a flood of refused attempts must not flood room and audit.
