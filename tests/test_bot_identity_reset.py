@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nio import MegolmEvent
 from typer.testing import CliRunner, Result
 
 from bot.cli import bot_app
 from bot.crypto.bootstrap import NioJson, ensure_cross_signed
 from bot.identity.texts import AUDIT_COMMAND, Outcome
+from bot.ids import RoomId
 from bot.runner import BotRunner
 from bot.store import BotStore
 from deploy.local.federation import Homeserver
@@ -185,6 +187,18 @@ async def test_an_operator_sees_the_pending_reset_and_accepts_it_while_the_bot_r
         await doctor.send(room_id, "!help")
         explained = await doctor.wait_for_text(bot_a.user_id, after=mark)
         assert "identity has changed" in explained.body and "!find" not in explained.body
+
+        # The explanation's key served that one message: the bot's next ordinary message is
+        # encrypted with a key the held devices do not get.
+        assert bot_a.actions is not None
+        mark = len(doctor.seen)
+        await bot_a.actions.send_notice(RoomId(room_id), "an ordinary answer")
+
+        async def next_from_bot() -> Any:
+            found = [e for e in doctor.seen[mark:] if getattr(e, "sender", None) == bot_a.user_id]
+            return found[0] if found else None
+
+        assert isinstance(await eventually(next_from_bot), MegolmEvent)
 
         # A message the bot cannot read (no key for it) is explained readably too.
         bot_device = doctor.client.device_store[bot_a.user_id][bot_a.device_id]
