@@ -171,6 +171,53 @@ def pending_resets(
         typer.echo(f"{p.user_id}  since {since}  new master key {p.seen}  (pinned {p.pinned})")
 
 
+@bot_app.command("audit")
+def audit(
+    config: ConfigOption,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="How many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """The bot's latest audit lines, newest first: who ran which command where, with what
+    outcome, and each step of identity resets. Never arguments or message content."""
+    import asyncio
+    import json
+    from datetime import UTC, datetime
+
+    from bot.store import BotStore, StoreError
+    from bot.store.records import AuditEntry
+
+    settings = _load(config)
+
+    async def read() -> list[AuditEntry]:
+        store = await BotStore.open(settings.effective_database_url)
+        try:
+            return await store.audit_entries(limit=limit)
+        finally:
+            await store.close()
+
+    try:
+        entries = asyncio.run(read())
+    except (StoreError, OSError) as exc:
+        typer.echo(f"caducee bot: cannot read the audit log: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        rows = [
+            {
+                "ts_ms": e.ts_ms,
+                "sender": e.sender,
+                "room_id": e.room_id,
+                "command": e.command,
+                "outcome": e.outcome,
+            }
+            for e in entries
+        ]
+        typer.echo(json.dumps({"audit": rows}, indent=2))
+        return
+    for e in entries:
+        when = datetime.fromtimestamp(e.ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(f"{when}  {e.sender}  {e.command}  {e.outcome}  {e.room_id or '-'}")
+
+
 @bot_app.command("accept-identity")
 def accept_identity(config: ConfigOption, user_id: UserArgument) -> None:
     """Accept a doctor's pending new identity, after checking with them that they reset it.

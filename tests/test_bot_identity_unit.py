@@ -180,6 +180,16 @@ def test_operator_commands_work_on_a_stopped_bot_and_refuse_bad_input(tmp_path: 
     assert PinStore(store / "trusted_identities.json").get(ALICE) == "K2"
     empty = cli.invoke(bot_app, ["pending-resets", "--config", config])
     assert empty.exit_code == 0 and "No pending identity reset" in empty.output
+    audit = cli.invoke(bot_app, ["audit", "--config", config, "--json"])
+    assert audit.exit_code == 0, audit.output
+    (line,) = json.loads(audit.output)["audit"]
+    assert (line["sender"], line["command"], line["outcome"]) == (
+        ALICE,
+        "identity-reset",
+        "accepted-by-operator",
+    )
+    text = cli.invoke(bot_app, ["audit", "--config", config])
+    assert "accepted-by-operator" in text.output
     assert stat.S_IMODE((store / "bot.db").stat().st_mode) == 0o600
 
 
