@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+
 from bot.commands.context import IncomingMessage, MatrixActionError
 from bot.crypto.keyfiles import PinStore
 from bot.identity.notice import NoticeNotSent, send_readable
@@ -151,6 +153,10 @@ class IdentityGate:
             await send_readable(self._client, room_id, text)
         except NoticeNotSent as exc:
             logger.warning("Could not explain a pending identity reset in %s: %s", room_id, exc)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # homeserver unreachable
+            logger.warning(
+                "Could not explain a pending identity reset in %s (%s)", room_id, type(exc).__name__
+            )
 
     async def _audit(self, user_id: UserId, room_id: str, outcome: Outcome) -> None:
         logger.info("Identity reset of %s: %s", user_id, outcome.value)
