@@ -95,6 +95,8 @@ def test_only_devices_of_the_pinned_identity_vouch_and_a_new_pin_drops_them(
         pins.vouch(BOB, f"C{n}")
     assert not pins.vouches(BOB, "C0") and pins.vouches(BOB, f"C{MAX_VOUCHERS_PER_USER + 4}")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    lock = path.with_name(path.name + ".lock")  # bot and operator take turns on it
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
 
 
 def test_an_old_trust_file_without_the_new_sections_still_loads(tmp_path: Path) -> None:

@@ -7,11 +7,14 @@ instant.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +143,7 @@ class PinStore:
         self._changed: dict[str, str] = {}
         self._changed_at: dict[str, int] = {}
         self._vouchers: dict[str, list[str]] = {}
+        self._locked = False
         self._load()
 
     def _file_stamp(self) -> tuple[int, int] | None:
@@ -202,51 +206,66 @@ class PinStore:
         ]
         return sorted(found, key=lambda p: (p.since_ms, p.user_id))
 
+    @contextlib.contextmanager
+    def _update(self) -> Iterator[None]:
+        """Read-modify-write under an exclusive lock on a sibling ``.lock`` file, so the bot
+        and an operator's command never overwrite each other's change."""
+        if self._locked:
+            yield
+            return
+        fd = os.open(self._path.with_name(self._path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._locked = True
+            self.refresh()
+            yield
+            self._save()
+        finally:
+            self._locked = False
+            os.close(fd)  # releases the lock
+
     def pin(self, user_id: str, master_public: str) -> None:
-        self.refresh()
-        if self._pinned.get(user_id) != master_public:
-            self._vouchers.pop(user_id, None)  # the old identity's devices vouch no more
-        self._pinned[user_id] = master_public
-        self._changed.pop(user_id, None)
-        self._changed_at.pop(user_id, None)
-        self._save()
+        with self._update():
+            if self._pinned.get(user_id) != master_public:
+                self._vouchers.pop(user_id, None)  # the old identity's devices vouch no more
+            self._pinned[user_id] = master_public
+            self._changed.pop(user_id, None)
+            self._changed_at.pop(user_id, None)
 
     def flag_change(self, user_id: str, seen_public: str) -> bool:
         """Record a changed key; returns True when this change is new (log it once)."""
-        self.refresh()
         if self._changed.get(user_id) == seen_public:
-            return False
-        self._changed[user_id] = seen_public
-        self._changed_at[user_id] = int(time.time() * 1000)
-        self._save()
+            return False  # every key query sees it again: no write
+        with self._update():
+            if self._changed.get(user_id) == seen_public:
+                return False
+            self._changed[user_id] = seen_public
+            self._changed_at[user_id] = int(time.time() * 1000)
         return True
 
     def accept(self, user_id: str) -> str | None:
         """Pin the pending new key of `user_id`; returns it, or None if nothing was pending."""
-        self.refresh()
-        seen = self._changed.get(user_id)
-        if seen is not None:
-            self.pin(user_id, seen)
+        with self._update():
+            seen = self._changed.get(user_id)
+            if seen is not None:
+                self.pin(user_id, seen)
         return seen
 
     def forget(self, user_id: str) -> bool:
-        self.refresh()
-        found = self._pinned.pop(user_id, None) is not None
-        self._changed.pop(user_id, None)
-        self._changed_at.pop(user_id, None)
-        self._vouchers.pop(user_id, None)
-        self._save()
+        with self._update():
+            found = self._pinned.pop(user_id, None) is not None
+            self._changed.pop(user_id, None)
+            self._changed_at.pop(user_id, None)
+            self._vouchers.pop(user_id, None)
         return found
 
     def vouch(self, user_id: str, curve25519: str) -> None:
         """Remember a device (by its Curve25519 key) that the pinned identity cross-signed."""
-        keys = self._vouchers.get(user_id, [])
-        if curve25519 in keys:
+        if curve25519 in self._vouchers.get(user_id, []):
             return
-        self.refresh()
-        keys = [k for k in self._vouchers.get(user_id, []) if k != curve25519] + [curve25519]
-        self._vouchers[user_id] = keys[-MAX_VOUCHERS_PER_USER:]
-        self._save()
+        with self._update():
+            keys = [k for k in self._vouchers.get(user_id, []) if k != curve25519]
+            self._vouchers[user_id] = [*keys, curve25519][-MAX_VOUCHERS_PER_USER:]
 
     def vouches(self, user_id: str, curve25519: str | None) -> bool:
         """Whether `curve25519` is a device the pinned identity of `user_id` cross-signed."""
