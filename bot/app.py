@@ -48,6 +48,8 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
             ensure_private_file(config.store_dir / "bot.db")
         store = await BotStore.open(url)
         stack.push_async_callback(store.close)
+        if runner.identity_gate is not None:
+            runner.identity_gate.audit = store.record_audit
         schedule = await ExpiryStore.open(url)
         stack.push_async_callback(schedule.close)
 

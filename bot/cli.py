@@ -11,6 +11,7 @@ import typer
 
 if TYPE_CHECKING:
     from bot.config import BotConfig
+    from bot.crypto.keyfiles import PinStore
 
 bot_app = typer.Typer(
     help="The Caducée bot: an end-to-end encrypted Matrix bot with a cross-signed device.",
@@ -89,25 +90,173 @@ def check_config(config: ConfigOption) -> None:
     typer.echo(f"{config}: OK (bot {settings.user_id}, trust mode {settings.trust.value})")
 
 
-@bot_app.command("forget-identity")
-def forget_identity(
-    config: ConfigOption,
-    user_id: Annotated[str, typer.Argument(help="The Matrix ID whose pinned identity to drop.")],
-) -> None:
-    """Accept a user's new cross-signing identity: the next one seen is pinned.
-
-    Run it after checking with the doctor that they reset their identity themselves; until
-    then the bot sends them no room keys. Restart the bot (or wait for their next key change).
-    """
+def _pins(settings: BotConfig) -> PinStore:
     from bot.crypto.keyfiles import PinStore
     from bot.runner import PINS_FILE
 
+    return PinStore(settings.store_dir / PINS_FILE)
+
+
+def _audit(settings: BotConfig, user_id: str, outcome: str) -> None:
+    """Write the operator's decision to the bot's audit log first: without it, nothing changes."""
+    import asyncio
+
+    from bot.identity.texts import AUDIT_COMMAND
+    from bot.ids import UserId
+    from bot.store import BotStore, StoreError
+
+    async def write() -> None:
+        store = await BotStore.open(settings.effective_database_url)
+        try:
+            await store.record_audit(UserId(user_id), "", AUDIT_COMMAND, outcome)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(write())
+    except (StoreError, OSError) as exc:
+        typer.echo(f"caducee bot: cannot write the audit log, nothing changed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # a database driver's own error: name it, no traceback
+        typer.echo(
+            f"caducee bot: cannot write the audit log, nothing changed ({type(exc).__name__})",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+
+
+def _check_user_id(user_id: str) -> None:
+    from bot.ids import server_of
+
+    if not user_id.startswith("@") or ":" not in user_id or not server_of(user_id):
+        typer.echo(f"caducee bot: {user_id!r} is not a Matrix ID (@name:server)", err=True)
+        raise typer.Exit(2)
+
+
+UserArgument = Annotated[str, typer.Argument(help="The doctor's Matrix ID (@name:server).")]
+
+
+@bot_app.command("pending-resets")
+def pending_resets(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """Doctors whose cryptographic identity changed and who were not confirmed yet.
+
+    Until a reset is confirmed (by the doctor from an earlier session, or here with
+    `accept-identity`), the bot runs none of their commands and sends them no readable answer
+    except the explanation. Check with the doctor by another channel (phone) before accepting.
+    """
+    import json
+    from datetime import UTC, datetime
+
+    pending = _pins(_load(config)).pending()
+    if as_json:
+        rows = [
+            {
+                "user_id": p.user_id,
+                "since_ms": p.since_ms,
+                "pinned_master_key": p.pinned,
+                "new_master_key": p.seen,
+            }
+            for p in pending
+        ]
+        typer.echo(json.dumps({"pending_resets": rows}, indent=2))
+        return
+    if not pending:
+        typer.echo("No pending identity reset.")
+        return
+    for p in pending:
+        since = datetime.fromtimestamp(p.since_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        typer.echo(f"{p.user_id}  since {since}  new master key {p.seen}  (pinned {p.pinned})")
+
+
+@bot_app.command("audit")
+def audit(
+    config: ConfigOption,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="How many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """The bot's latest audit lines, newest first: who ran which command where, with what
+    outcome, and each step of identity resets. Never arguments or message content."""
+    import asyncio
+    import json
+    from datetime import UTC, datetime
+
+    from bot.store import BotStore, StoreError
+    from bot.store.records import AuditEntry
+
     settings = _load(config)
-    pins = PinStore(settings.store_dir / PINS_FILE)
-    if pins.forget(user_id):
-        typer.echo(f"Forgot the pinned identity of {user_id}; the next one seen will be trusted.")
-    else:
+
+    async def read() -> list[AuditEntry]:
+        store = await BotStore.open(settings.effective_database_url)
+        try:
+            return await store.audit_entries(limit=limit)
+        finally:
+            await store.close()
+
+    try:
+        entries = asyncio.run(read())
+    except (StoreError, OSError) as exc:
+        typer.echo(f"caducee bot: cannot read the audit log: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        rows = [
+            {
+                "ts_ms": e.ts_ms,
+                "sender": e.sender,
+                "room_id": e.room_id,
+                "command": e.command,
+                "outcome": e.outcome,
+            }
+            for e in entries
+        ]
+        typer.echo(json.dumps({"audit": rows}, indent=2))
+        return
+    for e in entries:
+        when = datetime.fromtimestamp(e.ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(f"{when}  {e.sender}  {e.command}  {e.outcome}  {e.room_id or '-'}")
+
+
+@bot_app.command("accept-identity")
+def accept_identity(config: ConfigOption, user_id: UserArgument) -> None:
+    """Accept a doctor's pending new identity, after checking with them that they reset it.
+
+    The running bot picks the decision up within seconds: their sessions signed by the new
+    identity read its answers again. Recorded in the audit log.
+    """
+    from bot.identity.texts import Outcome
+
+    _check_user_id(user_id)
+    settings = _load(config)
+    pins = _pins(settings)
+    pending = {p.user_id: p for p in pins.pending()}
+    if user_id not in pending:
+        typer.echo(f"No pending identity reset for {user_id} (see `pending-resets`).", err=True)
+        raise typer.Exit(1)
+    _audit(settings, user_id, Outcome.ACCEPTED_BY_OPERATOR.value)
+    pins.accept(user_id)
+    typer.echo(f"Accepted the new identity of {user_id} (master key {pending[user_id].seen}).")
+
+
+@bot_app.command("forget-identity")
+def forget_identity(config: ConfigOption, user_id: UserArgument) -> None:
+    """Drop a user's pinned identity: the next one seen is pinned, whatever it is.
+
+    Prefer `accept-identity`, which accepts exactly the key that is pending. The running bot
+    picks the change up within seconds. Recorded in the audit log.
+    """
+    from bot.identity.texts import Outcome
+
+    _check_user_id(user_id)
+    settings = _load(config)
+    pins = _pins(settings)
+    if pins.get(user_id) is None and user_id not in pins.changed():
         typer.echo(f"No identity was pinned for {user_id}.")
+        return
+    _audit(settings, user_id, Outcome.FORGOTTEN_BY_OPERATOR.value)
+    pins.forget(user_id)
+    typer.echo(f"Forgot the pinned identity of {user_id}; the next one seen will be trusted.")
 
 
 if __name__ == "__main__":  # `python -m bot.cli run --config FILE`, same as `caducee bot run`

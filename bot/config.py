@@ -46,7 +46,9 @@ class TrustMode(StrEnum):
     """Which devices of other people receive the bot's room keys.
 
     ``tofu-cross-signed``: only devices cross-signed by their owner, whose master key is pinned
-    on first sight (a change stops trust until an operator runs ``caducee bot forget-identity``).
+    on first sight (a change stops trust until the doctor confirms it from an earlier session
+    with ``!identity confirm`` or an operator runs ``caducee bot accept-identity``; see
+    `bot.identity`).
     ``all``: every device (nio's ``ignore_unverified_devices``), for homeservers whose clients
     cannot cross-sign.
     """

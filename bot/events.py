@@ -31,7 +31,14 @@ from nio import (
 from bot.commands.context import IncomingMessage, MatrixActionError
 from bot.ids import EventId, RoomId, UserId, server_of
 from bot.matrix import NioActions
-from bot.unreadable import NO_KEY, NoticeLimiter, Withheld, parse_withheld, unreadable_notice
+from bot.unreadable import (
+    NO_KEY,
+    SPEC_CODES,
+    NoticeLimiter,
+    Withheld,
+    parse_withheld,
+    unreadable_notice,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,23 @@ class SyncListener(Protocol):
 
     async def on_gap(self, room_id: RoomId, prev_batch: str) -> None:
         """The sync skipped events in `room_id` (``limited``); paginate back from `prev_batch`."""
+        ...
+
+
+class CommandGate(Protocol):
+    """Looks at a message before the command handler (the identity gate)."""
+
+    async def intercept(self, msg: IncomingMessage, sender_key: str | None) -> bool:
+        """True when the message was handled here and must not reach the handler.
+
+        `sender_key` is the Curve25519 key of the device whose Olm channel delivered the
+        message's room key (None for a message that was not encrypted).
+        """
+        ...
+
+    async def tell_held(self, room_id: RoomId, user_id: str, text: str) -> bool:
+        """Send a fixed, secret-free `text` readable by `user_id`'s untrusted devices when
+        their trust is on hold; False (nothing sent) when it is not."""
         ...
 
 
@@ -121,8 +145,10 @@ class EventRouter:
         notice_interval: float,
         grace_seconds: float,
         tasks: TaskSet,
+        gate: CommandGate | None = None,
     ) -> None:
         self._client = client
+        self._gate = gate
         self._actions = actions
         self._handler = handler
         self._member_servers = member_servers
@@ -132,7 +158,8 @@ class EventRouter:
         self._listeners: list[SyncListener] = []
         self._joining: set[str] = set()
         self._pending: dict[str, list[_Pending]] = {}
-        self._withheld: OrderedDict[str, Withheld] = OrderedDict()
+        self._withheld: OrderedDict[tuple[str, str], Withheld] = OrderedDict()
+        """Withheld notices by (sender, session id): one user's cannot replace another's."""
         self._held_invites: OrderedDict[str, str] = OrderedDict()
         """Invites ignored because the inviter's server was not a member (room -> inviter):
         the member servers can follow the registry, so they are looked at again."""
@@ -225,16 +252,19 @@ class EventRouter:
             origin_server_ts=int(event.server_timestamp),
             is_direct=len(room.users) <= 2,
         )
-        self._tasks.spawn(self._handle(msg), f"command {event.event_id}")
+        sender_key = event.sender_key if event.decrypted else None
+        self._tasks.spawn(self._handle(msg, sender_key), f"command {event.event_id}")
 
-    async def _handle(self, msg: IncomingMessage) -> None:
+    async def _handle(self, msg: IncomingMessage, sender_key: str | None = None) -> None:
+        if self._gate is not None and await self._gate.intercept(msg, sender_key):
+            return
         await self._handler(msg)
 
     # ---- unreadable messages -------------------------------------------------------------
 
     def _undecrypted(self, room_id: RoomId, event: MegolmEvent) -> None:
-        withheld = self._withheld.get(event.session_id)
-        if withheld is not None:
+        withheld = self._withheld.get((event.sender, event.session_id))
+        if withheld is not None and withheld.applies_to(room_id, event.sender, event.sender_key):
             self._notify(room_id, event.sender, withheld.code)
             return
         pending = _Pending(room_id, event, time.monotonic() + self._grace)
@@ -251,13 +281,24 @@ class EventRouter:
             "%s withheld the key of a session in %s (%s)",
             withheld.sender,
             withheld.room_id,
-            withheld.code,
+            withheld.code if withheld.code in SPEC_CODES else "a code the spec does not define",
         )
-        self._withheld[withheld.session_id] = withheld
+        self._withheld[(withheld.sender, withheld.session_id)] = withheld
         while len(self._withheld) > 1000:
             self._withheld.popitem(last=False)
-        for pending in self._pending.pop(withheld.session_id, []):
+        waiting = self._pending.get(withheld.session_id, [])
+        explained = [
+            p for p in waiting if withheld.applies_to(p.room_id, p.event.sender, p.event.sender_key)
+        ]
+        if len(explained) < len(waiting):
+            logger.warning(
+                "Ignoring a withheld notice from %s for a session it does not own", withheld.sender
+            )
+        for pending in explained:
+            waiting.remove(pending)
             self._notify(pending.room_id, pending.event.sender, withheld.code)
+        if not waiting:
+            self._pending.pop(withheld.session_id, None)
 
     def retry_pending(self, now: float) -> None:
         """Decrypt what can now be decrypted; tell senders whose key never came; accept
@@ -289,11 +330,14 @@ class EventRouter:
     def _notify(self, room_id: RoomId, sender: str, code: str) -> None:
         if not self._limiter.allow(room_id, sender, time.monotonic()):
             return
-        self._tasks.spawn(self._send_notice(room_id, code), f"unreadable notice {room_id}")
+        self._tasks.spawn(self._send_notice(room_id, code, sender), f"unreadable notice {room_id}")
 
-    async def _send_notice(self, room_id: RoomId, code: str) -> None:
+    async def _send_notice(self, room_id: RoomId, code: str, sender: str) -> None:
+        text = unreadable_notice(code)
+        if self._gate is not None and await self._gate.tell_held(room_id, sender, text):
+            return  # their devices could not read an ordinary answer
         try:
-            await self._actions.send_notice(room_id, unreadable_notice(code))
+            await self._actions.send_notice(room_id, text)
         except MatrixActionError as exc:
             logger.warning(
                 "Could not tell %s about an unreadable message: %s", room_id, exc.message

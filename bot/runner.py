@@ -26,6 +26,7 @@ from bot.crypto.bootstrap import CrossSigningOutcome, NioJson, ensure_cross_sign
 from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.keyfiles import PinStore, ensure_private_dir, ensure_private_file
 from bot.events import EventRouter, MessageHandler, SyncListener, TaskSet
+from bot.identity.gate import IdentityGate
 from bot.matrix import CaduceeClient, NioActions, wait_until
 from bot.members import open_member_servers
 from bot.session import (
@@ -86,6 +87,8 @@ class BotRunner:
         self.client: CaduceeClient | None = None
         self.actions: NioActions | None = None
         self.router: EventRouter | None = None
+        self.identity_gate: IdentityGate | None = None
+        """Holds back the commands of doctors whose identity reset is pending."""
         self.cross_signing: CrossSigningOutcome | None = None
         self._checkpoints: SyncCheckpoints | None = None
         self.member_servers: Container[str] = config.effective_member_servers
@@ -173,6 +176,11 @@ class BotRunner:
             self.wait_for_room,
             ignore_unverified_devices=config.trust is TrustMode.ALL,
         )
+        if config.trust is not TrustMode.ALL:
+            self.identity_gate = IdentityGate(
+                client, self.actions, trust.pins, config.unreadable_notice_interval
+            )
+            trust.on_identity_change = self.identity_gate.noticed
         if self._handler_factory is None:
             from bot.app import production_handler
 
@@ -188,6 +196,7 @@ class BotRunner:
             notice_interval=config.unreadable_notice_interval,
             grace_seconds=config.undecryptable_grace_seconds,
             tasks=self._tasks,
+            gate=self.identity_gate,
         )
         for listener in self._listeners:
             self.router.add_listener(listener)
@@ -247,6 +256,8 @@ class BotRunner:
             await asyncio.sleep(0.5)
             if self.router is not None:
                 self.router.retry_pending(time.monotonic())
+            if self.identity_gate is not None:
+                self.identity_gate.refresh()
 
     async def stop(self) -> None:
         """Stop syncing, let running commands finish (briefly), release everything."""

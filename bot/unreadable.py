@@ -36,6 +36,19 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "I could not read your message: your app has blocked my session. Unblock the bot's "
         "session in its session list, then send your message again.",
     ),
+    "m.unauthorised": (
+        "Je n'ai pas pu lire votre message : votre application estime que je ne suis pas "
+        "autorisé à lire ce message. Renvoyez-le ; si cela se reproduit, signalez-le à votre "
+        "administrateur.",
+        "I could not read your message: your app considers that I am not allowed to read it. "
+        "Send it again; if this keeps happening, tell your administrator.",
+    ),
+    "m.unavailable": (
+        "Je n'ai pas pu lire votre message : la clé de chiffrement n'était plus disponible. "
+        "Renvoyez votre message.",
+        "I could not read your message: its encryption key was no longer available. Send "
+        "your message again.",
+    ),
     "m.no_olm": (
         "Je n'ai pas pu lire votre message : votre application n'a pas pu établir de canal "
         "sécurisé avec moi. Attendez une minute et renvoyez votre message.",
@@ -55,19 +68,26 @@ _MESSAGES: dict[str, tuple[str, str]] = {
 }
 _GENERIC = (
     "Je n'ai pas pu lire votre message : votre application ne m'a pas transmis la clé de "
-    "chiffrement (raison : {reason}). Renvoyez votre message ; si cela se reproduit, "
-    "vérifiez votre session dans les paramètres de sécurité d'Element.",
-    "I could not read your message: your app did not give me its encryption key (reason: "
-    "{reason}). Send it again; if this keeps happening, verify your session in Element's "
-    "security settings.",
+    "chiffrement. Renvoyez votre message ; si cela se reproduit, vérifiez votre session dans "
+    "les paramètres de sécurité d'Element.",
+    "I could not read your message: your app did not give me its encryption key. Send it "
+    "again; if this keeps happening, verify your session in Element's security settings.",
 )
+
+SPEC_CODES = frozenset(
+    {"m.blacklisted", "m.unverified", "m.unauthorised", "m.unavailable", "m.no_olm"}
+)
+"""The withheld codes the Matrix spec defines; any other code gets the generic text."""
 
 
 def unreadable_notice(code: str) -> str:
-    """The notice for a withheld code (``m.unverified``...) or `NO_KEY`, French then English."""
+    """The notice for a withheld code (``m.unverified``...) or `NO_KEY`, French then English.
+
+    Only fixed texts are ever sent: a code the spec does not define (whatever its prefix) gets
+    the generic notice and is never quoted, so a sender cannot make the bot say its words.
+    """
     french, english = _MESSAGES.get(code, _GENERIC)
-    reason = code if code.startswith("m.") else "inconnue / unknown"
-    return f"🔒 {french.format(reason=reason)}\n\n{english.format(reason=reason)}"
+    return f"🔒 {french}\n\n{english}"
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,19 @@ class Withheld:
     room_id: str
     session_id: str
     code: str
+    sender_key: str | None = None
+    """The Curve25519 key of the session's owner, as the notice states it (optional in v1)."""
+
+    def applies_to(self, room_id: str, sender: str, sender_key: str | None) -> bool:
+        """Whether this notice may explain the undecryptable event of `sender` in `room_id`.
+
+        Only the session's own sender can withhold its key: the to-device sender (set by
+        their homeserver) must be the event's sender, in the event's room, and a stated
+        sender key must be the event's. Anyone else's notice is ignored.
+        """
+        if self.sender != sender or self.room_id != room_id:
+            return False
+        return self.sender_key is None or self.sender_key == sender_key
 
 
 def parse_withheld(event_source: Any) -> Withheld | None:
@@ -96,7 +129,10 @@ def parse_withheld(event_source: Any) -> Withheld | None:
     if not all(isinstance(v, str) and v for v in (room_id, session_id, code)):
         return None
     assert isinstance(room_id, str) and isinstance(session_id, str) and isinstance(code, str)
-    return Withheld(sender, room_id, session_id, code)
+    sender_key = content.get("sender_key")
+    if sender_key is not None and not (isinstance(sender_key, str) and sender_key):
+        return None
+    return Withheld(sender, room_id, session_id, code, sender_key)
 
 
 class NoticeLimiter:

@@ -14,7 +14,14 @@ from bot.cli import bot_app
 from bot.config import ConfigError, TrustMode, load_config, parse_config
 from bot.events import may_join
 from bot.matrix import is_privileged_creator, power_level_of, withheld_content
-from bot.unreadable import NO_KEY, NoticeLimiter, parse_withheld, unreadable_notice
+from bot.unreadable import (
+    NO_KEY,
+    SPEC_CODES,
+    NoticeLimiter,
+    Withheld,
+    parse_withheld,
+    unreadable_notice,
+)
 from tests.conftest import free_port
 
 EXAMPLE = Path(__file__).parent.parent / "bot" / "example-config.yaml"
@@ -112,7 +119,57 @@ def test_notices_are_bilingual_and_specific() -> None:
     unverified = unreadable_notice("m.unverified")
     assert "vérifiée" in unverified and "verified" in unverified
     assert "never reached me" in unreadable_notice(NO_KEY)
-    assert "m.unavailable" in unreadable_notice("m.unavailable")
+    assert "no longer available" in unreadable_notice("m.unavailable")
+    assert "not allowed" in unreadable_notice("m.unauthorised")
+
+
+def test_every_spec_code_has_its_own_bilingual_text() -> None:
+    generic = unreadable_notice("m.something.else")
+    for code in SPEC_CODES:
+        text = unreadable_notice(code)
+        assert text != generic and "message" in text and "n'ai pas pu" in text, code
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "m.evil https://phish.example/login",
+        "m.blacklisted ",
+        "M.UNVERIFIED",
+        "org.example.custom",
+        "m.unverified\u202e",
+        "<b>m.no_olm</b>",
+        "",
+    ],
+)
+def test_a_code_the_spec_does_not_define_is_never_echoed(code: str) -> None:
+    text = unreadable_notice(code)
+    assert text == unreadable_notice("m.something.else")
+    if code.strip():
+        assert code.strip() not in text
+    assert "phish" not in text and "custom" not in text
+
+
+def test_withheld_notice_applies_only_to_its_own_senders_session() -> None:
+    notice = Withheld("@doc:hs", "!r:hs", "S", "m.unverified", sender_key="KEY")
+    assert notice.applies_to("!r:hs", "@doc:hs", "KEY")
+    assert not notice.applies_to("!r:hs", "@other:hs", "KEY")  # another user's notice
+    assert not notice.applies_to("!r:hs", "@doc:hs", "OTHERKEY")  # another device's session
+    assert not notice.applies_to("!elsewhere:hs", "@doc:hs", "KEY")  # another room
+    keyless = Withheld("@doc:hs", "!r:hs", "S", "m.unverified")
+    assert keyless.applies_to("!r:hs", "@doc:hs", "ANY")
+    assert not keyless.applies_to("!r:hs", "@mallory:hs", "ANY")
+
+
+def test_withheld_notice_with_a_malformed_sender_key_is_ignored() -> None:
+    source = {
+        "type": "m.room_key.withheld",
+        "sender": "@a:hs",
+        "content": {"room_id": "!r:hs", "session_id": "S", "code": "m.unverified"},
+    }
+    assert parse_withheld({**source, "content": {**source["content"], "sender_key": 5}}) is None
+    parsed = parse_withheld({**source, "content": {**source["content"], "sender_key": "K"}})
+    assert parsed is not None and parsed.sender_key == "K"
 
 
 def test_notice_limiter_allows_one_per_room_and_sender_per_interval() -> None:

@@ -120,6 +120,17 @@ async def test_audit_records_who_what_where_when_and_outcome_only(store: BotStor
     assert columns == {"id", "ts_ms", "sender", "room_id", "command", "outcome"}
 
 
+async def test_audit_lines_outside_commands_are_recorded_and_bounded(store: BotStore) -> None:
+    """Identity resets are audited without a command event (and possibly without a room)."""
+    await store.record_audit(ALICE, "", "identity-reset", "pending", at_ms=5)
+    await store.record_audit(ALICE, ROOM, "identity-reset", "x" * 40, at_ms=6)
+    entries = await store.audit_entries()
+    assert [(e.room_id, e.command, e.outcome, e.ts_ms) for e in entries] == [
+        (ROOM, "identity-reset", "x" * 32, 6),  # cut to the column, not refused
+        ("", "identity-reset", "pending", 5),
+    ]
+
+
 async def test_case_rooms_open_close_and_lifetime(store: BotStore) -> None:
     other = RoomId("!other:hs-b.test")
     await store.add_case(CaseRoom(ROOM, "a", ALICE, 60, created_ms=2))

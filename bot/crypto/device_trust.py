@@ -11,7 +11,7 @@ gets the next key and one that stops being trusted does not.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.config import TrustMode
@@ -38,6 +38,12 @@ class DeviceTrust:
         self._pins = pins
         self._own_master = own_master
         self._mode = mode
+        self.on_identity_change: Callable[[str], object] | None = None
+        """Called with a user id the first time their new master key is seen (not pinned)."""
+
+    @property
+    def pins(self) -> PinStore:
+        return self._pins
 
     @property
     def mode(self) -> TrustMode:
@@ -95,13 +101,15 @@ class DeviceTrust:
             ):
                 logger.warning(
                     "The cross-signing identity of %s changed (master key %s, pinned %s): "
-                    "their devices get no room keys until an operator accepts it with "
-                    "`caducee bot forget-identity %s`",
+                    "their devices get no room keys until they confirm it from an earlier "
+                    "session or an operator accepts it (`caducee bot accept-identity %s`)",
                     user_id,
                     trust.master_public,
                     self._pins.get(user_id),
                     user_id,
                 )
+                if self.on_identity_change is not None:
+                    self.on_identity_change(user_id)
         store = self._client.device_store
         if user_id not in store.users:
             return trust
@@ -110,6 +118,8 @@ class DeviceTrust:
                 continue
             verdict = trust.devices.get(device.id, Verdict.BAD_DEVICE_KEYS)
             self._mark(device, verdict)
+            if verdict is Verdict.CROSS_SIGNED and user_id != self._client.user_id:
+                self._pins.vouch(user_id, device.curve25519)
         return trust
 
     def _mark(self, device: Any, verdict: Verdict) -> None:

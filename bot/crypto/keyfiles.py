@@ -7,10 +7,15 @@ instant.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,21 +107,89 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     return secret
 
 
+@dataclass(frozen=True)
+class PendingReset:
+    """A user whose published master key differs from the pinned one, not accepted yet."""
+
+    user_id: str
+    pinned: str
+    seen: str
+    since_ms: int
+
+
+MAX_VOUCHERS_PER_USER = 32
+
+
 class PinStore:
     """Trust-on-first-use pins: the first master key seen for each user, kept on disk.
 
-    A changed key is recorded under ``changed`` (for operators and the log) and the pin is
-    kept: the user's devices stay untrusted until `forget` is called for them (the
-    ``caducee bot forget-identity`` command), after which the next key seen is pinned.
+    A changed key is recorded under ``changed`` (with the time it was first seen) and the pin
+    is kept: the user's devices stay untrusted until the reset is accepted, either by the
+    doctor from a session the pinned identity had cross-signed (``!identity confirm``, see
+    `bot.identity`), or by an operator (``caducee bot accept-identity`` /
+    ``forget-identity``). ``vouchers`` keeps, per user, the Curve25519 keys of the devices
+    the pinned identity cross-signed: a message decrypted from one of them was written on a
+    session the homeserver cannot forge.
+
+    The bot and the operator's commands share the file: every change re-reads it first, and
+    the running bot calls `refresh` regularly, so an operator's decision applies without a
+    restart.
     """
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        data = read_json_file(path) or {}
-        pinned = data.get("pinned", {}) if isinstance(data, dict) else {}
-        changed = data.get("changed", {}) if isinstance(data, dict) else {}
-        self._pinned: dict[str, str] = {str(k): str(v) for k, v in pinned.items()}
-        self._changed: dict[str, str] = {str(k): str(v) for k, v in changed.items()}
+        self._stamp: tuple[int, int] | None = None
+        self._pinned: dict[str, str] = {}
+        self._changed: dict[str, str] = {}
+        self._changed_at: dict[str, int] = {}
+        self._vouchers: dict[str, list[str]] = {}
+        self._locked = False
+        self._load()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _load(self) -> None:
+        self._stamp = self._file_stamp()
+        data = read_json_file(self._path) or {}
+        if not isinstance(data, dict):
+            data = {}
+
+        def section(name: str) -> dict[str, Any]:
+            value = data.get(name, {})
+            return value if isinstance(value, dict) else {}
+
+        self._pinned = {str(k): str(v) for k, v in section("pinned").items()}
+        self._changed = {str(k): str(v) for k, v in section("changed").items()}
+        self._changed_at = {
+            str(k): int(v) for k, v in section("changed_at").items() if isinstance(v, int)
+        }
+        self._vouchers = {
+            str(k): [str(x) for x in v]
+            for k, v in section("vouchers").items()
+            if isinstance(v, list)
+        }
+
+    def refresh(self) -> set[str]:
+        """Re-read the file if someone else (an operator's command) changed it.
+
+        Returns the users whose pin or pending change differs from what was in memory: their
+        devices must be judged again.
+        """
+        if self._file_stamp() == self._stamp:
+            return set()
+        before = (dict(self._pinned), dict(self._changed))
+        self._load()
+        users = set(before[0]) | set(self._pinned) | set(before[1]) | set(self._changed)
+        return {
+            u
+            for u in users
+            if before[0].get(u) != self._pinned.get(u) or before[1].get(u) != self._changed.get(u)
+        }
 
     def get(self, user_id: str) -> str | None:
         return self._pinned.get(user_id)
@@ -125,25 +198,85 @@ class PinStore:
         """Users whose published master key differs from the pin (user -> key seen)."""
         return dict(self._changed)
 
+    def pending(self) -> list[PendingReset]:
+        """The identity resets waiting for a confirmation, oldest first."""
+        found = [
+            PendingReset(user, self._pinned.get(user, ""), seen, self._changed_at.get(user, 0))
+            for user, seen in self._changed.items()
+        ]
+        return sorted(found, key=lambda p: (p.since_ms, p.user_id))
+
+    @contextlib.contextmanager
+    def _update(self) -> Iterator[None]:
+        """Read-modify-write under an exclusive lock on a sibling ``.lock`` file, so the bot
+        and an operator's command never overwrite each other's change."""
+        if self._locked:
+            yield
+            return
+        fd = os.open(self._path.with_name(self._path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._locked = True
+            self.refresh()
+            yield
+            self._save()
+        finally:
+            self._locked = False
+            os.close(fd)  # releases the lock
+
     def pin(self, user_id: str, master_public: str) -> None:
-        self._pinned[user_id] = master_public
-        self._changed.pop(user_id, None)
-        self._save()
+        with self._update():
+            if self._pinned.get(user_id) != master_public:
+                self._vouchers.pop(user_id, None)  # the old identity's devices vouch no more
+            self._pinned[user_id] = master_public
+            self._changed.pop(user_id, None)
+            self._changed_at.pop(user_id, None)
 
     def flag_change(self, user_id: str, seen_public: str) -> bool:
         """Record a changed key; returns True when this change is new (log it once)."""
         if self._changed.get(user_id) == seen_public:
-            return False
-        self._changed[user_id] = seen_public
-        self._save()
+            return False  # every key query sees it again: no write
+        with self._update():
+            if self._changed.get(user_id) == seen_public:
+                return False
+            self._changed[user_id] = seen_public
+            self._changed_at[user_id] = int(time.time() * 1000)
         return True
 
+    def accept(self, user_id: str) -> str | None:
+        """Pin the pending new key of `user_id`; returns it, or None if nothing was pending."""
+        with self._update():
+            seen = self._changed.get(user_id)
+            if seen is not None:
+                self.pin(user_id, seen)
+        return seen
+
     def forget(self, user_id: str) -> bool:
-        found = self._pinned.pop(user_id, None) is not None
-        self._changed.pop(user_id, None)
-        self._save()
+        with self._update():
+            found = self._pinned.pop(user_id, None) is not None
+            self._changed.pop(user_id, None)
+            self._changed_at.pop(user_id, None)
+            self._vouchers.pop(user_id, None)
         return found
 
+    def vouch(self, user_id: str, curve25519: str) -> None:
+        """Remember a device (by its Curve25519 key) that the pinned identity cross-signed."""
+        if curve25519 in self._vouchers.get(user_id, []):
+            return
+        with self._update():
+            keys = [k for k in self._vouchers.get(user_id, []) if k != curve25519]
+            self._vouchers[user_id] = [*keys, curve25519][-MAX_VOUCHERS_PER_USER:]
+
+    def vouches(self, user_id: str, curve25519: str | None) -> bool:
+        """Whether `curve25519` is a device the pinned identity of `user_id` cross-signed."""
+        return curve25519 is not None and curve25519 in self._vouchers.get(user_id, [])
+
     def _save(self) -> None:
-        body = {"pinned": self._pinned, "changed": self._changed}
+        body = {
+            "pinned": self._pinned,
+            "changed": self._changed,
+            "changed_at": self._changed_at,
+            "vouchers": self._vouchers,
+        }
         write_private_file(self._path, json.dumps(body, indent=1, sort_keys=True) + "\n")
+        self._stamp = self._file_stamp()

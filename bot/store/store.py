@@ -175,6 +175,27 @@ class BotStore:
 
     # -- audit ---------------------------------------------------------------------------
 
+    async def record_audit(
+        self,
+        sender: UserId,
+        room_id: RoomId | str,
+        command: str,
+        outcome: str,
+        *,
+        at_ms: int | None = None,
+    ) -> None:
+        """One audit line for something that is not a claimed command (an identity reset)."""
+        async with self._sessions.begin() as session:
+            session.add(
+                AuditRow(
+                    ts_ms=now_ms() if at_ms is None else at_ms,
+                    sender=sender,
+                    room_id=room_id,
+                    command=command[:64],
+                    outcome=outcome[:32],
+                )
+            )
+
     async def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
         """The latest audit lines, newest first."""
         async with self._sessions() as session:
