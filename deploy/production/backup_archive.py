@@ -223,11 +223,10 @@ def check_header(archive: Path) -> None:
 def decrypt_error(archive: Path, exc: BaseException) -> BackupError:
     if "No matching keys" in str(exc):
         return BackupError(
-            f"{archive}: none of the given identities opens this archive (wrong key?)"
+            f"{archive}: none of the given identities opens this archive (wrong key, or a "
+            "damaged header)"
         )
-    return BackupError(
-        f"{archive}: damaged or truncated (authentication failed: {exc}); nothing was changed"
-    )
+    return BackupError(f"{archive}: damaged or truncated (authentication failed: {exc})")
 
 
 def verify(archive: Path, identities: list[x25519.Identity]) -> Verified:

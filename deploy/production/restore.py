@@ -299,7 +299,22 @@ def _scratch_parent(manifest: Manifest) -> Path | None:
 
 def restore(archive: Path, manifest: Manifest, identities: list[x25519.Identity]) -> RestoreResult:
     """Restore `archive` into the (fresh) databases and paths of `manifest`, all or nothing."""
-    check_header(archive)
+    try:
+        return _restore(archive, manifest, identities)
+    except _Unchanged as exc:
+        original: BackupError = exc.args[0]
+        raise type(original)(f"{original}; nothing was changed") from None
+
+
+class _Unchanged(Exception):
+    """Refused before anything was written: the deployment is as it was."""
+
+
+def _restore(archive: Path, manifest: Manifest, identities: list[x25519.Identity]) -> RestoreResult:
+    try:
+        check_header(archive)
+    except BackupError as exc:
+        raise _Unchanged(exc) from None
     targets = {name: PgTarget.from_url(url) for name, url in manifest.databases.items()}
     with tempfile.TemporaryDirectory(
         dir=_scratch_parent(manifest), prefix=".caducee-restore-"
@@ -307,19 +322,11 @@ def restore(archive: Path, manifest: Manifest, identities: list[x25519.Identity]
         os.chmod(scratch, 0o700)
         plain = Path(scratch) / "archive.tar"
         try:
-            with (
-                archive.open("rb") as source,
-                os.fdopen(os.open(plain, _CREATE, 0o600), "wb") as out,
-            ):
-                pyrage.decrypt_io(source, out, identities)
-        except pyrage.DecryptError as exc:
-            raise decrypt_error(archive, exc) from None
-        except OSError as exc:
-            raise BackupError(f"cannot decrypt {archive}: {exc.strerror or exc}") from None
-        with plain.open("rb") as handle:
-            verified = check_stream(handle, archive)
+            verified = _decrypt_and_check(archive, identities, plain)
+            _check_destinations(verified.contents, manifest, targets)
+        except BackupError as exc:
+            raise _Unchanged(exc) from None
         contents = verified.contents
-        _check_destinations(contents, manifest, targets)
         secrets = {name: path.resolve() for name, path in manifest.secrets().items()}
         media = {name: manifest.media[name].resolve() for name in contents["media"]}
         with tarfile.open(plain, mode="r:") as tar:
@@ -347,3 +354,21 @@ def restore(archive: Path, manifest: Manifest, identities: list[x25519.Identity]
                 raise job.rollback(BackupError(f"cannot write: {exc}")) from None
             notes = job.finish()
     return RestoreResult(restored, _notes(contents, manifest) + notes)
+
+
+def _decrypt_and_check(archive: Path, identities: list[x25519.Identity], plain: Path) -> Verified:
+    """Decrypt the whole archive into `plain` (0600), then check every member of it."""
+    try:
+        with (
+            archive.open("rb") as source,
+            os.fdopen(os.open(plain, _CREATE, 0o600), "wb") as out,
+        ):
+            pyrage.decrypt_io(source, out, identities)
+    except pyrage.DecryptError as exc:
+        raise decrypt_error(archive, exc) from None
+    except OSError as exc:
+        if exc.errno is None:  # age's authentication failure, raised as a read error
+            raise decrypt_error(archive, exc) from None
+        raise BackupError(f"cannot decrypt {archive}: {exc.strerror or exc}") from None
+    with plain.open("rb") as handle:
+        return check_stream(handle, archive)

@@ -1,0 +1,243 @@
+"""What a backup archive may hold, and what `verify` and `restore` refuse, without PostgreSQL.
+
+Archives are re-encrypted here with the operator's own recipient, as someone holding the
+public key could do: a member removed, added or changed behind the checksum list, a symlink or
+a hard link smuggled in (pointing at the signing key), names that climb out of the folder.
+Each is refused before anything is written. Backups themselves never write a link, even for
+hard-linked media, and a manifest that leaves nothing to save writes no archive at all.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pyrage
+import pytest
+from typer.testing import CliRunner
+
+from deploy.production.backup_archive import CHECKSUMS_NAME
+from deploy.production.backup_model import BackupError
+from deploy.production.cli import deploy_app
+from tests.test_deploy_backup import (
+    IDENTITY,
+    MEDIA_FILE,
+    RECIPIENT,
+    Install,
+    _install,
+    _populate,
+    backup,
+    open_archive,
+    restore,
+)
+
+
+def rewrite(
+    archive: Path,
+    out: Path,
+    *,
+    drop: str | None = None,
+    add: list[tuple[tarfile.TarInfo, bytes | None]] | None = None,
+    change: str | None = None,
+) -> Path:
+    """The same archive, re-encrypted to the same recipient, with one thing changed."""
+    plain = io.BytesIO()
+    with open_archive(archive) as source, tarfile.open(fileobj=plain, mode="w") as tar:
+        for member in source.getmembers():
+            if member.name == drop:
+                continue
+            if member.name == CHECKSUMS_NAME:
+                for info, data in add or []:
+                    tar.addfile(info, io.BytesIO(data) if data is not None else None)
+            handle = source.extractfile(member) if member.isreg() else None
+            data = handle.read() if handle else None
+            if member.name == change and data is not None:
+                data = bytes([data[0] ^ 1]) + data[1:]
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    out.write_bytes(pyrage.encrypt(plain.getvalue(), [IDENTITY.to_public()]))
+    return out
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Install:
+    install = _install(tmp_path / "old")
+    _populate(install)
+    return install
+
+
+@pytest.fixture
+def archive(source: Install, tmp_path: Path) -> Path:
+    return backup(source.manifest(), tmp_path / "b").archive
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Path:
+    path = tmp_path / "key.txt"
+    path.write_text(f"{IDENTITY}\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() and not p.is_symlink() else None
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _refused(archive: Path, tmp_path: Path, key: Path, match: str) -> None:
+    """`verify` exits 1 with the message, and `restore` changes nothing."""
+    result = CliRunner().invoke(deploy_app, ["verify", str(archive), "--identity", str(key)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: ") and "Traceback" not in result.output
+    assert match in result.stderr, result.stderr
+    target = _install(tmp_path / f"target-{archive.stem}")
+    before = _tree(target.root)
+    with pytest.raises(BackupError, match=re.escape(match)):
+        restore(archive, target.manifest())
+    assert _tree(target.root) == before
+
+
+def _info(name: str, **fields: Any) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    for field, value in fields.items():
+        setattr(info, field, value)
+    return info
+
+
+def test_a_symlink_member_is_refused(archive: Path, tmp_path: Path, key: Path) -> None:
+    """The crafted media file that became a link to the homeserver's signing key."""
+    link = _info("media/synapse_media_store/evil", type=tarfile.SYMTYPE, linkname="../../key")
+    crafted = rewrite(archive, tmp_path / "symlink.tar.age", add=[(link, None)])
+    _refused(crafted, tmp_path, key, "is a link; Caducée backups never hold links")
+
+
+def test_a_hardlink_member_is_refused(archive: Path, tmp_path: Path, key: Path) -> None:
+    link = _info(
+        "media/synapse_media_store/evil",
+        type=tarfile.LNKTYPE,
+        linkname="paths/synapse_signing_key",
+    )
+    crafted = rewrite(archive, tmp_path / "hardlink.tar.age", add=[(link, None)])
+    _refused(crafted, tmp_path, key, "is a link; Caducée backups never hold links")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["media/synapse_media_store/../../escape", "/etc/passwd", "paths/x/./y", "other/file"],
+)
+def test_a_name_outside_the_layout_is_refused(
+    archive: Path, tmp_path: Path, key: Path, name: str
+) -> None:
+    crafted = rewrite(archive, tmp_path / "name.tar.age", add=[(_info(name, size=1), b"x")])
+    _refused(crafted, tmp_path, key, "refused")
+
+
+def test_special_members_are_refused(archive: Path, tmp_path: Path, key: Path) -> None:
+    fifo = _info("media/synapse_media_store/fifo", type=tarfile.FIFOTYPE)
+    crafted = rewrite(archive, tmp_path / "fifo.tar.age", add=[(fifo, None)])
+    _refused(crafted, tmp_path, key, "is a special file")
+
+
+def test_a_missing_member_is_refused(archive: Path, tmp_path: Path, key: Path) -> None:
+    lacking = rewrite(
+        archive, tmp_path / "lacking.tar.age", drop=f"media/synapse_media_store/{MEDIA_FILE}"
+    )
+    _refused(lacking, tmp_path, key, "member(s) missing")
+
+
+def test_a_member_not_in_the_checksum_list_is_refused(
+    archive: Path, tmp_path: Path, key: Path
+) -> None:
+    extra = _info("media/synapse_media_store/extra", size=2)
+    crafted = rewrite(archive, tmp_path / "extra.tar.age", add=[(extra, b"hi")])
+    _refused(crafted, tmp_path, key, "not in its checksum list")
+
+
+def test_a_changed_member_is_refused(archive: Path, tmp_path: Path, key: Path) -> None:
+    changed = rewrite(archive, tmp_path / "changed.tar.age", change="paths/synapse_signing_key")
+    _refused(changed, tmp_path, key, "do not match their checksum")
+
+
+def test_a_missing_checksum_list_is_refused(archive: Path, tmp_path: Path, key: Path) -> None:
+    crafted = rewrite(archive, tmp_path / "nolist.tar.age", drop=CHECKSUMS_NAME)
+    _refused(crafted, tmp_path, key, "checksum list is missing")
+
+
+def test_the_wrong_key_and_a_cut_archive_are_refused(
+    archive: Path, tmp_path: Path, key: Path
+) -> None:
+    other = tmp_path / "other.txt"
+    assert CliRunner().invoke(deploy_app, ["backup-key", "--out", str(other)]).exit_code == 0
+    result = CliRunner().invoke(deploy_app, ["verify", str(archive), "-i", str(other)])
+    assert result.exit_code == 1 and "wrong key" in result.stderr
+    cut = tmp_path / "cut.tar.age"
+    cut.write_bytes(archive.read_bytes()[:-20])
+    _refused(cut, tmp_path, key, "damaged or truncated")
+
+
+def test_hard_linked_media_is_archived_as_two_files_never_a_link(
+    source: Install, tmp_path: Path
+) -> None:
+    media = source.media / MEDIA_FILE
+    os.link(media, media.with_name("same-inode"))
+    archive = backup(source.manifest(), tmp_path / "b").archive
+    with open_archive(archive) as tar:
+        members = tar.getmembers()
+    assert all(member.isreg() or member.isdir() for member in members)
+    target = _install(tmp_path / "new")
+    restore(archive, target.manifest())
+    copy = target.media / MEDIA_FILE
+    assert copy.with_name("same-inode").read_bytes() == copy.read_bytes() == media.read_bytes()
+
+
+def test_a_link_inside_a_secret_stops_the_backup(source: Install, tmp_path: Path) -> None:
+    (source.bot_store / "elsewhere").symlink_to("/etc/hostname")
+    with pytest.raises(BackupError, match="is a link or a special file"):
+        backup(source.manifest(), tmp_path / "b")
+    assert not list((tmp_path / "b").glob("*.tar.age"))
+
+
+def test_nothing_to_back_up_is_an_error_and_writes_no_archive(tmp_path: Path) -> None:
+    manifest = tmp_path / "deployment.yaml"
+    manifest.write_text(
+        "databases: {}\npaths: {}\noptional_paths:\n"
+        f"  key: {{path: {tmp_path / 'absent'}, absent: later}}\n"
+    )
+    out = tmp_path / "backups"
+    args = ["backup", "--config", str(manifest), "--out", str(out), "-r", RECIPIENT]
+    result = CliRunner().invoke(deploy_app, args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: nothing to back up")
+    assert not out.exists()
+
+
+def test_a_backup_without_recipient_is_a_usage_error(source: Install, tmp_path: Path) -> None:
+    args = ["backup", "--config", str(source.manifest_path), "--out", str(tmp_path / "b")]
+    result = CliRunner().invoke(deploy_app, args, env={"CADUCEE_BACKUP_RECIPIENT": ""})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: no backup recipient")
+    assert not (tmp_path / "b").exists()
+
+
+def test_an_archive_is_unreadable_without_the_identity(archive: Path, source: Install) -> None:
+    """Encrypted: no key, no name, no byte of the secrets in clear."""
+    data = archive.read_bytes()
+    assert data.startswith(b"age-encryption.org/v1\n")
+    for secret in (source.synapse_key.read_bytes(), b"olm sessions", b"synapse_signing_key"):
+        assert secret not in data
+    assert (archive.stat().st_mode & 0o777) == 0o600
+
+
+def test_backup_key_writes_a_private_identity_and_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "k.txt"
+    first = CliRunner().invoke(deploy_app, ["backup-key", "--out", str(path)])
+    assert first.exit_code == 0 and "age1" in first.stdout
+    assert (path.stat().st_mode & 0o777) == 0o600
+    content = path.read_text()
+    again = CliRunner().invoke(deploy_app, ["backup-key", "--out", str(path)])
+    assert again.exit_code == 2 and path.read_text() == content
