@@ -215,7 +215,7 @@ class _Job:
             except (OSError, BackupError) as exc:
                 detail = exc if isinstance(exc, BackupError) else (exc.strerror or exc)
                 raise BackupError(f"switching into place failed at {what}: {detail}") from None
-            self.undo.append((f"undo {what}", undo))
+            self.undo.append((f"reverse {what}", undo))
             del index
 
     def rollback(self, error: BackupError) -> BackupError:
@@ -229,7 +229,7 @@ class _Job:
             return BackupError(f"{error}. Nothing was changed: the deployment is as it was")
         return BackupError(
             f"{error}. Putting everything back failed for: {'; '.join(left)}. Do these steps "
-            "by hand (deploy/README.md, Restore, 'If putting back fails')"
+            "by hand, in this order (deploy/README.md, 'When a restore fails')"
         )
 
     def finish(self) -> list[str]:
