@@ -250,7 +250,8 @@ def _check_destinations(
     unknown += sorted(set(contents["media"]) - set(manifest.media))
     if unknown:
         raise BackupError("the manifest has no destination for: " + ", ".join(unknown))
-    for name, target in targets.items():
+    for name in contents["databases"]:
+        target = targets[name]
         if not backup_pg.is_empty(target, name):
             raise BackupError(
                 f"the {name} database ({target.dbname}) is not empty: restore into a "
