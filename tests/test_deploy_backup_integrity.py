@@ -109,20 +109,24 @@ def _info(name: str, **fields: Any) -> tarfile.TarInfo:
     return info
 
 
-def test_a_symlink_member_is_refused(archive: Path, tmp_path: Path, key: Path) -> None:
-    """The crafted media file that became a link to the homeserver's signing key."""
-    link = _info("media/synapse_media_store/evil", type=tarfile.SYMTYPE, linkname="../../key")
-    crafted = rewrite(archive, tmp_path / "symlink.tar.age", add=[(link, None)])
-    _refused(crafted, tmp_path, key, "is a link; Caducée backups never hold links")
+# wherever a link is put: the media, a key folder, beside a database dump, or replacing a key
+LINK_PLACES = [
+    "media/synapse_media_store/evil",
+    "paths/bot_store/evil",
+    "databases/evil.dump",
+    "paths/bot_secrets/pickle-key",
+]
 
 
-def test_a_hardlink_member_is_refused(archive: Path, tmp_path: Path, key: Path) -> None:
-    link = _info(
-        "media/synapse_media_store/evil",
-        type=tarfile.LNKTYPE,
-        linkname="paths/synapse_signing_key",
-    )
-    crafted = rewrite(archive, tmp_path / "hardlink.tar.age", add=[(link, None)])
+@pytest.mark.parametrize("name", LINK_PLACES)
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_a_link_member_is_refused_wherever_it_is(
+    archive: Path, tmp_path: Path, key: Path, name: str, kind: bytes
+) -> None:
+    """The crafted media file that became a link to the homeserver's signing key, and its kin."""
+    target = "paths/synapse_signing_key" if kind == tarfile.LNKTYPE else "../../signing.key"
+    link = _info(name, type=kind, linkname=target)
+    crafted = rewrite(archive, tmp_path / "link.tar.age", add=[(link, None)], drop=name)
     _refused(crafted, tmp_path, key, "is a link; Caducée backups never hold links")
 
 
