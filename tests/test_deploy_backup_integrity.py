@@ -245,3 +245,20 @@ def test_backup_key_writes_a_private_identity_and_never_overwrites(tmp_path: Pat
     content = path.read_text()
     again = CliRunner().invoke(deploy_app, ["backup-key", "--out", str(path)])
     assert again.exit_code == 2 and path.read_text() == content
+
+
+@pytest.mark.parametrize("media_size", [0, 2 * 1024 * 1024])  # the end; or mid-stream
+def test_a_full_disk_while_writing_leaves_no_archive(
+    source: Install, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, media_size: int
+) -> None:
+    (source.media / "big").write_bytes(os.urandom(media_size))
+
+    def encrypt_io(reader: Any, writer: Any, recipients: Any) -> None:
+        writer.write(b"age-encryption.org/v1\n")
+        reader.read(4096)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pyrage, "encrypt_io", encrypt_io)
+    with pytest.raises(BackupError, match="No space left on device; no archive written"):
+        backup(source.manifest(), tmp_path / "b")
+    assert list((tmp_path / "b").iterdir()) == []

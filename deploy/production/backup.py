@@ -276,7 +276,11 @@ def backup(
                 _Walker(writer, name, True, skipped).add_top(path, f"media/{name}")
             writer.finish()
         except BaseException as exc:
-            writer.abort()  # no half-written archive that looks like a backup
+            encrypting = writer.abort()  # no half-written archive that looks like a backup
+            if encrypting is not None and isinstance(exc, BrokenPipeError):
+                raise BackupError(
+                    f"cannot write {archive}: {encrypting}; no archive written"
+                ) from None
             if isinstance(exc, FileNotFoundError) and exc.filename is not None:
                 raise BackupError(
                     f"{exc.filename} vanished during the backup; no archive written"

@@ -173,11 +173,14 @@ class ArchiveWriter:
         self.checksums.pop(CHECKSUMS_NAME)
         self._close()
         if self._pump.error is not None:
-            raise BackupError(f"cannot write {self.path}: {self._pump.error}")
+            self.path.unlink(missing_ok=True)
+            raise BackupError(f"cannot write {self.path}: {self._pump.error}; no archive written")
 
-    def abort(self) -> None:
+    def abort(self) -> BaseException | None:
+        """Close and delete the archive; the encrypting side's own error, if it failed first."""
         self._close()
         self.path.unlink(missing_ok=True)
+        return self._pump.error
 
     def _close(self) -> None:
         try:
