@@ -14,6 +14,7 @@ the operator apart from it and given to `verify` and `restore`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -183,11 +184,10 @@ class ArchiveWriter:
         return self._pump.error
 
     def _close(self) -> None:
-        try:
-            self.tar.close()
-            self._plain_out.close()
-        except OSError:  # the encrypting side stopped first; its error is the one to report
-            pass
+        # OSError: the encrypting side stopped first; its error is the one to report.
+        for close in (self.tar.close, self._plain_out.close):
+            with contextlib.suppress(OSError):
+                close()
         self._pump.join()
         self._out.close()
 
