@@ -9,7 +9,6 @@ hard-linked media, and a manifest that leaves nothing to save writes no archive 
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import tarfile
@@ -23,49 +22,24 @@ from typer.testing import CliRunner
 from deploy.production.backup_archive import CHECKSUMS_NAME
 from deploy.production.backup_model import BackupError
 from deploy.production.cli import deploy_app
-from tests.test_deploy_backup import (
+from tests.backup_support import (
     IDENTITY,
     MEDIA_FILE,
     RECIPIENT,
     Install,
-    _install,
-    _populate,
     backup,
+    make_install,
     open_archive,
+    populate,
     restore,
+    rewrite,
 )
-
-
-def rewrite(
-    archive: Path,
-    out: Path,
-    *,
-    drop: str | None = None,
-    add: list[tuple[tarfile.TarInfo, bytes | None]] | None = None,
-    change: str | None = None,
-) -> Path:
-    """The same archive, re-encrypted to the same recipient, with one thing changed."""
-    plain = io.BytesIO()
-    with open_archive(archive) as source, tarfile.open(fileobj=plain, mode="w") as tar:
-        for member in source.getmembers():
-            if member.name == drop:
-                continue
-            if member.name == CHECKSUMS_NAME:
-                for info, data in add or []:
-                    tar.addfile(info, io.BytesIO(data) if data is not None else None)
-            handle = source.extractfile(member) if member.isreg() else None
-            data = handle.read() if handle else None
-            if member.name == change and data is not None:
-                data = bytes([data[0] ^ 1]) + data[1:]
-            tar.addfile(member, io.BytesIO(data) if data is not None else None)
-    out.write_bytes(pyrage.encrypt(plain.getvalue(), [IDENTITY.to_public()]))
-    return out
 
 
 @pytest.fixture
 def source(tmp_path: Path) -> Install:
-    install = _install(tmp_path / "old")
-    _populate(install)
+    install = make_install(tmp_path / "old")
+    populate(install)
     return install
 
 
@@ -95,7 +69,7 @@ def _refused(archive: Path, tmp_path: Path, key: Path, match: str) -> None:
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.output
     assert match in result.stderr, result.stderr
-    target = _install(tmp_path / f"target-{archive.stem}")
+    target = make_install(tmp_path / f"target-{archive.stem}")
     before = _tree(target.root)
     with pytest.raises(BackupError, match=re.escape(match)):
         restore(archive, target.manifest())
@@ -193,7 +167,7 @@ def test_hard_linked_media_is_archived_as_two_files_never_a_link(
     with open_archive(archive) as tar:
         members = tar.getmembers()
     assert all(member.isreg() or member.isdir() for member in members)
-    target = _install(tmp_path / "new")
+    target = make_install(tmp_path / "new")
     restore(archive, target.manifest())
     copy = target.media / MEDIA_FILE
     assert copy.with_name("same-inode").read_bytes() == copy.read_bytes() == media.read_bytes()

@@ -26,16 +26,17 @@ from deploy.production import backup_pg
 from deploy.production import restore as restore_module
 from deploy.production.backup_model import BackupError, PgTarget
 from deploy.production.cli import deploy_app
-from tests.test_bot_commands_support import postgres_admin_url
-from tests.test_deploy_backup import (
+from tests.backup_support import (
     IDENTITY,
     RECIPIENT,
     Install,
-    _install,
-    _populate,
     backup,
+    make_install,
+    populate,
     restore,
+    rewrite,
 )
+from tests.test_bot_commands_support import postgres_admin_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 NAMES = ("synapse", "bridge", "bot")
@@ -123,8 +124,8 @@ def _files(root: Path) -> dict[str, tuple[str, int]]:
 def source(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One backed-up deployment with data in its three databases."""
     root = tmp_path_factory.mktemp("pg-backup")
-    install = _install(root / "old")
-    _populate(install)
+    install = make_install(root / "old")
+    populate(install)
     names = _with_databases(install, cluster, "old", rows=True)
     result = backup(install.manifest(), root / "backups")
     return {"install": install, "names": names, "archive": result.archive, "root": root}
@@ -132,7 +133,7 @@ def source(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 def _fresh(cluster: Cluster, root: Path) -> Install:
     """A fresh deployment: empty databases, empty folders, a signing key render made."""
-    install = _install(root)
+    install = make_install(root)
     _with_databases(install, cluster, f"new{uuid.uuid4().hex[:6]}", rows=False)
     install.synapse_key.write_text("ed25519 a_new fresh\n")
     return install
@@ -231,8 +232,6 @@ def test_the_wrong_key_is_refused_and_nothing_changes(
 def test_a_missing_database_dump_is_refused_and_nothing_changes(
     cluster: Cluster, source: dict[str, Any], target: Install, tmp_path: Path
 ) -> None:
-    from tests.test_deploy_backup_integrity import rewrite
-
     lacking = rewrite(source["archive"], tmp_path / "lacking.tar.age", drop="databases/bot.dump")
     before = _state(cluster, target)
     with pytest.raises(BackupError, match=r"missing: databases/bot\.dump"):
