@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pyrage
 import pytest
 from typer.testing import CliRunner
 
+from deploy.production import restore as restore_module
 from deploy.production.backup_archive import CHECKSUMS_NAME
 from deploy.production.backup_model import BackupError
 from deploy.production.cli import deploy_app
@@ -236,3 +238,27 @@ def test_a_full_disk_while_writing_leaves_no_archive(
     with pytest.raises(BackupError, match="No space left on device; no archive written"):
         backup(source.manifest(), tmp_path / "b")
     assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_a_stop_request_in_the_middle_of_the_switch_puts_everything_back(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker stop` or systemd's SIGTERM half-way through moving files into place."""
+    target = make_install(tmp_path / "new")
+    target.synapse_key.write_text("the key init made\n")
+    before = _tree(target.root)
+    real_move = restore_module._move
+    moves = [0]
+
+    def move(source: Path, dest: Path) -> None:
+        moves[0] += 1
+        if moves[0] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_move(source, dest)
+
+    monkeypatch.setattr(restore_module, "_move", move)
+    with pytest.raises(BackupError, match=r"^interrupted\. Nothing was changed"):
+        restore(archive, target.manifest())
+    assert moves[0] > 3  # some moves were done, then undone
+    assert _tree(target.root) == before
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

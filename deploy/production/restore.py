@@ -17,15 +17,18 @@ overwriting an earlier copy). The empty databases the new ones replace are dropp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets as token_source
 import shutil
+import signal
 import stat
 import tarfile
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -301,10 +304,28 @@ def _scratch_parent(manifest: Manifest) -> Path | None:
 def restore(archive: Path, manifest: Manifest, identities: list[x25519.Identity]) -> RestoreResult:
     """Restore `archive` into the (fresh) databases and paths of `manifest`, all or nothing."""
     try:
-        return _restore(archive, manifest, identities)
+        with _sigterm_interrupts():
+            return _restore(archive, manifest, identities)
     except _Unchanged as exc:
         original: BackupError = exc.args[0]
         raise type(original)(f"{original}; nothing was changed") from None
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """A stop request (`docker stop`, systemd) interrupts like Ctrl-C, so the undo runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Unchanged(Exception):
@@ -353,6 +374,8 @@ def _restore(archive: Path, manifest: Manifest, identities: list[x25519.Identity
                 raise job.rollback(exc) from None
             except OSError as exc:
                 raise job.rollback(BackupError(f"cannot write: {exc}")) from None
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (below): put everything back first
+                raise job.rollback(BackupError("interrupted")) from None
             notes = job.finish()
     return RestoreResult(restored, _notes(contents, manifest) + notes)
 
