@@ -17,87 +17,34 @@ import shutil
 import stat
 import tarfile
 import tracemalloc
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from bridge.registry.keys import fingerprint_of, load, load_or_create
-from deploy.production.backup import MANIFEST_NAME, BackupError, Manifest, backup, restore
+from deploy.production.backup import MANIFEST_NAME, BackupError
 from deploy.production.cli import deploy_app
-
-MEDIA_FILE = "local_content/ab/cd/efghijklmnop"
-
-
-@dataclass
-class Install:
-    """The data folders of one installation and its `deployment.yaml`."""
-
-    root: Path
-    manifest_path: Path
-
-    @property
-    def synapse_key(self) -> Path:
-        return self.root / "synapse" / "signing.key"
-
-    @property
-    def federation_key(self) -> Path:
-        return self.root / "bridge" / "federation.signing.key"
-
-    @property
-    def media(self) -> Path:
-        return self.root / "synapse" / "media_store"
-
-    @property
-    def bot_store(self) -> Path:
-        return self.root / "bot" / "store"
-
-    def manifest(self) -> Manifest:
-        return Manifest.load(self.manifest_path)
+from tests.backup_support import (
+    IDENTITY,
+    MEDIA_FILE,
+    RECIPIENT,
+    Install,
+    backup,
+    open_archive,
+    restore,
+)
+from tests.backup_support import make_install as _install
+from tests.backup_support import populate as _populate
 
 
-def _install(root: Path) -> Install:
-    """Empty folders as `prepare_data_dirs` makes them, and a manifest shaped like render's."""
-    for folder in ("synapse", "synapse/media_store", "bridge", "bot", "bot/store", "bot/secrets"):
-        (root / folder).mkdir(parents=True, mode=0o700)
-    install = Install(root, root / "deployment.yaml")
-    data = {
-        "databases": {},
-        "paths": {
-            "synapse_signing_key": str(install.synapse_key),
-            "bot_store": str(install.bot_store),
-            "bot_secrets": str(root / "bot" / "secrets"),
-        },
-        "optional_paths": {
-            "bridge_federation_key": {
-                "path": str(install.federation_key),
-                "absent": "the bridge creates it at its first start",
-            }
-        },
-        "media": {"synapse_media_store": str(install.media)},
-    }
-    install.manifest_path.write_text(yaml.safe_dump(data))
-    return install
-
-
-def _populate(install: Install, *, bridge_ran: bool = True) -> None:
-    install.synapse_key.write_text("ed25519 a_xyz c2VjcmV0\n")
-    os.chmod(install.synapse_key, 0o600)
-    (install.bot_store / "crypto.db").write_bytes(b"olm sessions")
-    (install.root / "bot" / "secrets" / "pickle-key").write_text("pickle")
-    if bridge_ran:
-        load_or_create(install.federation_key)
-    media = install.media / MEDIA_FILE
-    media.parent.mkdir(parents=True)
-    media.write_bytes(os.urandom(4096))
-    os.chmod(media, 0o644)  # Synapse in its container writes with umask 022
-    thumbnail = install.media / "local_thumbnails" / "ab" / "t.png"
-    thumbnail.parent.mkdir(parents=True)
-    thumbnail.write_bytes(b"png")
-    os.chmod(thumbnail, 0o600)  # with systemd's UMask=0077
+@pytest.fixture
+def identity_file(tmp_path: Path) -> Path:
+    path = tmp_path / "backup-key.txt"
+    path.write_text(f"# public key: {RECIPIENT}\n{IDENTITY}\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 def _mode(path: Path) -> int:
@@ -117,7 +64,7 @@ def test_federation_key_and_media_survive_backup_and_restore(
     result = backup(source.manifest(), tmp_path / "backups")
     assert result.warnings == []
     assert _mode(result.archive) == 0o600 and result.size == result.archive.stat().st_size
-    with tarfile.open(result.archive) as tar:
+    with open_archive(result.archive) as tar:
         names = tar.getnames()
         assert names[0] == MANIFEST_NAME  # restore checks before reading the rest
         media_member = tar.getmember(f"media/synapse_media_store/{MEDIA_FILE}")
@@ -147,24 +94,26 @@ def test_federation_key_and_media_survive_backup_and_restore(
 
 
 def test_backup_before_the_bridge_ever_ran_says_the_key_is_not_there_yet(
-    tmp_path: Path,
+    tmp_path: Path, identity_file: Path
 ) -> None:
     install = _install(tmp_path / "old")
     _populate(install, bridge_ran=False)
     runner = CliRunner()
     args = ["backup", "--config", str(install.manifest_path), "--out", str(tmp_path / "b")]
+    args += ["--recipient", RECIPIENT]
     result = runner.invoke(deploy_app, args)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert "Warning: bridge_federation_key" in result.stderr
     assert "is not there yet: the bridge creates it at its first start" in result.stderr
-    (archive,) = (tmp_path / "b").glob("caducee-backup-*.tar.gz")
-    with tarfile.open(archive) as tar:
+    (archive,) = (tmp_path / "b").glob("caducee-backup-*.tar.age")
+    with open_archive(archive) as tar:
         assert not any(name.startswith("paths/bridge_federation_key") for name in tar.getnames())
 
     target = _install(tmp_path / "new")
     result = runner.invoke(
-        deploy_app, ["restore", str(archive), "--config", str(target.manifest_path)]
+        deploy_app,
+        ["restore", str(archive), "--config", str(target.manifest_path), "-i", str(identity_file)],
     )
     assert result.exit_code == 0, result.output
     assert "Note: bridge_federation_key: not in this archive" in result.stdout
@@ -173,15 +122,18 @@ def test_backup_before_the_bridge_ever_ran_says_the_key_is_not_there_yet(
     assert (target.media / MEDIA_FILE).is_file()
 
 
-def test_no_media_leaves_the_media_store_out(source: Install, tmp_path: Path) -> None:
+def test_no_media_leaves_the_media_store_out(
+    source: Install, tmp_path: Path, identity_file: Path
+) -> None:
     runner = CliRunner()
     out = tmp_path / "b"
     args = ["backup", "--config", str(source.manifest_path), "--out", str(out), "--no-media"]
+    args += ["-r", RECIPIENT]
     result = runner.invoke(deploy_app, args)
     assert result.exit_code == 0, result.output
     assert "synapse_media_store" in result.stderr and "--no-media" in result.stderr
-    (archive,) = out.glob("caducee-backup-*.tar.gz")
-    with tarfile.open(archive) as tar:
+    (archive,) = out.glob("caducee-backup-*.tar.age")
+    with open_archive(archive) as tar:
         names = tar.getnames()
         contents = json.load(tar.extractfile(MANIFEST_NAME))  # type: ignore[arg-type]
     assert not any(name.startswith("media/") for name in names)
@@ -190,7 +142,8 @@ def test_no_media_leaves_the_media_store_out(source: Install, tmp_path: Path) ->
 
     target = _install(tmp_path / "new")
     result = runner.invoke(
-        deploy_app, ["restore", str(archive), "--config", str(target.manifest_path)]
+        deploy_app,
+        ["restore", str(archive), "--config", str(target.manifest_path), "-i", str(identity_file)],
     )
     assert result.exit_code == 0, result.output
     assert "taken with --no-media" in result.stdout
@@ -242,23 +195,21 @@ def test_restore_replaces_a_key_a_bridge_started_too_early_made(
     assert fingerprint_of(load(kept)) == fingerprint_of(early)
 
 
-def test_archives_from_before_media_and_federation_key_still_restore(
+def test_unencrypted_archives_of_earlier_versions_are_refused_not_trusted(
     source: Install, tmp_path: Path
 ) -> None:
-    """Earlier archives: manifest last, secrets only. The notes say what they lack."""
+    """Plain tar.gz archives carry no checksums: nothing proves they are intact."""
     archive = tmp_path / "old.tar.gz"
     contents = {"format": 1, "created": "x", "databases": [], "paths": {"bot_store": "dir"}}
     data = tmp_path / MANIFEST_NAME
     data.write_text(json.dumps(contents))
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(source.bot_store, arcname="paths/bot_store")
         tar.add(data, arcname=MANIFEST_NAME)
+        tar.add(source.bot_store, arcname="paths/bot_store")
     target = _install(tmp_path / "new")
-    done = restore(archive, target.manifest())
-    assert done.restored == [f"dir bot_store -> {target.bot_store}"]
-    assert any(note.startswith("bridge_federation_key: not in this archive") for note in done.notes)
-    assert any("synapse_media_store: not in this archive" in note for note in done.notes)
-    assert (target.bot_store / "crypto.db").read_bytes() == b"olm sessions"
+    with pytest.raises(BackupError, match="unencrypted archive from an earlier version"):
+        restore(archive, target.manifest())
+    assert list(target.bot_store.iterdir()) == []
 
 
 def test_a_missing_media_store_is_an_error_not_an_empty_backup(
@@ -334,15 +285,15 @@ def test_media_synapse_deletes_during_the_backup_is_counted_not_fatal(
     )
     out = tmp_path / "b"
     args = ["backup", "--config", str(source.manifest_path), "--out", str(out)]
-    result = CliRunner().invoke(deploy_app, args)
+    result = CliRunner().invoke(deploy_app, args, env={"CADUCEE_BACKUP_RECIPIENT": RECIPIENT})
     assert result.exit_code == 0, result.output
     warning = (
         "Warning: 2 media file(s) vanished during the backup (deleted by Synapse's media "
         "retention); not in the archive"
     )
     assert result.stderr.splitlines() == [warning]
-    (archive,) = out.glob("caducee-backup-*.tar.gz")
-    with tarfile.open(archive) as tar:
+    (archive,) = out.glob("caducee-backup-*.tar.age")
+    with open_archive(archive) as tar:
         names = tar.getnames()
     prefix = "media/synapse_media_store"
     assert f"{prefix}/local_content/ab/cd/kept" in names
@@ -378,7 +329,7 @@ def test_symlinked_media_store_and_secrets_are_archived_with_their_contents(
         path.symlink_to(moved)
     result = backup(source.manifest(), tmp_path / "b")
     assert result.warnings == []
-    with tarfile.open(result.archive) as tar:
+    with open_archive(result.archive) as tar:
         members = {member.name: member for member in tar.getmembers()}
     assert not any(member.issym() for member in members.values())
     assert members["media/synapse_media_store"].isdir()
@@ -412,7 +363,7 @@ def test_links_and_special_files_inside_the_media_store_are_not_followed(
     assert result.warnings == [
         "3 symlink(s) or special file(s) in the media store not followed; not in the archive"
     ]
-    with tarfile.open(result.archive) as tar:
+    with open_archive(result.archive) as tar:
         names = tar.getnames()
     for name in ("outside", "local_content/inside", "fifo"):
         assert f"media/synapse_media_store/{name}" not in names

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import stat
 import tarfile
@@ -46,6 +47,7 @@ from bridge.synapse_admin import SynapseAdmin
 from deploy.local.ca import ensure_server_cert
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation, RegisteredUser
 from deploy.local.services import wait_for_log_line
+from deploy.production.backup_archive import load_identities
 from deploy.production.render import Tuning, prepare_data_dirs, render
 from deploy.production.routes import Upstream
 from tests.deploy_stack import (
@@ -379,6 +381,14 @@ def _media_file(media_store: Path, uri: str) -> Path:
     return media_store / "local_content" / media_id[:2] / media_id[2:4] / media_id[4:]
 
 
+def open_archive(archive: Path, key_file: Path) -> tarfile.TarFile:
+    """A backup archive decrypted with the operator's identity, for looking inside."""
+    import pyrage
+
+    plain = pyrage.decrypt(archive.read_bytes(), load_identities(key_file))
+    return tarfile.open(fileobj=io.BytesIO(plain), mode="r:")
+
+
 async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -410,16 +420,24 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
         assert stack.rendered is not None
         stack.stop()
         out = tmp_path / "backups"
+        key_file = tmp_path / "operator" / "backup-key.txt"  # the operator's, off the server
+        key_file.parent.mkdir()
+        done = await _caducee("deploy", "backup-key", "--out", str(key_file))
+        assert done.returncode == 0, done.stderr
+        recipient = done.stdout.rsplit(" ", 1)[1].strip()
         done = await _caducee(
-            "deploy", "backup", "--config", str(stack.rendered.manifest), "--out", str(out)
-        )
+            "deploy", "backup", "--config", str(stack.rendered.manifest), "--out", str(out),
+            "--recipient", recipient,
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "Warning" not in done.stderr
-        (archive,) = out.glob("caducee-backup-*.tar.gz")
+        (archive,) = out.glob("caducee-backup-*.tar.age")
+        done = await _caducee("deploy", "verify", str(archive), "--identity", str(key_file))
+        assert done.returncode == 0 and "intact" in done.stdout, done.stderr
         assert stat.S_IMODE(archive.stat().st_mode) == 0o600
         assert stat.S_IMODE(out.stat().st_mode) == 0o700
         media_member = f"media/synapse_media_store/{stored.relative_to(media_store)}"
-        with tarfile.open(archive) as tar:
+        with open_archive(archive, key_file) as tar:
             # members keep their modes
             assert tar.getmember(media_member).mode == stat.S_IMODE(stored.stat().st_mode)
             assert tar.getmember("paths/bridge_federation_key").mode == 0o600
@@ -428,12 +446,12 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
         no_media_out = tmp_path / "backups-no-media"
         done = await _caducee(
             "deploy", "backup", "--config", str(stack.rendered.manifest),
-            "--out", str(no_media_out), "--no-media",
+            "--out", str(no_media_out), "--no-media", "-r", recipient,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "synapse_media_store" in done.stderr and "--no-media" in done.stderr
-        (lean,) = no_media_out.glob("caducee-backup-*.tar.gz")
-        with tarfile.open(lean) as tar:
+        (lean,) = no_media_out.glob("caducee-backup-*.tar.age")
+        with open_archive(lean, key_file) as tar:
             lean_names = tar.getnames()
         assert not any(name.startswith("media/") for name in lean_names)
         assert "paths/bridge_federation_key" in lean_names
@@ -460,21 +478,18 @@ async def test_backup_then_restore_into_fresh_databases_brings_the_bot_back(
         # A backup of the new machine before its bridge ever ran: the key is not there yet.
         done = await _caducee(
             "deploy", "backup", "--config", str(restored.rendered.manifest),
-            "--out", str(tmp_path / "backups-before-bridge"),
+            "--out", str(tmp_path / "backups-before-bridge"), "-r", recipient,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
         assert "Warning: bridge_federation_key" in done.stderr
         assert "is not there yet" in done.stderr
 
-        done = await _caducee(
-            "deploy", "restore", str(archive), "--config", str(restored.rendered.manifest)
-        )
+        restore = ["deploy", "restore", str(archive), "--config", str(restored.rendered.manifest)]
+        done = await _caducee(*restore, "--identity", str(key_file))
         assert done.returncode == 0, done.stderr
         # a second restore is refused: the databases are no longer fresh
-        again = await _caducee(
-            "deploy", "restore", str(archive), "--config", str(restored.rendered.manifest)
-        )
+        again = await _caducee(*restore, "--identity", str(key_file))
         assert again.returncode == 1 and "not empty" in again.stderr
         assert "Traceback" not in again.stderr
         key = topology.synapse_data_dir / "signing.key"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,12 @@ from urllib.parse import quote
 
 import jinja2
 import yaml
-from signedjson.key import generate_signing_key, write_signing_keys
 
 from bridge.registry.model import ALLOWED_SERVERS_PATH
 from deploy.local.homeserver import SYNAPSE_CONFIG_DIR
+from deploy.production.datadirs import ensure_signing_key as ensure_signing_key
+from deploy.production.datadirs import init_section
+from deploy.production.datadirs import prepare_data_dirs as prepare_data_dirs
 from deploy.production.envfile import write_private
 from deploy.production.settings import Settings, Topology, Worker
 
@@ -201,16 +202,6 @@ def worker_config(worker: Worker, topology: Topology) -> dict[str, Any]:
     }
 
 
-def ensure_signing_key(path: Path) -> None:
-    """Create the homeserver's signing key once (0600); it must survive every upgrade."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        write_signing_keys(handle, [generate_signing_key("a_" + secrets.token_hex(2))])
-
-
 def _yaml(data: dict[str, Any]) -> str:
     return GENERATED_HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
@@ -317,6 +308,8 @@ def manifest(settings: Settings, topology: Topology) -> dict[str, Any]:
             # media_store_path of the hardened template
             "synapse_media_store": str(topology.synapse_data_dir / "media_store"),
         },
+        # What `caducee deploy init` creates where the deployment runs (render writes no data).
+        "init": init_section(topology),
     }
 
 
@@ -387,23 +380,3 @@ def registry_reminder(settings: Settings, bridge_config_path: Path) -> list[str]
     ]
     lines.append(f"  caducee admin member list {config}   (to check)")
     return lines
-
-
-def prepare_data_dirs(topology: Topology) -> None:
-    """Create the data directories (0700) and the signing key.
-
-    The bot creates its own pickle key file (0600) on first start; it is backed up with the
-    crypto store it protects.
-    """
-    for directory in (
-        topology.synapse_data_dir,
-        topology.synapse_data_dir / "logs",
-        topology.synapse_data_dir / "media_store",
-        topology.bridge_data_dir,
-        topology.bot_data_dir,
-        topology.bot_data_dir / "store",
-        topology.bot_data_dir / "secrets",
-    ):
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
-    ensure_signing_key(topology.synapse_data_dir / "signing.key")
