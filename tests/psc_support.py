@@ -215,3 +215,50 @@ async def exchange(site: PscSite, login_token: str) -> dict[str, Any]:
         body: dict[str, Any] = await response.json()
         assert response.status == 200, body
         return body
+
+
+async def in_register(site: PscSite, who: Identity) -> None:
+    """Put `who` in the live directory, with their profession code (once)."""
+    import sqlalchemy as sa
+
+    from tests.admin_support import add_practitioner
+
+    async with site.db.sessions() as session:
+        present = await session.scalar(
+            sa.text("SELECT count(*) FROM directory_practitioner WHERE rpps = :r"), {"r": who.rpps}
+        )
+    if not present:
+        await add_practitioner(site.db, who.rpps, who.given_name.upper(), who.family_name)
+    async with site.db.sessions.begin() as session:
+        await session.execute(
+            sa.text("UPDATE directory_practitioner SET profession_code = :c WHERE rpps = :r"),
+            {"c": who.profession_code, "r": who.rpps},
+        )
+
+
+async def signin_audit(site: PscSite, rpps: str) -> list[Any]:
+    from bridge.admin import audit
+
+    async with site.db.sessions() as session:
+        entries = await audit.recent(session, limit=500, action="psc_signin")
+    return [e for e in entries if e.detail.get("rpps") == rpps]
+
+
+async def stop_at_callback(http: aiohttp.ClientSession, page: SsoResult, who: Identity) -> str:
+    """Sign in at the stand-in but keep the homeserver callback URL instead of following it."""
+    form_re = r'<form method="post" action="([^"]+)">\s*<input[^>]*value="(\d+)"'
+    action = next(a for a, s in re.findall(form_re, page.text) if s == who.subject)
+    url, method, data = urljoin(page.url, unescape(action)), "POST", {"subject": who.subject}
+    data["acr"] = "eidas1"
+    for _ in range(10):
+        async with http.request(method, url, data=data, allow_redirects=False) as response:
+            location = response.headers.get("Location")
+            assert location, f"no redirect from {url}: {response.status}"
+            url, method, data = urljoin(url, location), "GET", {}
+            if "/_synapse/client/oidc/callback" in url:
+                return url
+    raise AssertionError("the stand-in never sent the browser back to the homeserver")
+
+
+def new_jar(site: PscSite) -> aiohttp.CookieJar:
+    return _jar(site)

@@ -43,7 +43,9 @@ logger = logging.getLogger(__name__)
 
 ADMIT_PATH = "/_caducee/v1/psc/admit"
 ANSWER_REUSE_SECONDS = 60.0
-"""How long an admission answer serves the `map_user_attributes` call of the same sign-in."""
+"""How long an admission answer serves the `map_user_attributes` calls of the same sign-in
+(Synapse calls it once to look for an existing account, then again to register): the bridge is
+asked, and the sign-in audited, once per sign-in. `get_extra_attributes` always asks afresh."""
 
 _UNAVAILABLE = (
     "Connexion Pro Santé Connect momentanément indisponible : réessayez plus tard ou "
@@ -88,7 +90,7 @@ class PscMappingProvider:
             # took it meanwhile: refuse rather than guess another ID the bridge did not link.
             raise MappingException(_UNAVAILABLE)
         identifier = self.get_remote_user_id(userinfo)
-        cached = self._answers.pop(identifier, None)
+        cached = self._answers.get(identifier)
         fresh = cached is not None and time.monotonic() - cached[0] < ANSWER_REUSE_SECONDS
         answer = cached[1] if fresh and cached is not None else await self._admit(userinfo, token)
         if answer.get("decision") != "admit" or not isinstance(answer.get("localpart"), str):
