@@ -39,7 +39,7 @@ from bridge.psc.settings import PscSettings
 logger = logging.getLogger(__name__)
 
 ACTION = "psc_signin"
-_IDENTIFIER_RE = r"^(?:\d{11}|[0-9A-Z]{9})$"
+_IDENTIFIER_RE = re.compile(r"[0-9]{11}|[0-9A-Z]{9}")  # ASCII digits only
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ class AdmitRequest:
     def parse(cls, body: Mapping[str, Any]) -> AdmitRequest:
         """Validate the module's request; AdminError('invalid') names the field at fault."""
         identifier = body.get("identifier")
-        if not isinstance(identifier, str) or not re.match(_IDENTIFIER_RE, identifier):
+        if not isinstance(identifier, str) or not _IDENTIFIER_RE.fullmatch(identifier):
             raise AdminError("invalid", "'identifier' must be an RPPS (11 digits) or ADELI (9)")
         acr = body.get("acr")
         if acr is not None and (not isinstance(acr, str) or len(acr) > 64):

@@ -27,8 +27,9 @@ from typing import Any
 REQUIRED_ACR = "eidas1"
 """The only level Caducée accepts: PSC's substantial level (e-CPS app or CPS card)."""
 
-_RPPS_SUBJECT = re.compile(r"^8(\d{11})$")
-_ADELI_SUBJECT = re.compile(r"^0([0-9A-Z]{9})$")
+# ASCII only ([0-9], not \d, which also matches Arabic-Indic or full-width digits), whole string.
+_RPPS_SUBJECT = re.compile(r"8([0-9]{11})")
+_ADELI_SUBJECT = re.compile(r"0([0-9A-Z]{9})")
 MAX_NAME = 100
 
 
@@ -55,7 +56,7 @@ def national_identifier(subject: object) -> str:
     if not isinstance(subject, str):
         raise ClaimsError("SubjectNameID is missing from the provider's answer")
     text = subject.strip()
-    found = _RPPS_SUBJECT.match(text) or _ADELI_SUBJECT.match(text)
+    found = _RPPS_SUBJECT.fullmatch(text) or _ADELI_SUBJECT.fullmatch(text)
     if found is None:
         raise ClaimsError("SubjectNameID is not a national identifier (8 + RPPS or 0 + ADELI)")
     return found.group(1)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_PROFESSIONS = ("10",)
 """Profession code 10 of the register: médecin."""
-_IDENTIFIER = re.compile(r"^(?:\d{11}|[0-9A-Z]{9})$")
+_IDENTIFIER = re.compile(r"[0-9]{11}|[0-9A-Z]{9}")
 
 
 class PscSettings(BaseModel):
@@ -37,7 +37,7 @@ class PscSettings(BaseModel):
     @classmethod
     def _identifiers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
-            if not _IDENTIFIER.match(item):
+            if not _IDENTIFIER.fullmatch(item):
                 raise ValueError(f"{item!r} is not an RPPS (11 digits) or ADELI (9) number")
         return value
 
