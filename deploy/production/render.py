@@ -30,6 +30,7 @@ from signedjson.key import generate_signing_key, write_signing_keys
 from bridge.registry.model import ALLOWED_SERVERS_PATH
 from deploy.local.homeserver import SYNAPSE_CONFIG_DIR
 from deploy.production.envfile import write_private
+from deploy.production.psc import SECRET_FILE, TOKEN_FILE
 from deploy.production.settings import Settings, Topology, Worker
 
 GENERATED_HEADER = "# Rendered by `caducee deploy render` from the deployment's .env: edit .env, "
@@ -167,6 +168,9 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
         "rate_limits_relaxed": testing,
         "admin_contact": f"mailto:{settings.admin_email}",
         "guard_config": guard_config(settings, topology, tuning),
+        "oidc_providers": []
+        if settings.psc is None
+        else [settings.psc.synapse_provider(topology.config_dir / "synapse", bridge_url(topology))],
     }
 
 
@@ -223,9 +227,13 @@ def bridge_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "database_url": database_url(settings, topology, "bridge", "+asyncpg"),
         "listen_host": topology.bind,
         "listen_port": topology.bridge.port,
-        "service_tokens": [{"name": "bot", "token": settings.secrets["CADUCEE_BRIDGE_BOT_TOKEN"]}],
+        "service_tokens": [
+            {"name": "bot", "token": settings.secrets["CADUCEE_BRIDGE_BOT_TOKEN"]},
+            *([] if settings.psc is None else [settings.psc.bridge_service_token()]),
+        ],
         "openid_allowed_servers": settings.allowed_servers,
         "log_level": "INFO",
+        **({} if settings.psc is None else {"psc": settings.psc.bridge_section()}),
     }
 
 
@@ -342,6 +350,9 @@ def render(
         **synapse_values(settings, topology, tuning)
     )
     write_private(homeserver, text)
+    if settings.psc is not None:  # read by Synapse (client_secret_path, the mapping provider)
+        write_private(synapse_dir / SECRET_FILE, settings.psc.client_secret)
+        write_private(synapse_dir / TOKEN_FILE, settings.psc.bridge_token)
     workers = {}
     for worker in topology.workers:
         path = synapse_dir / "workers" / f"{worker.name}.yaml"
