@@ -154,8 +154,12 @@ def bridge_site_config(
 
 
 def _jar(site: PscSite) -> aiohttp.CookieJar:
-    origins = [site.hs.client_url, f"http://127.0.0.1:{site.standin.port}"]
-    return aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=origins)
+    return _jar_for(site.hs.client_url, f"http://127.0.0.1:{site.standin.port}")
+
+
+def _jar_for(client_url: str, standin_origin: str) -> aiohttp.CookieJar:
+    # Synapse's session cookie is Secure; browsers treat loopback http as a secure origin.
+    return aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[client_url, standin_origin])
 
 
 async def _follow(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> SsoResult:
@@ -174,10 +178,11 @@ async def _follow(http: aiohttp.ClientSession, method: str, url: str, **kw: Any)
     raise AssertionError(f"too many redirects, last {url}")
 
 
-async def start_sso(http: aiohttp.ClientSession, site: PscSite) -> SsoResult:
+async def start_sso(http: aiohttp.ClientSession, site: PscSite | str) -> SsoResult:
     """Start at the homeserver's SSO redirect; end on the stand-in's sign-in page."""
+    client_url = site if isinstance(site, str) else site.hs.client_url
     url = (
-        f"{site.hs.client_url}/_matrix/client/v3/login/sso/redirect/oidc-{IDP_ID}"
+        f"{client_url}/_matrix/client/v3/login/sso/redirect/oidc-{IDP_ID}"
         f"?redirectUrl={CLIENT_REDIRECT}"
     )
     return await _follow(http, "GET", url)
@@ -197,10 +202,31 @@ async def choose(
 
 
 async def sso_sign_in(site: PscSite, who: Identity, acr: str = "eidas1") -> SsoResult:
-    async with aiohttp.ClientSession(cookie_jar=_jar(site)) as http:
-        page = await start_sso(http, site)
+    standin = f"http://127.0.0.1:{site.standin.port}"
+    return await sso_sign_in_at(site.hs.client_url, standin, who, acr)
+
+
+async def sso_sign_in_at(
+    client_url: str, standin_origin: str, who: Identity, acr: str = "eidas1"
+) -> SsoResult:
+    """The whole dance on any homeserver (the demo's too) and stand-in."""
+    async with aiohttp.ClientSession(cookie_jar=_jar_for(client_url, standin_origin)) as http:
+        page = await start_sso(http, client_url)
         assert page.status == 200, page
         return await choose(http, page, who, acr)
+
+
+async def exchange_at(client_url: str, login_token: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{client_url}/_matrix/client/v3/login",
+            json={"type": "m.login.token", "token": login_token},
+        ) as response,
+    ):
+        body: dict[str, Any] = await response.json()
+        assert response.status == 200, body
+        return body
 
 
 async def exchange(site: PscSite, login_token: str) -> dict[str, Any]:

@@ -38,7 +38,8 @@ class Identity:
 
     @property
     def subject(self) -> str:
-        return "8" + self.rpps
+        """`SubjectNameID`: 8 + RPPS (11 digits), or 0 + ADELI (9 characters)."""
+        return ("8" if len(self.rpps) == 11 else "0") + self.rpps
 
     def as_json(self) -> dict[str, str]:
         return {
