@@ -119,3 +119,21 @@ def test_without_psc_settings_nothing_about_psc_is_rendered(tmp_path: Path) -> N
 def test_psc_mistakes_are_named(tmp_path: Path, extra: dict[str, str], named: str) -> None:
     with pytest.raises(EnvFileError, match=named):
         Settings.from_env(env(**extra), env_dir=tmp_path)
+
+
+def test_only_the_demo_relaxes_the_per_address_login_limit(tmp_path: Path) -> None:
+    """Every demo client signs in from 127.0.0.1: the per-address limit goes, the per-account
+    and failed-attempt limits stay Synapse's; production keeps every limit."""
+    from deploy.local.ca import ensure_ca
+    from deploy.local.demo import demo_specs
+    from deploy.local.homeserver import render_config
+
+    spec = demo_specs((18481, 18482))[0]
+    assert spec.login_address_relaxed and not spec.testing
+    demo = yaml.safe_load(
+        render_config(spec, tmp_path / "hs", ensure_ca(tmp_path / "ca")).read_text()
+    )
+    assert demo["rc_login"] == {"address": {"per_second": 1000, "burst_count": 1000}}
+    assert "rc_message" not in demo and "rc_joins" not in demo
+    production, _, _ = rendered(tmp_path / "prod", Settings.from_env(env()))
+    assert not any(key.startswith("rc_") for key in production)

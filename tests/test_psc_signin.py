@@ -10,6 +10,7 @@ French and English reason and leaves no loginToken.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import aiohttp
@@ -194,3 +195,29 @@ async def test_a_forged_id_token_is_refused(psc_site: PscSite, forgery: str) -> 
     assert "invalid_token" in result.text
     assert len(await signin_audit(psc_site, who.rpps)) == before
     assert (await sso_sign_in(psc_site, who)).login_token, "unforged, the same sign-in works"
+
+
+async def test_login_flows_offer_psc_beside_the_password(psc_site: PscSite) -> None:
+    """Element Web and Desktop draw their SSO button from these flows; password sign-in
+    (activation links, Element X) keeps working on the same homeserver."""
+    hs = psc_site.hs
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{hs.client_url}/_matrix/client/v3/login") as response,
+    ):
+        flows = {flow["type"]: flow for flow in (await response.json())["flows"]}
+    assert "m.login.password" in flows and "m.login.token" in flows
+    providers = flows["m.login.sso"]["identity_providers"]
+    assert [(p["id"], p["name"]) for p in providers] == [("oidc-psc", "Pro Santé Connect")]
+    password = secrets.token_urlsafe(16)
+    user = await hs.register_user("pw-" + secrets.token_hex(4), password)
+    body = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user.user_id},
+        "password": password,
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{hs.client_url}/_matrix/client/v3/login", json=body) as response,
+    ):
+        assert response.status == 200
