@@ -52,6 +52,7 @@ PEOPLE: dict[str, Identity] = {
         ("weak", "Léa", "FAIBLE", "10"),
         ("forged", "Yves", "FORGÉ", "10"),
         ("returning", "Rémi", "REVENANT", "10"),
+        ("homonym", "Odile", "HOMONYME", "10"),
     ]
 }
 

@@ -240,3 +240,66 @@ def test_bridge_psc_settings_are_validated() -> None:
     ):
         with pytest.raises(ValidationError):
             PscSettings.model_validate(bad)
+
+
+class FakeHttp:
+    def __init__(self, answer: object = None, error: Exception | None = None) -> None:
+        self.answer, self.error, self.calls = answer, error, 0
+
+    async def post_json_get_json(self, uri: str, body: Any, headers: Any = None) -> object:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+def provider(tmp_path: Path, http: FakeHttp) -> Any:
+    from unittest.mock import Mock
+
+    from synapse.module_api import ModuleApi
+
+    from bridge.psc.provider import PscMappingProvider
+
+    api = Mock(spec=ModuleApi)
+    api.server_name = "hs.test"
+    api.http_client = http
+    config = parse_config(
+        {"bridge_url": "http://127.0.0.1:8780", "bridge_token_file": _token_file(tmp_path)}
+    )
+    return PscMappingProvider(config, api)
+
+
+USERINFO = {"SubjectNameID": "8" + RPPS, "given_name": "Anne", "family_name": "MARTIN"}
+TOKEN = {"id_token": id_token({"acr": "eidas1"})}
+
+
+async def test_the_module_fails_closed_when_the_bridge_does_not_answer(tmp_path: Path) -> None:
+    from synapse.handlers.sso import MappingException
+
+    for http in (FakeHttp(error=OSError("down")), FakeHttp(answer=["not", "a", "dict"])):
+        with pytest.raises(MappingException, match=r"indisponible.*unavailable"):
+            await provider(tmp_path, http).get_extra_attributes(USERINFO, TOKEN)
+    with pytest.raises(MappingException, match="identifiant national"):
+        provider(tmp_path, FakeHttp()).get_remote_user_id({"SubjectNameID": "8" + "１" * 11})
+
+
+async def test_the_module_shows_the_bridges_refusal_and_asks_once_per_sign_in(
+    tmp_path: Path,
+) -> None:
+    from synapse.handlers.sso import MappingException
+
+    refusal = {"decision": "refuse", "message": REFUSALS["locked"].message}
+    with pytest.raises(MappingException) as raised:
+        await provider(tmp_path, FakeHttp(refusal)).get_extra_attributes(USERINFO, TOKEN)
+    assert str(raised.value) == REFUSALS["locked"].message
+    admitted = {"decision": "admit", "localpart": "anne.martin", "display_name": "Dr Anne MARTIN"}
+    http = FakeHttp(admitted)
+    mapper = provider(tmp_path, http)
+    assert await mapper.get_extra_attributes(USERINFO, TOKEN) == {}
+    for _ in range(2):  # Synapse maps twice for a new user: look-up, then registration
+        attributes = await mapper.map_user_attributes(USERINFO, TOKEN, 0)
+        assert attributes["localpart"] == "anne.martin"
+        assert attributes["confirm_localpart"] is False
+    assert http.calls == 1
+    with pytest.raises(MappingException):  # a clash: never guess another ID
+        await mapper.map_user_attributes(USERINFO, TOKEN, 1)

@@ -221,3 +221,17 @@ async def test_login_flows_offer_psc_beside_the_password(psc_site: PscSite) -> N
         http.post(f"{hs.client_url}/_matrix/client/v3/login", json=body) as response,
     ):
         assert response.status == 200
+
+
+async def test_a_newcomer_never_takes_over_an_account_with_their_name(psc_site: PscSite) -> None:
+    """Synapse attaches a PSC identity to an existing account of the chosen localpart
+    (`allow_existing_users`, needed for onboarded practitioners): the bridge must never choose
+    an unlinked account's ID, even when the practitioner's name gives exactly that ID."""
+    who = PEOPLE["homonym"]
+    await in_register(psc_site, who)
+    squatter = await psc_site.hs.register_user("odile.homonyme", secrets.token_urlsafe(16))
+    result = await sso_sign_in(psc_site, who)
+    assert result.login_token, result.error_text
+    user_id = (await exchange(psc_site, result.login_token))["user_id"]
+    assert user_id == f"@odile.homonyme2:{psc_site.hs.server_name}"
+    assert user_id != squatter.user_id
