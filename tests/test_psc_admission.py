@@ -23,6 +23,7 @@ from bridge.psc.settings import PscSettings
 from deploy.local.federation import Homeserver
 from tests.admin_support import add_practitioner, bridge_database, random_rpps, services_for
 from tests.bridge_http_support import SERVICE_TOKEN, bridge_config, running_bridge
+from tests.test_bridge_http import openapi_validator
 
 SYNAPSE_TOKEN = "psc-" + secrets.token_hex(24)
 
@@ -60,6 +61,8 @@ async def test_only_the_homeservers_token_may_ask(tmp_path: Path) -> None:
         answer = await client.post(ADMIT_PATH, json=body, headers=synapse)
         assert answer.status == 200
         assert (await answer.json())["reason"] == "unknown_identifier"
+        openapi_validator("PscAdmitAnswer").validate(await answer.json())
+        openapi_validator("PscAdmitRequest").validate(body)
     without = bridge_config(tmp_path / "off", service_tokens=tokens)
     async with running_bridge(without) as client:
         answer = await client.post(ADMIT_PATH, json=body, headers=synapse)
