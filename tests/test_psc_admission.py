@@ -108,3 +108,24 @@ async def test_members_rule_admits_listed_and_onboarded_practitioners_only(
     for entry in entries:
         assert entry.actor.startswith("psc:")
         assert set(entry.detail) <= {"rpps", "acr", "homeserver", "reason", "new_account"}
+
+
+async def test_simultaneous_first_sign_ins_share_one_account(
+    services: AdminServices, hs_a: Homeserver
+) -> None:
+    import asyncio
+
+    rpps = random_rpps()
+    await add_practitioner(services.db, rpps, "DOUBLE", "PSC" + uuid.uuid4().hex[:6].upper())
+    settings = PscSettings(admission="register")
+    request = AdmitRequest(rpps, "eidas1", hs_a.server_name)
+    answers = await asyncio.gather(*(admit(services, settings, request) for _ in range(3)))
+    assert len({a["matrix_id"] for a in answers}) == 1
+    assert sorted(a["new_account"] for a in answers) == [False, False, True]
+    from bridge.admin import audit
+
+    async with services.db.sessions() as session:
+        entries = [
+            e for e in await audit.recent(session, action="psc_signin") if e.detail["rpps"] == rpps
+        ]
+    assert sorted(e.detail["new_account"] for e in entries) == [False, False, True]

@@ -143,10 +143,15 @@ async def _record(
 
 async def _open_account(
     services: AdminServices, request: AdmitRequest, practitioner: Practitioner
-) -> MatrixId:
-    """Choose a free ID and link it, with the account row and the audit entry, in one go."""
+) -> tuple[MatrixId, bool]:
+    """Choose a free ID and link it, with the account row and the audit entry, in one go;
+    (the ID, True), or (the ID, False) when a simultaneous sign-in linked one first."""
     server, client = services.homeserver(request.server_name)
     async with services.creating:
+        async with services.db.sessions() as session:  # a sign-in a moment ago may have won
+            linked = await directory.link_of_rpps(session, practitioner.rpps)
+        if linked is not None:
+            return linked, False
         matrix_id = await free_user_id(client, server, practitioner)
         now = services.now()
         async with services.db.sessions.begin() as session:
@@ -171,7 +176,7 @@ async def _open_account(
                 new_account=True,
             )
     logger.info("PSC sign-in opened %s", matrix_id)
-    return matrix_id
+    return matrix_id, True
 
 
 async def admit(
@@ -199,15 +204,17 @@ async def admit(
         }
     assert isinstance(decision, Admitted)
     assert practitioner is not None  # admitted implies in the register
+    created = False
     if decision.matrix_id is not None:
         matrix_id = MatrixId(decision.matrix_id)
-        await _record(services, request, target=matrix_id, outcome="ok", new_account=False)
     else:
-        matrix_id = await _open_account(services, request, practitioner)
+        matrix_id, created = await _open_account(services, request, practitioner)
+    if not created:
+        await _record(services, request, target=matrix_id, outcome="ok", new_account=False)
     return {
         "decision": "admit",
         "matrix_id": matrix_id,
         "localpart": matrix_id.removeprefix("@").partition(":")[0],
         "display_name": practitioner.display_name,
-        "new_account": decision.matrix_id is None,
+        "new_account": created,
     }
