@@ -75,6 +75,8 @@ def test_render_writes_the_psc_provider_the_files_and_the_bridge_rule(tmp_path: 
     for name in ("psc-client-secret", "psc-bridge.token"):
         assert stat.S_IMODE(os.stat(synapse_dir / name).st_mode) == 0o600
     assert (synapse_dir / "psc-client-secret").read_text() == "the-client-secret"
+    template_dir = Path(homeserver["templates"]["custom_template_directory"])
+    assert (template_dir / "sso_error.html").is_file()
     # Synapse's own loader accepts the entry and loads Caducée's mapping provider from it.
     mapping = provider["user_mapping_provider"]["config"]
     assert mapping["bridge_url"] == "http://bridge:8780"

@@ -42,6 +42,8 @@ def assert_refused(result: object, french: str, english: str) -> None:
     assert result.login_token is None, "a refused sign-in must not produce a loginToken"
     assert result.status >= 400, (result.status, result.url)
     assert french in result.error_text and english in result.error_text, result.error_text
+    assert "Connexion impossible" in result.text and "Sign-in not possible" in result.text
+    assert "sent to you via email" not in result.text  # Synapse's English page is replaced
 
 
 async def test_a_doctor_of_the_register_gets_an_account_named_and_linked_at_once(

@@ -137,6 +137,7 @@ def render_config(spec: HomeserverSpec, data_dir: Path, ca: CertPaths) -> Path:
         rate_limits_relaxed=spec.testing,
         login_address_relaxed=spec.login_address_relaxed,
         oidc_providers=list(spec.oidc_providers),
+        sso_template_dir=str(SYNAPSE_CONFIG_DIR / "templates"),
         guard_config=guard_config,
     )
     path = data_dir / "homeserver.yaml"

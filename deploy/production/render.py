@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from deploy.local.homeserver import SYNAPSE_CONFIG_DIR
 from deploy.production.envfile import write_private
 from deploy.production.psc import SECRET_FILE, TOKEN_FILE
 from deploy.production.settings import Settings, Topology, Worker
+
+SSO_ERROR_TEMPLATE = SYNAPSE_CONFIG_DIR / "templates" / "sso_error.html"
 
 GENERATED_HEADER = "# Rendered by `caducee deploy render` from the deployment's .env: edit .env, "
 GENERATED_HEADER += "not this file.\n"
@@ -171,6 +174,7 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
         "oidc_providers": []
         if settings.psc is None
         else [settings.psc.synapse_provider(topology.config_dir / "synapse", bridge_url(topology))],
+        "sso_template_dir": str(topology.config_dir / "synapse" / "templates"),
     }
 
 
@@ -353,6 +357,8 @@ def render(
     if settings.psc is not None:  # read by Synapse (client_secret_path, the mapping provider)
         write_private(synapse_dir / SECRET_FILE, settings.psc.client_secret)
         write_private(synapse_dir / TOKEN_FILE, settings.psc.bridge_token)
+        (synapse_dir / "templates").mkdir(exist_ok=True)
+        shutil.copyfile(SSO_ERROR_TEMPLATE, synapse_dir / "templates" / SSO_ERROR_TEMPLATE.name)
     workers = {}
     for worker in topology.workers:
         path = synapse_dir / "workers" / f"{worker.name}.yaml"
