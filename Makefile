@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_STAMP := $(VENV)/.system-deps-stamp
 TEST_SYSTEM_STAMP := $(VENV)/.test-system-deps-stamp
 ELEMENT_STAMP := tests/element/node_modules/.installed-stamp
+PSC_STAMP := deploy/local/psc/node_modules/.installed-stamp
 
 .PHONY: install up down status test lint typecheck pytest bench clean
 
@@ -21,6 +22,11 @@ $(ELEMENT_STAMP): tests/element/package.json tests/element/package-lock.json $(T
 	npm ci --prefix tests/element --no-audit --no-fund --loglevel=error
 	touch $(ELEMENT_STAMP)
 
+# The demo's stand-in Pro Santé Connect (the oidc-provider library, on Node).
+$(PSC_STAMP): deploy/local/psc/package.json deploy/local/psc/package-lock.json $(SYSTEM_STAMP)
+	npm ci --prefix deploy/local/psc --no-audit --no-fund --loglevel=error
+	touch $(PSC_STAMP)
+
 $(SYSTEM_STAMP):
 	bash deploy/system-deps.sh
 	mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
@@ -29,10 +35,10 @@ $(TEST_SYSTEM_STAMP):
 	bash deploy/system-deps.sh test
 	mkdir -p $(VENV) && touch $(TEST_SYSTEM_STAMP)
 
-install: $(STAMP) $(ELEMENT_STAMP)
+install: $(STAMP) $(ELEMENT_STAMP) $(PSC_STAMP)
 
 ## Start the local demo federation in the foreground (Ctrl-C stops it).
-up: $(STAMP)
+up: $(STAMP) $(PSC_STAMP)
 	$(BIN)/caducee local up
 
 down: $(STAMP)
@@ -48,7 +54,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy bot bridge deploy
 
-pytest: $(STAMP) $(ELEMENT_STAMP)
+pytest: $(STAMP) $(ELEMENT_STAMP) $(PSC_STAMP)
 	$(BIN)/pytest -q
 
 ## The whole suite: lint, types, tests.

@@ -34,6 +34,7 @@ from bridge.common.config_file import ConfigError as ConfigError
 from bridge.common.config_file import base_url as _base_url
 from bridge.common.config_file import read_secret_file as _read_secret
 from bridge.common.config_file import resolve_path as _resolve
+from bridge.psc.settings import PscSettings
 
 MIN_TOKEN_LENGTH = 32
 """Service tokens are long random strings (`openssl rand -hex 32`); short ones are refused."""
@@ -221,6 +222,8 @@ class BridgeConfig(_Strict):
     """How long a published manifest stays valid: peers refuse it afterwards (replay bound)."""
     peer_refresh_seconds: int = Field(default=20, ge=1, le=3600)
     """How often peer federations' manifests are fetched and verified."""
+    psc: PscSettings | None = None
+    """Pro Santé Connect sign-in (admission rule); without it the bridge admits nobody by PSC."""
 
     @field_validator("data_dir", "federation_ca_file", "signing_key_file")
     @classmethod

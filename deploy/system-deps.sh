@@ -2,7 +2,7 @@
 # System packages the project's install and tests need, installed when missing (Debian).
 # Used by make and by CI on a fresh machine; a no-op where everything is present.
 #   system-deps.sh        what installing the Python side needs (make up, make install)
-#   system-deps.sh test   plus what the test suite needs (Node, Chromium)
+#   system-deps.sh test   plus what the test suite needs (Chromium)
 set -euo pipefail
 need=()
 command -v make >/dev/null || need+=(make)
@@ -11,8 +11,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need+=(python3-dev)
 command -v pg_config >/dev/null || need+=(libpq-dev)   # psycopg2 for Synapse on PostgreSQL
+command -v npm >/dev/null || need+=(nodejs npm)   # the demo's stand-in Pro Santé Connect; tests' Element client
 if [ "${1:-}" = test ]; then
-    command -v npm >/dev/null || need+=(nodejs npm)     # the Element-compatible test client
     [ -x /usr/bin/chromium ] || need+=(chromium)        # the console's browser test
 fi
 if ((${#need[@]})); then

@@ -21,7 +21,10 @@ import pytest_asyncio
 
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation
 
-pytest_plugins = ["tests.conftest_bot"]  # bot_a: a running Caducée bot on hs_a
+pytest_plugins = [
+    "tests.conftest_bot",  # bot_a: a running Caducée bot on hs_a
+    "tests.psc_support",  # psc_site: Pro Santé Connect sign-in (stand-in, Synapse, bridge)
+]
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 

@@ -250,7 +250,9 @@ async def test_openapi_is_public_valid_and_lists_every_route(tmp_path: Path) -> 
     for schema in document["components"]["schemas"].values():
         jsonschema.Draft202012Validator.check_schema(schema)
     assert {f"{OPENAPI_PREFIX}/{p}" for p in ("health", "openapi.yaml", "openapi.json")} <= {
-        path for path, item in document["paths"].items() if item["get"].get("security") == []
+        path
+        for path, item in document["paths"].items()
+        if item.get("get", {}).get("security") == []
     }
 
 

@@ -173,6 +173,7 @@ async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
         process.send_signal(signal.SIGINT)  # a failed check must not leave the demo running
         process.communicate(timeout=60)
         raise
+    await _psc_sign_ins(state)
     output = _stop(process, state)
     assert doctor["password"] in output and client_url in output
     assert "custom homeserver" in output
@@ -185,3 +186,36 @@ async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
         assert room_id in await _joined_rooms(client_url, token)
     finally:
         _stop(process, again)
+
+
+async def _psc_sign_ins(state: dict[str, Any]) -> None:
+    """The demo's stand-in Pro Santé Connect, as `status --json` lists it: on A (every doctor of
+    the register) a newcomer gets an account and a demo doctor lands on theirs; B (members
+    only) refuses the newcomer."""
+    from urllib.parse import urlsplit
+
+    from deploy.local.psc_standin import Identity
+    from tests.psc_support import exchange_at, sso_sign_in_at
+
+    a, b = state["homeservers"]
+    assert (a["psc"]["admission"], b["psc"]["admission"]) == ("register", "members")
+    identities = {i["rpps"]: i for i in a["psc"]["identities"]}
+    martin = a["demo_accounts"][0]
+    assert martin["rpps"] in identities
+    standin = "http://" + urlsplit(a["psc"]["url"]).netloc
+
+    def who(rpps: str) -> Identity:
+        first, _, last = identities[rpps]["name"].partition(" ")
+        return Identity(rpps, first, last)
+
+    landed = await sso_sign_in_at(a["client_url"], standin, who(martin["rpps"]))
+    assert landed.login_token, landed.error_text
+    assert (await exchange_at(a["client_url"], landed.login_token))["user_id"] == martin["user_id"]
+    newcomer = next(r for r, i in identities.items() if i["name"] == "Bruno MOULIN")
+    fresh = await sso_sign_in_at(a["client_url"], standin, who(newcomer))
+    assert fresh.login_token, fresh.error_text
+    assert (await exchange_at(a["client_url"], fresh.login_token))["user_id"].startswith(
+        "@bruno.moulin"
+    )
+    refused = await sso_sign_in_at(b["client_url"], standin, who(newcomer))
+    assert refused.login_token is None and "members only" in refused.error_text

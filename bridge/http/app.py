@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bridge.config import BridgeConfig
 from bridge.db import open_database
-from bridge.http import admin_routes, directory_routes, meta_routes
+from bridge.http import admin_routes, directory_routes, meta_routes, psc_routes
 from bridge.http.auth import (
     REGISTRY_CACHE_SECONDS,
     OpenIdVerifier,
@@ -49,6 +49,7 @@ ROUTE_MODULES: tuple[RouteInstaller, ...] = (
     directory_routes.add_routes,
     admin_routes.add_routes,
     registry_routes.add_routes,
+    psc_routes.add_routes,
 )
 USER_AGENT = "Caducee-bridge/0.1"
 

@@ -51,6 +51,13 @@ def _print_summary(state: dict[str, Any]) -> None:
                 f"  bot: [bold]{homeserver['bot_user_id']}[/bold] (start a DM, send !help)"
                 f"   bridge: {homeserver['bridge_url']}"
             )
+        if homeserver.get("psc"):
+            psc = homeserver["psc"]
+            console.print(
+                f"  Pro Santé Connect (demo stand-in, admission: {psc['admission']}): "
+                "'Sign in with Pro Santé Connect' in Element, then pick a practitioner; "
+                f"{len(psc['identities'])} demo identities in `caducee local status --json`"
+            )
     console.print(
         "Sign in from Element: choose 'Edit' next to the homeserver, enter the client URL "
         "above as a custom homeserver, then an account and its password."
@@ -61,18 +68,31 @@ def _print_summary(state: dict[str, Any]) -> None:
 async def _run_foreground(state_dir: Path, ports: tuple[int, int], with_services: bool) -> None:
     import asyncio
 
-    from deploy.local.demo import DEMO_ACCOUNTS, demo_specs
+    from deploy.local.demo import DEMO_ACCOUNTS, demo_psc, demo_specs, psc_status
     from deploy.local.federation import LocalFederation
+    from deploy.local.psc_standin import installation_problem
     from deploy.local.stack import DemoStack
 
-    federation = LocalFederation(state_dir, demo_specs(ports))
+    # The stand-in Pro Santé Connect runs with the bridges (it asks them who may sign in).
+    psc = demo_psc(state_dir, ports) if with_services else None
+    if psc is not None and installation_problem() is not None:
+        console.print(f"Pro Santé Connect stand-in not available: {installation_problem()}")
+        psc = None
+    federation = LocalFederation(state_dir, demo_specs(ports, psc))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     console.print("Starting the local federation ...")
-    await federation.start()
-    stack = DemoStack(federation)
+    if psc is not None:
+        psc.launch()
+    try:
+        await federation.start()
+    except BaseException:
+        if psc is not None:
+            psc.stop()
+        raise
+    stack = DemoStack(federation, psc)
     try:
         await federation.ensure_demo_accounts(DEMO_ACCOUNTS)
         if with_services:
@@ -82,6 +102,7 @@ async def _run_foreground(state_dir: Path, ports: tuple[int, int], with_services
                 federation.services[name] = {
                     "bridge_url": stack.bridge_urls[name],
                     "bot_user_id": stack.bot_ids[name],
+                    **({} if psc is None else {"psc": psc_status(psc, name)}),
                 }
             federation.write_state()
         _print_summary(federation.state())

@@ -45,6 +45,8 @@ class HomeserverSpec:
     restrict_federation: bool = True  # render federation_domain_whitelist
     testing: bool = False  # fast bcrypt, relaxed rate limits, 1 s retention jobs
     extra_guard_config: dict[str, Any] = field(default_factory=dict)
+    login_address_relaxed: bool = False  # demo: every client signs in from 127.0.0.1
+    oidc_providers: tuple[dict[str, Any], ...] = ()  # Pro Santé Connect sign-in
 
     @property
     def server_name(self) -> str:
@@ -133,6 +135,9 @@ def render_config(spec: HomeserverSpec, data_dir: Path, ca: CertPaths) -> Path:
         media_local_lifetime="30d",
         media_remote_lifetime="7d",
         rate_limits_relaxed=spec.testing,
+        login_address_relaxed=spec.login_address_relaxed,
+        oidc_providers=list(spec.oidc_providers),
+        sso_template_dir=str(SYNAPSE_CONFIG_DIR / "templates"),
         guard_config=guard_config,
     )
     path = data_dir / "homeserver.yaml"

@@ -53,8 +53,14 @@ def write_bridge_config(
     port: int,
     openid_allowed_servers: list[str],
     federation_ca_file: Path,
+    psc_admission: str | None = None,
+    admin_token_file: Path | None = None,
 ) -> Path:
-    """Write the bridge's configuration for a demo homeserver; returns its path."""
+    """Write the bridge's configuration for a demo homeserver; returns its path.
+
+    With `psc_admission`, the bridge decides Pro Santé Connect sign-ins by that rule for the
+    homeserver (whose token is `synapse-psc.token`), opening accounts with the homeserver's
+    admin token (`admin_token_file`)."""
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "server_name": server_name,
@@ -68,6 +74,14 @@ def write_bridge_config(
         "federation_ca_file": str(federation_ca_file),
         "log_level": "INFO",
     }
+    if psc_admission is not None:
+        service_token(directory, "synapse-psc")
+        config["service_tokens"].append(  # type: ignore[attr-defined]
+            {"name": "synapse-psc", "token_file": str(directory / "synapse-psc.token")}
+        )
+        config["psc"] = {"admission": psc_admission, "synapse_token": "synapse-psc"}
+    if admin_token_file is not None:
+        config["admin"] = {"homeserver_admin_token_file": str(admin_token_file)}
     service_token(directory, "bot")
     path = directory / "bridge.yaml"
     write_private(path, yaml.safe_dump(config, allow_unicode=True).encode())

@@ -18,9 +18,11 @@ from bridge.config import load_config
 from bridge.db import open_database
 from bridge.directory.store import link_matrix_id
 from bridge.synapse_admin import SynapseAdmin
-from deploy.local.demo import BRIDGE_PORT_OFFSET
+from deploy.local.ca import write_private
+from deploy.local.demo import BRIDGE_PORT_OFFSET, PSC_ADMISSION
 from deploy.local.federation import LocalFederation
 from deploy.local.process import ManagedProcess
+from deploy.local.psc_standin import PscStandIn
 from deploy.local.services import (
     caducee_process,
     fingerprint_of,
@@ -47,17 +49,23 @@ async def exempt_bot(client_url: str, admin_token: str, bot_id: str) -> None:
 class DemoStack:
     """Bridges and bots of the demo federation (one of each per homeserver)."""
 
-    def __init__(self, federation: LocalFederation) -> None:
+    def __init__(self, federation: LocalFederation, psc: PscStandIn | None = None) -> None:
         self.federation = federation
+        self.psc = psc
         self.services: list[ManagedProcess] = []
         self.bridge_urls: dict[str, str] = {}
         self.bot_ids: dict[str, str] = {}
 
     async def start(self) -> None:
         member_servers = [hs.server_name for hs in self.federation.homeservers.values()]
+        if self.psc is not None:
+            async with aiohttp.ClientSession() as http:
+                await self.psc.wait_ready(http)
         for name, homeserver in self.federation.homeservers.items():
             directory = self.federation.base_dir / f"bridge-{name}"
             port = homeserver.spec.federation_port + BRIDGE_PORT_OFFSET
+            admin_token = directory / "homeserver-admin.token"
+            write_private(admin_token, homeserver.admin_token.encode())
             config_path = write_bridge_config(
                 directory,
                 server_name=homeserver.server_name,
@@ -66,6 +74,8 @@ class DemoStack:
                 port=port,
                 openid_allowed_servers=member_servers,
                 federation_ca_file=homeserver.ca.cert,
+                psc_admission=None if self.psc is None else PSC_ADMISSION[name],
+                admin_token_file=admin_token,
             )
             log = directory / "bridge.log"
             if not (directory / "bridge.db").exists():
@@ -168,6 +178,8 @@ class DemoStack:
             await database.close()
 
     def stop(self) -> None:
+        if self.psc is not None:
+            self.psc.stop()
         for service in self.services:
             service.terminate()
         for service in self.services:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,10 @@ from deploy.production.datadirs import ensure_signing_key as ensure_signing_key
 from deploy.production.datadirs import init_section
 from deploy.production.datadirs import prepare_data_dirs as prepare_data_dirs
 from deploy.production.envfile import write_private
+from deploy.production.psc import SECRET_FILE, TOKEN_FILE
 from deploy.production.settings import Settings, Topology, Worker
+
+SSO_ERROR_TEMPLATE = SYNAPSE_CONFIG_DIR / "templates" / "sso_error.html"
 
 GENERATED_HEADER = "# Rendered by `caducee deploy render` from the deployment's .env: edit .env, "
 GENERATED_HEADER += "not this file.\n"
@@ -169,6 +173,10 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
         "rate_limits_relaxed": testing,
         "admin_contact": f"mailto:{settings.admin_email}",
         "guard_config": guard_config(settings, topology, tuning),
+        "oidc_providers": []
+        if settings.psc is None
+        else [settings.psc.synapse_provider(topology.config_dir / "synapse", bridge_url(topology))],
+        "sso_template_dir": str(topology.config_dir / "synapse" / "templates"),
     }
 
 
@@ -215,9 +223,13 @@ def bridge_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "database_url": database_url(settings, topology, "bridge", "+asyncpg"),
         "listen_host": topology.bind,
         "listen_port": topology.bridge.port,
-        "service_tokens": [{"name": "bot", "token": settings.secrets["CADUCEE_BRIDGE_BOT_TOKEN"]}],
+        "service_tokens": [
+            {"name": "bot", "token": settings.secrets["CADUCEE_BRIDGE_BOT_TOKEN"]},
+            *([] if settings.psc is None else [settings.psc.bridge_service_token()]),
+        ],
         "openid_allowed_servers": settings.allowed_servers,
         "log_level": "INFO",
+        **({} if settings.psc is None else {"psc": settings.psc.bridge_section()}),
     }
 
 
@@ -336,6 +348,11 @@ def render(
         **synapse_values(settings, topology, tuning)
     )
     write_private(homeserver, text)
+    if settings.psc is not None:  # read by Synapse (client_secret_path, the mapping provider)
+        write_private(synapse_dir / SECRET_FILE, settings.psc.client_secret)
+        write_private(synapse_dir / TOKEN_FILE, settings.psc.bridge_token)
+        (synapse_dir / "templates").mkdir(exist_ok=True)
+        shutil.copyfile(SSO_ERROR_TEMPLATE, synapse_dir / "templates" / SSO_ERROR_TEMPLATE.name)
     workers = {}
     for worker in topology.workers:
         path = synapse_dir / "workers" / f"{worker.name}.yaml"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bridge.config import is_valid_server_name
 from deploy.production.envfile import SECRET_KEYS, EnvFileError, read_env
+from deploy.production.psc import PscDeployment
 
 REQUIRED = (
     "CADUCEE_SERVER_NAME",
@@ -39,9 +40,13 @@ class Settings:
     members: tuple[str, ...]
     bot_localpart: str
     secrets: dict[str, str] = field(repr=False)
+    psc: PscDeployment | None = None
+    """Pro Santé Connect sign-in (deploy.production.psc), off unless CADUCEE_PSC_ENV is set."""
 
     @classmethod
-    def from_env(cls, values: dict[str, str], source: str = ".env") -> Settings:
+    def from_env(
+        cls, values: dict[str, str], source: str = ".env", env_dir: Path | None = None
+    ) -> Settings:
         problems: list[str] = []
         for name in REQUIRED:
             value = values.get(name, "")
@@ -78,6 +83,10 @@ class Settings:
         localpart = values.get("CADUCEE_BOT_LOCALPART", "caducee") or "caducee"
         if not re.match(r"^[a-z0-9._=/+-]+$", localpart):
             problems.append(f"CADUCEE_BOT_LOCALPART {localpart!r} is not a Matrix localpart")
+        try:
+            psc = PscDeployment.from_env(values, env_dir)
+        except EnvFileError as exc:
+            problems.append(str(exc))
         if problems:
             raise EnvFileError(f"{source}: " + "; ".join(problems))
         return cls(
@@ -89,11 +98,12 @@ class Settings:
             members=members,
             bot_localpart=localpart,
             secrets={name: values[name] for name in SECRET_KEYS},
+            psc=psc,
         )
 
     @classmethod
     def load(cls, path: Path) -> Settings:
-        return cls.from_env(read_env(path), str(path))
+        return cls.from_env(read_env(path), str(path), path.resolve().parent)
 
     @property
     def allowed_servers(self) -> list[str]:
