@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bridge.common.exits import fail, os_reason, usage_error
+
 if TYPE_CHECKING:
     from bot.config import BotConfig
 
 bot_app = typer.Typer(
     help="The Caducée bot: an end-to-end encrypted Matrix bot with a cross-signed device.",
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 
 ConfigOption = Annotated[
@@ -39,8 +42,7 @@ def _load(path: Path) -> BotConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
 
 
 @bot_app.command("run")
@@ -68,18 +70,14 @@ def run(config: ConfigOption) -> None:
     try:
         asyncio.run(main())
     except (CrossSigningError, E2EEUnavailable, LoginError, StoreError, ValueError) as exc:
-        typer.echo(f"caducee bot: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     except PermissionError as exc:
-        typer.echo(f"caducee bot: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        typer.echo(
-            f"caducee bot: cannot reach the homeserver at {settings.homeserver_url} "
-            f"({type(exc).__name__}: {exc})",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        raise fail(
+            f"cannot reach the homeserver at {settings.homeserver_url} "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 @bot_app.command("check-config")
@@ -100,11 +98,26 @@ def forget_identity(
     then the bot sends them no room keys. Restart the bot (or wait for their next key change).
     """
     from bot.crypto.keyfiles import PinStore
+    from bot.ids import is_user_id
     from bot.runner import PINS_FILE
 
     settings = _load(config)
+    user_id = user_id.strip()
+    if not is_user_id(user_id):
+        raise usage_error(f"{user_id!r} is not a Matrix ID (like '@name:server')")
+    if not settings.store_dir.is_dir():
+        raise fail(
+            f"the bot's store {settings.store_dir} does not exist: is {config} the "
+            "configuration the bot runs with?"
+        )
     pins = PinStore(settings.store_dir / PINS_FILE)
-    if pins.forget(user_id):
+    try:
+        forgotten = pins.forget(user_id)
+    except OSError as exc:
+        raise fail(
+            f"cannot update the bot's trust store in {settings.store_dir}: {os_reason(exc)}"
+        ) from None
+    if forgotten:
         typer.echo(f"Forgot the pinned identity of {user_id}; the next one seen will be trusted.")
     else:
         typer.echo(f"No identity was pinned for {user_id}.")

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from bridge.config import BridgeConfig
 
 bridge_app = typer.Typer(
-    help="The federation's bridge service (directory API; registry and console later).",
+    help="The federation's bridge service: directory API, registry and signed manifest, "
+    "peering, web console (/admin/).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

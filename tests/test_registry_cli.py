@@ -79,20 +79,21 @@ def test_members_homeservers_and_peers_round_trip(config: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "status"),
     [
-        (("member", "remove", "Nobody"), "'Nobody' is not a member"),
-        (("homeserver", "add", "bad name!", "--member", "X"), "not a Matrix server name"),
-        (("peer", "add", "https://peer.example", "short"), "not a federation key fingerprint"),
-        (("peer", "add", "peer.example", PEER_KEY), "not a bridge URL"),
-        (("peer", "remove", "nobody"), "is not a peer"),
+        (("member", "remove", "Nobody"), "'Nobody' is not a member", 1),
+        (("homeserver", "add", "bad name!", "--member", "X"), "not a Matrix server name", 2),
+        (("peer", "add", "https://peer.example", "short"), "not a federation key fingerprint", 2),
+        (("peer", "add", "peer.example", PEER_KEY), "not a bridge URL", 2),
+        (("peer", "remove", "nobody"), "is not a peer", 1),
     ],
 )
-def test_mistakes_are_one_line_on_stderr_with_status_2(
-    config: Path, args: tuple[str, ...], message: str
+def test_mistakes_are_one_line_on_stderr_with_the_documented_status(
+    config: Path, args: tuple[str, ...], message: str, status: int
 ) -> None:
+    """2 for bad input (usage), 1 for an action that cannot be done (README: exit statuses)."""
     code, out, err = run(config, *args)
-    assert code == 2
+    assert code == status
     assert err.startswith("Error: ") and message in err
     assert "Traceback" not in err + out
 

@@ -12,7 +12,16 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from deploy.local.state import A_PORT, B_PORT, default_state_dir, read_state, stop_from_state
+from bridge.common.exits import EXIT_USAGE, fail
+from deploy.local.state import (
+    A_PORT,
+    B_PORT,
+    StateError,
+    default_state_dir,
+    prepare_state_dir,
+    stop_from_state,
+)
+from deploy.local.state import read_state as _read_state
 
 local_app = typer.Typer(help="Run the local demo federation (two homeservers on loopback).")
 console = Console()
@@ -22,6 +31,14 @@ StateDir = Annotated[
     Path | None,
     typer.Option("--state-dir", help="State directory (default: var/local or CADUCEE_STATE_DIR)."),
 ]
+
+
+def read_state(directory: Path) -> dict[str, Any] | None:
+    """The demo's state, or a usage error (2) when the state folder cannot be read."""
+    try:
+        return _read_state(directory)
+    except StateError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
 
 
 def _launcher_alive(state: dict[str, Any]) -> bool:
@@ -108,25 +125,29 @@ def up(
     """Start the demo federation in the foreground; Ctrl-C stops it. State is reused."""
     directory = state_dir or default_state_dir()
     state = read_state(directory)
+    try:
+        prepare_state_dir(directory)
+    except StateError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
     if state is not None and _launcher_alive(state):
-        console.print(
-            f"[red]The local federation already runs (launcher pid {state['launcher_pid']}).[/red]"
-            " Use `caducee local status` or `caducee local down`."
+        raise fail(
+            f"the local federation already runs (launcher pid {state['launcher_pid']}); "
+            "use `caducee local status` or `caducee local down`"
         )
-        raise typer.Exit(1)
     import asyncio
 
     try:
         asyncio.run(_run_foreground(directory, ports, services))
     except (RuntimeError, TimeoutError) as error:
-        console.print(f"[red]Could not start the local federation:[/red] {error}")
-        raise typer.Exit(1) from None
+        raise fail(f"could not start the local federation: {error}") from None
 
 
 @local_app.command("down")
 def down(state_dir: StateDir = None) -> None:
     """Stop a local federation started by `caducee local up` in another terminal."""
-    if stop_from_state(state_dir or default_state_dir()):
+    directory = state_dir or default_state_dir()
+    read_state(directory)  # an unusable folder is reported, not taken for "nothing runs"
+    if stop_from_state(directory):
         console.print("Asked the local federation to stop.")
     else:
         console.print("No local federation is running.")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from deploy.production.backup import Manifest
 
 deploy_app = typer.Typer(
     help="Production deployment: secrets, configuration rendering, proxy routes, backups.",
@@ -27,6 +30,26 @@ EnvOption = Annotated[
 ]
 
 
+ManifestOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The rendered deployment.yaml.", dir_okay=False),
+]
+
+
+def _load_manifest(path: Path) -> Manifest:
+    """The deployment's backup manifest; a missing or unreadable one is a usage error (2)."""
+    from deploy.production.backup import BackupError, Manifest
+
+    try:
+        return Manifest.load(path)
+    except BackupError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+    except UnicodeDecodeError:
+        typer.echo(f"Error: {path}: cannot read: not UTF-8 text", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+
+
 class Layout(StrEnum):
     containers = "containers"
     host = "host"
@@ -35,11 +58,14 @@ class Layout(StrEnum):
 @deploy_app.command("secrets")
 def secrets_command(env_file: EnvOption = Path(".env")) -> None:
     """Fill every empty secret of the .env file (created from .env.example if absent)."""
-    from deploy.production.envfile import EnvFileError, fill_secrets
+    from deploy.production.envfile import EnvFileError, EnvWriteError, fill_secrets
 
     example = Path(__file__).resolve().parent / ".env.example"
     try:
         filled = fill_secrets(env_file, example)
+    except EnvWriteError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     except EnvFileError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_SETTINGS) from None
@@ -51,8 +77,8 @@ def secrets_command(env_file: EnvOption = Path(".env")) -> None:
 
 @deploy_app.command("render")
 def render_command(
-    env_file: EnvOption,
     out: Annotated[Path, typer.Option("--out", help="Where to write the configuration.")],
+    env_file: EnvOption = Path(".env"),
     layout: Annotated[
         Layout, typer.Option("--layout", help="containers (compose) or host (systemd).")
     ] = Layout.containers,
@@ -98,9 +124,7 @@ def caddyfile_command(
 
 @deploy_app.command("backup")
 def backup_command(
-    config: Annotated[
-        Path, typer.Option("--config", help="The rendered deployment.yaml.", dir_okay=False)
-    ],
+    config: ManifestOption,
     out: Annotated[Path, typer.Option("--out", help="Folder for the archive (0700).")],
     no_media: Annotated[
         bool,
@@ -111,12 +135,16 @@ def backup_command(
     ] = False,
 ) -> None:
     """Dump the databases; save the signing keys, the bot's crypto store, the media (0600)."""
-    from deploy.production.backup import BackupError, Manifest, backup
+    from deploy.production.backup import BackupError, backup
 
+    manifest = _load_manifest(config)
     try:
-        result = backup(Manifest.load(config), out, include_media=not no_media)
+        result = backup(manifest, out, include_media=not no_media)
     except BackupError as exc:
         typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except OSError as exc:
+        typer.echo(f"Error: cannot write the backup to {out}: {exc.strerror or exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     for warning in result.warnings:
         typer.echo(f"Warning: {warning}", err=True)
@@ -130,17 +158,19 @@ def backup_command(
 @deploy_app.command("restore")
 def restore_command(
     archive: Annotated[Path, typer.Argument(help="A caducee-backup-*.tar.gz archive.")],
-    config: Annotated[
-        Path, typer.Option("--config", help="The rendered deployment.yaml.", dir_okay=False)
-    ],
+    config: ManifestOption,
 ) -> None:
     """Restore an archive into fresh databases and empty folders (services stopped)."""
-    from deploy.production.backup import BackupError, Manifest, restore
+    from deploy.production.backup import BackupError, restore
 
+    manifest = _load_manifest(config)
     try:
-        result = restore(archive, Manifest.load(config))
+        result = restore(archive, manifest)
     except BackupError as exc:
         typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except OSError as exc:
+        typer.echo(f"Error: cannot restore {archive}: {exc.strerror or exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     for line in result.restored:
         typer.echo(f"restored {line}")

@@ -1,0 +1,243 @@
+"""Every `caducee` command answers bad input with one line and a documented exit status.
+
+The command tree is read from the CLI itself, so a command added tomorrow is tried too. Each
+command that takes a path, a URL or an identifier gets, one at a time, the inputs an operator
+gets wrong at 3 a.m.: a 5000-character path, a byte that is not UTF-8, a folder that does not
+exist, a file where a folder is expected and the reverse, an unreadable file, a .env with a
+0xFF byte, a configuration that does not parse, an output under /proc. Whatever the input,
+the command must not show a traceback, and must exit 0, 1 or 2 (README: exit statuses).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from deploy.cli import app
+
+DOCUMENTED = {0, 1, 2}
+NOT_UTF8 = "\udcff"  # how Python hands a program an argv byte that is not UTF-8
+LONG = "x" * 5000
+
+# Commands that run until stopped when their input is good: only inputs that must make them
+# fail are given to them (never, say, a fresh state folder to `local up`).
+LONG_RUNNING = {("local", "up"), ("bridge", "run"), ("bot", "run")}
+IDENTIFIERS = {
+    "rpps",
+    "matrix_id",
+    "user_id",
+    "name",
+    "server_name",
+    "member",
+    "homeserver",
+    "url",
+    "fingerprint",
+    "peer",
+    "query",
+    "db",
+    "kind",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    option: str | None  # "--config" for an option, None for an argument
+    is_path: bool
+    required: bool
+
+
+@dataclass(frozen=True)
+class Command:
+    path: tuple[str, ...]
+    params: tuple[Param, ...]
+
+    @property
+    def group(self) -> str:
+        return self.path[0]
+
+
+def _commands(node: Any, path: tuple[str, ...] = ()) -> Iterator[Command]:
+    subcommands = getattr(node, "commands", None)
+    if subcommands is not None:
+        for name, sub in sorted(subcommands.items()):
+            yield from _commands(sub, (*path, name))
+        return
+    params = []
+    for p in node.params:
+        if p.name == "help" or p.param_type_name not in ("argument", "option"):
+            continue
+        annotation = p.type_descriptor.annotation
+        is_path = "Path" in str(annotation)
+        option = p.opts[0] if p.param_type_name == "option" else None
+        params.append(Param(p.name, option, is_path, bool(p.required)))
+    yield Command(path, tuple(params))
+
+
+COMMANDS = list(_commands(typer.main.get_command(app)))
+
+
+def test_the_walk_sees_the_whole_tree() -> None:
+    names = {" ".join(c.path) for c in COMMANDS}
+    assert {"directory import", "admin key show", "bot forget-identity", "deploy backup"} <= names
+    assert len(COMMANDS) >= 25
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Good and bad files shared by every case (nothing here is changed by a command)."""
+    root = tmp_path_factory.mktemp("inputs")
+    bridge = root / "bridge.yaml"
+    bridge.write_text(
+        yaml.safe_dump(
+            {
+                "server_name": "own.test",
+                "homeserver_url": "http://127.0.0.1:9",
+                "federation_name": "Réseau test",
+                "data_dir": str(root / "no-such-data"),
+            }
+        )
+    )
+    bot = root / "bot.yaml"
+    bot.write_text(
+        yaml.safe_dump(
+            {
+                "homeserver_url": "http://127.0.0.1:9/",
+                "user_id": "@caducee:own.test",
+                "password": "a real password",
+                "store_dir": str(root / "bot-store"),
+                "pickle_key_file": str(root / "bot-secrets" / "pickle"),
+                "member_servers": ["other.test"],
+            }
+        )
+    )
+    broken = root / "broken.yaml"
+    broken.write_text("server_name: [unclosed\n  homeserver_url: :\n")
+    env_ff = root / "ff.env"
+    env_ff.write_bytes(b"DOMAIN=caducee.example\nSECRET=\xff\xfe\n")
+    binary = root / "binary.yaml"
+    binary.write_bytes(b"server_name: \xff\xfe\n")
+    a_file = root / "a-file"
+    a_file.write_text("not a folder\n")
+    a_folder = root / "a-folder"
+    a_folder.mkdir()
+    unreadable = root / "unreadable"
+    unreadable.write_text("secret\n")
+    unreadable.chmod(0)
+    if os.geteuid() == 0:  # root reads a mode-000 file: use one no one can read instead
+        unreadable = Path("/proc/self/mem")
+    return {
+        "bridge": bridge,
+        "bot": bot,
+        "broken": broken,
+        "env_ff": env_ff,
+        "binary": binary,
+        "file": a_file,
+        "folder": a_folder,
+        "unreadable": unreadable,
+        "root": root,
+    }
+
+
+def _bad_paths(files: dict[str, Path], command: Command, param: Param) -> dict[str, str]:
+    """The bad values a path parameter gets, by name."""
+    root = files["root"]
+    bad = {
+        "5000-char path": str(root / LONG),
+        "non-UTF-8 byte": str(root / f"bad{NOT_UTF8}name"),
+        "missing folder": str(root / "no-such-folder" / "x"),
+        "file as folder": str(files["file"] / "x"),
+        "folder": str(files["folder"]),
+        "missing file": str(root / "missing.yaml"),
+        "/proc output": "/proc/b",
+        "config that does not parse": str(files["broken"]),
+        "not UTF-8 content": str(files["binary"]),
+        ".env with 0xFF": str(files["env_ff"]),
+    }
+    if param.name not in ("out", "state_dir"):  # never write into a file no one can read
+        bad["unreadable file"] = str(files["unreadable"])
+    if command.path in LONG_RUNNING and param.name == "state_dir":
+        # A folder that does not exist yet is a good state folder: `local up` would start.
+        for good in ("missing folder", "missing file", "non-UTF-8 byte", "folder"):
+            bad.pop(good)
+        bad.pop("config that does not parse")
+        bad.pop("not UTF-8 content")
+        bad.pop(".env with 0xFF")
+    return bad
+
+
+BAD_IDENTIFIERS = {
+    "5000 chars": LONG,
+    "non-UTF-8 byte": f"a{NOT_UTF8}b",
+    "empty": "",
+    "not an id": "notanid",
+    "URL with non-UTF-8 byte": f"sqlite:///tmp/{NOT_UTF8}.db",
+}
+
+
+def _baseline(files: dict[str, Path], command: Command, param: Param) -> str:
+    """A sensible value for a parameter that is not the one under test."""
+    if param.name == "config":
+        if command.group == "bot":
+            return str(files["bot"])
+        if command.group in ("admin", "bridge", "directory"):
+            return str(files["bridge"])
+        return str(files["root"] / "missing-deployment.yaml")
+    if param.name == "member":
+        return "Member"
+    if param.name == "fingerprint":
+        return "a" * 43
+    if param.is_path:
+        return str(files["root"] / "missing-input")
+    return "value"
+
+
+def _cases(files: dict[str, Path]) -> Iterator[tuple[str, list[str]]]:
+    for command in COMMANDS:
+        for target in command.params:
+            if not (target.is_path or target.name in IDENTIFIERS):
+                continue
+            if command.path in LONG_RUNNING and not target.is_path:
+                continue
+            values = _bad_paths(files, command, target) if target.is_path else BAD_IDENTIFIERS
+            for label, value in values.items():
+                args = list(command.path)
+                for param in command.params:
+                    if param is target:
+                        chosen = value
+                    elif param.required or (param.name == "config" and command.group != "deploy"):
+                        chosen = _baseline(files, command, param)
+                    else:
+                        continue
+                    args += [chosen] if param.option is None else [param.option, chosen]
+                yield f"{' '.join(command.path)} {target.name}: {label}", args
+
+
+@pytest.mark.slow
+def test_no_command_shows_a_traceback_or_an_undocumented_status(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default ./data/bridge.db and .env land here
+    monkeypatch.setenv("CADUCEE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("CADUCEE_BRIDGE_DB", raising=False)
+    runner = CliRunner()
+    problems = []
+    tried = 0
+    for label, args in _cases(files):
+        tried += 1
+        result = runner.invoke(app, args)
+        crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+        output = result.output
+        if crashed or "Traceback" in output or result.exit_code not in DOCUMENTED:
+            what = type(result.exception).__name__ if crashed else f"exit {result.exit_code}"
+            problems.append(f"{label}: {what}: {output.strip()[-300:]!r}")
+    assert tried > 200
+    assert not problems, "\n".join(problems)
