@@ -119,6 +119,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             }
         )
     )
+    unusable = root / "unusable-data.yaml"  # parses, but its data_dir is under a file
+    unusable.write_text(bridge.read_text().replace(str(root / "no-such-data"), str(bot) + "/x"))
     broken = root / "broken.yaml"
     broken.write_text("server_name: [unclosed\n  homeserver_url: :\n")
     env_ff = root / "ff.env"
@@ -138,6 +140,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "bridge": bridge,
         "bot": bot,
         "broken": broken,
+        "unusable": unusable,
         "env_ff": env_ff,
         "binary": binary,
         "file": a_file,
@@ -162,6 +165,8 @@ def _bad_paths(files: dict[str, Path], command: Command, param: Param) -> dict[s
         "not UTF-8 content": str(files["binary"]),
         ".env with 0xFF": str(files["env_ff"]),
     }
+    if param.name == "config":
+        bad["config whose data_dir is unusable"] = str(files["unusable"])
     if param.name not in ("out", "state_dir"):  # never write into a file no one can read
         bad["unreadable file"] = str(files["unreadable"])
     if command.path in LONG_RUNNING and param.name == "state_dir":
@@ -241,3 +246,23 @@ def test_no_command_shows_a_traceback_or_an_undocumented_status(
             problems.append(f"{label}: {what}: {output.strip()[-300:]!r}")
     assert tried > 200
     assert not problems, "\n".join(problems)
+
+
+def test_bot_forget_identity_refuses_what_is_not_a_matrix_id(files: dict[str, Path]) -> None:
+    result = CliRunner().invoke(
+        app, ["bot", "forget-identity", "notanid", "--config", str(files["bot"])]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: 'notanid' is not a Matrix ID (like '@name:server')"
+
+
+def test_a_key_show_with_an_unusable_data_dir_is_one_line(files: dict[str, Path]) -> None:
+    result = CliRunner().invoke(app, ["admin", "key", "show", "-c", str(files["unusable"])])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("Error: cannot read or create the signing key")
+
+
+def test_an_argument_that_is_not_utf8_is_a_usage_error(files: dict[str, Path]) -> None:
+    result = CliRunner().invoke(app, ["directory", "search", "x", "--db", f"sqlite:///{NOT_UTF8}"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ") and "not valid UTF-8" in result.stderr

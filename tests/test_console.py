@@ -31,8 +31,8 @@ from tests.console_support import (
 pytestmark = pytest.mark.slow
 SAMPLE_PARTS = {"action": "lock", "change": "member-add"}
 """Values for variable parts of routes, so that each request reaches its handler."""
-PUBLIC_ADMIN_PATHS = {"/admin/login"}
-"""The only console paths reachable without a session."""
+PUBLIC_ADMIN_PATHS = {"/admin/login", "/admin"}
+"""The only console paths reachable without a session (`/admin` only redirects to `/admin/`)."""
 
 
 def all_routes(app: web.Application) -> list[tuple[str, str, object]]:
@@ -71,6 +71,19 @@ async def test_every_admin_route_answers_401_or_403_without_a_session(
                 checked += 1
         assert checked >= 2 * 12
         assert ("GET", "/activate", _handler_named(routes, "activation_form")) in routes
+
+
+async def test_the_console_address_without_its_slash_leads_to_the_console(
+    tmp_path: Path, hs_a: Homeserver
+) -> None:
+    config = console_config(tmp_path, hs_a, ["@someone:" + hs_a.server_name])
+    async with running_console(config) as client:
+        response = await client.get("/admin", allow_redirects=False)
+        assert response.status == 301 and response.headers["Location"] == "/admin/"
+        followed = await client.get("/admin")  # the same answer as /admin/ itself
+        direct = await client.get("/admin/")
+        assert followed.url.path == "/admin/"
+        assert (followed.status, await followed.text()) == (direct.status, await direct.text())
 
 
 def _handler_named(routes: list[tuple[str, str, object]], name: str) -> object:
