@@ -48,7 +48,10 @@ def _load(path: Path) -> BridgeConfig:
 
 @bridge_app.command("run")
 def run(config: ConfigOption) -> None:
-    """Serve the bridge's HTTP API until interrupted (Ctrl-C or SIGTERM)."""
+    """Serve the bridge: directory API, registry and signed manifest, web console (`/admin/`).
+
+    Runs until interrupted (Ctrl-C or SIGTERM).
+    """
     settings = _load(config)
     import asyncio
 

@@ -180,7 +180,10 @@ def import_command(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Replace the directory with the practitioners of a register extract or FHIR file."""
+    """Replace the directory with an RPPS extract (.txt/.zip) or FHIR R4 file; atomic.
+
+    Reports who is new, changed or gone from the register.
+    """
     from bridge.directory.importer import (
         DirectoryImportError,
         ImportAbortedError,
