@@ -133,14 +133,42 @@ class Database:
         await self.engine.dispose()
 
 
-async def open_database(url: str, *, upgrade: bool = True, **options: Any) -> Database:
+class DatabaseMissingError(DatabaseError):
+    """No initialised bridge database where the configuration says one is."""
+
+
+def _missing(url: str, what: str) -> DatabaseMissingError:
+    return DatabaseMissingError(
+        f"{what}: the bridge never creates its database when it runs (a failed mount or a "
+        "wrong path or database name would otherwise start an empty directory and registry). "
+        "Check database_url / data_dir; for a new deployment create it once with "
+        "`caducee bridge init -c CONFIG`."
+    )
+
+
+async def open_database(
+    url: str, *, upgrade: bool = True, create: bool = True, **options: Any
+) -> Database:
     """Connect and (by default) migrate; the one way the bridge opens its database.
 
+    With `create=False` (the service's `run`), a missing SQLite file or a database without
+    the bridge's schema is refused with `DatabaseMissingError` instead of being created.
+
     Raises:
-        DatabaseError: bad URL, unreachable server, or a schema newer than the code.
+        DatabaseError: bad URL, unreachable server, no database (when not creating), or a
+            schema newer than the code.
     """
+    if not create:
+        missing = database.sqlite_file_missing(normalise_url(url))
+        if missing is not None:
+            raise _missing(url, f"no bridge database at {missing}")
     engine = make_engine(url, **options)
     try:
+        if not create:
+            async with engine.connect() as conn:
+                initialised = await conn.run_sync(database.has_schema)
+            if not initialised:
+                raise _missing(url, f"the database {safe_url(url)} is empty")
         if upgrade:
             await migrate(engine)
     except DatabaseError:

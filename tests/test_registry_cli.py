@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from bridge.admin.cli import admin_app
 from bridge.http.server import StartupError, serve
 from bridge.registry.keys import fingerprint_of, load
+from tests.bridge_http_support import init_database
 from tests.conftest import free_port
 from tests.registry_support import registry_config
 
@@ -110,5 +111,6 @@ async def test_a_bridge_whose_signing_key_is_exposed_refuses_to_start(tmp_path: 
     key_file.parent.mkdir(parents=True)
     key_file.write_text("ed25519 a1 " + "A" * 43 + "\n")
     key_file.chmod(0o644)
+    await init_database(config)
     with pytest.raises(StartupError, match="chmod 600"):
         await asyncio.wait_for(serve(config, asyncio.Event()), timeout=30)

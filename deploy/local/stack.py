@@ -59,7 +59,8 @@ class DemoStack:
                 federation_ca_file=homeserver.ca.cert,
             )
             log = directory / "bridge.log"
-            if not (directory / "bridge.db").exists():
+            if not (directory / "bridge.db").exists():  # the demo's first start creates it
+                run_cli(["bridge", "init", "--config", str(config_path)], log)
                 run_cli(
                     ["directory", "import", str(DEMO_REGISTER), "--config", str(config_path)], log
                 )
