@@ -61,6 +61,16 @@ def run(config: ConfigOption) -> None:
     _configure_logging(settings.log_level)
 
     async def main() -> None:
+        from bot.store.initialised import missing_database
+
+        missing = await missing_database(settings.effective_database_url)
+        if missing is not None:
+            raise StoreError(
+                f"{missing}: the bot never creates its database when it runs (a lost volume "
+                "or a wrong path would otherwise start a bot that forgot its case rooms and "
+                f"expiries). Check database_url / store_dir; for a new bot, run "
+                f"`caducee bot init -c {config}` once."
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,6 +88,42 @@ def run(config: ConfigOption) -> None:
             f"cannot reach the homeserver at {settings.homeserver_url} "
             f"({type(exc).__name__}: {exc})"
         ) from None
+
+
+@bot_app.command("init")
+def init(config: ConfigOption) -> None:
+    """Create the bot's database (or bring it to this version's schema); `run` never does.
+
+    Run it once for a new bot, and after restoring a backup. Safe to run again.
+    """
+    import asyncio
+
+    from bot.crypto.keyfiles import ensure_private_file
+    from bot.store import BotStore, StoreError
+    from bot.store.initialised import missing_database
+
+    settings = _load(config)
+    url = settings.effective_database_url
+
+    async def create() -> bool:
+        existed = await missing_database(url) is None
+        if settings.database_url is None:
+            settings.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_private_file(settings.store_dir / "bot.db")
+        store = await BotStore.open(url)
+        await store.close()
+        return existed
+
+    try:
+        existed = asyncio.run(create())
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot create the bot's database: {os_reason(exc)}") from None
+    if existed:
+        typer.echo("The bot's database was already there; its schema is up to date.")
+    else:
+        typer.echo(f"Created the bot's database in {settings.store_dir}.")
 
 
 @bot_app.command("check-config")

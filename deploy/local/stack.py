@@ -91,6 +91,8 @@ class DemoStack:
                 (bot_dir / "password").read_text().strip(),
                 displayname="Caducée",
             )
+            if not (bot_dir / "store" / "bot.db").exists():  # the demo's first start creates it
+                run_cli(["bot", "init", "--config", str(bot_config)], bot_dir / "bot.log")
             bot = caducee_process(
                 f"bot {name}", ["bot", "run", "--config", str(bot_config)], bot_dir / "bot.log"
             )
