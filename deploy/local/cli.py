@@ -19,6 +19,7 @@ from deploy.local.state import (
     StateError,
     default_state_dir,
     prepare_state_dir,
+    started_here,
     stop_from_state,
 )
 from deploy.local.state import read_state as _read_state
@@ -99,6 +100,7 @@ async def _run_foreground(state_dir: Path, ports: tuple[int, int], with_services
                 federation.services[name] = {
                     "bridge_url": stack.bridge_urls[name],
                     "bot_user_id": stack.bot_ids[name],
+                    **stack.pids[name],
                 }
             federation.write_state()
         _print_summary(federation.state())
@@ -186,14 +188,32 @@ def status(
         raise typer.Exit(1)
     import asyncio
 
-    alive = asyncio.run(_alive([hs["client_url"] for hs in state["homeservers"]]))
-    for homeserver, is_alive in zip(state["homeservers"], alive, strict=True):
-        homeserver["alive"] = is_alive
-    state["running"] = all(alive)
+    directory = Path(state.get("state_dir") or state_dir or default_state_dir())
+    answers = asyncio.run(_alive([hs["client_url"] for hs in state["homeservers"]]))
+    for homeserver, answered in zip(state["homeservers"], answers, strict=True):
+        # Its URL answers AND the process the demo started still runs (not another one that
+        # took the port after it died).
+        homeserver["alive"] = answered and started_here(homeserver.get("pid"), directory)
+        for service in ("bridge", "bot"):
+            if f"{service}_pid" in homeserver:
+                alive = started_here(homeserver[f"{service}_pid"], directory)
+                homeserver[f"{service}_alive"] = alive
+    state["running"] = all(
+        hs["alive"] and hs.get("bridge_alive", True) and hs.get("bot_alive", True)
+        for hs in state["homeservers"]
+    )
     if as_json:
         json.dump(state, sys.stdout, indent=2)
         print()
     else:
         _print_summary(state)
+        for hs in state["homeservers"]:
+            for what, key in (
+                ("homeserver", "alive"),
+                ("bridge", "bridge_alive"),
+                ("bot", "bot_alive"),
+            ):
+                if hs.get(key) is False:
+                    console.print(f"[red]{what} of {hs['server_name']} is not running[/red]")
     if not state["running"]:
         raise typer.Exit(1)

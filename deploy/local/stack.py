@@ -43,6 +43,8 @@ class DemoStack:
         self.services: list[ManagedProcess] = []
         self.bridge_urls: dict[str, str] = {}
         self.bot_ids: dict[str, str] = {}
+        self.pids: dict[str, dict[str, int | None]] = {}
+        """Per homeserver, the bridge's and the bot's process ids (`caducee local status`)."""
 
     async def start(self) -> None:
         member_servers = [hs.server_name for hs in self.federation.homeservers.values()]
@@ -75,6 +77,7 @@ class DemoStack:
             bridge.launch()
             self.services.append(bridge)
             self.bridge_urls[name] = url
+            self.pids[name] = {"bridge_pid": bridge.pid}
 
             bot_dir = self.federation.base_dir / f"bot-{name}"
             bot_config = write_bot_config(
@@ -98,6 +101,7 @@ class DemoStack:
             )
             bot.launch()
             self.services.append(bot)
+            self.pids[name]["bot_pid"] = bot.pid
         async with aiohttp.ClientSession() as http:
             await asyncio.gather(*(s.wait_ready(http) for s in self.services if s.health_url))
         await asyncio.to_thread(self._peer_once)

@@ -77,3 +77,22 @@ def stop_from_state(base_dir: Path) -> bool:
                     os.killpg(int(homeserver["pid"]), signal.SIGTERM)
         (base_dir / STATE_FILE).unlink(missing_ok=True)
     return True
+
+
+def started_here(pid: object, state_dir: Path) -> bool:
+    """Whether `pid` runs and is a process the demo started from `state_dir`.
+
+    A URL that answers is not enough: the process may have died and another taken its port
+    (or its pid). Every demo process runs with a file of `state_dir` on its command line.
+    """
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (not Linux): a live pid is all that can be checked
+    return str(state_dir).encode() in command
