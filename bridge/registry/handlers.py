@@ -255,10 +255,11 @@ async def allowed_servers(services: RegistryServices) -> AllowedServers:
     async with services.db.sessions() as session:
         servers = set(await store.own_homeservers(session))
         servers |= store.peer_servers(await store.peers(session))
+        empty = await store.never_used(session)
     servers.add(services.own_server)
     ordered = tuple(sorted(servers))
     version = hashlib.sha256("\n".join(ordered).encode()).hexdigest()[:16]
-    return AllowedServers(ordered, version)
+    return AllowedServers(ordered, version, registry_empty=empty)
 
 
 async def signed_manifest(services: RegistryServices) -> dict[str, Any]:

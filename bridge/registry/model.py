@@ -79,3 +79,6 @@ class AllowedServers:
     servers: tuple[ServerName, ...]
     version: str
     """Changes whenever `servers` changes (a digest of it): guards log the switch."""
+    registry_empty: bool = False
+    """The registry never held anything (`store.never_used`): guards and bots do not let such
+    a list cut off every member they let in (a lost database recreated empty)."""
