@@ -264,3 +264,60 @@ async def test_members_and_peers_pages_change_the_registry(
         assert bad_peer.status == 400
         audit_page = await (await client.get("/admin/audit")).text()
         assert "parc.example.test" in audit_page
+
+
+async def test_no_console_action_without_its_audit_record(
+    tmp_path: Path, hs_a: Homeserver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the audit log cannot be written, sign-in (right or wrong password) and sign-out
+    are refused with a page that says so, the refusal is in the service log, and nothing is
+    done: no session is opened or closed, no bare 500, no traceback."""
+    import logging
+
+    import sqlalchemy as sa
+
+    admin = await new_admin(hs_a)
+    config = console_config(tmp_path, hs_a, [admin.user_id])
+    async with running_console(config) as client:
+        assert await sign_in(client, admin.user_id, ADMIN_PASSWORD) == 303
+        signed_in = client.session.cookie_jar.filter_cookies(client.make_url("/admin/"))[COOKIE]
+        async with client.app[DATABASE].engine.begin() as conn:  # the audit log fails
+            await conn.execute(
+                sa.text(
+                    "CREATE TRIGGER audit_fails BEFORE INSERT ON admin_audit "
+                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+                )
+            )
+        with caplog.at_level(logging.INFO):
+            home = await client.get("/admin/")
+            csrf = csrf_of(await home.text())
+            out = await client.post("/admin/logout", data={"csrf": csrf}, allow_redirects=False)
+            assert out.status == 503 and "Nothing was done" in await out.text()
+            assert (await client.get("/admin/")).status == 200  # still signed in
+
+            client.session.cookie_jar.clear()
+            for password in (ADMIN_PASSWORD, "wrong password"):
+                form = await client.get("/admin/login")
+                response = await client.post(
+                    "/admin/login",
+                    data={
+                        "csrf": csrf_of(await form.text()),
+                        "user_id": admin.user_id,
+                        "password": password,
+                    },
+                    allow_redirects=False,
+                )
+                assert response.status == 503, password
+                assert response.content_type == "text/html"
+                assert "audit log" in await response.text()
+                assert COOKIE not in response.cookies
+        async with client.app[DATABASE].sessions() as session:
+            open_sessions = await session.scalar(
+                sa.text("SELECT count(*) FROM admin_console_session")
+            )
+        assert open_sessions == 1  # the first one, still open; none added, none closed
+        assert signed_in.value
+    refusals = [r for r in caplog.records if r.levelname == "ERROR" and "refused" in r.message]
+    assert len(refusals) == 3
+    assert all(r.exc_info is None for r in caplog.records)
+    assert ADMIN_PASSWORD not in caplog.text
