@@ -69,6 +69,11 @@ def _print_summary(state: dict[str, Any]) -> None:
                 f"  bot: [bold]{homeserver['bot_user_id']}[/bold] (start a DM, send !help)"
                 f"   bridge: {homeserver['bridge_url']}"
             )
+        if homeserver.get("console_url"):
+            console.print(
+                f"  admin console: [bold]{homeserver['console_url']}[/bold] (sign in as "
+                f"{admin['user_id']} with its password above)"
+            )
     console.print(
         "Sign in from Element: choose 'Edit' next to the homeserver, enter the client URL "
         "above as a custom homeserver, then an account and its password."
@@ -100,6 +105,7 @@ async def _run_foreground(state_dir: Path, ports: tuple[int, int], with_services
                 federation.services[name] = {
                     "bridge_url": stack.bridge_urls[name],
                     "bot_user_id": stack.bot_ids[name],
+                    "console_url": stack.bridge_urls[name] + "/admin/",
                     **stack.pids[name],
                 }
             federation.write_state()

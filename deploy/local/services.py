@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -53,8 +54,15 @@ def write_bridge_config(
     port: int,
     openid_allowed_servers: list[str],
     federation_ca_file: Path,
+    console_admins: Sequence[str] = (),
+    homeserver_admin_token: str | None = None,
 ) -> Path:
-    """Write the bridge's configuration for a demo homeserver; returns its path."""
+    """Write the bridge's configuration for a demo homeserver; returns its path.
+
+    `console_admins` may sign in to the console (`/admin/`); with `homeserver_admin_token`
+    (the homeserver's admin, written 0600 beside the configuration) the console and
+    `caducee admin` can manage that homeserver's accounts.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "server_name": server_name,
@@ -68,6 +76,13 @@ def write_bridge_config(
         "federation_ca_file": str(federation_ca_file),
         "log_level": "INFO",
     }
+    if console_admins or homeserver_admin_token:
+        admin: dict[str, object] = {"users": list(console_admins)}
+        if homeserver_admin_token:
+            token_file = directory / "synapse-admin.token"
+            write_private(token_file, homeserver_admin_token.encode())
+            admin["homeserver_admin_token_file"] = str(token_file)
+        config["admin"] = admin
     service_token(directory, "bot")
     path = directory / "bridge.yaml"
     write_private(path, yaml.safe_dump(config, allow_unicode=True).encode())

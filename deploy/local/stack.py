@@ -59,6 +59,9 @@ class DemoStack:
                 port=port,
                 openid_allowed_servers=member_servers,
                 federation_ca_file=homeserver.ca.cert,
+                # The demo's admin signs in to the console with the password `make up` prints.
+                console_admins=[homeserver.admin_user_id],
+                homeserver_admin_token=homeserver.admin_token,
             )
             log = directory / "bridge.log"
             if not (directory / "bridge.db").exists():  # the demo's first start creates it
