@@ -266,3 +266,39 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error(files: dict[str, Path]) -
     result = CliRunner().invoke(app, ["directory", "search", "x", "--db", f"sqlite:///{NOT_UTF8}"])
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and "not valid UTF-8" in result.stderr
+
+
+def test_the_same_mistake_gets_the_same_status_everywhere(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A missing configuration is a usage error (2) in every group; a database that cannot be
+    reached is a failed operation (1) for the service and for the admin commands alike."""
+    runner = CliRunner()
+    missing = str(tmp_path / "nonexistent.yaml")
+    for args in (
+        ["directory", "search", "x", "--config", missing],
+        ["deploy", "backup", "--config", missing, "--out", str(tmp_path)],
+        ["deploy", "restore", str(tmp_path / "a.tar.gz"), "-c", missing],
+        ["bridge", "run", "-c", missing],
+        ["admin", "member", "list", "-c", missing],
+        ["bot", "run", "-c", missing],
+    ):
+        result = runner.invoke(app, args)
+        assert (result.exit_code, result.stderr[:7]) == (2, "Error: "), (args, result.output)
+
+    unreachable = tmp_path / "unreachable.yaml"
+    data = yaml.safe_load(files["bridge"].read_text())
+    data["database_url"] = f"postgresql+asyncpg://nobody@127.0.0.1:{_closed_port()}/bridge"
+    data["listen_port"] = _closed_port()
+    unreachable.write_text(yaml.safe_dump(data))
+    for args in (["bridge", "run"], ["admin", "member", "list"], ["directory", "changes"]):
+        result = runner.invoke(app, [*args, "-c", str(unreachable)])
+        assert (result.exit_code, result.stderr[:7]) == (1, "Error: "), (args, result.output)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
