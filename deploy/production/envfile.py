@@ -126,8 +126,11 @@ def main(argv: list[str]) -> int:
     example = here / ".env.example"
     try:
         filled = fill_secrets(env_path, example)
+    except EnvWriteError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     except EnvFileError as exc:
-        print(f"generate-secrets: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         return 2
     if filled:
         print(f"{env_path}: generated {', '.join(filled)} (file mode 0600; never commit it)")
