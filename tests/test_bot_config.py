@@ -187,3 +187,27 @@ def test_withheld_notice_we_send_is_well_formed() -> None:
         {"type": "m.room_key.withheld", "sender": "@bot:hs", "content": content}
     )
     assert parsed is not None and parsed.code == "m.unverified"
+
+
+def test_run_with_a_database_that_cannot_be_reached_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/bot"
+    path.write_text(yaml.safe_dump(good(tmp_path, database_url=url)))
+    for command in ("run", "init"):
+        result = CliRunner().invoke(bot_app, [command, "--config", str(path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.stderr.startswith("Error: cannot open the bot database")
+
+
+async def test_an_empty_database_is_no_bot_database_until_init(
+    tmp_path: Path, store_url: str
+) -> None:
+    """On SQLite and PostgreSQL alike: a database without the bot's schema is refused by
+    `run` (a wrong name, a lost volume) and made the bot's by `init`."""
+    from bot.store import BotStore
+    from bot.store.initialised import missing_database
+
+    assert await missing_database(store_url) is not None
+    store = await BotStore.open(store_url)  # what `caducee bot init` runs
+    await store.close()
+    assert await missing_database(store_url) is None
