@@ -18,6 +18,7 @@ from typing import Any
 from alembic.config import Config
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
@@ -177,6 +178,12 @@ async def open_database(
     except (OSError, ConnectionError) as exc:
         await engine.dispose()
         raise DatabaseError(f"cannot reach the database {safe_url(url)}: {exc}") from None
+    except DBAPIError as exc:  # the server answered no: no such database, role, password
+        await engine.dispose()
+        reason = (
+            str(exc.orig or exc).splitlines()[0] if exc.orig is not None else type(exc).__name__
+        )
+        raise DatabaseError(f"cannot open the database {safe_url(url)}: {reason}") from None
     except BaseException:
         await engine.dispose()
         raise

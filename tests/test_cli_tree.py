@@ -302,3 +302,31 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.postgres
+def test_a_wrong_postgresql_database_name_is_one_clear_line(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The server answers "no such database": every command says so, exit 1, nothing made."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    from tests.test_bot_commands_support import postgres_admin_url
+
+    server = make_url(postgres_admin_url())
+    try:
+        socket.create_connection((server.host or "127.0.0.1", server.port or 5432), 5).close()
+    except OSError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {server.host}:{server.port} ({exc!r})")
+    wrong = server.set(drivername="postgresql+asyncpg", database="caducee_no_such_database")
+    config = tmp_path / "wrong-db.yaml"
+    data = yaml.safe_load(files["bridge"].read_text())
+    url = wrong.render_as_string(hide_password=False)
+    config.write_text(yaml.safe_dump({**data, "database_url": url}))
+    for args in (["bridge", "init"], ["bridge", "run"], ["admin", "member", "list"]):
+        result = CliRunner().invoke(app, [*args, "-c", str(config)])
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.startswith("Error: cannot open the database")
+        assert 'database "caducee_no_such_database" does not exist' in result.stderr
