@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bridge.common.exits import fail, os_reason, usage_error
+
 if TYPE_CHECKING:
     from bot.config import BotConfig
     from bot.crypto.keyfiles import PinStore
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 bot_app = typer.Typer(
     help="The Caducée bot: an end-to-end encrypted Matrix bot with a cross-signed device.",
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 
 ConfigOption = Annotated[
@@ -40,8 +43,7 @@ def _load(path: Path) -> BotConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
 
 
 @bot_app.command("run")
@@ -60,6 +62,16 @@ def run(config: ConfigOption) -> None:
     _configure_logging(settings.log_level)
 
     async def main() -> None:
+        from bot.store.initialised import missing_database
+
+        missing = await missing_database(settings.effective_database_url)
+        if missing is not None:
+            raise StoreError(
+                f"{missing}: the bot never creates its database when it runs (a lost volume "
+                "or a wrong path would otherwise start a bot that forgot its case rooms and "
+                f"expiries). Check database_url / store_dir; for a new bot, run "
+                f"`caducee bot init -c {config}` once."
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -69,18 +81,50 @@ def run(config: ConfigOption) -> None:
     try:
         asyncio.run(main())
     except (CrossSigningError, E2EEUnavailable, LoginError, StoreError, ValueError) as exc:
-        typer.echo(f"caducee bot: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     except PermissionError as exc:
-        typer.echo(f"caducee bot: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        typer.echo(
-            f"caducee bot: cannot reach the homeserver at {settings.homeserver_url} "
-            f"({type(exc).__name__}: {exc})",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        raise fail(
+            f"cannot reach the homeserver at {settings.homeserver_url} "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+@bot_app.command("init")
+def init(config: ConfigOption) -> None:
+    """Create the bot's database (or bring it to this version's schema); `run` never does.
+
+    Run it once for a new bot, and after restoring a backup. Safe to run again.
+    """
+    import asyncio
+
+    from bot.crypto.keyfiles import ensure_private_file
+    from bot.store import BotStore, StoreError
+    from bot.store.initialised import missing_database
+
+    settings = _load(config)
+    url = settings.effective_database_url
+
+    async def create() -> bool:
+        existed = await missing_database(url) is None
+        if settings.database_url is None:
+            settings.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_private_file(settings.store_dir / "bot.db")
+        store = await BotStore.open(url)
+        await store.close()
+        return existed
+
+    try:
+        existed = asyncio.run(create())
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot create the bot's database: {os_reason(exc)}") from None
+    if existed:
+        typer.echo("The bot's database was already there; its schema is up to date.")
+    else:
+        typer.echo(f"Created the bot's database in {settings.store_dir}.")
 
 
 @bot_app.command("check-config")
@@ -94,6 +138,11 @@ def _pins(settings: BotConfig) -> PinStore:
     from bot.crypto.keyfiles import PinStore
     from bot.runner import PINS_FILE
 
+    if not settings.store_dir.is_dir():
+        raise fail(
+            f"the bot's store {settings.store_dir} does not exist: is this the configuration "
+            "the bot runs with?"
+        )
     return PinStore(settings.store_dir / PINS_FILE)
 
 
@@ -115,22 +164,16 @@ def _audit(settings: BotConfig, user_id: str, outcome: str) -> None:
     try:
         asyncio.run(write())
     except (StoreError, OSError) as exc:
-        typer.echo(f"caducee bot: cannot write the audit log, nothing changed: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"cannot write the audit log, nothing changed: {exc}") from None
     except Exception as exc:  # a database driver's own error: name it, no traceback
-        typer.echo(
-            f"caducee bot: cannot write the audit log, nothing changed ({type(exc).__name__})",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        raise fail(f"cannot write the audit log, nothing changed ({type(exc).__name__})") from None
 
 
 def _check_user_id(user_id: str) -> None:
-    from bot.ids import server_of
+    from bot.ids import is_user_id
 
-    if not user_id.startswith("@") or ":" not in user_id or not server_of(user_id):
-        typer.echo(f"caducee bot: {user_id!r} is not a Matrix ID (@name:server)", err=True)
-        raise typer.Exit(2)
+    if not is_user_id(user_id):
+        raise usage_error(f"{user_id!r} is not a Matrix ID (like '@name:server')")
 
 
 UserArgument = Annotated[str, typer.Argument(help="The doctor's Matrix ID (@name:server).")]
@@ -198,8 +241,7 @@ def audit(
     try:
         entries = asyncio.run(read())
     except (StoreError, OSError) as exc:
-        typer.echo(f"caducee bot: cannot read the audit log: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"cannot read the audit log: {exc}") from None
     if as_json:
         rows = [
             {
@@ -232,8 +274,7 @@ def accept_identity(config: ConfigOption, user_id: UserArgument) -> None:
     pins = _pins(settings)
     pending = {p.user_id: p for p in pins.pending()}
     if user_id not in pending:
-        typer.echo(f"No pending identity reset for {user_id} (see `pending-resets`).", err=True)
-        raise typer.Exit(1)
+        raise fail(f"no pending identity reset for {user_id} (see `pending-resets`).")
     _audit(settings, user_id, Outcome.ACCEPTED_BY_OPERATOR.value)
     pins.accept(user_id)
     typer.echo(f"Accepted the new identity of {user_id} (master key {pending[user_id].seen}).")

@@ -9,7 +9,6 @@ absent, because a real secret must protect the crypto store and nobody should ha
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -28,7 +27,7 @@ from pydantic import (
 
 from bot.crypto.keyfiles import read_or_create_secret
 from bot.durations import DurationError, parse_duration
-from bot.ids import server_of
+from bot.ids import USER_ID_RE, server_of
 from bridge.common import config_file
 from bridge.common.config_file import EXAMPLE_CONFIG_NAME as EXAMPLE_CONFIG_NAME
 from bridge.common.config_file import ConfigError as ConfigError
@@ -37,7 +36,7 @@ from bridge.common.config_file import read_secret_file as _read_secret_file
 from bridge.common.config_file import resolve_path as _resolve
 
 _PLACEHOLDER_MARK = "CHANGE_ME"
-_USER_ID_RE = re.compile(r"^@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
+_USER_ID_RE = USER_ID_RE
 MIN_PICKLE_KEY_LENGTH = 16
 MAX_REGISTRY_REFRESH = 3600
 

@@ -6,6 +6,7 @@ is expected (mypy catches it). Validation lives in the parsers that build them f
 
 from __future__ import annotations
 
+import re
 from typing import NewType
 
 UserId = NewType("UserId", str)
@@ -16,6 +17,15 @@ RoomId = NewType("RoomId", str)
 
 EventId = NewType("EventId", str)
 """A Matrix event id, ``$opaque`` (room versions 4+)."""
+
+
+USER_ID_RE = re.compile(r"^@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
+"""A user id as the bot accepts one: historical localparts aside, what Synapse lets register."""
+
+
+def is_user_id(value: str) -> bool:
+    """Whether `value` is a Matrix user id (``@name:server``)."""
+    return USER_ID_RE.match(value) is not None
 
 
 def server_of(matrix_id: str) -> str:

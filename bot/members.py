@@ -66,6 +66,8 @@ class RegistryMemberServers:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._held_back: str | None = None
+        """Version of a list held back because it would cut off every member."""
         self.version: str | None = None
         """Version of the bridge's list in force (None: still the configured list)."""
 
@@ -95,6 +97,17 @@ class RegistryMemberServers:
         answer = parse_answer(body)
         if answer is None:
             self._failed("the answer is not a list of servers")
+            return False
+        if answer.cuts_off_every_member(self._servers, self._own):
+            if self._held_back != answer.version:  # reported once per version
+                self._held_back = answer.version
+                logger.error(
+                    "Member servers version %s from the federation bridge would cut off every "
+                    "member homeserver (%s) and its registry is empty: held back, the last "
+                    "good list stays in force. Check the bridge's database and registry.",
+                    answer.version,
+                    ", ".join(sorted(set(self._servers) - {self._own})),
+                )
             return False
         if self._failing:
             logger.warning("Member servers from the federation bridge readable again")

@@ -42,16 +42,30 @@ logger = logging.getLogger(__name__)
 CROSS_SIGNING_FILE = "cross_signing.json"
 PINS_FILE = "trusted_identities.json"
 SYNC_TIMEOUT_MS = 30_000
-SYNC_RETRY_MAX_S = 60.0
+SYNC_RETRY_MAX_S = 4.0
+"""The longest pause between two attempts to reach the homeserver (nio's own retries and the
+sync loop's): once it is back, the bot answers doctors within seconds, not after a minute."""
+SYNC_RECOVERED_AFTER_S = 60.0
 
 
 def sync_retry_delay(previous: float, ran_for: float) -> float:
     """How long to wait before syncing again after a failure: 1 s, doubling while failures
-    follow each other, back to 1 s once a sync loop has run a full minute (an outage long
-    ago must not slow the recovery from the next one)."""
-    if previous <= 0 or ran_for >= SYNC_RETRY_MAX_S:
+    follow each other up to `SYNC_RETRY_MAX_S`, back to 1 s once a sync loop has run a full
+    minute (an outage long ago must not slow the recovery from the next one)."""
+    if previous <= 0 or ran_for >= SYNC_RECOVERED_AFTER_S:
         return 1.0
     return min(previous * 2, SYNC_RETRY_MAX_S)
+
+
+def client_config(pickle_key: str) -> AsyncClientConfig:
+    """The bot's nio settings: E2EE on, sync tokens saved by `SyncCheckpoints` once their events
+    are handled, and nio's retry pause capped like the sync loop's (nio's default is 60 s)."""
+    return AsyncClientConfig(
+        encryption_enabled=True,
+        store_sync_tokens=False,
+        pickle_key=pickle_key,
+        max_timeout_retry_wait_time=SYNC_RETRY_MAX_S,
+    )
 
 
 READY_TIMEOUT = 60.0
@@ -123,12 +137,7 @@ class BotRunner:
             config.homeserver_url,
             config.user_id,
             store_path=str(store_dir),
-            config=AsyncClientConfig(
-                # Tokens are saved by SyncCheckpoints once their events are handled.
-                encryption_enabled=True,
-                store_sync_tokens=False,
-                pickle_key=pickle_key,
-            ),
+            config=client_config(pickle_key),
         )
         self.client = client
         session = load_session(store_dir, config.user_id)

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bridge.common.exits import EXIT_FAILED, EXIT_USAGE, fail, os_reason
+
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
 
 bridge_app = typer.Typer(
-    help="The federation's bridge service (directory API; registry and console later).",
+    help="The federation's bridge service: directory API, registry and signed manifest, "
+    "peering, web console (/admin/).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -31,8 +34,8 @@ ConfigOption = Annotated[
     ),
 ]
 
-EXIT_BAD_CONFIG = 2
-EXIT_CANNOT_START = 1
+EXIT_BAD_CONFIG = EXIT_USAGE
+EXIT_CANNOT_START = EXIT_FAILED
 
 
 def _load(path: Path) -> BridgeConfig:
@@ -47,7 +50,10 @@ def _load(path: Path) -> BridgeConfig:
 
 @bridge_app.command("run")
 def run(config: ConfigOption) -> None:
-    """Serve the bridge's HTTP API until interrupted (Ctrl-C or SIGTERM)."""
+    """Serve the bridge: directory API, registry and signed manifest, web console (`/admin/`).
+
+    Runs until interrupted (Ctrl-C or SIGTERM).
+    """
     settings = _load(config)
     import asyncio
 
@@ -62,6 +68,47 @@ def run(config: ConfigOption) -> None:
     except StartupError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_CANNOT_START) from None
+
+
+@bridge_app.command("init")
+def init(config: ConfigOption) -> None:
+    """Create the bridge's database (or bring it to this version's schema); `run` never does.
+
+    Run it once for a new deployment, and after restoring a backup. Safe to run again.
+    """
+    settings = _load(config)
+    import asyncio
+
+    from bridge.db import DatabaseError, open_database, safe_url
+    from bridge.db import DatabaseMissingError as _Missing
+
+    async def create() -> bool:
+        try:
+            found = await open_database(
+                settings.effective_database_url, upgrade=False, create=False
+            )
+        except _Missing:
+            existed = False
+        else:
+            await found.close()
+            existed = True
+        if settings.database_url is None:
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        db = await open_database(settings.effective_database_url)
+        await db.close()
+        return existed
+
+    url = safe_url(settings.effective_database_url)
+    try:
+        existed = asyncio.run(create())
+    except DatabaseError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot create the database {url}: {os_reason(exc)}") from None
+    if existed:
+        typer.echo(f"The bridge database {url} was already there; its schema is up to date.")
+    else:
+        typer.echo(f"Created the bridge database {url}.")
 
 
 @bridge_app.command("check-config")

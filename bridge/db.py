@@ -18,6 +18,7 @@ from typing import Any
 from alembic.config import Config
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
@@ -133,14 +134,42 @@ class Database:
         await self.engine.dispose()
 
 
-async def open_database(url: str, *, upgrade: bool = True, **options: Any) -> Database:
+class DatabaseMissingError(DatabaseError):
+    """No initialised bridge database where the configuration says one is."""
+
+
+def _missing(url: str, what: str) -> DatabaseMissingError:
+    return DatabaseMissingError(
+        f"{what}: the bridge never creates its database when it runs (a failed mount or a "
+        "wrong path or database name would otherwise start an empty directory and registry). "
+        "Check database_url / data_dir; for a new deployment create it once with "
+        "`caducee bridge init -c CONFIG`."
+    )
+
+
+async def open_database(
+    url: str, *, upgrade: bool = True, create: bool = True, **options: Any
+) -> Database:
     """Connect and (by default) migrate; the one way the bridge opens its database.
 
+    With `create=False` (the service's `run`), a missing SQLite file or a database without
+    the bridge's schema is refused with `DatabaseMissingError` instead of being created.
+
     Raises:
-        DatabaseError: bad URL, unreachable server, or a schema newer than the code.
+        DatabaseError: bad URL, unreachable server, no database (when not creating), or a
+            schema newer than the code.
     """
+    if not create:
+        missing = database.sqlite_file_missing(normalise_url(url))
+        if missing is not None:
+            raise _missing(url, f"no bridge database at {missing}")
     engine = make_engine(url, **options)
     try:
+        if not create:
+            async with engine.connect() as conn:
+                initialised = await conn.run_sync(database.has_schema)
+            if not initialised:
+                raise _missing(url, f"the database {safe_url(url)} is empty")
         if upgrade:
             await migrate(engine)
     except DatabaseError:
@@ -149,6 +178,12 @@ async def open_database(url: str, *, upgrade: bool = True, **options: Any) -> Da
     except (OSError, ConnectionError) as exc:
         await engine.dispose()
         raise DatabaseError(f"cannot reach the database {safe_url(url)}: {exc}") from None
+    except DBAPIError as exc:  # the server answered no: no such database, role, password
+        await engine.dispose()
+        reason = (
+            str(exc.orig or exc).splitlines()[0] if exc.orig is not None else type(exc).__name__
+        )
+        raise DatabaseError(f"cannot open the database {safe_url(url)}: {reason}") from None
     except BaseException:
         await engine.dispose()
         raise

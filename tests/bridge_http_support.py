@@ -37,6 +37,16 @@ def bridge_config(tmp_path: Path, **overrides: Any) -> BridgeConfig:
     return parse_config(data, source="test", base_dir=tmp_path)
 
 
+async def init_database(config: BridgeConfig) -> None:
+    """What `caducee bridge init` does: `serve` (the service) never creates its database."""
+    from bridge.db import open_database
+
+    if config.database_url is None:
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = await open_database(config.effective_database_url)
+    await database.close()
+
+
 @asynccontextmanager
 async def running_bridge(
     config: BridgeConfig, extra_routes: tuple[RouteInstaller, ...] = ()

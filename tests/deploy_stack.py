@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import ssl
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -219,6 +220,8 @@ class ProductionStack:
                 process.launch()
             await asyncio.gather(*(p.wait_ready(http) for p in self.processes[1:]))
             bridge_data = self.topology.bridge_data_dir
+            init = [*CADUCEE, "bridge", "init", "--config", str(rendered.bridge)]
+            await asyncio.to_thread(subprocess.run, init, check=True, capture_output=True)
             bridge = ManagedProcess(
                 "bridge",
                 [*CADUCEE, "bridge", "run", "--config", str(rendered.bridge)],

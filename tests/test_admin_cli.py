@@ -72,7 +72,8 @@ async def test_admin_cli_onboards_audits_and_offboards(tmp_path: Path, hs_a: Hom
     assert "https://bridge.example.test/activate?token=" in out
 
     code, out, err = await caducee_admin("onboard", rpps, "-c", str(config))
-    assert code == 2 and err.strip() == f"Error: RPPS {rpps} is already onboarded as {matrix_id}"
+    # A conflict is an action that cannot be done (1), not a usage error (2).
+    assert code == 1 and err.strip() == f"Error: RPPS {rpps} is already onboarded as {matrix_id}"
 
     code, out, _ = await caducee_admin("audit", "--limit", "5", "-c", str(config))
     assert code == 0

@@ -192,9 +192,34 @@ def test_cli_says_when_the_homeserver_cannot_be_reached(tmp_path: Path) -> None:
     data = good(tmp_path, homeserver_url=f"http://127.0.0.1:{free_port()}")
     path = tmp_path / "bot.yaml"
     path.write_text(yaml.safe_dump(data))
+    assert CliRunner().invoke(bot_app, ["init", "--config", str(path)]).exit_code == 0
     result = CliRunner().invoke(bot_app, ["run", "--config", str(path)])
     assert result.exit_code == 1, result.output
     assert "cannot reach the homeserver" in result.output and "Traceback" not in result.output
+
+
+def test_run_never_creates_the_bots_database_init_does(tmp_path: Path) -> None:
+    """A lost store (failed mount, wrong path) stops the bot instead of a bot that forgot
+    its case rooms and expiries; `caducee bot init` is the one way to create it."""
+    path = tmp_path / "bot.yaml"
+    path.write_text(
+        yaml.safe_dump(good(tmp_path, homeserver_url=f"http://127.0.0.1:{free_port()}"))
+    )
+    result = CliRunner().invoke(bot_app, ["run", "--config", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("Error: no bot database at ")
+    assert "caducee bot init" in result.stderr
+    assert not (tmp_path / "store" / "bot.db").exists()
+
+    result = CliRunner().invoke(bot_app, ["init", "--config", str(path)])
+    assert (result.exit_code, result.stdout.startswith("Created the bot's database")) == (0, True)
+    assert stat.S_IMODE((tmp_path / "store" / "bot.db").stat().st_mode) == 0o600
+    again = CliRunner().invoke(bot_app, ["init", "--config", str(path)])
+    assert again.exit_code == 0 and "already there" in again.stdout
+
+    (tmp_path / "store" / "bot.db").write_bytes(b"")  # emptied: no database either
+    result = CliRunner().invoke(bot_app, ["run", "--config", str(path)])
+    assert result.exit_code == 1 and "no bot database" in result.stderr
 
 
 def test_power_levels_and_v12_creators() -> None:
@@ -219,3 +244,27 @@ def test_withheld_notice_we_send_is_well_formed() -> None:
         {"type": "m.room_key.withheld", "sender": "@bot:hs", "content": content}
     )
     assert parsed is not None and parsed.code == "m.unverified"
+
+
+def test_run_with_a_database_that_cannot_be_reached_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/bot"
+    path.write_text(yaml.safe_dump(good(tmp_path, database_url=url)))
+    for command in ("run", "init"):
+        result = CliRunner().invoke(bot_app, [command, "--config", str(path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.stderr.startswith("Error: cannot open the bot database")
+
+
+async def test_an_empty_database_is_no_bot_database_until_init(
+    tmp_path: Path, store_url: str
+) -> None:
+    """On SQLite and PostgreSQL alike: a database without the bot's schema is refused by
+    `run` (a wrong name, a lost volume) and made the bot's by `init`."""
+    from bot.store import BotStore
+    from bot.store.initialised import missing_database
+
+    assert await missing_database(store_url) is not None
+    store = await BotStore.open(store_url)  # what `caducee bot init` runs
+    await store.close()
+    assert await missing_database(store_url) is None

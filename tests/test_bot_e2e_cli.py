@@ -52,6 +52,16 @@ async def test_bot_runs_from_the_command_line(
     }
     path = tmp_path / "bot.yaml"
     path.write_text(yaml.safe_dump(config))
+    init = await asyncio.create_subprocess_exec(
+        *bot_command(),
+        "init",
+        "--config",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    said, _ = await asyncio.wait_for(init.communicate(), 60)
+    assert init.returncode == 0 and b"Created the bot's database" in said, said
     log_path = tmp_path / "bot.log"
     log = log_path.open("wb")
     process = await asyncio.create_subprocess_exec(

@@ -5,6 +5,8 @@
   question (the bot then stopped syncing for a growing pause).
 - `sync_retry_delay`: 1 s, doubling while failures follow each other, reset once a sync loop
   has run a full minute.
+- After an outage, however long, the bot tries the homeserver again within a few seconds
+  (nio's retries and the sync loop's), so it answers within 10 s of the homeserver's return.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 from nio import AsyncClientConfig
 
 from bot.matrix import CaduceeClient
-from bot.runner import SYNC_RETRY_MAX_S, sync_retry_delay
+from bot.runner import SYNC_RECOVERED_AFTER_S, SYNC_RETRY_MAX_S, client_config, sync_retry_delay
 
 
 async def test_a_key_query_with_nothing_to_ask_does_nothing(tmp_path: Path) -> None:
@@ -45,9 +47,33 @@ async def test_a_key_query_with_nothing_to_ask_does_nothing(tmp_path: Path) -> N
         (1.0, 0.5, 2.0),  # failing again at once: back off
         (32.0, 3.0, SYNC_RETRY_MAX_S),  # capped
         (SYNC_RETRY_MAX_S, 1.0, SYNC_RETRY_MAX_S),
-        (SYNC_RETRY_MAX_S, SYNC_RETRY_MAX_S, 1.0),  # it had recovered: start over
+        (SYNC_RETRY_MAX_S, SYNC_RECOVERED_AFTER_S, 1.0),  # it had recovered: start over
         (8.0, 3600.0, 1.0),
     ],
 )
 def test_the_pause_after_a_failed_sync(previous: float, ran_for: float, expected: float) -> None:
     assert sync_retry_delay(previous, ran_for) == expected
+
+
+async def test_after_a_long_outage_the_homeserver_is_tried_again_within_seconds(
+    tmp_path: Path,
+) -> None:
+    """Homeserver back after an hour down: the next attempt comes within `SYNC_RETRY_MAX_S`
+    from nio's retries and from the sync loop, so a doctor gets an answer within 10 s."""
+    store = tmp_path / "store"
+    store.mkdir(mode=0o700)
+    client = CaduceeClient(
+        "http://127.0.0.1:9",
+        "@caducee:hs-a.test",
+        store_path=str(store),
+        config=client_config(secrets.token_urlsafe(24)),
+    )
+    try:
+        waits = [await client.get_timeout_retry_wait_time(n) for n in range(1, 2000)]
+    finally:
+        await client.close()
+    assert max(waits) <= SYNC_RETRY_MAX_S <= 5.0
+    delay = 0.0
+    for _ in range(1000):  # an hour of failures in a row
+        delay = sync_retry_delay(delay, ran_for=0.1)
+    assert delay <= SYNC_RETRY_MAX_S

@@ -17,7 +17,12 @@ import yaml
 from bridge.http.directory_routes import SEARCH_PATH
 from bridge.http.keys import METRICS
 from bridge.http.server import StartupError, serve
-from tests.bridge_http_support import SERVICE_TOKEN, bridge_config, running_bridge
+from tests.bridge_http_support import (
+    SERVICE_TOKEN,
+    bridge_config,
+    init_database,
+    running_bridge,
+)
 
 BOT = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 OPENAPI_PREFIX = "/_caducee/v1"
@@ -46,6 +51,7 @@ async def test_serve_listens_logs_paths_only_and_stops(
 ) -> None:
     port, metrics_port = free_port(), free_port()
     config = bridge_config(tmp_path, listen_port=port, metrics_port=metrics_port)
+    await init_database(config)
     stop = asyncio.Event()
     with caplog.at_level(logging.INFO):
         task = asyncio.create_task(serve(config, stop))
@@ -87,6 +93,7 @@ async def test_serve_reports_a_busy_port_clearly(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         config = bridge_config(tmp_path, listen_port=sock.getsockname()[1])
+        await init_database(config)
         with pytest.raises(StartupError, match=r"cannot listen on 127\.0\.0\.1:\d+"):
             await serve(config, asyncio.Event())
 
@@ -105,6 +112,19 @@ async def test_cli_run_serves_until_sigterm_then_exits_0(tmp_path: Path) -> None
         ),
         encoding="utf-8",
     )
+    init = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from bridge.cli import bridge_app; bridge_app()",
+        "init",
+        "--config",
+        str(config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    said, _ = await asyncio.wait_for(init.communicate(), 60)
+    assert init.returncode == 0 and b"Created the bridge database" in said, said
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -144,3 +164,44 @@ async def test_cli_run_serves_until_sigterm_then_exits_0(tmp_path: Path) -> None
     assert "Bridge stopping" in text
     assert "Traceback" not in text
     assert SERVICE_TOKEN not in text
+
+
+async def test_serve_never_creates_its_database(tmp_path: Path) -> None:
+    """A lost SQLite file (failed mount, wrong path) stops the bridge; nothing is created."""
+    config = bridge_config(tmp_path, listen_port=free_port())
+    with pytest.raises(StartupError, match=r"no bridge database at .*bridge init") as info:
+        await serve(config, asyncio.Event())
+    assert "never creates its database" in str(info.value)
+    assert not (config.data_dir / "bridge.db").exists()
+    (config.data_dir).mkdir(parents=True)
+    (config.data_dir / "bridge.db").touch()  # an empty file is no database either
+    with pytest.raises(StartupError, match="no bridge database at"):
+        await serve(config, asyncio.Event())
+
+
+@pytest.mark.postgres
+async def test_serve_refuses_an_empty_postgresql_database(tmp_path: Path) -> None:
+    """A wrong database name that happens to exist, empty, is refused like a missing one."""
+    from tests.test_bot_commands_support import fresh_postgres_database
+
+    async for url in fresh_postgres_database():
+        config = bridge_config(tmp_path, database_url=url, listen_port=free_port())
+        with pytest.raises(StartupError, match=r"is empty: the bridge never creates"):
+            await serve(config, asyncio.Event())
+        await init_database(config)  # `caducee bridge init`: then it starts
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(config, stop))
+        async with aiohttp.ClientSession() as http:
+            health = f"http://127.0.0.1:{config.listen_port}{OPENAPI_PREFIX}/health"
+            for _ in range(300):
+                assert not task.done(), task
+                try:
+                    async with http.get(health) as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the initialised bridge did not become healthy")
+        stop.set()
+        await asyncio.wait_for(task, 15)

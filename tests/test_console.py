@@ -37,8 +37,8 @@ from tests.registry_support import PEER_FP, Clock, Peer, peer_manifest
 pytestmark = pytest.mark.slow
 SAMPLE_PARTS = {"action": "lock", "change": "member-add"}
 """Values for variable parts of routes, so that each request reaches its handler."""
-PUBLIC_ADMIN_PATHS = {"/admin/login"}
-"""The only console paths reachable without a session."""
+PUBLIC_ADMIN_PATHS = {"/admin/login", "/admin"}
+"""The only console paths reachable without a session (`/admin` only redirects to `/admin/`)."""
 
 
 def all_routes(app: web.Application) -> list[tuple[str, str, object]]:
@@ -77,6 +77,19 @@ async def test_every_admin_route_answers_401_or_403_without_a_session(
                 checked += 1
         assert checked >= 2 * 12
         assert ("GET", "/activate", _handler_named(routes, "activation_form")) in routes
+
+
+async def test_the_console_address_without_its_slash_leads_to_the_console(
+    tmp_path: Path, hs_a: Homeserver
+) -> None:
+    config = console_config(tmp_path, hs_a, ["@someone:" + hs_a.server_name])
+    async with running_console(config) as client:
+        response = await client.get("/admin", allow_redirects=False)
+        assert response.status == 301 and response.headers["Location"] == "/admin/"
+        followed = await client.get("/admin")  # the same answer as /admin/ itself
+        direct = await client.get("/admin/")
+        assert followed.url.path == "/admin/"
+        assert (followed.status, await followed.text()) == (direct.status, await direct.text())
 
 
 def _handler_named(routes: list[tuple[str, str, object]], name: str) -> object:
@@ -284,3 +297,60 @@ async def _expired_peer_shows_why(client: TestClient[web.Request, web.Applicatio
         await check_peer(services, http, url)
     page = await (await client.get("/admin/peers")).text()
     assert "Manifest expired" in page and "its homeservers are cut off" in page
+
+
+async def test_no_console_action_without_its_audit_record(
+    tmp_path: Path, hs_a: Homeserver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the audit log cannot be written, sign-in (right or wrong password) and sign-out
+    are refused with a page that says so, the refusal is in the service log, and nothing is
+    done: no session is opened or closed, no bare 500, no traceback."""
+    import logging
+
+    import sqlalchemy as sa
+
+    admin = await new_admin(hs_a)
+    config = console_config(tmp_path, hs_a, [admin.user_id])
+    async with running_console(config) as client:
+        assert await sign_in(client, admin.user_id, ADMIN_PASSWORD) == 303
+        signed_in = client.session.cookie_jar.filter_cookies(client.make_url("/admin/"))[COOKIE]
+        async with client.app[DATABASE].engine.begin() as conn:  # the audit log fails
+            await conn.execute(
+                sa.text(
+                    "CREATE TRIGGER audit_fails BEFORE INSERT ON admin_audit "
+                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+                )
+            )
+        with caplog.at_level(logging.INFO):
+            home = await client.get("/admin/")
+            csrf = csrf_of(await home.text())
+            out = await client.post("/admin/logout", data={"csrf": csrf}, allow_redirects=False)
+            assert out.status == 503 and "Nothing was done" in await out.text()
+            assert (await client.get("/admin/")).status == 200  # still signed in
+
+            client.session.cookie_jar.clear()
+            for password in (ADMIN_PASSWORD, "wrong password"):
+                form = await client.get("/admin/login")
+                response = await client.post(
+                    "/admin/login",
+                    data={
+                        "csrf": csrf_of(await form.text()),
+                        "user_id": admin.user_id,
+                        "password": password,
+                    },
+                    allow_redirects=False,
+                )
+                assert response.status == 503, password
+                assert response.content_type == "text/html"
+                assert "audit log" in await response.text()
+                assert COOKIE not in response.cookies
+        async with client.app[DATABASE].sessions() as session:
+            open_sessions = await session.scalar(
+                sa.text("SELECT count(*) FROM admin_console_session")
+            )
+        assert open_sessions == 1  # the first one, still open; none added, none closed
+        assert signed_in.value
+    refusals = [r for r in caplog.records if r.levelname == "ERROR" and "refused" in r.message]
+    assert len(refusals) == 3
+    assert all(r.exc_info is None for r in caplog.records)
+    assert ADMIN_PASSWORD not in caplog.text

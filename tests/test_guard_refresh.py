@@ -136,6 +136,36 @@ def test_a_malformed_expiry_makes_the_answer_unreadable(expires: object) -> None
     assert parse_answer({"servers": [C], "version": "1", "expires": expires}) is None
 
 
+async def test_an_empty_registry_never_cuts_off_every_member(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bridge on a lost database recreated empty answers only our own server: held back,
+    reported once; an empty registry that keeps a member, or a used registry, applies."""
+    empty = {"servers": [OWN], "version": "e", "registry_empty": True}
+    r = refresher(api_answering(empty, empty), initial=(B, C))
+    await r.refresh()
+    await r.refresh()
+    assert servers(r) == {OWN, B, C} and r.version is None
+    errors = [rec for rec in caplog.records if rec.levelname == "ERROR"]
+    assert len(errors) == 1 and "held back" in errors[0].message
+    assert "localhost:8482, localhost:8483" in errors[0].message
+
+    keeps_one = {"servers": [C], "version": "k", "registry_empty": True}
+    r = refresher(api_answering(keeps_one), initial=(B, C))
+    await r.refresh()
+    assert servers(r) == {OWN, C}
+
+    removed_by_an_admin = {"servers": [], "version": "r", "registry_empty": False}
+    r = refresher(api_answering(removed_by_an_admin), initial=(B, C))
+    await r.refresh()
+    assert servers(r) == {OWN}
+
+
+@pytest.mark.parametrize("flag", ["yes", 1, None])
+def test_a_registry_empty_flag_that_is_not_a_boolean_is_not_an_answer(flag: object) -> None:
+    assert parse_answer({"servers": [], "version": "1", "registry_empty": flag}) is None
+
+
 async def test_the_configured_list_stays_until_the_bridge_first_answers() -> None:
     r = refresher(api_answering(TimeoutError()), initial=(B, C))
     await r.refresh()

@@ -137,6 +137,34 @@ async def _bot_is_exempt_from_rate_limits(state_dir: Path, homeserver: dict[str,
         assert account is not None and not account["admin"]
 
 
+async def _console_sign_in(homeserver: dict[str, Any]) -> None:
+    """The demo's admin signs in to the console in a real browser, as `make up` tells them."""
+    from playwright.async_api import async_playwright, expect
+
+    from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
+    admin = homeserver["admin"]
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(20_000)
+            await page.goto(homeserver["console_url"])
+            await expect(page.get_by_text("Sign in required")).to_be_visible()
+            await page.goto(homeserver["console_url"] + "login")
+            await page.get_by_label("Matrix ID").fill(admin["user_id"])
+            await page.get_by_label("Password").fill(admin["password"])
+            await page.get_by_role("button", name="Sign in").click()
+            await expect(page.locator("header .who")).to_contain_text(admin["user_id"])
+            assert page.url == homeserver["console_url"]
+        finally:
+            await browser.close()
+
+
 async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
     tmp_path: Path,
 ) -> None:
@@ -169,6 +197,7 @@ async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
             assert "@dr.martin:" in reply.body  # onboarded and visible: the Matrix ID is shown
         finally:
             await doctor_b.close()
+        await _console_sign_in(state["homeservers"][0])
     except BaseException:
         process.send_signal(signal.SIGINT)  # a failed check must not leave the demo running
         process.communicate(timeout=60)
@@ -176,6 +205,8 @@ async def test_demo_starts_prints_accounts_stops_on_ctrl_c_and_reuses_state(
     await _psc_sign_ins(state)
     output = _stop(process, state)
     assert doctor["password"] in output and client_url in output
+    assert state["homeservers"][0]["console_url"] in output  # printed with who signs in
+    assert state["homeservers"][0]["admin"]["password"] in output
     assert "custom homeserver" in output
     assert _status(tmp_path)[0] == 1
 

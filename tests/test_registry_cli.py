@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from bridge.admin.cli import admin_app
 from bridge.http.server import StartupError, serve
 from bridge.registry.keys import fingerprint_of, load
+from tests.bridge_http_support import init_database
 from tests.conftest import free_port
 from tests.registry_support import registry_config
 
@@ -79,22 +80,23 @@ def test_members_homeservers_and_peers_round_trip(config: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "status"),
     [
-        (("member", "remove", "Nobody"), "'Nobody' is not a member"),
-        (("homeserver", "add", "bad name!", "--member", "X"), "not a Matrix server name"),
-        (("peer", "add", "https://peer.example", "short"), "not a federation key fingerprint"),
-        (("peer", "add", "peer.example", PEER_KEY), "not a bridge URL"),
-        (("peer", "add", "http://peer.example", PEER_KEY), "uses plain http"),
-        (("peer", "add", "http://10.1.2.3:8080", PEER_KEY), "only accepted on this machine"),
-        (("peer", "remove", "nobody"), "is not a peer"),
+        (("member", "remove", "Nobody"), "'Nobody' is not a member", 1),
+        (("homeserver", "add", "bad name!", "--member", "X"), "not a Matrix server name", 2),
+        (("peer", "add", "https://peer.example", "short"), "not a federation key fingerprint", 2),
+        (("peer", "add", "peer.example", PEER_KEY), "not a bridge URL", 2),
+        (("peer", "add", "http://peer.example", PEER_KEY), "uses plain http", 2),
+        (("peer", "add", "http://10.1.2.3:8080", PEER_KEY), "only accepted on this machine", 2),
+        (("peer", "remove", "nobody"), "is not a peer", 1),
     ],
 )
-def test_mistakes_are_one_line_on_stderr_with_status_2(
-    config: Path, args: tuple[str, ...], message: str
+def test_mistakes_are_one_line_on_stderr_with_the_documented_status(
+    config: Path, args: tuple[str, ...], message: str, status: int
 ) -> None:
+    """2 for bad input (usage), 1 for an action that cannot be done (README: exit statuses)."""
     code, out, err = run(config, *args)
-    assert code == 2
+    assert code == status
     assert err.startswith("Error: ") and message in err
     assert "Traceback" not in err + out
 
@@ -111,5 +113,6 @@ async def test_a_bridge_whose_signing_key_is_exposed_refuses_to_start(tmp_path: 
     key_file.parent.mkdir(parents=True)
     key_file.write_text("ed25519 a1 " + "A" * 43 + "\n")
     key_file.chmod(0o644)
+    await init_database(config)
     with pytest.raises(StartupError, match="chmod 600"):
         await asyncio.wait_for(serve(config, asyncio.Event()), timeout=30)

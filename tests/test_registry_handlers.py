@@ -222,6 +222,7 @@ async def test_allowed_servers_are_ours_and_verified_peers_and_change_version(
 ) -> None:
     initial = await handlers.allowed_servers(services)
     assert initial.servers == ("own.test",)
+    assert initial.registry_empty  # never held anything: followers keep their members
     await handlers.add_member(services, ADMIN, "CHU Nord")
     await handlers.add_homeserver(services, ADMIN, "hs.chu-nord.fr", "CHU Nord")
     await handlers.add_peer(services, ADMIN, "https://peer.example", PEER_KEY)
@@ -251,6 +252,10 @@ async def test_allowed_servers_are_ours_and_verified_peers_and_change_version(
     assert (await handlers.allowed_servers(services)).servers == withpeer.servers
     await handlers.remove_peer(services, ADMIN, "Peer")  # by its federation name
     assert (await handlers.allowed_servers(services)).servers == ("hs.chu-nord.fr", "own.test")
+    await handlers.remove_member(services, ADMIN, "CHU Nord")
+    emptied = await handlers.allowed_servers(services)
+    # Emptied by an admin (the audit log says so), not lost: followers apply it.
+    assert emptied.servers == ("own.test",) and not emptied.registry_empty
 
 
 async def test_concurrent_requests_agree_on_the_version(services: RegistryServices) -> None:

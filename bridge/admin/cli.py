@@ -1,8 +1,9 @@
 """`caducee admin ...`: onboard and offboard practitioners, lock departed ones, read the audit log.
 
 The same handlers as the web console, run from a shell on the bridge's machine with the
-bridge's configuration. A problem is one line on stderr and exit status 2 (bad input, unknown
-practitioner, conflict, homeserver or database unavailable), never a traceback. The actor
+bridge's configuration. A problem is one line on stderr, never a traceback: exit status 2 for
+bad input or configuration, 1 when the action could not be done (unknown practitioner,
+conflict, homeserver or database unavailable). The actor
 recorded in the audit log is `cli:<login>`.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from bridge.admin.cli_support import ConfigOption, actor, fail, run_with_database
+from bridge.common.exits import EXIT_USAGE, os_reason
 from bridge.registry.cli import mount as mount_registry
 
 if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
@@ -26,7 +28,8 @@ if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` st
 
 
 admin_app = typer.Typer(
-    help="Federation admin: practitioners' accounts and the audit log.",
+    help="Federation admin: practitioners' accounts, member organisations and their "
+    "homeservers, peer federations, the federation's signing key, and the audit log.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -113,13 +116,13 @@ def onboard_csv_command(
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise fail(f"cannot read {file}: {os_reason(exc)}", EXIT_USAGE) from None
     report = _run(
         config, lambda s: onboard_file(s, actor(), text, dry_run=dry_run, source=file.name)
     )
     _print_bulk(report)
     if report.errors:
-        raise fail(f"{len(report.errors)} problem(s) in {file}; nothing was changed")
+        raise fail(f"{len(report.errors)} problem(s) in {file}; nothing was changed", EXIT_USAGE)
     if report.stopped_at is not None:
         raise fail(f"stopped at {report.stopped_at}")
 

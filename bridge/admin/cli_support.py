@@ -1,8 +1,9 @@
 """What every `caducee admin ...` command shares: the `--config` option, the actor recorded in
 the audit log, and running one piece of work against the bridge's database.
 
-A problem is one line on stderr and exit status 2, never a traceback: an admin at a shell
-must see what to fix (the configuration, the database, the input), not where the code was.
+A problem is one line on stderr, never a traceback: an admin at a shell must see what to fix
+(the configuration, the database, the input), not where the code was. Exit status 2 for bad
+input or configuration, 1 when the action could not be done (`bridge.common.exits`).
 """
 
 from __future__ import annotations
@@ -14,23 +15,24 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from bridge.common import exits
+from bridge.common.exits import EXIT_FAILED, EXIT_USAGE
+
 if TYPE_CHECKING:  # imported when a command runs: `caducee --help` stays quick
     from bridge.admin.model import Actor
     from bridge.config import BridgeConfig
     from bridge.db import Database
 
 T = TypeVar("T")
-EXIT_ERROR = 2
 ConfigOption = Annotated[
     Path,
     typer.Option("--config", "-c", help="The bridge's YAML configuration.", dir_okay=False),
 ]
 
 
-def fail(message: str) -> typer.Exit:
+def fail(message: str, status: int = EXIT_FAILED) -> typer.Exit:
     """Print `message` as the command's one error line; raise the returned exit."""
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(EXIT_ERROR)
+    return exits.fail(message, status)
 
 
 def actor() -> Actor:
@@ -64,7 +66,7 @@ def run_with_database(
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), EXIT_USAGE) from None
 
     async def main() -> T:
         db = await open_database(config.effective_database_url)
@@ -73,9 +75,11 @@ def run_with_database(
         finally:
             await db.close()
 
-    for_operator: tuple[type[Exception], ...] = (AdminError, DatabaseError, *errors)
+    for_operator: tuple[type[Exception], ...] = (DatabaseError, *errors)
     try:
         return asyncio.run(main())
+    except AdminError as exc:  # bad input is a usage error; the rest, a failed operation
+        raise fail(str(exc), EXIT_USAGE if exc.kind == "invalid" else EXIT_FAILED) from None
     except for_operator as exc:
         raise fail(str(exc)) from None
     except OSError as exc:

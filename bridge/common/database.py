@@ -80,3 +80,27 @@ def prepare_sqlite_file(database: str | None) -> None:
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
+
+
+def sqlite_file_missing(url: str) -> Path | None:
+    """The SQLite file `url` names when it does not exist or is empty (else None).
+
+    A service that runs never creates its database: a missing file means a failed mount or a
+    wrong path, and an empty database would look healthy while it knows no one.
+    """
+    parsed = make_url(url)
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    path = Path(database)
+    try:
+        return None if path.stat().st_size > 0 else path
+    except OSError:
+        return path
+
+
+def has_schema(sync_conn: Connection) -> bool:
+    """Whether the database records a schema revision (it was initialised by its service)."""
+    return bool(MigrationContext.configure(sync_conn).get_current_heads())

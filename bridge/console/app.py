@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Final
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.admin import audit
 from bridge.console import device, pages, registry_pages, sessions
@@ -20,6 +21,7 @@ from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER, LIMITER, SESSION_SEC
 from bridge.console.ratelimit import Outcome
 from bridge.console.render import page
 from bridge.console.signin import Verdict, check_password, is_admin, normalise
+from bridge.db import DatabaseError
 from bridge.http.auth import BEARER_EXEMPT
 from bridge.http.errors import Handler
 from bridge.http.keys import CONFIG, HTTP_CLIENT
@@ -28,6 +30,11 @@ from bridge.registry.routes import REGISTRY
 logger = logging.getLogger(__name__)
 
 PREFIX: Final = "/admin"
+AUDIT_UNAVAILABLE: Final = (
+    "Nothing was done: the console cannot write to its audit log right now, and it does "
+    "nothing it cannot record. Try again in a few minutes; if this persists, tell the "
+    "bridge's operator (the service log says why)."
+)
 _OPEN: set[Handler] = set()
 MAX_FORM_BYTES = 2 * 1024 * 1024  # bulk files
 SETTLED: Final[dict[Verdict, Outcome]] = {
@@ -106,6 +113,24 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
                         csrf=sessions.csrf_token(secret),
                     )
         return await handler(request)
+    except (SQLAlchemyError, DatabaseError, OSError) as exc:
+        # Nothing happens in the console without its audit record (same transaction): when
+        # the database cannot be written, the action is refused, said so, and logged.
+        logger.error(
+            "Console: %s %s refused: the database (and its audit log) cannot be written (%s)",
+            request.method,
+            request.path,
+            type(exc).__name__,
+        )
+        session_secret = request.get(SESSION_SECRET)
+        return page(
+            request,
+            "error.html",
+            status=503,
+            user=request.get(ADMIN_USER),
+            message=AUDIT_UNAVAILABLE,
+            csrf=sessions.csrf_token(session_secret) if session_secret else "",
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

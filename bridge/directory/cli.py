@@ -15,11 +15,13 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from bridge.common.exits import EXIT_FAILED, os_reason, usage_error
 from bridge.directory.model import DEFAULT_MAX_ERRORS
 
 if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
@@ -35,13 +37,25 @@ directory_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_FAILED = 1
+
+class ChangeKind(StrEnum):
+    """What `directory changes --kind` lists, as the import recorded it."""
+
+    new = "new"
+    changed = "changed"
+    disappeared = "disappeared"
+
+
 DB_ENV = "CADUCEE_BRIDGE_DB"
 T = TypeVar("T")
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help=f"Database URL (default: ${DB_ENV}, the config's, or SQLite)."),
+    typer.Option(
+        "--db",
+        help=f"Database URL (default: ${DB_ENV}, else the --config file's, else SQLite in "
+        "./data/bridge.db under the current folder).",
+    ),
 ]
 ConfigOption = Annotated[
     Path | None,
@@ -66,7 +80,7 @@ def database_url(db: str | None, config: Path | None) -> str:
         try:
             return load_config(config).effective_database_url
         except ConfigError as exc:
-            raise _fail(str(exc)) from None
+            raise usage_error(str(exc)) from None
     from bridge.db import DEFAULT_DATABASE_URL
 
     return DEFAULT_DATABASE_URL
@@ -166,7 +180,10 @@ def import_command(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Replace the directory with the practitioners of a register extract or FHIR file."""
+    """Replace the directory with an RPPS extract (.txt/.zip) or FHIR R4 file; atomic.
+
+    Reports who is new, changed or gone from the register.
+    """
     from bridge.directory.importer import (
         DirectoryImportError,
         ImportAbortedError,
@@ -187,6 +204,11 @@ def import_command(
         except DirectoryImportError as exc:
             progress.stop()
             raise _fail(f"{exc} (the directory is unchanged)") from None
+        except (OSError, UnicodeError) as exc:
+            progress.stop()
+            raise _fail(
+                f"cannot read {path}: {os_reason(exc)} (the directory is unchanged)"
+            ) from None
         finally:
             progress.stop()
 
@@ -243,24 +265,22 @@ def search_command(
 
 @directory_app.command("changes")
 def changes_command(
-    kind: Annotated[str, typer.Option(help="new, changed or disappeared.")] = "disappeared",
+    kind: Annotated[
+        ChangeKind, typer.Option(help="Which practitioners to list.")
+    ] = ChangeKind.disappeared,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Who appeared, changed or disappeared at the last import."""
     from bridge.directory import store
 
-    if kind not in ("new", "changed", "disappeared"):
-        typer.echo("Error: --kind must be new, changed or disappeared", err=True)
-        raise typer.Exit(2)
-
     async def work(database: Database) -> list[str]:
         async with database.sessions() as session:
             last = await store.last_import(session)
             if last is None:
                 raise _fail("the directory has never been imported")
-            found = await store.changes(session, last.import_id, kind)  # type: ignore[arg-type]
-            header = f"Import #{last.import_id} ({last.source}, {last.finished_at}): {kind}"
+            found = await store.changes(session, last.import_id, kind.value)
+            header = f"Import #{last.import_id} ({last.source}, {last.finished_at}): {kind.value}"
             return [header] + [f"  {c.rpps}  {c.last_name} {c.first_name}" for c in found]
 
     for line in _run(database_url(db, config), work):

@@ -107,10 +107,17 @@ class Answer:
     expires: Mapping[str, int] = field(default_factory=dict)
     """Servers allowed as a peer federation's, with the end (ms since the epoch) of the
     manifest that lists them: kept after it only if the bridge says so again."""
+    registry_empty: bool = False
+    """The bridge's registry never held anything (a lost database recreated empty)."""
 
     def lapsed(self, now_ms: int) -> frozenset[str]:
         """The servers whose peer manifest has expired at `now_ms`."""
         return frozenset(s for s, end in self.expires.items() if end <= now_ms)
+
+    def cuts_off_every_member(self, current: Iterable[str], own_server: str) -> bool:
+        """Whether this answer must be held back: from a registry that never held anything,
+        it would cut off every other homeserver `current` lets in."""
+        return self.registry_empty and cuts_off_every_member(current, self.servers, own_server)
 
 
 def _parse_expires(value: object, servers: set[str]) -> dict[str, int] | None:
@@ -138,6 +145,9 @@ def parse_answer(body: object) -> Answer | None:
         return None
     if not isinstance(version, (str, int)) or isinstance(version, bool):
         return None
+    empty = body.get("registry_empty", False)
+    if not isinstance(empty, bool):
+        return None
     names: set[str] = set()
     for item in servers:
         if not isinstance(item, str) or not is_valid_server_name(item.strip()):
@@ -146,4 +156,18 @@ def parse_answer(body: object) -> Answer | None:
     expires = _parse_expires(body.get("expires"), names)
     if expires is None:
         return None
-    return Answer(frozenset(names), str(version), expires)
+    return Answer(frozenset(names), str(version), expires, empty)
+
+
+def cuts_off_every_member(current: Iterable[str], new: Iterable[str], own_server: str) -> bool:
+    """Whether adopting `new` would cut off every other homeserver `current` lets in.
+
+    From a registry that never held anything (`Answer.registry_empty`), such a list is held
+    back by the guard and the bot, not applied: it is what a bridge answers from a lost or
+    wrong database recreated empty, and applying it would silently cut the federation. An
+    admin who removes the last member or peer leaves audit entries: that list applies.
+    """
+    own = normalise_server_name(own_server)
+    before = {normalise_server_name(s) for s in current} - {own}
+    after = {normalise_server_name(s) for s in new} - {own}
+    return bool(before) and not before & after

@@ -52,6 +52,8 @@ class AllowListRefresher:
         self._last: Answer | None = None
         self._running = False
         self._failing = False
+        self._held_back: str | None = None
+        """Version of a list held back because it would cut off every member."""
         self.version: str | None = None
         """Version of the list in force (None: still the configured one)."""
 
@@ -83,6 +85,18 @@ class AllowListRefresher:
         answer = parse_answer(body)
         if answer is None:
             self._failed("the answer is not an allow-list")
+            return
+        current = self._holder.current
+        if answer.cuts_off_every_member(current.servers, current.own_server):
+            if self._held_back != answer.version:  # reported once per version
+                self._held_back = answer.version
+                logger.error(
+                    "Allow-list version %s from the federation bridge would cut off every member "
+                    "homeserver (%s) and its registry is empty: held back, the last good list "
+                    "stays in force. Check the bridge's database and registry.",
+                    answer.version,
+                    ", ".join(sorted(set(current.servers) - {current.own_server})),
+                )
             return
         if self._failing:
             logger.warning("Allow-list from the federation bridge readable again")

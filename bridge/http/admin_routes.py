@@ -16,6 +16,7 @@ from bridge.console.app import PREFIX, console_app
 from bridge.console.keys import ADMIN_SERVICES, LIMITER, TEMPLATES
 from bridge.console.ratelimit import SignInLimiter
 from bridge.console.render import environment
+from bridge.http.auth import public
 from bridge.http.keys import CONFIG, DATABASE, HTTP_CLIENT
 
 
@@ -24,7 +25,14 @@ async def _admin_services(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+@public
+async def console_without_slash(request: web.Request) -> web.StreamResponse:
+    """`/admin` is where people type the console's address: send them to `/admin/`."""
+    raise web.HTTPMovedPermanently(PREFIX + "/")
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get(PREFIX, console_without_slash)
     app[TEMPLATES] = environment()
     app[LIMITER] = SignInLimiter()
     app.cleanup_ctx.append(_admin_services)  # after the database and HTTP client contexts

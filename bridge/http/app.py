@@ -52,15 +52,18 @@ ROUTE_MODULES: tuple[RouteInstaller, ...] = (
     psc_routes.add_routes,
 )
 USER_AGENT = "Caducee-bridge/0.1"
+CREATE_DATABASE: web.AppKey[bool] = web.AppKey("caducee_create_database", bool)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    if config.database_url is None:
+    if config.database_url is None and app[CREATE_DATABASE]:
         # The default SQLite file lives in data_dir; it holds only public register data and
         # links, but the folder may later hold keys: owner-only from the start.
         config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    database = await open_database(config.effective_database_url)  # migrates to the code's schema
+    database = await open_database(  # migrates to the code's schema
+        config.effective_database_url, create=app[CREATE_DATABASE]
+    )
     app[DATABASE] = database
     try:
         yield
@@ -100,6 +103,7 @@ def create_app(
     *,
     server_policy: ServerPolicy | None = None,
     extra_routes: Sequence[RouteInstaller] = (),
+    create_database: bool = True,
 ) -> web.Application:
     """Build the bridge application for `config` (nothing is opened until it starts).
 
@@ -109,9 +113,12 @@ def create_app(
             `openid_allowed_servers` plus the federation's own homeservers in the registry
             (`registry_server_policy`), so onboarding and removal apply without a restart.
         extra_routes: route installers of capabilities not yet in `ROUTE_MODULES`.
+        create_database: False for the service (`caducee bridge run`): a missing or empty
+            database stops it (`DatabaseMissingError`) instead of starting a new one.
     """
     app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware])
     app[CONFIG] = config
+    app[CREATE_DATABASE] = create_database
     app[SERVER_POLICY] = server_policy or registry_server_policy(app)
     app[METRICS] = BridgeMetrics()
     app.cleanup_ctx.append(_database)

@@ -42,7 +42,7 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
 
 async def serve(config: BridgeConfig, stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set (or SIGINT/SIGTERM when none is given); raise StartupError."""
-    app = create_app(config)
+    app = create_app(config, create_database=False)  # created by `caducee bridge init`
     runner = web.AppRunner(
         app, access_log_class=PathOnlyAccessLogger, handle_signals=False, shutdown_timeout=10
     )

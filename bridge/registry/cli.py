@@ -2,7 +2,8 @@
 
 The same handlers as the console, run on the bridge's machine with the bridge's
 configuration; mounted under `caducee admin` by `bridge.admin.cli`. A problem is one line on
-stderr and exit status 2, never a traceback. The actor in the audit log is `cli:<login>`.
+stderr, never a traceback (exit status 2: bad input or configuration; 1: not done).
+The actor in the audit log is `cli:<login>`.
 A running bridge sees the changes at once (same database); peers and homeservers follow
 within their refresh intervals.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from bridge.admin.cli_support import ConfigOption, actor, fail, run_with_database
+from bridge.common.exits import EXIT_USAGE, os_reason
 
 if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
     from bridge.config import BridgeConfig
@@ -97,7 +99,7 @@ def homeserver_add(
     member: Annotated[str, typer.Option("--member", "-m", help="The member that runs it.")],
     config: ConfigOption,
 ) -> None:
-    """Let a member's homeserver into the federation (guards follow within a minute)."""
+    """Let a member's homeserver into the federation (guards and bots follow within 30 seconds)."""
     from bridge.registry import handlers
 
     done = _run(config, lambda s: handlers.add_homeserver(s, actor(), server_name, member))
@@ -108,7 +110,7 @@ def homeserver_add(
 def homeserver_remove(
     server_name: Annotated[str, typer.Argument(help="Matrix server name.")], config: ConfigOption
 ) -> None:
-    """Cut a homeserver off the federation (guards follow within a minute)."""
+    """Cut a homeserver off the federation (guards and bots follow within 30 seconds)."""
     from bridge.registry import handlers
 
     owner = _run(config, lambda s: handlers.remove_homeserver(s, actor(), server_name))
@@ -148,7 +150,7 @@ def peer_add(
 def peer_remove(
     peer: Annotated[str, typer.Argument(help="Its URL or federation name.")], config: ConfigOption
 ) -> None:
-    """Stop trusting a federation: its homeservers are cut off within a minute."""
+    """Stop trusting a federation: its homeservers are cut off within 30 seconds."""
     from bridge.registry import handlers
 
     removed = _run(config, lambda s: handlers.remove_peer(s, actor(), peer))
@@ -176,9 +178,15 @@ def key_show(config: ConfigOption) -> None:
 
     try:
         loaded = load_config(config)
-        key = load_or_create(loaded.effective_signing_key_file)
-    except (ConfigError, KeyFileError) as exc:
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    key_file = loaded.effective_signing_key_file
+    try:
+        key = load_or_create(key_file)
+    except KeyFileError as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot read or create the signing key {key_file}: {os_reason(exc)}") from None
     typer.echo(f"Federation: {loaded.effective_federation_name}")
     typer.echo(f"Key id: {key_id(key)}")
     typer.echo(f"Fingerprint: {fingerprint_of(key)}")

@@ -254,10 +254,11 @@ async def allowed_servers(services: RegistryServices) -> AllowedServers:
     async with services.db.sessions() as session:
         own = set(await store.own_homeservers(session)) | {services.own_server}
         peers = store.peer_expiries(await store.peers(session), services.now())
+        empty = await store.never_used(session)
     ordered = tuple(sorted(own | set(peers)))
     version = hashlib.sha256("\n".join(ordered).encode()).hexdigest()[:16]
     expires = {s: to_ms(at) for s, at in sorted(peers.items()) if s not in own}
-    return AllowedServers(ordered, version, expires)
+    return AllowedServers(ordered, version, expires, registry_empty=empty)
 
 
 async def signed_manifest(services: RegistryServices) -> dict[str, Any]:

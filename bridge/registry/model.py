@@ -82,3 +82,6 @@ class AllowedServers:
     expires: dict[ServerName, int] = field(default_factory=dict)
     """For servers allowed only as a peer's: when (ms since the epoch) the manifest that lists
     them expires, so that a guard which cannot reach the bridge any more drops them then."""
+    registry_empty: bool = False
+    """The registry never held anything (`store.never_used`): guards and bots do not let such
+    a list cut off every member they let in (a lost database recreated empty)."""

@@ -40,7 +40,12 @@ async def manifest(request: web.Request) -> web.Response:
 async def allowed_servers(request: web.Request) -> web.Response:
     allowed = await handlers.allowed_servers(request.app[REGISTRY])
     return web.json_response(
-        {"servers": list(allowed.servers), "version": allowed.version, "expires": allowed.expires},
+        {
+            "servers": list(allowed.servers),
+            "version": allowed.version,
+            "expires": allowed.expires,
+            "registry_empty": allowed.registry_empty,
+        },
         headers={"Cache-Control": CACHE_CONTROL},
     )
 

@@ -253,3 +253,17 @@ def peer_expiries(all_peers: Sequence[Peer], now: datetime) -> dict[ServerName, 
             if server not in found or found[server] < p.expires_at:
                 found[server] = p.expires_at
     return found
+
+
+async def never_used(session: AsyncSession) -> bool:
+    """Whether this registry never held anything: no member, no peer, no audit entry.
+
+    What a lost database recreated empty looks like; a registry whose last member or peer an
+    admin removed still has the audit entries of that removal.
+    """
+    from bridge.admin import tables as admin_tables  # the audit log lives with the admin
+
+    for table in (tables.member, tables.peer, admin_tables.audit):
+        if (await session.execute(sa.select(sa.literal(1)).select_from(table).limit(1))).first():
+            return False
+    return True

@@ -12,7 +12,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from deploy.local.state import A_PORT, B_PORT, default_state_dir, read_state, stop_from_state
+from bridge.common.exits import EXIT_USAGE, fail
+from deploy.local.state import (
+    A_PORT,
+    B_PORT,
+    StateError,
+    default_state_dir,
+    prepare_state_dir,
+    started_here,
+    stop_from_state,
+)
+from deploy.local.state import read_state as _read_state
 
 local_app = typer.Typer(help="Run the local demo federation (two homeservers on loopback).")
 console = Console()
@@ -22,6 +32,14 @@ StateDir = Annotated[
     Path | None,
     typer.Option("--state-dir", help="State directory (default: var/local or CADUCEE_STATE_DIR)."),
 ]
+
+
+def read_state(directory: Path) -> dict[str, Any] | None:
+    """The demo's state, or a usage error (2) when the state folder cannot be read."""
+    try:
+        return _read_state(directory)
+    except StateError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
 
 
 def _launcher_alive(state: dict[str, Any]) -> bool:
@@ -57,6 +75,11 @@ def _print_summary(state: dict[str, Any]) -> None:
                 f"  Pro Santé Connect (demo stand-in, admission: {psc['admission']}): "
                 "'Sign in with Pro Santé Connect' in Element, then pick a practitioner; "
                 f"{len(psc['identities'])} demo identities in `caducee local status --json`"
+            )
+        if homeserver.get("console_url"):
+            console.print(
+                f"  admin console: [bold]{homeserver['console_url']}[/bold] (sign in as "
+                f"{admin['user_id']} with its password above)"
             )
     console.print(
         "Sign in from Element: choose 'Edit' next to the homeserver, enter the client URL "
@@ -103,6 +126,8 @@ async def _run_foreground(state_dir: Path, ports: tuple[int, int], with_services
                     "bridge_url": stack.bridge_urls[name],
                     "bot_user_id": stack.bot_ids[name],
                     **({} if psc is None else {"psc": psc_status(psc, name)}),
+                    "console_url": stack.bridge_urls[name] + "/admin/",
+                    **stack.pids[name],
                 }
             federation.write_state()
         _print_summary(federation.state())
@@ -129,25 +154,29 @@ def up(
     """Start the demo federation in the foreground; Ctrl-C stops it. State is reused."""
     directory = state_dir or default_state_dir()
     state = read_state(directory)
+    try:
+        prepare_state_dir(directory)
+    except StateError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
     if state is not None and _launcher_alive(state):
-        console.print(
-            f"[red]The local federation already runs (launcher pid {state['launcher_pid']}).[/red]"
-            " Use `caducee local status` or `caducee local down`."
+        raise fail(
+            f"the local federation already runs (launcher pid {state['launcher_pid']}); "
+            "use `caducee local status` or `caducee local down`"
         )
-        raise typer.Exit(1)
     import asyncio
 
     try:
         asyncio.run(_run_foreground(directory, ports, services))
     except (RuntimeError, TimeoutError) as error:
-        console.print(f"[red]Could not start the local federation:[/red] {error}")
-        raise typer.Exit(1) from None
+        raise fail(f"could not start the local federation: {error}") from None
 
 
 @local_app.command("down")
 def down(state_dir: StateDir = None) -> None:
     """Stop a local federation started by `caducee local up` in another terminal."""
-    if stop_from_state(state_dir or default_state_dir()):
+    directory = state_dir or default_state_dir()
+    read_state(directory)  # an unusable folder is reported, not taken for "nothing runs"
+    if stop_from_state(directory):
         console.print("Asked the local federation to stop.")
     else:
         console.print("No local federation is running.")
@@ -186,14 +215,32 @@ def status(
         raise typer.Exit(1)
     import asyncio
 
-    alive = asyncio.run(_alive([hs["client_url"] for hs in state["homeservers"]]))
-    for homeserver, is_alive in zip(state["homeservers"], alive, strict=True):
-        homeserver["alive"] = is_alive
-    state["running"] = all(alive)
+    directory = Path(state.get("state_dir") or state_dir or default_state_dir())
+    answers = asyncio.run(_alive([hs["client_url"] for hs in state["homeservers"]]))
+    for homeserver, answered in zip(state["homeservers"], answers, strict=True):
+        # Its URL answers AND the process the demo started still runs (not another one that
+        # took the port after it died).
+        homeserver["alive"] = answered and started_here(homeserver.get("pid"), directory)
+        for service in ("bridge", "bot"):
+            if f"{service}_pid" in homeserver:
+                alive = started_here(homeserver[f"{service}_pid"], directory)
+                homeserver[f"{service}_alive"] = alive
+    state["running"] = all(
+        hs["alive"] and hs.get("bridge_alive", True) and hs.get("bot_alive", True)
+        for hs in state["homeservers"]
+    )
     if as_json:
         json.dump(state, sys.stdout, indent=2)
         print()
     else:
         _print_summary(state)
+        for hs in state["homeservers"]:
+            for what, key in (
+                ("homeserver", "alive"),
+                ("bridge", "bridge_alive"),
+                ("bot", "bot_alive"),
+            ):
+                if hs.get(key) is False:
+                    console.print(f"[red]{what} of {hs['server_name']} is not running[/red]")
     if not state["running"]:
         raise typer.Exit(1)

@@ -27,6 +27,10 @@ class ManagedProcess:
     extra_logs: tuple[Path, ...] = ()  # other logs worth showing when it fails
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
     def launch(self) -> None:
         """Start the process (returns at once; see `wait_ready`). Its own session, so a
         Ctrl-C in the launcher's terminal reaches the launcher only, which stops it cleanly."""

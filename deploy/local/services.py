@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -55,12 +56,16 @@ def write_bridge_config(
     federation_ca_file: Path,
     psc_admission: str | None = None,
     admin_token_file: Path | None = None,
+    console_admins: Sequence[str] = (),
 ) -> Path:
     """Write the bridge's configuration for a demo homeserver; returns its path.
 
     With `psc_admission`, the bridge decides Pro Santé Connect sign-ins by that rule for the
     homeserver (whose token is `synapse-psc.token`), opening accounts with the homeserver's
-    admin token (`admin_token_file`)."""
+    admin token (`admin_token_file`, 0600). `console_admins` may sign in to the console
+    (`/admin/`); with the admin token, the console and `caducee admin` can manage that
+    homeserver's accounts.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "server_name": server_name,
@@ -80,8 +85,11 @@ def write_bridge_config(
             {"name": "synapse-psc", "token_file": str(directory / "synapse-psc.token")}
         )
         config["psc"] = {"admission": psc_admission, "synapse_token": "synapse-psc"}
-    if admin_token_file is not None:
-        config["admin"] = {"homeserver_admin_token_file": str(admin_token_file)}
+    if console_admins or admin_token_file is not None:
+        admin: dict[str, object] = {"users": list(console_admins)}
+        if admin_token_file is not None:
+            admin["homeserver_admin_token_file"] = str(admin_token_file)
+        config["admin"] = admin
     service_token(directory, "bot")
     path = directory / "bridge.yaml"
     write_private(path, yaml.safe_dump(config, allow_unicode=True).encode())

@@ -55,6 +55,8 @@ class DemoStack:
         self.services: list[ManagedProcess] = []
         self.bridge_urls: dict[str, str] = {}
         self.bot_ids: dict[str, str] = {}
+        self.pids: dict[str, dict[str, int | None]] = {}
+        """Per homeserver, the bridge's and the bot's process ids (`caducee local status`)."""
 
     async def start(self) -> None:
         member_servers = [hs.server_name for hs in self.federation.homeservers.values()]
@@ -76,9 +78,12 @@ class DemoStack:
                 federation_ca_file=homeserver.ca.cert,
                 psc_admission=None if self.psc is None else PSC_ADMISSION[name],
                 admin_token_file=admin_token,
+                # The demo's admin signs in to the console with the password `make up` prints.
+                console_admins=[homeserver.admin_user_id],
             )
             log = directory / "bridge.log"
-            if not (directory / "bridge.db").exists():
+            if not (directory / "bridge.db").exists():  # the demo's first start creates it
+                run_cli(["bridge", "init", "--config", str(config_path)], log)
                 run_cli(
                     ["directory", "import", str(DEMO_REGISTER), "--config", str(config_path)], log
                 )
@@ -93,6 +98,7 @@ class DemoStack:
             bridge.launch()
             self.services.append(bridge)
             self.bridge_urls[name] = url
+            self.pids[name] = {"bridge_pid": bridge.pid}
 
             bot_dir = self.federation.base_dir / f"bot-{name}"
             bot_config = write_bot_config(
@@ -110,11 +116,14 @@ class DemoStack:
                 displayname="Caducée",
             )
             await exempt_bot(homeserver.client_url, homeserver.admin_token, self.bot_ids[name])
+            if not (bot_dir / "store" / "bot.db").exists():  # the demo's first start creates it
+                run_cli(["bot", "init", "--config", str(bot_config)], bot_dir / "bot.log")
             bot = caducee_process(
                 f"bot {name}", ["bot", "run", "--config", str(bot_config)], bot_dir / "bot.log"
             )
             bot.launch()
             self.services.append(bot)
+            self.pids[name]["bot_pid"] = bot.pid
         async with aiohttp.ClientSession() as http:
             await asyncio.gather(*(s.wait_ready(http) for s in self.services if s.health_url))
         await asyncio.to_thread(self._peer_once)

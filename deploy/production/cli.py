@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from deploy.production.backup import Manifest
 
 deploy_app = typer.Typer(
     help="Production deployment: secrets, configuration rendering, proxy routes, backups.",
@@ -28,6 +31,26 @@ EnvOption = Annotated[
 ]
 
 
+ManifestOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The rendered deployment.yaml.", dir_okay=False),
+]
+
+
+def _load_manifest(path: Path) -> Manifest:
+    """The deployment's backup manifest; a missing or unreadable one is a usage error (2)."""
+    from deploy.production.backup_model import BackupError, Manifest
+
+    try:
+        return Manifest.load(path)
+    except BackupError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+    except UnicodeDecodeError:
+        typer.echo(f"Error: {path}: cannot read: not UTF-8 text", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+
+
 class Layout(StrEnum):
     containers = "containers"
     host = "host"
@@ -36,11 +59,14 @@ class Layout(StrEnum):
 @deploy_app.command("secrets")
 def secrets_command(env_file: EnvOption = Path(".env")) -> None:
     """Fill every empty secret of the .env file (created from .env.example if absent)."""
-    from deploy.production.envfile import EnvFileError, fill_secrets
+    from deploy.production.envfile import EnvFileError, EnvWriteError, fill_secrets
 
     example = Path(__file__).resolve().parent / ".env.example"
     try:
         filled = fill_secrets(env_file, example)
+    except EnvWriteError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     except EnvFileError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_SETTINGS) from None
@@ -55,8 +81,8 @@ DEFAULT_DATA_DIR = Path("/var/lib/caducee")
 
 @deploy_app.command("render")
 def render_command(
-    env_file: EnvOption,
     out: Annotated[Path, typer.Option("--out", help="Where to write the configuration.")],
+    env_file: EnvOption = Path(".env"),
     layout: Annotated[
         Layout, typer.Option("--layout", help="containers (compose) or host (systemd).")
     ] = Layout.containers,
@@ -107,11 +133,6 @@ def render_command(
     typer.echo(f"  data folders, signing key: caducee deploy init --config {rendered.manifest}")
     for line in registry_reminder(settings, rendered.bridge):
         typer.echo(line)
-
-
-ManifestOption = Annotated[
-    Path, typer.Option("--config", help="The rendered deployment.yaml.", dir_okay=False)
-]
 
 
 @deploy_app.command("init")
@@ -189,13 +210,17 @@ def backup_command(
     """Dump the databases; save the keys, the bot's crypto store, the media; encrypt (0600)."""
     from deploy.production.backup import backup
     from deploy.production.backup_archive import load_recipients
-    from deploy.production.backup_model import BackupError, Manifest
+    from deploy.production.backup_model import BackupError
 
+    manifest = _load_manifest(config)
     try:
         recipients = load_recipients(recipient or [])
-        result = backup(Manifest.load(config), out, recipients, include_media=not no_media)
+        result = backup(manifest, out, recipients, include_media=not no_media)
     except BackupError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        typer.echo(f"Error: cannot write the backup to {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     for warning in result.warnings:
         typer.echo(f"Warning: {warning}", err=True)
     size = result.size / (1024 * 1024)
@@ -266,14 +291,18 @@ def restore_command(
 ) -> None:
     """Verify, then restore into fresh databases and empty folders, all or nothing."""
     from deploy.production.backup_archive import load_identities
-    from deploy.production.backup_model import BackupError, Manifest
+    from deploy.production.backup_model import BackupError
     from deploy.production.restore import restore
 
+    manifest = _load_manifest(config)
     try:
         identities = load_identities(identity)
-        result = restore(archive, Manifest.load(config), identities)
+        result = restore(archive, manifest, identities)
     except BackupError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        typer.echo(f"Error: cannot restore {archive}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     for line in result.restored:
         typer.echo(f"restored {line}")
     for note in result.notes:

@@ -8,6 +8,7 @@ service token).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -61,14 +62,23 @@ def read_env(path: Path) -> dict[str, str]:
     return parse_env(text, str(path))
 
 
+class EnvWriteError(EnvFileError):
+    """The settings were read but could not be written back; the file is unchanged."""
+
+
 def write_private(path: Path, text: str) -> None:
-    """Replace `path` atomically with a 0600 file."""
+    """Replace `path` atomically with a 0600 file; `EnvWriteError` leaves it as it was."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise EnvWriteError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def fill_secrets(env_path: Path, example_path: Path | None = None) -> list[str]:
@@ -77,12 +87,16 @@ def fill_secrets(env_path: Path, example_path: Path | None = None) -> list[str]:
     A missing `.env` starts as a copy of `.env.example`. Secrets that already have a value are
     kept (regenerating them would lock the services out of their own database).
     """
-    if env_path.exists():
-        text = env_path.read_text(encoding="utf-8")
-    elif example_path is not None and example_path.exists():
-        text = example_path.read_text(encoding="utf-8")
-    else:
-        raise EnvFileError(f"{env_path}: no such file, and no .env.example to start from")
+    source = env_path
+    try:
+        if not env_path.exists():
+            if example_path is None or not example_path.exists():
+                raise EnvFileError(f"{env_path}: no such file, and no .env.example to start from")
+            source = example_path
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+        raise EnvFileError(f"{source}: cannot read: {reason or exc}") from None
     parse_env(text, str(env_path))  # refuse to rewrite a file we cannot read back
     filled: list[str] = []
     lines = []
@@ -112,8 +126,11 @@ def main(argv: list[str]) -> int:
     example = here / ".env.example"
     try:
         filled = fill_secrets(env_path, example)
+    except EnvWriteError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     except EnvFileError as exc:
-        print(f"generate-secrets: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         return 2
     if filled:
         print(f"{env_path}: generated {', '.join(filled)} (file mode 0600; never commit it)")
