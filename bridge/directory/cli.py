@@ -1,8 +1,14 @@
 """`caducee directory import|search|changes`: the directory from the command line.
 
-For admins and scripts. Failures print one line saying what is wrong (and, for a rejected
-file, the first offending line numbers), never a traceback. Exit status: 0 done, 1 the import
-or search could not run (nothing changed), 2 bad usage.
+For admins and scripts. Failures print one line starting "Error:" saying what is wrong (and,
+for a rejected file, the first offending line numbers), never a traceback. Exit status: 0 done,
+1 the import or search could not run (nothing changed), 2 bad usage or configuration (a
+`--db` SQLite file that does not exist is a mistyped path: it is never created by `search` or
+`changes`).
+
+The safety valve: an import that would remove more than `--max-shrink` percent of the
+directory (5 by default) is refused with the figures unless `--allow-shrink` is given, and a
+file without any practitioner never replaces the directory.
 
 The database is the one given by `--db`, else `CADUCEE_BRIDGE_DB`, else the bridge
 configuration file's `database_url` (`--config`), else SQLite in ./data/bridge.db.
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from bridge.directory.generations import DEFAULT_MAX_SHRINK
 from bridge.directory.model import DEFAULT_MAX_ERRORS
 
 if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
@@ -36,6 +43,7 @@ directory_app = typer.Typer(
 )
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 DB_ENV = "CADUCEE_BRIDGE_DB"
 T = TypeVar("T")
 
@@ -52,6 +60,28 @@ ConfigOption = Annotated[
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"Error: {message}", err=True)
     return typer.Exit(EXIT_FAILED)
+
+
+def _usage(message: str) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def existing_database_url(db: str | None, config: Path | None) -> str:
+    """The database URL for reading: an SQLite file must already exist (never created)."""
+    url = database_url(db, config)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # open_database says what is wrong with it
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database or "")
+        if not path.is_file():
+            raise _usage(f"no directory database at {path}: check --db (nothing was created)")
+    return url
 
 
 def database_url(db: str | None, config: Path | None) -> str:
@@ -150,7 +180,8 @@ def _print_report(report: ImportReport) -> None:
     if report.warnings:
         typer.echo(f"{report.warnings} warnings, e.g.:")
         for warning in report.first_warnings[:5]:
-            typer.echo(f"  line {warning.line}: {warning.message}")
+            where = f"line {warning.line}: " if warning.line else ""
+            typer.echo(f"  {where}{warning.message}")
 
 
 @directory_app.command("import")
@@ -163,6 +194,23 @@ def import_command(
         int,
         typer.Option(min=0, help="Give up (changing nothing) past this many malformed lines."),
     ] = DEFAULT_MAX_ERRORS,
+    max_shrink: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Refuse (changing nothing) an import removing more than this percentage "
+            "of the directory.",
+        ),
+    ] = DEFAULT_MAX_SHRINK * 100,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shrink",
+            help="Confirm that the register really shrank past --max-shrink (the "
+            "departed practitioners' accounts can then be locked).",
+        ),
+    ] = False,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -178,7 +226,13 @@ def import_command(
 
     async def work(database: Database) -> ImportReport:
         try:
-            return await import_directory(database, path, max_errors=max_errors, progress=progress)
+            return await import_directory(
+                database,
+                path,
+                max_errors=max_errors,
+                max_shrink=None if allow_shrink else max_shrink / 100,
+                progress=progress,
+            )
         except ImportAbortedError as exc:
             progress.stop()
             for error in exc.errors[:10]:
@@ -203,13 +257,16 @@ def search_command(
     config: ConfigOption = None,
 ) -> None:
     """Search the directory the way the bot does."""
+    from bridge.directory import store
     from bridge.directory.search import search_directory
 
     async def work(database: Database) -> SearchPage:
         async with database.sessions() as session:
+            if await store.last_import(session) is None:
+                raise _fail(_NEVER_IMPORTED)
             return await search_directory(session, query, limit=limit, offset=offset)
 
-    page = _run(database_url(db, config), work)
+    page = _run(existing_database_url(db, config), work)
     if as_json:
         payload = {
             "total": page.total,
@@ -241,9 +298,13 @@ def search_command(
         typer.echo(f"{number:>4}. {r.display_name} — {what} — {where} — RPPS {r.rpps}{matrix}")
 
 
+_NEVER_IMPORTED = "the directory has never been imported: run `caducee directory import FILE` first"
+
+
 @directory_app.command("changes")
 def changes_command(
     kind: Annotated[str, typer.Option(help="new, changed or disappeared.")] = "disappeared",
+    limit: Annotated[int, typer.Option(min=0, help="List at most this many (0: all).")] = 1000,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -251,17 +312,27 @@ def changes_command(
     from bridge.directory import store
 
     if kind not in ("new", "changed", "disappeared"):
-        typer.echo("Error: --kind must be new, changed or disappeared", err=True)
-        raise typer.Exit(2)
+        raise _usage("--kind must be new, changed or disappeared")
 
     async def work(database: Database) -> list[str]:
         async with database.sessions() as session:
             last = await store.last_import(session)
             if last is None:
-                raise _fail("the directory has never been imported")
-            found = await store.changes(session, last.import_id, kind)  # type: ignore[arg-type]
+                raise _fail(_NEVER_IMPORTED)
+            # The first import lists no one as new: everyone is.
+            new = 0 if last.initial else last.new
+            total = {"new": new, "changed": last.changed, "disappeared": last.disappeared}
+            found = await store.changes(
+                session,
+                last.import_id,
+                kind,  # type: ignore[arg-type]
+                limit=limit or max(total[kind], 1),
+            )
             header = f"Import #{last.import_id} ({last.source}, {last.finished_at}): {kind}"
-            return [header] + [f"  {c.rpps}  {c.last_name} {c.first_name}" for c in found]
+            lines = [header] + [f"  {c.rpps}  {c.last_name} {c.first_name}" for c in found]
+            if len(found) < total[kind]:
+                lines.append(f"… {len(found):,} of {total[kind]:,} shown: --limit 0 lists them all")
+            return lines
 
-    for line in _run(database_url(db, config), work):
+    for line in _run(existing_database_url(db, config), work):
         typer.echo(line)

@@ -30,9 +30,10 @@ from bridge.directory.generations import (
     ImportFacts,
     SwapResult,
     change_report_sql,
+    check_shrink,
 )
 from bridge.directory.rows import ROW_SEP, PractitionerRow
-from bridge.directory.spill import DuplicateNameError, Spill
+from bridge.directory.spill import DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS)
 _COMPARE_INDEX = "directory_practitioner_next_compare"
@@ -97,6 +98,11 @@ class SqliteGeneration:
         )
         await self.db.execute("COMMIT")
 
+    @property
+    def merged(self) -> list[Merged]:
+        """Identifiers found under several names (known once `build` has run)."""
+        return [] if self._spill is None else self._spill.merged
+
     async def add(self, rows: Sequence[PractitionerRow]) -> None:
         assert self._spill is not None
         self._spill.add(list(rows))
@@ -144,8 +150,9 @@ class SqliteGeneration:
         try:
             async with db.execute(f"SELECT count(*) FROM {PRACTITIONER}{NEXT}") as cursor:
                 practitioners = int((await cursor.fetchone() or (0,))[0])
-            async with db.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {PRACTITIONER})") as cursor:
-                initial = bool((await cursor.fetchone() or (1,))[0])
+            async with db.execute(f"SELECT count(*) FROM {PRACTITIONER}") as cursor:
+                live = int((await cursor.fetchone() or (0,))[0])
+            initial = live == 0
             params = {
                 "source": facts.source,
                 "format": facts.format,
@@ -173,6 +180,7 @@ class SqliteGeneration:
                     counts[kind] = cursor.rowcount
                     await cursor.close()
                 await db.execute(f"DROP INDEX {_COMPARE_INDEX}")
+            check_shrink(live, practitioners, counts["disappeared"], facts.max_shrink)
             await db.execute(UPDATE_IMPORT, {**counts, "import_id": import_id})
             for table in _SWAPPED:
                 await db.execute(f"DROP TABLE {table}")
