@@ -8,7 +8,9 @@ sorts it itself: rows are spilled to temporary files by the first letters of the
 database in order. Memory is bounded by the largest bucket (a few percent of the register).
 
 Rows are lines of text (bridge.directory.rows) in a private temporary directory, removed on
-close.
+close. The folder holds a lock for as long as its import lives; a killed import cannot remove
+its folder (up to the size of the register), so each new spill first removes the folders
+whose lock nobody holds any more (`sweep`).
 
 One identifier, several names. The register lists a practitioner's activities one after
 another, but the same identifier may come back later in the file, and its activities may
@@ -26,9 +28,13 @@ give the same directory.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,11 +93,44 @@ def _best(rows: list[PractitionerRow]) -> PractitionerRow:
     return min(rows, key=lambda r: (tuple(-x for x in identity_rank(r)), r.partition(ROW_SEP)[0]))
 
 
+PREFIX = "caducee-import-"
+_OWNER = ".owner"
+_YOUNG_SECONDS = 60  # a folder this young without its lock yet is being created
+
+
+def sweep(directory: str | None = None) -> list[Path]:
+    """Remove the folders of imports that died (their owner lock is free); which ones."""
+    removed = []
+    for folder in Path(directory or tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            handle = os.open(folder / _OWNER, os.O_RDWR)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                if time.time() - folder.stat().st_mtime > _YOUNG_SECONDS:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+            continue
+        except OSError:
+            continue  # not ours to judge (another user's folder)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live import
+        finally:
+            os.close(handle)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 class Spill:
     """Accumulates practitioner rows on disk; gives them back sorted by name, then RPPS."""
 
     def __init__(self, directory: str | None = None) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="caducee-import-", dir=directory))
+        sweep(directory)
+        self._dir = Path(tempfile.mkdtemp(prefix=PREFIX, dir=directory))
+        self._owner = os.open(self._dir / _OWNER, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._owner, fcntl.LOCK_EX)
         self._files: dict[str, TextIO] = {}
         self._buffers: dict[str, list[PractitionerRow]] = {}
         self._ids: dict[str, list[str]] = {}
@@ -229,6 +268,9 @@ class Spill:
         self._files.clear()
         self._id_files.clear()
         shutil.rmtree(self._dir, ignore_errors=True)
+        if self._owner >= 0:
+            os.close(self._owner)
+            self._owner = -1
 
 
 def _merge_adjacent(rows: list[PractitionerRow]) -> list[PractitionerRow]:
@@ -259,4 +301,4 @@ def _replace(
     return out
 
 
-__all__ = ["DuplicateNameError", "Merged", "Spill", "bucket_of", "identity_rank"]
+__all__ = ["DuplicateNameError", "Merged", "Spill", "bucket_of", "identity_rank", "sweep"]
