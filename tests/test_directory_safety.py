@@ -17,13 +17,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from bridge.admin import audit
+from bridge.admin.departed import check_lock_share, lock_departed
+from bridge.admin.model import Actor, AdminError
+from bridge.admin.services import AdminServices
+from bridge.directory import store
 from bridge.directory.generation_sqlite import SqliteGeneration
 from bridge.directory.generations import ImportBusyError
 from bridge.directory.importer import DirectoryImportError, import_directory
 from bridge.directory.spill import PREFIX
+from tests.admin_support import import_register, random_rpps
 from tests.test_directory_support import (
     demo_extract,
     directory_database,
@@ -198,3 +206,27 @@ def test_a_killed_import_leaves_no_worker_and_no_folder(
 
     asyncio.run(import_again())
     assert _spills(temp) == []
+
+
+def test_locking_departed_accounts_obeys_the_same_valve() -> None:
+    check_lock_share(1, 3, 0.05)  # one account is always allowed
+    check_lock_share(5, 100, 0.05)
+    check_lock_share(60, 100, None)  # confirmed
+    with pytest.raises(AdminError, match=r"lock 6 of the 100 onboarded .* --allow-shrink"):
+        check_lock_share(6, 100, 0.05)
+
+
+async def test_a_gutted_register_does_not_lock_everyone(tmp_path: Path) -> None:
+    people = [(random_rpps(), f"NOM{i:03d}", "ANNE") for i in range(40)]
+    async with directory_database("sqlite", tmp_path) as db:
+        await import_register(db, tmp_path, people)
+        async with db.sessions.begin() as session:
+            for rpps, last, _ in people:
+                await store.link_matrix_id(session, rpps, f"@{last.lower()}:a.test", visible=True)
+        await import_register(db, tmp_path, people[:25])  # forced past the import's valve
+        services = cast(AdminServices, SimpleNamespace(db=db))
+        with pytest.raises(AdminError, match="lock 15 of the 40") as refused:
+            await lock_departed(services, Actor("cli:test"))
+        assert refused.value.kind == "conflict"
+        async with db.sessions() as session:
+            assert await audit.recent(session, action="lock") == []
