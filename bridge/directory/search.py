@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bridge.directory import rows as w
 from bridge.directory.model import RppsId
 from bridge.directory.query import (
+    ABBREVIATIONS,
     Expr,
     Plan,
     plan_query,
@@ -106,6 +107,8 @@ class _Backend:
             "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
             "ORDER BY m.tier, m.id"
         )
+        self._tier_sql, self._select = tier, select
+        self._pages: dict[int, _Statement] = {}
         one = tier.format(n=0, q=":q0", limit=":limit0", offset=":offset0")
         two = tier.format(n=1, q=":q1", limit=":limit1", offset=":offset1")
         self.page_one = _Statement(select.format(tiers=one), postgres)
@@ -128,6 +131,28 @@ class _Backend:
 
     def render(self, expr: Expr) -> str:
         return to_tsquery(expr) if self.postgres else to_fts5(expr)
+
+    def tier(self, expr: Expr, condition: Expr | None, earlier: list[Expr]) -> str:
+        """`expr`, meeting `condition` (if any), meeting none of the `earlier` conditions."""
+        render = self.render
+        if self.postgres:
+            text = f"({render(expr)})" + (f" & ({render(condition)})" if condition else "")
+            return text + "".join(f" & !({render(e)})" for e in earlier)
+        text = f"({render(expr)}" + (f" AND {render(condition)}" if condition else "") + ")"
+        if not earlier:
+            return text
+        return f"{text} NOT ({' OR '.join(render(e) for e in earlier)})"
+
+    def page_tiers(self, count: int) -> _Statement:
+        """One page over `count` tiers (see `page_two`), built once per count."""
+        found = self._pages.get(count)
+        if found is None:
+            parts = " UNION ALL ".join(
+                self._tier_sql.format(n=n, q=f":q{n}", limit=f":limit{n}", offset=f":offset{n}")
+                for n in range(count)
+            )
+            found = self._pages[count] = _Statement(self._select.format(tiers=parts), self.postgres)
+        return found
 
     def but_not(self, expr: Expr, excluded: Expr) -> str:
         if self.postgres:
@@ -234,44 +259,68 @@ def _steps(backend: _Backend, query: str, cities: frozenset[str], limit: int, of
         generation = rows[0][-1] if rows else None
         shown = [_result(row[:-1], plan) for row in rows][offset : offset + limit]
         return SearchPage(len(rows), shown), generation
+    page = yield from _ranked(backend, plan, limit, offset)
+    if page[0].total == 0 and (typos := plan.with_typos()) is not None:
+        # Nothing as typed: one letter off in a long name word (below any exact match,
+        # since those come first by construction: there are none).
+        typos.name_words.clear()  # name order: the ranking tiers compare the words typed
+        page = yield from _ranked(backend, typos, limit, offset)
+    return page
+
+
+def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
+    """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order."""
     expr = plan.expression()
-    if not plan.ranks_exact:
-        q = backend.render(expr)
-        [(total, _, generation)] = yield backend.count_one, {"q0": q}
-        if not total or offset >= total:
-            return SearchPage(int(total), []), generation
-        params = {"q0": q, "limit0": limit, "offset0": offset}
-        rows = yield backend.page_one, params
-        return SearchPage(int(total), [_result(row, plan) for row in rows]), generation
     q = backend.render(expr)
     [(total, _, generation)] = yield backend.count_one, {"q0": q}
     total = int(total)
     if not total or offset >= total:
         return SearchPage(total, []), generation
+    if not plan.ranks_exact:
+        rows = yield backend.page_one, {"q0": q, "limit0": limit, "offset0": offset}
+        return SearchPage(total, [_result(row, plan) for row in rows]), generation
     if total <= SMALL:
         # Few matches (a name typed in full, usually): fetch them all, rank them here.
         rows = yield backend.page_one, {"q0": q, "limit0": total, "offset0": 0}
-        words = set(plan.name_words)
-        rows.sort(key=lambda row: not words <= set(w.words(f"{row[3]} {row[2]}")))
+        rows.sort(key=lambda row: _tier(row, plan))
         return SearchPage(
             total, [_result(r, plan) for r in rows[offset : offset + limit]]
         ), generation
-    exact = plan.expression(exact=True)
-    q_exact = backend.render(exact)
-    [(n_exact, _, _)] = yield backend.count_one, {"q0": q_exact}
-    n_exact = int(n_exact)
-    # Tier 0: exact-name matches from `offset`; tier 1: the others, after them.
-    first = max(0, min(limit, n_exact - offset))
-    params = {
-        "q0": q_exact,
-        "limit0": first,
-        "offset0": min(offset, n_exact),
-        "q1": backend.but_not(expr, exact),
-        "limit1": limit - first,
-        "offset1": max(0, offset - n_exact),
-    }
-    rows = yield backend.page_two, params
+    conditions = plan.tiers()
+    queries: list[str] = []
+    sizes: list[int] = []
+    for n, condition in enumerate(conditions):
+        earlier = conditions[:n]
+        tier_q = backend.tier(expr, condition, earlier)
+        [(size, _, _)] = yield backend.count_one, {"q0": tier_q}
+        queries.append(tier_q)
+        sizes.append(int(size))
+    queries.append(backend.tier(expr, None, conditions))
+    sizes.append(total - sum(sizes))
+    params: dict[str, Any] = {}
+    skip, wanted = offset, limit
+    for n, (tier_q, size) in enumerate(zip(queries, sizes, strict=True)):
+        take = max(0, min(wanted, size - skip))
+        params |= {f"q{n}": tier_q, f"limit{n}": take, f"offset{n}": min(skip, size)}
+        skip = max(0, skip - size)
+        wanted -= take
+    rows = yield backend.page_tiers(len(queries)), params
     return SearchPage(total, [_result(row, plan) for row in rows]), generation
+
+
+def _tier(row: Any, plan: Plan) -> int:
+    """`Plan.tiers` computed on a fetched row (same answer as the SQL, on fewer rows)."""
+    last, first = w.words(row[3]), w.words(row[2])
+    surname = "".join(last)
+    candidates = plan.surname_candidates()
+    if surname in candidates:
+        return 0
+    if any(surname.startswith(q) for q in candidates):
+        return 1
+    known = set(w.name_words(" ".join(last), " ".join(first)))
+    if all(q in known or ABBREVIATIONS.get(q, "") in known for q in plan.name_words):
+        return 2
+    return 3
 
 
 SMALL = 50
