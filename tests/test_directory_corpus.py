@@ -239,3 +239,36 @@ async def test_a_typo_ranks_below_the_exact_name(corpus_db: tuple[Database, list
     typo = await search(db, "dupomt jean")
     assert "Dr Jean DUPONT" in [r.display_name for r in typo.results]
     assert (await search(db, "dupo")).total >= exact.total  # a prefix, not a typo
+
+
+async def test_broad_queries_count_up_to_the_cap(
+    corpus_db: tuple[Database, list[Person]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.directory import search as search_module
+
+    db, _ = corpus_db
+    whole = await search(db, "medecin", limit=5)
+    assert whole.more and whole.total == 500  # thousands of doctors: counted up to 500
+    query = ""
+    for query in ("cardio", "pediatre", "dermato", "ophtalmo", "psychiatre", "kine", "paris"):
+        whole = await search(db, query, limit=5)
+        if 60 < whole.total < 500:
+            break
+    assert 60 < whole.total < 500 and not whole.more
+    monkeypatch.setattr(search_module, "COUNT_CAP", 60)
+    search_module._BACKENDS.update(
+        {name: search_module._Backend(name) for name in ("sqlite", "postgresql")}
+    )
+    try:
+        capped = await search(db, query, limit=5)
+        assert (capped.total, capped.more, capped.results) == (60, True, whole.results)
+        last = await search(db, query, limit=10, offset=55)
+        assert len(last.results) == 5 and last.more
+        assert (await search(db, query, offset=60)).results == []
+        martin = await search(db, "ma", limit=5)  # ranked in tiers under the cap too
+        assert martin.more and len(martin.results) == 5
+    finally:
+        monkeypatch.undo()
+        search_module._BACKENDS.update(
+            {name: search_module._Backend(name) for name in ("sqlite", "postgresql")}
+        )

@@ -270,6 +270,7 @@ def search_command(
     if as_json:
         payload = {
             "total": page.total,
+            "more": page.more,
             "limit": limit,
             "offset": offset,
             "results": [
@@ -290,7 +291,8 @@ def search_command(
     if not page.results:
         typer.echo(f"No practitioner found ({page.total} matches).")
         return
-    typer.echo(f"{page.total:,} matches; {offset + 1}–{offset + len(page.results)}:")
+    plus = "+" if page.more else ""
+    typer.echo(f"{page.total:,}{plus} matches; {offset + 1}–{offset + len(page.results)}:")
     for number, r in enumerate(page.results, offset + 1):
         what = ", ".join(x for x in (r.profession, r.specialty) if x)
         where = " ".join(x for x in (r.postcode, r.city) if x)

@@ -55,6 +55,9 @@ class SearchResult:
 class SearchPage:
     total: int
     results: list[SearchResult]
+    more: bool = False
+    """`total` is a floor: more than COUNT_CAP practitioners match (shown as "500+"); pages
+    stop there (a broader query is refined, not paged through)."""
 
 
 class _Statement:
@@ -95,10 +98,16 @@ class _Backend:
         if postgres:
             where = "WHERE p.tokens @@ CAST({q} AS tsquery)"
             matches = "SELECT p.id FROM directory_practitioner p " + where
-            count = "SELECT count(*) FROM directory_practitioner p " + where
+            count = f"SELECT count(*) FROM (SELECT 1 FROM directory_practitioner p {where} "
         else:
             matches = "SELECT rowid AS id FROM directory_fts WHERE directory_fts MATCH {q}"
-            count = "SELECT count(*) FROM directory_fts WHERE directory_fts MATCH {q}"
+            count = (
+                "SELECT count(*) FROM (SELECT 1 FROM directory_fts WHERE directory_fts MATCH {q} "
+            )
+            count = count.replace("  ", " ")
+        # Counting stops past the cap: a broad query ("médecin 75") matches hundreds of
+        # thousands of practitioners, and counting them all was most of its time.
+        count += f"LIMIT {COUNT_CAP + 1}) c"
         tier = "SELECT * FROM (SELECT {n} AS tier, t.id FROM (" + matches + ") t "
         tier += "ORDER BY t.id LIMIT {limit} OFFSET {offset}) t{n}"
         select = (
@@ -179,6 +188,8 @@ class _Places:
         self.generation = generation
 
 
+COUNT_CAP = 500
+"""Matches are counted up to this many; past it a page says "500+"."""
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 _BACKENDS = {name: _Backend(name) for name in ("sqlite", "postgresql")}
 _PLACES: dict[str, _Places] = {}
@@ -274,11 +285,16 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
     q = backend.render(expr)
     [(total, _, generation)] = yield backend.count_one, {"q0": q}
     total = int(total)
+    more = total > COUNT_CAP
+    if more:
+        total = COUNT_CAP
     if not total or offset >= total:
-        return SearchPage(total, []), generation
+        return SearchPage(total, [], more), generation
+    if offset + limit > total:
+        limit = total - offset
     if not plan.ranks_exact:
         rows = yield backend.page_one, {"q0": q, "limit0": limit, "offset0": offset}
-        return SearchPage(total, [_result(row, plan) for row in rows]), generation
+        return SearchPage(total, [_result(row, plan) for row in rows], more), generation
     if total <= SMALL:
         # Few matches (a name typed in full, usually): fetch them all, rank them here.
         rows = yield backend.page_one, {"q0": q, "limit0": total, "offset0": 0}
@@ -296,7 +312,7 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
         queries.append(tier_q)
         sizes.append(int(size))
     queries.append(backend.tier(expr, None, conditions))
-    sizes.append(total - sum(sizes))
+    sizes.append(max(0, total - sum(sizes)))
     params: dict[str, Any] = {}
     skip, wanted = offset, limit
     for n, (tier_q, size) in enumerate(zip(queries, sizes, strict=True)):
@@ -305,7 +321,7 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
         skip = max(0, skip - size)
         wanted -= take
     rows = yield backend.page_tiers(len(queries)), params
-    return SearchPage(total, [_result(row, plan) for row in rows]), generation
+    return SearchPage(total, [_result(row, plan) for row in rows], more), generation
 
 
 def _tier(row: Any, plan: Plan) -> int:
