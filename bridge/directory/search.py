@@ -107,7 +107,7 @@ class _Backend:
             count = count.replace("  ", " ")
         # Counting stops past the cap: a broad query ("médecin 75") matches hundreds of
         # thousands of practitioners, and counting them all was most of its time.
-        count += f"LIMIT {COUNT_CAP + 1}) c"
+        count += "LIMIT :cap) c"
         tier = "SELECT * FROM (SELECT {n} AS tier, t.id FROM (" + matches + ") t "
         tier += "ORDER BY t.id LIMIT {limit} OFFSET {offset}) t{n}"
         select = (
@@ -283,7 +283,7 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
     """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order."""
     expr = plan.expression()
     q = backend.render(expr)
-    [(total, _, generation)] = yield backend.count_one, {"q0": q}
+    [(total, _, generation)] = yield backend.count_one, {"q0": q, "cap": COUNT_CAP + 1}
     total = int(total)
     more = total > COUNT_CAP
     if more:
@@ -302,17 +302,22 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
         return SearchPage(
             total, [_result(r, plan) for r in rows[offset : offset + limit]]
         ), generation
+    # Each tier is counted only as far as the page needs: "martin" fills a first page
+    # from its exact surnames after counting ten of them.
     conditions = plan.tiers()
+    needed = offset + limit
     queries: list[str] = []
     sizes: list[int] = []
     for n, condition in enumerate(conditions):
-        earlier = conditions[:n]
-        tier_q = backend.tier(expr, condition, earlier)
-        [(size, _, _)] = yield backend.count_one, {"q0": tier_q}
+        tier_q = backend.tier(expr, condition, conditions[:n])
+        [(size, _, _)] = yield backend.count_one, {"q0": tier_q, "cap": needed - sum(sizes)}
         queries.append(tier_q)
         sizes.append(int(size))
-    queries.append(backend.tier(expr, None, conditions))
-    sizes.append(max(0, total - sum(sizes)))
+        if sum(sizes) >= needed:
+            break
+    else:
+        queries.append(backend.tier(expr, None, conditions))
+        sizes.append(max(0, total - sum(sizes)))
     params: dict[str, Any] = {}
     skip, wanted = offset, limit
     for n, (tier_q, size) in enumerate(zip(queries, sizes, strict=True)):
