@@ -111,9 +111,15 @@ class Plan:
                 and group.prefix
                 and len(group.word) >= w.TYPO_MIN_LETTERS - 1
             ):
-                variants = w.deletions(group.word)
-                terms = [group, Term(w.TYPO + group.word)]
-                terms += [Term(v) for v in variants] + [Term(w.TYPO + v) for v in variants]
+                # Only the variants a five-letter-or-more name can meet: typed one letter
+                # short, the word is one of the name's variants; one wrong or swapped, they
+                # share one; one extra (six letters or more), one of its variants is the name.
+                word = group.word
+                terms = [group, Term(w.TYPO + word)]
+                if len(word) >= w.TYPO_MIN_LETTERS:
+                    terms += [Term(w.TYPO + v) for v in w.deletions(word)]
+                if len(word) > w.TYPO_MIN_LETTERS:
+                    terms += [Term(v) for v in w.deletions(word)]
                 groups.append(Node("or", tuple(terms)))
                 changed = True
             else:
