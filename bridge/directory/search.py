@@ -98,16 +98,15 @@ class _Backend:
         if postgres:
             where = "WHERE p.tokens @@ CAST({q} AS tsquery)"
             matches = "SELECT p.id FROM directory_practitioner p " + where
-            count = f"SELECT count(*) FROM (SELECT 1 FROM directory_practitioner p {where} "
+            count = f"SELECT count(*) FROM (SELECT 1 FROM directory_practitioner p {where}) c"
         else:
             matches = "SELECT rowid AS id FROM directory_fts WHERE directory_fts MATCH {q}"
             count = (
                 "SELECT count(*) FROM (SELECT 1 FROM directory_fts WHERE directory_fts MATCH {q} "
             )
-            count = count.replace("  ", " ")
-        # Counting stops past the cap: a broad query ("médecin 75") matches hundreds of
-        # thousands of practitioners, and counting them all was most of its time.
-        count += "LIMIT :cap) c"
+            # Counting stops past the cap: a broad query ("médecin 75") matches hundreds of
+            # thousands of practitioners, and counting them all was most of its time.
+            count += "LIMIT :cap) c"
         tier = "SELECT * FROM (SELECT {n} AS tier, t.id FROM (" + matches + ") t "
         tier += "ORDER BY t.id LIMIT {limit} OFFSET {offset}) t{n}"
         select = (
@@ -125,6 +124,10 @@ class _Backend:
         generation = "(SELECT max(id) FROM directory_import)"
         self.count_one = _Statement(f"SELECT ({count.format(q=':q0')}), 0, {generation}", postgres)
         self.generation = _Statement(f"SELECT {generation}", postgres)
+        # The first page with the import's id on each row: when it is not full, it is all
+        # the matches, and no count (a second full-text evaluation) is needed.
+        first = select.format(tiers=one).replace(" FROM (", f", {generation} FROM (", 1)
+        self.page_first = _Statement(first, postgres)
         by_id = (
             f"SELECT {_COLUMNS}, {generation} FROM directory_practitioner p "
             "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible WHERE p.rpps = :rpps"
@@ -283,6 +286,28 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
     """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order."""
     expr = plan.expression()
     q = backend.render(expr)
+    # Name queries first fetch up to SMALL + 1 matches, unranked queries their page: a
+    # narrow query (most of them) is then answered without counting.
+    ranked = plan.ranks_exact
+    window = SMALL + 1 if ranked else limit if offset == 0 else 0
+    if backend.postgres:
+        # PostgreSQL's planner reads "ORDER BY id LIMIT n" or "LIMIT 501" over a full-text
+        # match it expects to be common as "scan the table in order and stop early", which
+        # for a rare match (a typo's variants) reads the whole table: count first, exactly.
+        window = 0
+    fetched: list[Any] = []
+    if window:
+        fetched = yield backend.page_first, {"q0": q, "limit0": window, "offset0": 0}
+        if len(fetched) < window:
+            if not fetched:
+                [(generation,)] = yield backend.generation, {}
+                return SearchPage(0, []), generation
+            generation = fetched[0][-1]
+            rows = [row[:-1] for row in fetched]
+            if ranked:
+                rows.sort(key=lambda row: _tier(row, plan))
+            page = [_result(r, plan) for r in rows[offset : offset + limit]]
+            return SearchPage(len(rows), page), generation
     [(total, _, generation)] = yield backend.count_one, {"q0": q, "cap": COUNT_CAP + 1}
     total = int(total)
     more = total > COUNT_CAP
@@ -292,16 +317,12 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
         return SearchPage(total, [], more), generation
     if offset + limit > total:
         limit = total - offset
-    if not plan.ranks_exact:
-        rows = yield backend.page_one, {"q0": q, "limit0": limit, "offset0": offset}
-        return SearchPage(total, [_result(row, plan) for row in rows], more), generation
-    if total <= SMALL:
-        # Few matches (a name typed in full, usually): fetch them all, rank them here.
-        rows = yield backend.page_one, {"q0": q, "limit0": total, "offset0": 0}
-        rows.sort(key=lambda row: _tier(row, plan))
-        return SearchPage(
-            total, [_result(r, plan) for r in rows[offset : offset + limit]]
-        ), generation
+    if not ranked:
+        if window:
+            rows = [row[:-1] for row in fetched]
+        else:
+            rows = yield backend.page_one, {"q0": q, "limit0": limit, "offset0": offset}
+        return SearchPage(total, [_result(row, plan) for row in rows[:limit]], more), generation
     # Each tier is counted only as far as the page needs: "martin" fills a first page
     # from its exact surnames after counting ten of them.
     conditions = plan.tiers()
