@@ -116,7 +116,7 @@ class _Backend:
             "ORDER BY m.tier, m.id"
         )
         self._tier_sql, self._select = tier, select
-        self._pages: dict[int, _Statement] = {}
+        self._pages: dict[tuple[int, bool], _Statement] = {}
         one = tier.format(n=0, q=":q0", limit=":limit0", offset=":offset0")
         two = tier.format(n=1, q=":q1", limit=":limit1", offset=":offset1")
         self.page_one = _Statement(select.format(tiers=one), postgres)
@@ -155,15 +155,24 @@ class _Backend:
             return text
         return f"{text} NOT ({' OR '.join(render(e) for e in earlier)})"
 
-    def page_tiers(self, count: int) -> _Statement:
-        """One page over `count` tiers (see `page_two`), built once per count."""
-        found = self._pages.get(count)
+    def page_tiers(self, count: int, *, few: bool = False) -> _Statement:
+        """One page over `count` tiers (see `page_two`), built once per count.
+
+        `few` (PostgreSQL, a few thousand matches at most): sort the matches rather than
+        walk the table in `id` order until the page is full, which the planner prefers when
+        it overestimates a rare match (a typo's variants) and which then reads every row.
+        """
+        key = (count, few and self.postgres)
+        found = self._pages.get(key)
         if found is None:
+            template = self._tier_sql
+            if key[1]:
+                template = template.replace("ORDER BY t.id ", "ORDER BY t.id + 0 ")
             parts = " UNION ALL ".join(
-                self._tier_sql.format(n=n, q=f":q{n}", limit=f":limit{n}", offset=f":offset{n}")
+                template.format(n=n, q=f":q{n}", limit=f":limit{n}", offset=f":offset{n}")
                 for n in range(count)
             )
-            found = self._pages[count] = _Statement(self._select.format(tiers=parts), self.postgres)
+            found = self._pages[key] = _Statement(self._select.format(tiers=parts), self.postgres)
         return found
 
     def but_not(self, expr: Expr, excluded: Expr) -> str:
@@ -191,6 +200,8 @@ class _Places:
         self.generation = generation
 
 
+FEW = 2000
+"""PostgreSQL: up to this many matches (counted exactly there), a page sorts them."""
 COUNT_CAP = 500
 """Matches are counted up to this many; past it a page says "500+"."""
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
@@ -309,7 +320,7 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
             page = [_result(r, plan) for r in rows[offset : offset + limit]]
             return SearchPage(len(rows), page), generation
     [(total, _, generation)] = yield backend.count_one, {"q0": q, "cap": COUNT_CAP + 1}
-    total = int(total)
+    total = counted = int(total)  # exact on PostgreSQL, at most COUNT_CAP + 1 on SQLite
     more = total > COUNT_CAP
     if more:
         total = COUNT_CAP
@@ -321,7 +332,8 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
         if window:
             rows = [row[:-1] for row in fetched]
         else:
-            rows = yield backend.page_one, {"q0": q, "limit0": limit, "offset0": offset}
+            page_sql = backend.page_tiers(1, few=counted < FEW)
+            rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
         return SearchPage(total, [_result(row, plan) for row in rows[:limit]], more), generation
     # Each tier is counted only as far as the page needs: "martin" fills a first page
     # from its exact surnames after counting ten of them.
@@ -346,7 +358,7 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
         params |= {f"q{n}": tier_q, f"limit{n}": take, f"offset{n}": min(skip, size)}
         skip = max(0, skip - size)
         wanted -= take
-    rows = yield backend.page_tiers(len(queries)), params
+    rows = yield backend.page_tiers(len(queries), few=counted < FEW), params
     return SearchPage(total, [_result(row, plan) for row in rows], more), generation
 
 
