@@ -311,7 +311,13 @@ async def test_search_of_an_empty_directory_is_an_empty_page(tmp_path: Path) -> 
     async with running_bridge(bridge_config(tmp_path)) as client:
         response = await client.get(SEARCH_PATH, params={"q": "martin"}, headers=BOT)
         assert response.status == 200
-        assert await response.json() == {"total": 0, "limit": 10, "offset": 0, "results": []}
+        assert await response.json() == {
+            "total": 0,
+            "more": False,
+            "limit": 10,
+            "offset": 0,
+            "results": [],
+        }
 
 
 async def test_every_configured_service_token_is_accepted(tmp_path: Path) -> None:

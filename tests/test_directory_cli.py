@@ -72,3 +72,41 @@ def test_bad_inputs_are_one_clear_line(tmp_path: Path, db_url: str) -> None:
     assert result.exit_code == 1 and "unsupported database URL" in result.output
     result = runner.invoke(directory_app, ["changes", "--kind", "gone", "--db", db_url])
     assert result.exit_code == 2
+
+
+def test_search_never_creates_a_database_and_says_when_nothing_was_imported(
+    tmp_path: Path, db_url: str
+) -> None:
+    mistyped = tmp_path / "brige.db"
+    for command in (["search", "martin"], ["changes"]):
+        result = runner.invoke(directory_app, [*command, "--db", f"sqlite:///{mistyped}"])
+        assert result.exit_code == 2 and "Error: no directory database at" in result.output
+        assert not mistyped.exists()
+    empty = tmp_path / "empty.db"
+    assert runner.invoke(directory_app, ["changes", "--db", f"sqlite:///{empty}"]).exit_code == 2
+    import asyncio
+
+    from bridge.db import open_database
+
+    async def create() -> None:
+        await (await open_database(f"sqlite:///{empty}")).close()
+
+    asyncio.run(create())
+    result = runner.invoke(directory_app, ["search", "martin", "--db", f"sqlite:///{empty}"])
+    assert result.exit_code == 1 and "has never been imported" in result.output
+
+
+def test_changes_says_when_it_lists_only_part(tmp_path: Path, db_url: str) -> None:
+    first = demo_extract(tmp_path, lines=200)
+    assert runner.invoke(directory_app, ["import", str(first), "--db", db_url]).exit_code == 0
+    lines = first.read_text().splitlines(keepends=True)
+    second = tmp_path / "second.txt"
+    second.write_text("".join(lines[:-12]))
+    result = runner.invoke(directory_app, ["import", str(second), "--db", db_url, "--allow-shrink"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(directory_app, ["changes", "--limit", "2", "--db", db_url])
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) == 4 and "2 of " in result.output
+    assert "--limit 0 lists them all" in result.output
+    result = runner.invoke(directory_app, ["changes", "--limit", "0", "--db", db_url])
+    assert "shown" not in result.output

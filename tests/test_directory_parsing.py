@@ -190,12 +190,12 @@ def test_name_words_are_prefixes_in_any_order() -> None:
     assert to_tsquery(plan.expression()) == "('mart':* & 'leg':*)"
 
 
-def test_specialty_and_city_narrow_and_also_match_exact_names() -> None:
+def test_specialty_and_city_narrow_and_also_match_names() -> None:
     assert "lyon" in phrases_to_look_up("cardio lyon")
     plan = plan_query("cardio lyon", {"lyon"})
     specialty, city = plan.groups
     assert isinstance(specialty, Node) and Term("9ssm04") in specialty.items
-    assert city == Node("or", (Term("9clyon"), Term("lyon")))
+    assert city == Node("or", (Term("9clyon"), Term("lyon", prefix=True)))
     assert plan.name_words == []
 
 
@@ -213,3 +213,27 @@ def test_numbers_become_identifiers_postcodes_departments_or_arrondissements() -
 def test_titles_and_empty_queries() -> None:
     assert plan_query("Dr Dupont").groups == [Term("dupont", prefix=True)]
     assert plan_query("  -- ' ").empty
+
+
+def test_names_are_indexed_joined_whole_and_one_letter_off() -> None:
+    from bridge.directory.rows import deletions, name_words
+
+    found = name_words("de la fontaine", "helene")
+    assert {"de", "la", "fontaine", "delafontaine", "lafontaine", "helene"} <= set(found)
+    assert "9ldelafontaine" in found
+    assert "9tfntaine" in found and "9tfontain" in found  # typo variants of "fontaine"
+    assert not [x for x in name_words("le guen", "yann") if x.startswith("9t")]  # too short
+    assert deletions("anna") == ["nna", "ana", "ann"]
+
+
+def test_particles_abbreviations_and_typos_in_queries() -> None:
+    plan = plan_query("st exupery")
+    assert plan.groups[0] == Node("or", (Term("st"), Term("saint")))
+    assert plan_query("le guen").groups == [Term("guen", prefix=True)]
+    assert plan_query("le").groups == [Term("le", prefix=True)]  # alone: what was typed
+    typos = plan_query("matrin").with_typos()
+    assert typos is not None
+    [group] = typos.groups
+    assert isinstance(group, Node) and Term("9tmarin") in group.items  # "martin" minus t
+    assert plan_query("paul").with_typos() is not None  # 4 letters: a 5-letter name, minus one
+    assert plan_query("luc").with_typos() is None

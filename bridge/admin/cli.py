@@ -128,11 +128,22 @@ def onboard_csv_command(
 
 
 @admin_app.command("lock-departed")
-def lock_departed_command(config: ConfigOption) -> None:
+def lock_departed_command(
+    config: ConfigOption,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shrink",
+            help="Confirm locking more than 5 % of the onboarded practitioners at once.",
+        ),
+    ] = False,
+) -> None:
     """Lock the accounts of practitioners no longer in the register, and list them all."""
     from bridge.admin.departed import lock_departed
+    from bridge.directory.generations import DEFAULT_MAX_SHRINK
 
-    departed = _run(config, lambda s: lock_departed(s, actor()))
+    share = None if allow_shrink else DEFAULT_MAX_SHRINK
+    departed = _run(config, lambda s: lock_departed(s, actor(), max_share=share))
     if not departed:
         typer.echo("Every onboarded practitioner is still in the register.")
         return

@@ -124,7 +124,14 @@ async def account_action(request: web.Request) -> web.Response:
 
 async def lock_departed_action(request: web.Request) -> web.Response:
     services = request.config_dict[ADMIN_SERVICES]
-    departed = await lock_departed(services, _actor(request))
+    form = await request.post()
+    confirmed = form.get("allow_shrink") == "1"
+    try:
+        departed = await lock_departed(
+            services, _actor(request), **({"max_share": None} if confirmed else {})
+        )
+    except AdminError as exc:
+        return _failure(request, exc)
     return admin_page(request, "departed.html", departed=departed)
 
 

@@ -1,8 +1,14 @@
 """`caducee directory import|search|changes`: the directory from the command line.
 
-For admins and scripts. Failures print one line saying what is wrong (and, for a rejected
-file, the first offending line numbers), never a traceback. Exit status: 0 done, 1 the import
-or search could not run (nothing changed), 2 bad usage.
+For admins and scripts. Failures print one line starting "Error:" saying what is wrong (and,
+for a rejected file, the first offending line numbers), never a traceback. Exit status: 0 done,
+1 the import or search could not run (nothing changed), 2 bad usage or configuration (a
+`--db` SQLite file that does not exist is a mistyped path: it is never created by `search` or
+`changes`).
+
+The safety valve: an import that would remove more than `--max-shrink` percent of the
+directory (5 by default) is refused with the figures unless `--allow-shrink` is given, and a
+file without any practitioner never replaces the directory.
 
 The database is the one given by `--db`, else `CADUCEE_BRIDGE_DB`, else the bridge
 configuration file's `database_url` (`--config`), else SQLite in ./data/bridge.db.
@@ -21,7 +27,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from bridge.common.exits import EXIT_FAILED, os_reason, usage_error
+from bridge.common.exits import EXIT_FAILED, EXIT_USAGE, os_reason, usage_error
+from bridge.directory.generations import DEFAULT_MAX_SHRINK
 from bridge.directory.model import DEFAULT_MAX_ERRORS
 
 if TYPE_CHECKING:  # imported by the commands that use them: `caducee --help` stays quick
@@ -66,6 +73,28 @@ ConfigOption = Annotated[
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"Error: {message}", err=True)
     return typer.Exit(EXIT_FAILED)
+
+
+def _usage(message: str) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def existing_database_url(db: str | None, config: Path | None) -> str:
+    """The database URL for reading: an SQLite file must already exist (never created)."""
+    url = database_url(db, config)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # open_database says what is wrong with it
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database or "")
+        if not path.is_file():
+            raise _usage(f"no directory database at {path}: check --db (nothing was created)")
+    return url
 
 
 def database_url(db: str | None, config: Path | None) -> str:
@@ -164,7 +193,8 @@ def _print_report(report: ImportReport) -> None:
     if report.warnings:
         typer.echo(f"{report.warnings} warnings, e.g.:")
         for warning in report.first_warnings[:5]:
-            typer.echo(f"  line {warning.line}: {warning.message}")
+            where = f"line {warning.line}: " if warning.line else ""
+            typer.echo(f"  {where}{warning.message}")
 
 
 @directory_app.command("import")
@@ -177,6 +207,23 @@ def import_command(
         int,
         typer.Option(min=0, help="Give up (changing nothing) past this many malformed lines."),
     ] = DEFAULT_MAX_ERRORS,
+    max_shrink: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Refuse (changing nothing) an import removing more than this percentage "
+            "of the directory.",
+        ),
+    ] = DEFAULT_MAX_SHRINK * 100,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shrink",
+            help="Confirm that the register really shrank past --max-shrink (the "
+            "departed practitioners' accounts can then be locked).",
+        ),
+    ] = False,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -195,7 +242,13 @@ def import_command(
 
     async def work(database: Database) -> ImportReport:
         try:
-            return await import_directory(database, path, max_errors=max_errors, progress=progress)
+            return await import_directory(
+                database,
+                path,
+                max_errors=max_errors,
+                max_shrink=None if allow_shrink else max_shrink / 100,
+                progress=progress,
+            )
         except ImportAbortedError as exc:
             progress.stop()
             for error in exc.errors[:10]:
@@ -225,16 +278,20 @@ def search_command(
     config: ConfigOption = None,
 ) -> None:
     """Search the directory the way the bot does."""
+    from bridge.directory import store
     from bridge.directory.search import search_directory
 
     async def work(database: Database) -> SearchPage:
         async with database.sessions() as session:
+            if await store.last_import(session) is None:
+                raise _fail(_NEVER_IMPORTED)
             return await search_directory(session, query, limit=limit, offset=offset)
 
-    page = _run(database_url(db, config), work)
+    page = _run(existing_database_url(db, config), work)
     if as_json:
         payload = {
             "total": page.total,
+            "more": page.more,
             "limit": limit,
             "offset": offset,
             "results": [
@@ -255,7 +312,8 @@ def search_command(
     if not page.results:
         typer.echo(f"No practitioner found ({page.total} matches).")
         return
-    typer.echo(f"{page.total:,} matches; {offset + 1}–{offset + len(page.results)}:")
+    plus = "+" if page.more else ""
+    typer.echo(f"{page.total:,}{plus} matches; {offset + 1}–{offset + len(page.results)}:")
     for number, r in enumerate(page.results, offset + 1):
         what = ", ".join(x for x in (r.profession, r.specialty) if x)
         where = " ".join(x for x in (r.postcode, r.city) if x)
@@ -263,11 +321,15 @@ def search_command(
         typer.echo(f"{number:>4}. {r.display_name} — {what} — {where} — RPPS {r.rpps}{matrix}")
 
 
+_NEVER_IMPORTED = "the directory has never been imported: run `caducee directory import FILE` first"
+
+
 @directory_app.command("changes")
 def changes_command(
     kind: Annotated[
         ChangeKind, typer.Option(help="Which practitioners to list.")
     ] = ChangeKind.disappeared,
+    limit: Annotated[int, typer.Option(min=0, help="List at most this many (0: all).")] = 1000,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -278,10 +340,23 @@ def changes_command(
         async with database.sessions() as session:
             last = await store.last_import(session)
             if last is None:
-                raise _fail("the directory has never been imported")
-            found = await store.changes(session, last.import_id, kind.value)
+                raise _fail(_NEVER_IMPORTED)
+            # The first import lists no one as new: everyone is.
+            new = 0 if last.initial else last.new
+            total = {"new": new, "changed": last.changed, "disappeared": last.disappeared}
+            found = await store.changes(
+                session,
+                last.import_id,
+                kind.value,
+                limit=limit or max(total[kind.value], 1),
+            )
             header = f"Import #{last.import_id} ({last.source}, {last.finished_at}): {kind.value}"
-            return [header] + [f"  {c.rpps}  {c.last_name} {c.first_name}" for c in found]
+            lines = [header] + [f"  {c.rpps}  {c.last_name} {c.first_name}" for c in found]
+            if len(found) < total[kind.value]:
+                lines.append(
+                    f"… {len(found):,} of {total[kind.value]:,} shown: --limit 0 lists them all"
+                )
+            return lines
 
-    for line in _run(database_url(db, config), work):
+    for line in _run(existing_database_url(db, config), work):
         typer.echo(line)

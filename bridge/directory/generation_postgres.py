@@ -29,9 +29,10 @@ from bridge.directory.generations import (
     ImportFacts,
     SwapResult,
     change_report_sql,
+    check_shrink,
 )
 from bridge.directory.rows import ROW_SEP, PractitionerRow
-from bridge.directory.spill import DuplicateNameError, Spill
+from bridge.directory.spill import DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE)
 _LOCK_KEY = 0x43414455  # "CADU": one directory import at a time per database
@@ -101,6 +102,11 @@ class PostgresGeneration:
         for table in _SWAPPED:
             await self.pg.execute(f"DROP TABLE IF EXISTS {table}{NEXT}")
 
+    @property
+    def merged(self) -> list[Merged]:
+        """Identifiers found under several names (known once `build` has run)."""
+        return [] if self._spill is None else self._spill.merged
+
     async def add(self, rows: Sequence[PractitionerRow]) -> None:
         assert self._spill is not None
         self._spill.add(list(rows))
@@ -157,7 +163,8 @@ class PostgresGeneration:
         pg = self.pg
         async with pg.transaction():
             practitioners = int(await pg.fetchval(f"SELECT count(*) FROM {PRACTITIONER}{NEXT}"))
-            initial = not await pg.fetchval(f"SELECT EXISTS (SELECT 1 FROM {PRACTITIONER})")
+            live = int(await pg.fetchval(f"SELECT count(*) FROM {PRACTITIONER}"))
+            initial = live == 0
             params = {
                 "source": facts.source,
                 "format": facts.format,
@@ -176,6 +183,7 @@ class PostgresGeneration:
                 for kind, sql in change_report_sql():
                     status = await pg.execute(*_pos(sql, {"import_id": import_id}))
                     counts[kind] = int(status.rsplit(" ", 1)[-1])
+            check_shrink(live, practitioners, counts["disappeared"], facts.max_shrink)
             await pg.execute(*_pos(UPDATE_IMPORT, {**counts, "import_id": import_id}))
             for table in _SWAPPED:
                 await pg.execute(f"DROP TABLE {table}")

@@ -30,12 +30,14 @@ from bridge.directory.generations import (
     ImportFacts,
     SwapResult,
     change_report_sql,
+    check_shrink,
 )
 from bridge.directory.rows import ROW_SEP, PractitionerRow
-from bridge.directory.spill import DuplicateNameError, Spill
+from bridge.directory.spill import DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS)
 _COMPARE_INDEX = "directory_practitioner_next_compare"
+_INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 
 class SqliteGeneration:
@@ -56,7 +58,10 @@ class SqliteGeneration:
         return self._db
 
     async def begin(self) -> None:
-        lock = os.open(self._path + ".import-lock", os.O_CREAT | os.O_RDWR, 0o600)
+        # The lock follows the database file, not the path as typed: through a symlink or
+        # another spelling of its path, a second import still finds it taken.
+        real = os.path.realpath(self._path)  # noqa: ASYNC240 (no I/O wait worth a thread)
+        lock = os.open(real + ".import-lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -67,8 +72,18 @@ class SqliteGeneration:
         for pragma in ("busy_timeout=30000", "journal_mode=WAL", "synchronous=NORMAL"):
             await self.db.execute(f"PRAGMA {pragma}")
         await self._drop_next()
+        await self._compactable()
         await self._clone()
         self._spill = Spill()
+
+    async def _compactable(self) -> None:
+        """Switch the file to incremental auto-vacuum once (a VACUUM, cheap before the first
+        import), so that each import can give back the pages of the generation it replaced."""
+        async with self.db.execute("PRAGMA auto_vacuum") as cursor:
+            mode = int((await cursor.fetchone() or (0,))[0])
+        if mode != _INCREMENTAL:
+            await self.db.execute(f"PRAGMA auto_vacuum = {_INCREMENTAL}")
+            await self.db.execute("VACUUM")
 
     async def _drop_next(self) -> None:
         for table in _SWAPPED:
@@ -96,6 +111,11 @@ class SqliteGeneration:
             f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}, rank) VALUES ('automerge', 0)"
         )
         await self.db.execute("COMMIT")
+
+    @property
+    def merged(self) -> list[Merged]:
+        """Identifiers found under several names (known once `build` has run)."""
+        return [] if self._spill is None else self._spill.merged
 
     async def add(self, rows: Sequence[PractitionerRow]) -> None:
         assert self._spill is not None
@@ -144,8 +164,9 @@ class SqliteGeneration:
         try:
             async with db.execute(f"SELECT count(*) FROM {PRACTITIONER}{NEXT}") as cursor:
                 practitioners = int((await cursor.fetchone() or (0,))[0])
-            async with db.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {PRACTITIONER})") as cursor:
-                initial = bool((await cursor.fetchone() or (1,))[0])
+            async with db.execute(f"SELECT count(*) FROM {PRACTITIONER}") as cursor:
+                live = int((await cursor.fetchone() or (0,))[0])
+            initial = live == 0
             params = {
                 "source": facts.source,
                 "format": facts.format,
@@ -173,6 +194,7 @@ class SqliteGeneration:
                     counts[kind] = cursor.rowcount
                     await cursor.close()
                 await db.execute(f"DROP INDEX {_COMPARE_INDEX}")
+            check_shrink(live, practitioners, counts["disappeared"], facts.max_shrink)
             await db.execute(UPDATE_IMPORT, {**counts, "import_id": import_id})
             for table in _SWAPPED:
                 await db.execute(f"DROP TABLE {table}")
@@ -188,10 +210,13 @@ class SqliteGeneration:
         except BaseException:
             await db.execute("ROLLBACK")
             raise
-        # The import went through the write-ahead log; fold it back into the database file
-        # now rather than leave a log the size of the directory (best effort: readers may
-        # hold it, the next checkpoint finishes the job).
+        # Give the replaced generation's pages back to the file system (without this the
+        # file grew by a directory's size at every import), then fold the write-ahead log
+        # back into the database file rather than leave a log the size of the directory
+        # (best effort: readers may hold it, the next checkpoint finishes the job).
         with contextlib.suppress(sqlite3.Error):
+            # Run to completion (a statement step frees one page; a script steps to the end).
+            await db.executescript("PRAGMA incremental_vacuum;")
             await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return SwapResult(import_id, practitioners, initial=initial, **counts)
 

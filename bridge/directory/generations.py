@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.directory.rows import ROW_FIELDS, PractitionerRow
+from bridge.directory.spill import Merged
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,36 @@ class ImportBusyError(Exception):
     """Another import of the same directory is running."""
 
 
+DEFAULT_MAX_SHRINK = 0.05
+"""Share of the directory an import may remove unless the admin confirms (`--allow-shrink`)."""
+
+
+class ImportRefusedError(Exception):
+    """The new directory looks wrong (empty, or much smaller than the live one): not swapped."""
+
+
+def check_shrink(live: int, practitioners: int, disappeared: int, max_shrink: float | None) -> None:
+    """The safety valve, before the swap commits.
+
+    A file without practitioners never replaces the directory (a header-only extract, an empty
+    Bundle, a cut download). An import removing more than `max_shrink` of the live directory
+    is refused with the figures, unless `max_shrink` is None (the admin confirmed).
+
+    Raises:
+        ImportRefusedError: with the message for the admin.
+    """
+    if practitioners == 0:
+        raise ImportRefusedError("the file holds no practitioner")
+    if max_shrink is None or live == 0 or disappeared <= live * max_shrink:
+        return
+    raise ImportRefusedError(
+        f"this file would remove {disappeared:,} of the {live:,} practitioners of the "
+        f"directory ({disappeared / live:.1%}, more than the {max_shrink:.0%} allowed): "
+        "a cut download or the wrong file? If the register really shrank, import it again "
+        "with --allow-shrink"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ImportFacts:
     """What the importer read, recorded with the change report."""
@@ -50,6 +81,8 @@ class ImportFacts:
     records: int
     errors: int
     warnings: int
+    max_shrink: float | None = DEFAULT_MAX_SHRINK
+    """See `check_shrink`; None when the admin allowed any shrink."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +98,8 @@ class SwapResult:
 class Generation(Protocol):
     """One back end's way to stage, build and swap a directory generation."""
 
+    @property
+    def merged(self) -> list[Merged]: ...
     async def begin(self) -> None: ...
     async def add(self, rows: Sequence[PractitionerRow]) -> None: ...
     async def build(self, cities: Sequence[str]) -> None: ...
@@ -112,6 +147,7 @@ UPDATE_IMPORT = (
 
 
 __all__ = [
+    "DEFAULT_MAX_SHRINK",
     "FTS",
     "INSERT_IMPORT",
     "NEXT",
@@ -122,6 +158,8 @@ __all__ = [
     "Generation",
     "ImportBusyError",
     "ImportFacts",
+    "ImportRefusedError",
     "SwapResult",
     "change_report_sql",
+    "check_shrink",
 ]

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import logging
 import os
+import sqlite3
 import time
 import zipfile
 import zlib
@@ -26,13 +27,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from bridge.db import Database
 from bridge.directory import parallel
+from bridge.directory.duplicates import first_lines, merge_warnings
 from bridge.directory.generation_postgres import PostgresGeneration
 from bridge.directory.generation_sqlite import SqliteGeneration
-from bridge.directory.generations import Generation, ImportBusyError, ImportFacts
+from bridge.directory.generations import (
+    DEFAULT_MAX_SHRINK,
+    Generation,
+    ImportBusyError,
+    ImportFacts,
+    ImportRefusedError,
+)
 from bridge.directory.model import (
     DEFAULT_MAX_ERRORS,
     ParseError,
@@ -56,7 +65,7 @@ from bridge.directory.sources import (
     open_activity,
     open_savoir_faire,
 )
-from bridge.directory.spill import DuplicateNameError
+from bridge.directory.spill import DuplicateNameError, Merged
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,8 @@ MAX_WORKERS = 4
 PARALLEL_MIN_CHARS = 50_000_000
 """Smaller files are parsed in the importer's process: starting workers would cost more."""
 KEPT_ISSUES = 20
+_FILE_ERRORS = (OSError, EOFError, UnicodeError, zipfile.BadZipFile, zlib.error)
+"""A file that breaks while it is read (truncated zip, full disk): the import stops cleanly."""
 
 __all__ = [
     "DEFAULT_MAX_ERRORS",
@@ -133,6 +144,10 @@ class _Tally:
     first_errors: list[ParseError] = field(default_factory=list)
     first_warnings: list[ParseWarning] = field(default_factory=list)
 
+    def note(self, warnings: Sequence[ParseWarning]) -> None:
+        self.warnings += len(warnings)
+        self.first_warnings.extend(warnings[: KEPT_ISSUES - len(self.first_warnings)])
+
     def count(self, errors: Sequence[ParseError], warnings: Sequence[ParseWarning]) -> None:
         self.errors += len(errors)
         self.warnings += len(warnings)
@@ -183,6 +198,7 @@ async def import_directory(
     path: Path | str,
     *,
     max_errors: int = DEFAULT_MAX_ERRORS,
+    max_shrink: float | None = DEFAULT_MAX_SHRINK,
     progress: ImportProgress | None = None,
 ) -> ImportReport:
     """Replace the directory with the practitioners of the file at `path`, atomically.
@@ -190,7 +206,9 @@ async def import_directory(
     Raises:
         DirectoryImportError: the file cannot be used (missing, wrong format, missing column);
             `ImportAbortedError` past `max_errors` malformed lines; `ImportBusyError`-based
-            message when another import is running. The directory is then unchanged.
+            message when another import is running; the file holds no practitioner, or would
+            remove more than `max_shrink` of the directory (None: any share). The directory
+            is then unchanged.
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC)
@@ -210,9 +228,13 @@ async def import_directory(
             await _load_fhir(source, generation, grouper, tally, progress)
         else:
             await _load_extract(source, generation, grouper, tally, progress)
+        if tally.records == 0:
+            raise ImportRefusedError(_nothing_found(tally))
         if progress is not None:
             progress.phase("building the search index")
         await generation.build(sorted(grouper.cities))
+        if generation.merged:
+            tally.note(_merge_warnings(source, generation.merged))
         if progress is not None:
             progress.phase("switching to the new directory")
         facts = ImportFacts(
@@ -223,6 +245,7 @@ async def import_directory(
             tally.records,
             tally.errors,
             tally.warnings,
+            max_shrink,
         )
         result = await generation.swap(facts)
     except BrokenProcessPool:
@@ -230,10 +253,15 @@ async def import_directory(
         raise DirectoryImportError(
             f"{source.path.name}: a parsing process stopped unexpectedly (out of memory?)"
         ) from None
-    except (DuplicateNameError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+    except (DuplicateNameError, ImportRefusedError, *_FILE_ERRORS) as exc:
         await asyncio.shield(generation.discard())
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise DirectoryImportError(f"{source.path.name}: {reason}") from None
+    except (sqlite3.DatabaseError, asyncpg.PostgresError) as exc:
+        # A full disk or a database going away mid-import: the staging is dropped, the
+        # live directory was never touched.
+        await asyncio.shield(generation.discard())
+        raise DirectoryImportError(f"{source.path.name}: the database failed: {exc}") from None
     except BaseException:
         await asyncio.shield(generation.discard())
         raise
@@ -285,10 +313,14 @@ async def _load_extract(
     specialties = None
     with open_activity(source) as text:
         header = text.readline()
+        if not header.strip():
+            raise DirectoryImportError(f"{source.path.name}: the file is empty")
         try:
             layout = read_header(header)
         except ExtractFormatError as exc:
             raise DirectoryImportError(f"{source.path.name}: {exc}") from None
+        if text.encoding != "utf-8":
+            tally.note([ParseWarning(1, f"the file is not UTF-8 text: read as {text.encoding}")])
         specialties = _load_savoir_faire(source, needed=not layout.has_specialty)
         if progress is not None:
             progress.started(source.size)
@@ -368,6 +400,25 @@ async def _load_in_workers(
         finally:
             for future in in_flight:
                 future.cancel()
+
+
+def _nothing_found(tally: _Tally) -> str:
+    found = f"no practitioner in the file ({tally.lines:,} lines or entries read"
+    if tally.first_errors:
+        first = tally.first_errors[0]
+        where = f"line {first.line}: " if first.line else ""
+        found += f", {tally.errors:,} unusable, first {where}{first.message}"
+    return found + ")"
+
+
+def _merge_warnings(source: Source, merged: Sequence[Merged]) -> list[ParseWarning]:
+    """The warnings for identifiers found under several names, with their line numbers."""
+    if source.kind != "rpps":
+        return merge_warnings(merged)
+    with open_activity(source) as text:
+        layout = read_header(text.readline())
+        lines = first_lines(text, layout, {m.rpps for m in merged})
+    return merge_warnings(merged, lines)
 
 
 def _load_savoir_faire(source: Source, *, needed: bool) -> SpecialtyIndex | None:

@@ -8,11 +8,23 @@ errors. Batches are cut between two practitioners, so a practitioner's lines sta
 
 Workers start from a clean interpreter (`forkserver`), never as a fork of the importer, which
 runs database threads.
+
+Workers never outlive the importer: killed (SIGKILL, out of memory), it cannot stop them, so
+each worker watches it. On Linux the kernel kills a worker when its parent (the fork server)
+dies (`PR_SET_PDEATHSIG`), and the fork server exits when the importer does; and everywhere a
+watchdog thread in each worker exits the worker within a second of the importer's death.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 
 from bridge.directory.model import ParseError, ParseWarning
@@ -26,8 +38,40 @@ _parser: ExtractParser | None = None
 _grouper: Grouper | None = None
 
 
-def _start(layout: Layout, specialties: SpecialtyIndex | None) -> None:
+_PR_SET_PDEATHSIG = 1
+WATCH_SECONDS = 0.5
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the watchdog is enough
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch(importer: int) -> None:
+    while _alive(importer):
+        time.sleep(WATCH_SECONDS)
+    os._exit(1)  # the importer is gone: nobody will read this worker's results
+
+
+def _start(layout: Layout, specialties: SpecialtyIndex | None, importer: int) -> None:
     global _parser, _grouper
+    _die_with_parent()
+    threading.Thread(target=_watch, args=(importer,), name="importer-watch", daemon=True).start()
     _parser = ExtractParser(layout, specialties)
     _grouper = Grouper()
 
@@ -48,7 +92,7 @@ def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None) -> Ex
         max_workers=workers,
         mp_context=context,
         initializer=_start,
-        initargs=(layout, specialties),
+        initargs=(layout, specialties, os.getpid()),
     )
 
 

@@ -30,6 +30,8 @@ from bridge.directory.vocabulary import (
     specialty_codes_for,
 )
 
+ABBREVIATIONS = {"st": "saint", "ste": "sainte"}
+"""Typed for a name word ("st exupery"): the word itself, or the register's spelling."""
 MAX_PHRASE = 5
 MAX_TERMS = 12
 _STOP_WORDS = frozenset({"a", "au", "aux", "d", "de", "des", "du", "en", "et", "l", "la", "le"})
@@ -77,8 +79,63 @@ class Plan:
 
     @property
     def ranks_exact(self) -> bool:
-        """Whether "exact name first" changes anything (some name word is a prefix)."""
-        return any(isinstance(g, Term) and g.prefix for g in self.groups)
+        """Whether ranking changes anything (the query has name words)."""
+        return bool(self.name_words)
+
+    def surname_candidates(self) -> list[str]:
+        """What the surname may be typed as: each name word, and all of them joined."""
+        return list(dict.fromkeys([*self.name_words, "".join(self.name_words)]))
+
+    def tiers(self) -> list[Expr]:
+        """The ranking conditions, best first (a match falls in the first it meets, the rest
+        after them all): the surname is a word typed (or all of them joined); the surname
+        starts with one; every name word is a whole word of the name."""
+        candidates = self.surname_candidates()
+        exact = _any(w.SURNAME + q for q in candidates)
+        starts = tuple(Term(w.SURNAME + q, prefix=True) for q in candidates)
+        return [
+            exact,
+            starts[0] if len(starts) == 1 else Node("or", starts),
+            self.expression(exact=True),
+        ]
+
+    def with_typos(self) -> Plan | None:
+        """The same query with each name word of five letters or more one edit away (see
+        bridge.directory.rows); None when no word is long enough."""
+        groups: list[Expr] = []
+        changed = False
+        for group in self.groups:
+            # A five-letter name typed with a letter missing has four.
+            if (
+                isinstance(group, Term)
+                and group.prefix
+                and len(group.word) >= w.TYPO_MIN_LETTERS - 1
+            ):
+                # Only the variants a five-letter-or-more name can meet: typed one letter
+                # short, the word is one of the name's variants; one wrong or swapped, they
+                # share one; one extra (six letters or more), one of its variants is the name.
+                word = group.word
+                terms = [group, Term(w.TYPO + word)]
+                if len(word) >= w.TYPO_MIN_LETTERS:
+                    terms += [Term(w.TYPO + v) for v in w.deletions(word)]
+                if len(word) > w.TYPO_MIN_LETTERS:
+                    terms += [Term(v) for v in w.deletions(word)]
+                groups.append(Node("or", tuple(terms)))
+                changed = True
+            else:
+                groups.append(group)
+        if not changed:
+            return None
+        return Plan(
+            groups,
+            list(self.name_words),
+            self.specialties,
+            self.professions,
+            self.cities,
+            self.postcodes,
+            self.departments,
+            self.identifiers,
+        )
 
 
 def _exact(expr: Expr) -> Expr:
@@ -91,8 +148,13 @@ def _any(words: Iterable[str]) -> Expr:
 
 
 def _or_name(tagged: list[str], span: list[str]) -> Expr:
-    """Tagged words, or the span's words as an exact name ("nancy": the city, or a Nancy)."""
-    name: Expr = _any(span) if len(span) == 1 else Node("and", tuple(Term(x) for x in span))
+    """Tagged words, or the span's words as a name ("nancy": the city, or a Nancy; "mare":
+    the place, or MARÉCHAL typed in part)."""
+    name: Expr = (
+        Term(span[0], prefix=len(span[0]) > 1)
+        if len(span) == 1
+        else Node("and", tuple(Term(x) for x in span))
+    )
     return Node("or", (*(Term(t) for t in dict.fromkeys(tagged)), name))
 
 
@@ -108,10 +170,9 @@ def city_candidates(tokens: list[str]) -> list[str]:
 
 
 def query_tokens(text: str) -> list[str]:
-    """The folded words of the query, without titles ("Dr") and, unless alone, stop words."""
-    tokens = [t for t in w.words(text) if t not in TITLE_WORDS][: MAX_TERMS * 2]
-    kept = [t for t in tokens if t not in _STOP_WORDS]
-    return kept or tokens
+    """The folded words of the query, without titles ("Dr"). Stop words stay: they are part
+    of place names ("la rochelle", "saint germain en laye"); `plan_query` drops the others."""
+    return [t for t in w.words(text) if t not in TITLE_WORDS][: MAX_TERMS * 2]
 
 
 def _number(token: str, previous_city: str | None, plan: Plan) -> Expr | None:
@@ -149,6 +210,7 @@ def phrases_to_look_up(text: str) -> list[str]:
 def plan_query(text: str, cities: set[str] | frozenset[str] = frozenset()) -> Plan:
     """Read a query; `cities` are those of `phrases_to_look_up(text)` the register knows."""
     tokens = query_tokens(text)
+    only_stop_words = all(t in _STOP_WORDS for t in tokens)
     plan = Plan()
     previous_city: str | None = None
     i = 0
@@ -162,8 +224,15 @@ def plan_query(text: str, cities: set[str] | frozenset[str] = frozenset()) -> Pl
             i += 1
             continue
         width, expr, city = _phrase(tokens, i, cities, plan)
+        if expr is None and token in _STOP_WORDS and not only_stop_words:
+            i += 1  # "le guen", "de la fontaine": the particle is typed or not
+            continue
         if expr is None:
-            plan.groups.append(Term(token, prefix=len(token) > 1))
+            full = ABBREVIATIONS.get(token)
+            if full is not None:
+                plan.groups.append(Node("or", (Term(token), Term(full))))
+            else:
+                plan.groups.append(Term(token, prefix=len(token) > 1))
             plan.name_words.append(token)
             i += 1
         else:

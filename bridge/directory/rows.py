@@ -12,6 +12,19 @@ PostgreSQL tsvector, so both back ends match exactly the same practitioners:
   own unique index instead: 1.7 million one-practitioner words would double the cost of
   building the word index.)
 
+Name words are also indexed the other ways doctors type them (`name_words`):
+- joined: "N'Guessan" gives "n", "guessan" and "nguessan"; "De La Fontaine" gives "delafontaine"
+  and "lafontaine" too; "Le Guen" gives "leguen";
+- `9l<surname>`: the whole surname joined ("9lmartin", "9laitalimartin"), so that a query can
+  rank a practitioner whose surname IS the word typed ("martin") before one whose surname only
+  contains it (AÏT-ALI-MARTIN), and a surname that starts with it before a first name;
+- `9t<variant>`: each surname word of five letters or more with one letter deleted, the
+  deletion neighbourhood of symmetric-delete spelling correction (SymSpell): a query word and
+  a surname word are one edit apart (a letter missing, extra, wrong, or two swapped) exactly
+  when one equals the other with a letter deleted, or both do with a letter deleted each. A
+  query's variants are looked up as plain words, the same way on SQLite and PostgreSQL, so a
+  typo finds the same practitioners on both back ends.
+
 A practitioner with several activity lines becomes ONE row: the words of all their activities
 together (a search for "cardio lyon" finds them if any activity is a cardiology one in Lyon),
 and the activities themselves encoded in one text column (fields joined by U+001F, activities
@@ -33,6 +46,11 @@ PROFESSION = "9p"
 CITY = "9c"
 POSTCODE = "9z"
 DEPARTMENT = "9d"
+SURNAME = "9l"
+TYPO = "9t"
+TYPO_MIN_LETTERS = 5
+"""Shorter words are not typo-tolerant: one edit away from a four-letter name is too many
+other names."""
 
 FIELD_SEP = "\x1f"
 ACTIVITY_SEP = "\x1e"
@@ -44,6 +62,36 @@ _CITY_WORDS = {"st": "saint", "ste": "sainte"}
 def words(text: str) -> list[str]:
     """The index words of a free text: folded, split, ASCII only (both back ends agree)."""
     return [w for w in fold(text).split() if w.isascii()]
+
+
+def deletions(word: str) -> list[str]:
+    """The word with one letter deleted, each way (duplicates removed, order kept)."""
+    return list(dict.fromkeys(word[:i] + word[i + 1 :] for i in range(len(word))))
+
+
+def name_words(last: str, first: str) -> list[str]:
+    """The index words of a folded name (`words` joined by spaces): see the module docstring."""
+    return list(dict.fromkeys([*surname_words(last), *first.split()]))
+
+
+def surname_words(last: str) -> list[str]:
+    """The index words of a folded surname: its words, joined runs, `9l` and `9t` words."""
+    surname = last.split()
+    found = list(surname)
+    for start in range(len(surname) - 1):
+        for end in range(start + 2, len(surname) + 1):
+            found.append("".join(surname[start:end]))
+    if surname:
+        found.append(SURNAME + "".join(surname))
+    for word in surname:
+        if len(word) >= TYPO_MIN_LETTERS:
+            found += [TYPO + d for d in deletions(word)]
+    return list(dict.fromkeys(found))
+
+
+def surname_key(last: str) -> str:
+    """The folded surname joined ("AÏT-ALI-MARTIN" → "aitalimartin")."""
+    return "".join(words(last))
 
 
 def city_key(city: str) -> str:
@@ -94,6 +142,7 @@ class Grouper:
         self._names: dict[str, str] = {}
         self._places: dict[tuple[str, str, str], str] = {}
         self._kinds: dict[tuple[str, str], str] = {}
+        self._spelled: dict[str, str] = {}
         self._rpps = ""
         self._head: RecordRow = ()
         self._activities: list[str] = []
@@ -167,7 +216,10 @@ class Grouper:
         last = self._name(head[2])
         first = self._name(head[3])
         tokens = self._tokens
-        tokens.append(last)
+        spelled = self._spelled.get(last)
+        if spelled is None:
+            spelled = self._spelled[last] = " ".join(surname_words(last))
+        tokens.append(spelled)
         tokens.append(first)
         return ROW_SEP.join(
             (

@@ -105,6 +105,8 @@ _PICK = (
     "national_id",
 )
 
+MAX_LINE_CHARS = 20_000
+"""A register line is a few hundred characters; anything this long is a broken file."""
 _FRANCE_CODES = frozenset({"", "99100"})
 _DIGIT_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
@@ -204,6 +206,11 @@ class ExtractParser:
         line_no = first_line_no - 1
         for line in lines:
             line_no += 1
+            if len(line) > MAX_LINE_CHARS:
+                errors.append(
+                    ParseError(line_no, f"line of {len(line):,} characters, not a register line")
+                )
+                continue
             cells = line.rstrip("\r\n").split("|")
             if len(cells) != width + 1:
                 if len(cells) == width:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bridge.directory import rows as w
 from bridge.directory.model import RppsId
 from bridge.directory.query import (
+    ABBREVIATIONS,
     Expr,
     Plan,
     plan_query,
@@ -54,6 +55,9 @@ class SearchResult:
 class SearchPage:
     total: int
     results: list[SearchResult]
+    more: bool = False
+    """`total` is a floor: more than COUNT_CAP practitioners match (shown as "500+"); pages
+    stop there (a broader query is refined, not paged through)."""
 
 
 class _Statement:
@@ -94,10 +98,15 @@ class _Backend:
         if postgres:
             where = "WHERE p.tokens @@ CAST({q} AS tsquery)"
             matches = "SELECT p.id FROM directory_practitioner p " + where
-            count = "SELECT count(*) FROM directory_practitioner p " + where
+            count = f"SELECT count(*) FROM (SELECT 1 FROM directory_practitioner p {where}) c"
         else:
             matches = "SELECT rowid AS id FROM directory_fts WHERE directory_fts MATCH {q}"
-            count = "SELECT count(*) FROM directory_fts WHERE directory_fts MATCH {q}"
+            count = (
+                "SELECT count(*) FROM (SELECT 1 FROM directory_fts WHERE directory_fts MATCH {q} "
+            )
+            # Counting stops past the cap: a broad query ("médecin 75") matches hundreds of
+            # thousands of practitioners, and counting them all was most of its time.
+            count += "LIMIT :cap) c"
         tier = "SELECT * FROM (SELECT {n} AS tier, t.id FROM (" + matches + ") t "
         tier += "ORDER BY t.id LIMIT {limit} OFFSET {offset}) t{n}"
         select = (
@@ -106,6 +115,8 @@ class _Backend:
             "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
             "ORDER BY m.tier, m.id"
         )
+        self._tier_sql, self._select = tier, select
+        self._pages: dict[tuple[int, bool], _Statement] = {}
         one = tier.format(n=0, q=":q0", limit=":limit0", offset=":offset0")
         two = tier.format(n=1, q=":q1", limit=":limit1", offset=":offset1")
         self.page_one = _Statement(select.format(tiers=one), postgres)
@@ -113,6 +124,10 @@ class _Backend:
         generation = "(SELECT max(id) FROM directory_import)"
         self.count_one = _Statement(f"SELECT ({count.format(q=':q0')}), 0, {generation}", postgres)
         self.generation = _Statement(f"SELECT {generation}", postgres)
+        # The first page with the import's id on each row: when it is not full, it is all
+        # the matches, and no count (a second full-text evaluation) is needed.
+        first = select.format(tiers=one).replace(" FROM (", f", {generation} FROM (", 1)
+        self.page_first = _Statement(first, postgres)
         by_id = (
             f"SELECT {_COLUMNS}, {generation} FROM directory_practitioner p "
             "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible WHERE p.rpps = :rpps"
@@ -128,6 +143,37 @@ class _Backend:
 
     def render(self, expr: Expr) -> str:
         return to_tsquery(expr) if self.postgres else to_fts5(expr)
+
+    def tier(self, expr: Expr, condition: Expr | None, earlier: list[Expr]) -> str:
+        """`expr`, meeting `condition` (if any), meeting none of the `earlier` conditions."""
+        render = self.render
+        if self.postgres:
+            text = f"({render(expr)})" + (f" & ({render(condition)})" if condition else "")
+            return text + "".join(f" & !({render(e)})" for e in earlier)
+        text = f"({render(expr)}" + (f" AND {render(condition)}" if condition else "") + ")"
+        if not earlier:
+            return text
+        return f"{text} NOT ({' OR '.join(render(e) for e in earlier)})"
+
+    def page_tiers(self, count: int, *, few: bool = False) -> _Statement:
+        """One page over `count` tiers (see `page_two`), built once per count.
+
+        `few` (PostgreSQL, a few thousand matches at most): sort the matches rather than
+        walk the table in `id` order until the page is full, which the planner prefers when
+        it overestimates a rare match (a typo's variants) and which then reads every row.
+        """
+        key = (count, few and self.postgres)
+        found = self._pages.get(key)
+        if found is None:
+            template = self._tier_sql
+            if key[1]:
+                template = template.replace("ORDER BY t.id ", "ORDER BY t.id + 0 ")
+            parts = " UNION ALL ".join(
+                template.format(n=n, q=f":q{n}", limit=f":limit{n}", offset=f":offset{n}")
+                for n in range(count)
+            )
+            found = self._pages[key] = _Statement(self._select.format(tiers=parts), self.postgres)
+        return found
 
     def but_not(self, expr: Expr, excluded: Expr) -> str:
         if self.postgres:
@@ -154,6 +200,10 @@ class _Places:
         self.generation = generation
 
 
+FEW = 2000
+"""PostgreSQL: up to this many matches (counted exactly there), a page sorts them."""
+COUNT_CAP = 500
+"""Matches are counted up to this many; past it a page says "500+"."""
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 _BACKENDS = {name: _Backend(name) for name in ("sqlite", "postgresql")}
 _PLACES: dict[str, _Places] = {}
@@ -234,44 +284,97 @@ def _steps(backend: _Backend, query: str, cities: frozenset[str], limit: int, of
         generation = rows[0][-1] if rows else None
         shown = [_result(row[:-1], plan) for row in rows][offset : offset + limit]
         return SearchPage(len(rows), shown), generation
+    page = yield from _ranked(backend, plan, limit, offset)
+    if page[0].total == 0 and (typos := plan.with_typos()) is not None:
+        # Nothing as typed: one letter off in a long name word (below any exact match,
+        # since those come first by construction: there are none).
+        typos.name_words.clear()  # name order: the ranking tiers compare the words typed
+        page = yield from _ranked(backend, typos, limit, offset)
+    return page
+
+
+def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
+    """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order."""
     expr = plan.expression()
-    if not plan.ranks_exact:
-        q = backend.render(expr)
-        [(total, _, generation)] = yield backend.count_one, {"q0": q}
-        if not total or offset >= total:
-            return SearchPage(int(total), []), generation
-        params = {"q0": q, "limit0": limit, "offset0": offset}
-        rows = yield backend.page_one, params
-        return SearchPage(int(total), [_result(row, plan) for row in rows]), generation
     q = backend.render(expr)
-    [(total, _, generation)] = yield backend.count_one, {"q0": q}
-    total = int(total)
+    # Name queries first fetch up to SMALL + 1 matches, unranked queries their page: a
+    # narrow query (most of them) is then answered without counting.
+    ranked = plan.ranks_exact
+    window = SMALL + 1 if ranked else limit if offset == 0 else 0
+    if backend.postgres:
+        # PostgreSQL's planner reads "ORDER BY id LIMIT n" or "LIMIT 501" over a full-text
+        # match it expects to be common as "scan the table in order and stop early", which
+        # for a rare match (a typo's variants) reads the whole table: count first, exactly.
+        window = 0
+    fetched: list[Any] = []
+    if window:
+        fetched = yield backend.page_first, {"q0": q, "limit0": window, "offset0": 0}
+        if len(fetched) < window:
+            if not fetched:
+                [(generation,)] = yield backend.generation, {}
+                return SearchPage(0, []), generation
+            generation = fetched[0][-1]
+            rows = [row[:-1] for row in fetched]
+            if ranked:
+                rows.sort(key=lambda row: _tier(row, plan))
+            page = [_result(r, plan) for r in rows[offset : offset + limit]]
+            return SearchPage(len(rows), page), generation
+    [(total, _, generation)] = yield backend.count_one, {"q0": q, "cap": COUNT_CAP + 1}
+    total = counted = int(total)  # exact on PostgreSQL, at most COUNT_CAP + 1 on SQLite
+    more = total > COUNT_CAP
+    if more:
+        total = COUNT_CAP
     if not total or offset >= total:
-        return SearchPage(total, []), generation
-    if total <= SMALL:
-        # Few matches (a name typed in full, usually): fetch them all, rank them here.
-        rows = yield backend.page_one, {"q0": q, "limit0": total, "offset0": 0}
-        words = set(plan.name_words)
-        rows.sort(key=lambda row: not words <= set(w.words(f"{row[3]} {row[2]}")))
-        return SearchPage(
-            total, [_result(r, plan) for r in rows[offset : offset + limit]]
-        ), generation
-    exact = plan.expression(exact=True)
-    q_exact = backend.render(exact)
-    [(n_exact, _, _)] = yield backend.count_one, {"q0": q_exact}
-    n_exact = int(n_exact)
-    # Tier 0: exact-name matches from `offset`; tier 1: the others, after them.
-    first = max(0, min(limit, n_exact - offset))
-    params = {
-        "q0": q_exact,
-        "limit0": first,
-        "offset0": min(offset, n_exact),
-        "q1": backend.but_not(expr, exact),
-        "limit1": limit - first,
-        "offset1": max(0, offset - n_exact),
-    }
-    rows = yield backend.page_two, params
-    return SearchPage(total, [_result(row, plan) for row in rows]), generation
+        return SearchPage(total, [], more), generation
+    if offset + limit > total:
+        limit = total - offset
+    if not ranked:
+        if window:
+            rows = [row[:-1] for row in fetched]
+        else:
+            page_sql = backend.page_tiers(1, few=counted < FEW)
+            rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
+        return SearchPage(total, [_result(row, plan) for row in rows[:limit]], more), generation
+    # Each tier is counted only as far as the page needs: "martin" fills a first page
+    # from its exact surnames after counting ten of them.
+    conditions = plan.tiers()
+    needed = offset + limit
+    queries: list[str] = []
+    sizes: list[int] = []
+    for n, condition in enumerate(conditions):
+        tier_q = backend.tier(expr, condition, conditions[:n])
+        [(size, _, _)] = yield backend.count_one, {"q0": tier_q, "cap": needed - sum(sizes)}
+        queries.append(tier_q)
+        sizes.append(int(size))
+        if sum(sizes) >= needed:
+            break
+    else:
+        queries.append(backend.tier(expr, None, conditions))
+        sizes.append(max(0, total - sum(sizes)))
+    params: dict[str, Any] = {}
+    skip, wanted = offset, limit
+    for n, (tier_q, size) in enumerate(zip(queries, sizes, strict=True)):
+        take = max(0, min(wanted, size - skip))
+        params |= {f"q{n}": tier_q, f"limit{n}": take, f"offset{n}": min(skip, size)}
+        skip = max(0, skip - size)
+        wanted -= take
+    rows = yield backend.page_tiers(len(queries), few=counted < FEW), params
+    return SearchPage(total, [_result(row, plan) for row in rows], more), generation
+
+
+def _tier(row: Any, plan: Plan) -> int:
+    """`Plan.tiers` computed on a fetched row (same answer as the SQL, on fewer rows)."""
+    last, first = w.words(row[3]), w.words(row[2])
+    surname = "".join(last)
+    candidates = plan.surname_candidates()
+    if surname in candidates:
+        return 0
+    if any(surname.startswith(q) for q in candidates):
+        return 1
+    known = set(w.name_words(" ".join(last), " ".join(first)))
+    if all(q in known or ABBREVIATIONS.get(q, "") in known for q in plan.name_words):
+        return 2
+    return 3
 
 
 SMALL = 50

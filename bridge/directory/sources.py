@@ -8,6 +8,7 @@ wrong with a path; parsing is in `rpps`/`fhir`.
 
 from __future__ import annotations
 
+import codecs
 import io
 import zipfile
 from collections.abc import Iterator
@@ -107,23 +108,49 @@ def _locate_zip(path: Path) -> Source:
     )
 
 
-def _text(binary: IO[bytes]) -> TextIO:
+SNIFF_BYTES = 1 << 16
+LEGACY_ENCODING = "cp1252"
+"""What a register file that is not UTF-8 was saved as: re-saved on Windows (a superset of
+Latin-1 for every letter of French names)."""
+
+
+def encoding_of(sample: bytes) -> str:
+    """UTF-8 when the file's first bytes are valid UTF-8 (a BOM is skipped by the parser),
+    else Windows-1252: "MARTIN-LÉGER" saved in Latin-1 reads right instead of failing on
+    every accented line."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return LEGACY_ENCODING
+    return "utf-8"
+
+
+def _text(binary: IO[bytes], encoding: str = "utf-8") -> TextIO:
     # Undecodable bytes become U+FFFD so the parser can report the line instead of the whole
     # import failing on the first bad byte.
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
+    return io.TextIOWrapper(binary, encoding=encoding, errors="replace", newline="")
+
+
+def _sniff(source: Source) -> str:
+    if source.member is None:
+        with source.path.open("rb") as raw:
+            return encoding_of(raw.read(SNIFF_BYTES))
+    with zipfile.ZipFile(source.path) as archive, archive.open(source.member) as member:
+        return encoding_of(member.read(SNIFF_BYTES))
 
 
 @contextmanager
 def open_activity(source: Source) -> Iterator[TextIO]:
-    """The activity text, streamed."""
+    """The activity text, streamed (its `encoding` says how it was decoded)."""
+    encoding = _sniff(source)
     if source.member is None:
-        with source.path.open("rb") as raw, _text(raw) as text:
+        with source.path.open("rb") as raw, _text(raw, encoding) as text:
             yield text
         return
     with (
         zipfile.ZipFile(source.path) as archive,
         archive.open(source.member) as member,
-        _text(member) as text,
+        _text(member, encoding) as text,
     ):
         yield text
 

@@ -8,18 +8,48 @@ sorts it itself: rows are spilled to temporary files by the first letters of the
 database in order. Memory is bounded by the largest bucket (a few percent of the register).
 
 Rows are lines of text (bridge.directory.rows) in a private temporary directory, removed on
-close.
+close. The folder holds a lock for as long as its import lives; a killed import cannot remove
+its folder (up to the size of the register), so each new spill first removes the folders
+whose lock nobody holds any more (`sweep`).
+
+One identifier, several names. The register lists a practitioner's activities one after
+another, but the same identifier may come back later in the file, and its activities may
+disagree on the spelling of the name ("MARTIN-LÉGER" and "MARTIN LEGER"). Rows with the same
+name are merged when they meet in their bucket; rows with different names would land in
+different places of the name order, so every identifier is also written, in a few bytes, to a
+second set of files keyed by the identifier's last digits. Before the sorted rows are handed
+out, these small files reveal the identifiers seen under more than one name (none in a clean
+extract: nothing more is read then). Their rows are gathered, merged into the row whose
+identity is the most complete (`identity_rank`), and that row alone is handed out, in its own
+place. What was merged is listed in `Spill.merged` for the import report. The rule depends
+only on the rows, never on the order they arrived in, so the serial and the parallel parsers
+give the same directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from bridge.directory.rows import NAME_KEY, ROW_SEP, PractitionerRow, merge_rows
+from bridge.directory.rows import (
+    ACTIVITIES,
+    ACTIVITY_SEP,
+    NAME_KEY,
+    ROW_SEP,
+    PractitionerRow,
+    merge_rows,
+)
+
+_IDENTITY = slice(2, 8)  # id_type, last_name, first_name, title, profession code and label
 
 _FLUSH_ROWS = 4096
 _SECOND = ("c", "f", "i", "l", "o", "r", "u")  # bucket boundaries on a name's second letter
@@ -37,14 +67,77 @@ class DuplicateNameError(Exception):
     """One identifier appears with two different names on lines apart from each other."""
 
 
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """One identifier found under several names: the name kept and the others, as published."""
+
+    rpps: str
+    kept: tuple[str, str]
+    others: tuple[tuple[str, str], ...]
+
+
+def identity_rank(row: PractitionerRow) -> tuple[int, int, int]:
+    """How complete a row's identity is; the highest wins a merge (ties: the first in name
+    order, so that the choice never depends on where the rows were in the file).
+
+    In order: the name used on more activity lines; more identity fields filled in; the longer
+    name (accents and hyphens count: "MARTIN-LÉGER" over "MARTIN").
+    """
+    fields = row.split(ROW_SEP)
+    activities = fields[ACTIVITIES].count(ACTIVITY_SEP) + 1 if fields[ACTIVITIES] else 0
+    filled = sum(1 for value in fields[_IDENTITY] if value)
+    return activities, filled, len(fields[3]) + len(fields[4])
+
+
+def _best(rows: list[PractitionerRow]) -> PractitionerRow:
+    return min(rows, key=lambda r: (tuple(-x for x in identity_rank(r)), r.partition(ROW_SEP)[0]))
+
+
+PREFIX = "caducee-import-"
+_OWNER = ".owner"
+_YOUNG_SECONDS = 60  # a folder this young without its lock yet is being created
+
+
+def sweep(directory: str | None = None) -> list[Path]:
+    """Remove the folders of imports that died (their owner lock is free); which ones."""
+    removed = []
+    for folder in Path(directory or tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            handle = os.open(folder / _OWNER, os.O_RDWR)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                if time.time() - folder.stat().st_mtime > _YOUNG_SECONDS:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+            continue
+        except OSError:
+            continue  # not ours to judge (another user's folder)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live import
+        finally:
+            os.close(handle)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 class Spill:
     """Accumulates practitioner rows on disk; gives them back sorted by name, then RPPS."""
 
     def __init__(self, directory: str | None = None) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="caducee-import-", dir=directory))
+        sweep(directory)
+        self._dir = Path(tempfile.mkdtemp(prefix=PREFIX, dir=directory))
+        self._owner = os.open(self._dir / _OWNER, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._owner, fcntl.LOCK_EX)
         self._files: dict[str, TextIO] = {}
         self._buffers: dict[str, list[PractitionerRow]] = {}
+        self._ids: dict[str, list[str]] = {}
+        self._id_files: dict[str, TextIO] = {}
         self.rows = 0
+        self.merged: list[Merged] = []
+        """Identifiers found under several names, once `sorted_batches` has started."""
 
     def add(self, rows: list[PractitionerRow]) -> None:
         buffers = self._buffers
@@ -55,7 +148,81 @@ class Spill:
             buffer.append(row)
             if len(buffer) >= _FLUSH_ROWS:
                 self._flush(bucket_of(row[:2]), buffer)
+            rpps = row.split(ROW_SEP, 2)[1]
+            ids = self._ids.get(rpps[-2:])
+            if ids is None:
+                ids = self._ids[rpps[-2:]] = []
+            ids.append(rpps)
+            if len(ids) >= _FLUSH_ROWS:
+                self._flush_ids(rpps[-2:], ids)
         self.rows += len(rows)
+
+    def _flush_ids(self, key: str, ids: list[str]) -> None:
+        handle = self._id_files.get(key)
+        if handle is None:
+            path = self._dir / f"i{len(self._id_files)}"
+            handle = self._id_files[key] = path.open("w", encoding="utf-8", newline="")
+        handle.write("\n".join(ids))
+        handle.write("\n")
+        ids.clear()
+
+    def _repeated_ids(self) -> set[str]:
+        """Identifiers that came in more than one row (rows of one name are merged later, so
+        this over-counts; `_gather` keeps only those with several names)."""
+        repeated: set[str] = set()
+        for key, ids in self._ids.items():
+            if ids:
+                self._flush_ids(key, ids)
+        for handle in self._id_files.values():
+            handle.close()
+            path = Path(handle.name)
+            ids = path.read_text(encoding="utf-8").split("\n")
+            path.unlink()
+            ids.pop()
+            if len(set(ids)) != len(ids):
+                ids.sort()
+                repeated.update(a for a, b in itertools.pairwise(ids) if a == b)
+        self._id_files.clear()
+        self._ids.clear()
+        return repeated
+
+    def _gather(self, repeated: set[str]) -> dict[str, PractitionerRow]:
+        """The merged row of each identifier under several names, keyed by the name key of
+        the row that keeps its place (read from the bucket files, which stay in place)."""
+        found: dict[str, list[PractitionerRow]] = {}
+        for handle in self._files.values():
+            handle.flush()
+            with Path(handle.name).open(encoding="utf-8", newline="") as bucket:
+                for row in bucket:
+                    rpps = row.split(ROW_SEP, 2)[1]
+                    if rpps in repeated:
+                        found.setdefault(rpps, []).append(row.rstrip("\n"))
+        winners: dict[str, PractitionerRow] = {}
+        for rpps, rows in sorted(found.items()):
+            by_name: dict[str, PractitionerRow] = {}
+            for row in rows:
+                key = row.partition(ROW_SEP)[0]
+                by_name[key] = merge_rows(by_name[key], row) if key in by_name else row
+            if len(by_name) < 2:
+                continue
+            kept = _best(list(by_name.values()))
+            merged = kept
+            for key in sorted(by_name):
+                if by_name[key] is not kept:
+                    merged = merge_rows(merged, by_name[key])
+            winners[kept.partition(ROW_SEP)[0]] = merged
+            for key in by_name:
+                winners.setdefault(key, "")
+            names = {key: tuple(by_name[key].split(ROW_SEP)[3:5]) for key in by_name}
+            kept_key = kept.partition(ROW_SEP)[0]
+            self.merged.append(
+                Merged(
+                    rpps,
+                    (names[kept_key][0], names[kept_key][1]),
+                    tuple((n[0], n[1]) for k, n in sorted(names.items()) if k != kept_key),
+                )
+            )
+        return winners
 
     def _bucket(self, prefix: str) -> list[PractitionerRow]:
         """The buffer of the prefix's bucket (prefixes of one bucket share one buffer)."""
@@ -80,6 +247,8 @@ class Spill:
         for prefix, buffer in self._buffers.items():
             if buffer:
                 self._flush(bucket_of(prefix), buffer)
+        repeated = self._repeated_ids()
+        replaced = self._gather(repeated) if repeated else {}
         for key in sorted(self._files):
             handle = self._files.pop(key)
             handle.close()
@@ -88,13 +257,20 @@ class Spill:
             path.unlink()
             rows.pop()  # after the last newline
             rows.sort()  # the name key leads each line: string order is name order
-            yield _merge_adjacent(rows)
+            merged = _merge_adjacent(rows)
+            if replaced:
+                merged = _replace(merged, replaced)
+            yield merged
 
     def close(self) -> None:
-        for handle in self._files.values():
+        for handle in (*self._files.values(), *self._id_files.values()):
             handle.close()
         self._files.clear()
+        self._id_files.clear()
         shutil.rmtree(self._dir, ignore_errors=True)
+        if self._owner >= 0:
+            os.close(self._owner)
+            self._owner = -1
 
 
 def _merge_adjacent(rows: list[PractitionerRow]) -> list[PractitionerRow]:
@@ -111,4 +287,18 @@ def _merge_adjacent(rows: list[PractitionerRow]) -> list[PractitionerRow]:
     return merged
 
 
-__all__ = ["DuplicateNameError", "Spill", "bucket_of"]
+def _replace(
+    rows: list[PractitionerRow], replaced: dict[str, PractitionerRow]
+) -> list[PractitionerRow]:
+    """Rows of identifiers under several names: the kept one merged, the others left out."""
+    out: list[PractitionerRow] = []
+    for row in rows:
+        swap = replaced.get(row.partition(ROW_SEP)[0])
+        if swap is None:
+            out.append(row)
+        elif swap:
+            out.append(swap)
+    return out
+
+
+__all__ = ["DuplicateNameError", "Merged", "Spill", "bucket_of", "identity_rank", "sweep"]

@@ -76,6 +76,7 @@ def result_json(result: SearchResult) -> dict[str, Any]:
 def page_json(page: SearchPage, params: SearchParams) -> dict[str, Any]:
     return {
         "total": page.total,
+        "more": page.more,  # total is a floor: more match (shown as "500+")
         "limit": params.limit,
         "offset": params.offset,
         "results": [result_json(r) for r in page.results],

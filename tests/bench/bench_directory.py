@@ -23,10 +23,8 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import resource
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -199,101 +197,11 @@ def in_process(kind: str, source: Path, database: Path, *, fresh: bool = True) -
 # --- search --------------------------------------------------------------------------------
 
 
-def query_mix(database: Path, count: int) -> list[str]:
-    """Realistic queries drawn from the directory itself, fixed by the seed."""
-    rng = random.Random(SEED)
-    connection = sqlite3.connect(database)
-    total = connection.execute("SELECT max(id) FROM directory_practitioner").fetchone()[0]
-    people = []
-    for _ in range(count):
-        row = connection.execute(
-            "SELECT rpps, last_name, first_name, activities FROM directory_practitioner "
-            "WHERE id = ?",
-            (rng.randint(1, total),),
-        ).fetchone()
-        people.append(row)
-    connection.close()
-    queries = []
-    for i, (rpps, last, first, activities) in enumerate(people):
-        kind = i % 20
-        city = activities.split("\x1e")[0].split("\x1f")[5]
-        postcode = activities.split("\x1e")[0].split("\x1f")[4]
-        if kind < 6:  # full name, as typed
-            queries.append(f"{last} {first}".lower() if kind % 2 else last.lower())
-        elif kind < 11:  # prefixes, "mart leg"
-            queries.append(f"{last[: rng.randint(3, 5)]} {first[: rng.randint(2, 3)]}".lower())
-        elif kind < 17:  # specialty word + city, or + department
-            where = city if kind % 2 and city else postcode[:2]
-            queries.append(f"{rng.choice(WORDS)} {where}")
-        else:
-            queries.append(rpps)
-    return queries
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(values, n=100)
-    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98]}
-
-
-async def time_searches(database: Path, queries: list[str]) -> tuple[list[float], list[float]]:
-    from bridge.db import open_database
-    from bridge.directory.query import phrases_to_look_up, plan_query, to_fts5
-    from bridge.directory.search import search_directory
-
-    raw = sqlite3.connect(database)
-    db = await open_database(f"sqlite:///{database}")
-    ours: list[float] = []
-    base: list[float] = []
-    try:
-        async with db.sessions() as session:
-            for rounds in (0, 1):  # one round to warm caches, one measured
-                for query in queries:
-                    started = time.perf_counter()
-                    await search_directory(session, query, limit=10)
-                    elapsed = time.perf_counter() - started
-                    keys = phrases_to_look_up(query)
-                    marks = ",".join("?" * len(keys)) or "''"
-                    cities = {
-                        r[0]
-                        for r in raw.execute(
-                            f"SELECT key FROM directory_place WHERE key IN ({marks})", keys
-                        )
-                    }
-                    plan = plan_query(query, cities)
-                    if plan.empty:
-                        continue
-                    started = time.perf_counter()
-                    if plan.identifiers:  # an RPPS number: the register's own key
-                        raw.execute(
-                            "SELECT * FROM directory_practitioner WHERE rpps = ?",
-                            (next(iter(plan.identifiers)),),
-                        ).fetchall()
-                    else:
-                        match = to_fts5(plan.expression())
-                        raw.execute(
-                            "SELECT count(*) FROM directory_fts WHERE directory_fts MATCH ?",
-                            (match,),
-                        ).fetchone()
-                        raw.execute(
-                            "SELECT p.* FROM directory_fts f JOIN directory_practitioner p "
-                            "ON p.id = f.rowid WHERE directory_fts MATCH ? "
-                            "ORDER BY f.rowid LIMIT 10",
-                            (match,),
-                        ).fetchall()
-                    raw_elapsed = time.perf_counter() - started
-                    if rounds:
-                        ours.append(elapsed * 1000)
-                        base.append(raw_elapsed * 1000)
-    finally:
-        await db.close()
-        raw.close()
-    return ours, base
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--lines", type=int, default=2_200_000)
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only.")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -326,22 +234,27 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         print(f"machine load while measuring: {os.getloadavg()[0]:.1f}", flush=True)
-        queries = query_mix(folder / "directory.db", args.queries)
-        our_times, raw_times = asyncio.run(time_searches(folder / "directory.db", queries))
-        mine, base = percentiles(our_times), percentiles(raw_times)
-        figures: dict[str, Any] = {"queries": len(our_times)}
-        for cut in ("p50", "p95", "p99"):
-            figures[cut] = {
-                "search_ms": round(mine[cut], 3),
-                "raw_fts5_ms": round(base[cut], 3),
-                "ratio": round(mine[cut] / base[cut], 2),
-            }
-            print(
-                f"search {cut}: {mine[cut]:.2f} ms; raw FTS5 {base[cut]:.2f} ms; "
-                f"{mine[cut] / base[cut]:.2f}x",
-                flush=True,
-            )
-        print("(targets: p95 < 10 ms, within 1.5x of the raw query)")
+        from tests.bench import bench_directory_search as searching
+
+        mix = searching.query_mix(folder / "directory.db", args.queries, SEED)
+        url = f"sqlite:///{folder / 'directory.db'}"
+        ours_times = asyncio.run(searching.time_ours(url, mix))
+        raw_times = searching.time_raw(folder / "directory.db", mix)
+        print(f"search, {len(mix)} queries (targets: p95 <= 5 ms, p99 <= 10 ms):", flush=True)
+        figures: dict[str, Any] = {"sqlite": searching.report("SQLite    ", ours_times)}
+        base = searching.percentiles(raw_times)
+        figures["raw_fts5"] = {k: round(v, 3) for k, v in base.items()}
+        print(
+            "  raw FTS5 (count + first page of the same plan): "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in base.items()),
+            flush=True,
+        )
+        if not args.no_postgres:
+            pg = asyncio.run(searching.on_postgres(source, mix))
+            if pg is not None:
+                print(f"  PostgreSQL import: {pg['import_s']:.1f} s", flush=True)
+                figures["postgres"] = searching.report("PostgreSQL", pg["times"])
+        print(f"import ratio to the raw insert: {ratio:.2f}x (target <= 1.5x)", flush=True)
         print(json.dumps({"import": ours, "reimport": again, "raw_insert": raw, "search": figures}))
 
 
