@@ -100,6 +100,16 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
             registry=registry,
             lifecycle=ExpiryLifecycle(engine),
         )
+        from bot.cases.warnings import run_warnings
+
+        warnings_task = asyncio.create_task(run_warnings(actions, store), name="case warnings")
+
+        async def stop_warnings() -> None:
+            warnings_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warnings_task
+
+        stack.push_async_callback(stop_warnings)
         return dispatcher.handle
 
     return build
