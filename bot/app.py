@@ -87,6 +87,10 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
             directory = UnavailableDirectory()
         registry = default_registry()
         registry.add(expire_command(engine))
+        from bot.cases.export.command import export_command
+        from bot.cases.export.nio_port import NioExportPort
+
+        registry.add(export_command(NioExportPort(runner.client, actions)))
         dispatcher = CommandDispatcher(
             actions=actions,
             store=store,
