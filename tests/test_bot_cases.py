@@ -73,6 +73,12 @@ class CrashingMatrix(FakeMatrix):
                 self._die()
             self.invites_before_crash -= 1
 
+    async def kick(self, room_id: RoomId, user_id: UserId, reason: str) -> None:
+        self._alive()
+        await super().kick(room_id, user_id, reason)
+        if self.crash_after == "kick":
+            self._die()
+
     async def send_notice(self, room_id: RoomId, body: str, html: str | None = None) -> EventId:
         self._alive()
         if self.crash_after == "notice":
@@ -246,6 +252,30 @@ async def test_a_room_created_but_not_recorded_is_found_by_its_request_mark(
     await bot.dispatcher.handle(msg)
     assert [r for r in bot.matrix.rooms if r != bot.dm] == [room_id]
     assert bot.matrix.rooms[room_id].invited == {ALICE, BOB}
+
+
+async def test_a_close_killed_after_removing_someone_finishes_on_restart(
+    crashing: Bot, tmp_path: Path
+) -> None:
+    bot = crashing
+    room_id = await _open_case(bot)
+    assert isinstance(bot.matrix, CrashingMatrix)
+    bot.matrix.crash_after = "kick"
+    msg = bot.message("!case close confirm", room=room_id)
+    with pytest.raises(Killed):
+        await bot.dispatcher.handle(msg)
+    bot.matrix.dead = False
+    case = await bot.store.get_case(room_id)
+    assert case is not None and case.is_open
+    dispatcher, store = await _restart(bot, tmp_path)
+    try:
+        await dispatcher.handle(msg)
+    finally:
+        await store.close()
+    room = bot.matrix.rooms[room_id]
+    assert room.joined == set() and room.invited == set()
+    case = await bot.store.get_case(room_id)
+    assert case is not None and not case.is_open
 
 
 # -- the journal on both databases -------------------------------------------------------------

@@ -178,6 +178,16 @@ async def test_attachments_over_the_limit_are_refused(bot: Bot) -> None:
     assert "attachments exceed 50 MB" in refused and port.delivered == []
 
 
+async def test_an_attachment_bigger_than_announced_is_counted_as_read(bot: Bot) -> None:
+    room_id = await _open_case(bot)
+    port = FakePort(bot.dm)
+    _history(port)
+    port.events[3].content["info"]["size"] = 1  # type: ignore[index]
+    _with_export(bot, port, ExportLimits(max_attachment_bytes=10))
+    (refused,) = await bot.say("!case export", room=room_id)
+    assert "attachments exceed" in refused and port.delivered == []
+
+
 async def test_without_a_dm_nothing_is_posted_in_the_case_room(bot: Bot) -> None:
     room_id = await _open_case(bot)
     port = FakePort(None)
@@ -208,8 +218,8 @@ async def test_an_export_interrupted_after_delivery_is_not_sent_twice(
     msg = bot.message("!case export", room=room_id)
     with pytest.raises(Killed):
         await bot.dispatcher.handle(msg)
-    # The delivery went out, the bot died before recording it: the next run must not
-    # send a second copy... but it cannot know. What it guarantees: once recorded, never twice.
+    # The delivery went out and the bot died before recording it: the restarted bot cannot
+    # tell, so it sends once more; once a delivery is recorded, never again.
     store = await BotStore.open(sqlite_url(tmp_path))
     try:
         restarted = CommandDispatcher(

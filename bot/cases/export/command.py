@@ -88,6 +88,11 @@ def too_big(events: list[RawEvent], limits: ExportLimits) -> str | None:
             f"This case holds more than {limits.max_messages} messages: too many to export."
         )
     total = sum(_size(e.content) for e in events if file_info(e.content) and e.content)
+    return attachments_too_big(total, limits)
+
+
+def attachments_too_big(total: int, limits: ExportLimits) -> str | None:
+    """Why these attachment bytes are too much, or None. Pure."""
     if total > limits.max_attachment_bytes:
         mb = limits.max_attachment_bytes // (1024 * 1024)
         return (
@@ -129,8 +134,10 @@ def export_command(port: ExportPort, limits: ExportLimits | None = None) -> Comm
             files[event.event_id] = Attachment(
                 str(name), str(mimetype or "application/octet-stream"), data
             )
-        if sum(len(a.data or b"") for a in files.values()) > bounds.max_attachment_bytes:
-            return Reply(too_big([], ExportLimits(0, 0)) or "")
+        # Sizes announced by senders may lie: the bytes actually read count too.
+        refusal = attachments_too_big(sum(len(a.data or b"") for a in files.values()), bounds)
+        if refusal is not None:
+            return Reply(refusal)
         people = await services.actions.joined_members(case.room_id)
         senders = {e.sender for e in events}
         members = []
