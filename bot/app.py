@@ -89,6 +89,10 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
             directory = UnavailableDirectory()
         registry = default_registry()
         registry.add(expire_command(engine))
+        from bot.cases.export.command import export_command
+        from bot.cases.export.nio_port import NioExportPort
+
+        registry.add(export_command(NioExportPort(runner.client, actions)))
         dispatcher = CommandDispatcher(
             actions=actions,
             store=store,
@@ -102,6 +106,16 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
             registry=registry,
             lifecycle=ExpiryLifecycle(engine),
         )
+        from bot.cases.warnings import run_warnings
+
+        warnings_task = asyncio.create_task(run_warnings(actions, store), name="case warnings")
+
+        async def stop_warnings() -> None:
+            warnings_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warnings_task
+
+        stack.push_async_callback(stop_warnings)
         return dispatcher.handle
 
     return build

@@ -341,6 +341,12 @@ class NioActions:
         self._create_events[room_id] = answer
         return answer
 
+    async def find_created_room(self, request: EventId) -> RoomId | None:
+        """The case room created for the ``request`` command event (`bot.cases.resume`)."""
+        from bot.cases.resume import find_marked_room
+
+        return await find_marked_room(list(self._client.rooms), self._create_event, request)
+
     async def invited_members(self, room_id: RoomId) -> list[UserId]:
         """Who is invited but has not joined (``!case close`` revokes these invitations)."""
         path = Api._build_path(["rooms", room_id, "members"], {"membership": "invite"})

@@ -160,6 +160,9 @@ class AdminSettings(_Strict):
     """How long an activation link sent to a newly onboarded practitioner stays valid."""
     session_hours: int = Field(default=8, ge=1, le=24 * 7)
     """How long a console sign-in lasts."""
+    lock_departed_after_import: bool = True
+    """After each directory import, lock the accounts of practitioners who left the register
+    (reversible: unlock in the console). Off: the admin locks them by hand."""
 
     @field_validator("homeserver_admin_token_file")
     @classmethod

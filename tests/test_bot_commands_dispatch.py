@@ -355,7 +355,7 @@ async def test_case_close_removes_everyone_forgets_the_case_and_leaves(bot: Bot)
     (refused,) = await bot.say("!case close", sender=BOB, room=room_id)
     assert "Only the practitioner who opened this case" in refused
 
-    assert await bot.say("!case close", room=room_id) != []
+    assert await bot.say("!case close confirm", room=room_id) != []
     room = bot.matrix.rooms[room_id]
     assert room.joined == set() and room.invited == set()
     kicked = {c[2] for c in bot.matrix.calls if c[0] == "kick"}
@@ -372,7 +372,7 @@ async def test_case_close_removes_everyone_forgets_the_case_and_leaves(bot: Bot)
 async def test_a_close_that_cannot_remove_the_members_leaves_the_case_open(bot: Bot) -> None:
     room_id = await _open_case(bot)
     bot.matrix.fail_kick = "the homeserver is restarting"
-    replies = await bot.say("!case close", room=room_id)
+    replies = await bot.say("!case close confirm", room=room_id)
     assert any("restarting" in r for r in replies), replies  # the requester is told why
     case = await bot.store.get_case(room_id)
     assert case is not None and case.is_open
@@ -381,7 +381,7 @@ async def test_a_close_that_cannot_remove_the_members_leaves_the_case_open(bot: 
         ("close_aborted", room_id),
     ]
     bot.matrix.fail_kick = None
-    await bot.say("!case close", room=room_id)  # running it again finishes the job
+    await bot.say("!case close confirm", room=room_id)  # running it again finishes the job
     case = await bot.store.get_case(room_id)
     assert case is not None and not case.is_open
 
@@ -413,14 +413,14 @@ async def test_concurrent_duplicates_in_one_process_run_once(bot: Bot) -> None:
     assert bot.client.searches == 1
 
 
-async def test_an_interrupted_case_new_is_not_rerun_but_the_requester_is_told(bot: Bot) -> None:
+async def test_an_interrupted_case_new_is_resumed_and_opens_one_room(bot: Bot) -> None:
     msg = bot.message("!case new x")
-    # The bot claimed it, then died before finishing (the room may or may not exist).
+    # The bot claimed it, then died before doing anything.
     assert await bot.store.claim_command(msg.event_id, msg.room_id, "case new") is Claim.NEW
     await bot.dispatcher.handle(msg)
-    assert list(bot.matrix.rooms) == [bot.dm]
+    assert len(bot.matrix.rooms) == 2  # the DM and one case room
     (reply,) = bot.matrix.notices_in(bot.dm)
-    assert "may not have completed" in reply
+    assert "opened" in reply
     await bot.dispatcher.handle(msg)
     assert len(bot.matrix.notices_in(bot.dm)) == 1
 

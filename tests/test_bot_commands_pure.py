@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.bridge_client import DirectoryUnavailable, parse_search_response
+from bot.cases.lifetime import lifetime_topic
 from bot.commands.builtin import default_registry
 from bot.commands.context import CommandSettings
 from bot.commands.help import render_help
@@ -263,7 +264,8 @@ def test_case_room_body_protects_the_room_from_its_first_event() -> None:
     assert older["power_level_content_override"]["users"] == {bot: 100, BOB: 100}
     assert body["power_level_content_override"]["users_default"] == 0
     assert body["power_level_content_override"]["invite"] == 50
-    assert body["visibility"] == "private" and "topic" not in body
+    assert body["visibility"] == "private"
+    assert body["topic"] == lifetime_topic(3600)  # the lifetime, nothing about the patient
     assert body["name"] == "Cas · genou"
     assert body["preset"] != "trusted_private_chat"  # would make every invitee an admin
 

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from bot.cases.lifetime import lifetime_topic
 from bot.expiry.admin import write_admin_token
 from bot.runner import BotRunner
 from deploy.local.federation import Homeserver, RegisteredUser
@@ -89,10 +90,15 @@ async def test_case_room_messages_expire_for_doctors_on_both_servers_then_close_
             assert "Messages in this room are erased 6s after" in shown.body
             await alice.send(room, "!expire 1h")
             await alice.wait_for_text(bot.user_id, lambda b: "6s → 1h" in b, after=mark)
+            # The topic, which every member sees and which does not expire, follows too.
+            topic = await alice.client.room_get_state_event(room, "m.room.topic")
+            assert topic.content == {"topic": lifetime_topic(3600)}, topic
 
             kept = await bob.send(room, "message sous 1h de durée de vie")
             mark = len(alice.seen)
-            await alice.send(room, "!case close")
+            await alice.send(room, "!case close")  # never exported: asks first
+            await alice.wait_for_text(bot.user_id, lambda b: "close confirm" in b, after=mark)
+            await alice.send(room, "!case close confirm")
             await witnesses[1].wait_redacted([kept], timeout=30)  # an hour early: closed
 
             async def purged() -> bool | None:

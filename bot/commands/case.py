@@ -8,30 +8,76 @@ import time
 from collections.abc import Sequence
 from html import escape
 
+from bot.cases.journal import CaseJournal
+from bot.cases.lifetime import close_confirmation_text
+from bot.cases.resume import FindsCreatedRoom
+from bot.cases.warnings import warn_if_due
 from bot.commands import texts
-from bot.commands.context import ListsInvitedMembers
+from bot.commands.context import CommandSettings, ListsInvitedMembers
 from bot.commands.invitees import Invitee, invite_all, resolve_invitees, summarise
+from bot.commands.parsing import ArgumentError
 from bot.commands.policy import (
     CaseNewArgs,
     WhoRef,
     check_label,
     parse_case_new,
     parse_invitees,
-    parse_no_args,
 )
 from bot.commands.registry import Command, Invocation, Permission, Reply, Scope
 from bot.commands.rooms import build_case_room_body, matrix_to_link
 from bot.durations import format_duration
-from bot.ids import server_of
+from bot.ids import RoomId, UserId, server_of
 from bot.store import CaseRoom
 
 logger = logging.getLogger(__name__)
 
 CLOSE_REASON = "Dossier clos / Case closed"
+CONFIRM_WORDS = frozenset({"confirm", "confirmer"})
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def _find_or_create_room(
+    invocation: Invocation, journal: CaseJournal, label: str, ttl_seconds: int
+) -> tuple[RoomId, bool]:
+    """The case room of this request: the one an interrupted run created, else a new one.
+
+    The intent is committed before the room is asked for and the room id right after, so
+    whatever the moment the bot stops, the next run finds the room (by the journal, or by
+    the request mark in the room's creation content) instead of opening a second one.
+    """
+    services, msg = invocation.services, invocation.message
+    actions = services.actions
+    request = await journal.begin_request(msg.event_id, msg.sender)
+    room_id = request.room_id
+    if room_id is None and not request.fresh and isinstance(actions, FindsCreatedRoom):
+        room_id = await actions.find_created_room(msg.event_id)
+    if room_id is None:
+        body = build_case_room_body(
+            label=label,
+            requester=msg.sender,
+            bot=actions.user_id,
+            ttl_seconds=ttl_seconds,
+            request=msg.event_id,
+        )
+        room_id = await actions.create_room(body)
+    else:
+        logger.info("case request resumed: room %s already exists", room_id)
+    if request.room_id is None:
+        await journal.set_request_room(msg.event_id, room_id)
+    if await services.store.get_case(room_id) is None:
+        await services.store.add_case(
+            CaseRoom(
+                room_id=room_id,
+                label=label,
+                creator=msg.sender,
+                ttl_seconds=ttl_seconds,
+                created_ms=_now_ms(),
+            )
+        )
+    return room_id, not request.fresh
 
 
 async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
@@ -42,31 +88,24 @@ async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
     invitees = await resolve_invitees(
         args.invitees, services.directory, services.settings.member_servers
     )
-    body = build_case_room_body(
-        label=label,
-        requester=msg.sender,
-        bot=actions.user_id,
-        ttl_seconds=args.ttl_seconds,
-    )
     # No invitations in the creation request: one refused invitation would fail it after
     # the room exists. The room is recorded first, then everyone is invited (concurrently).
-    room_id = await actions.create_room(body)
-    await services.store.add_case(
-        CaseRoom(
-            room_id=room_id,
-            label=label,
-            creator=msg.sender,
-            ttl_seconds=args.ttl_seconds,
-            created_ms=_now_ms(),
-        )
-    )
+    journal = CaseJournal(services.store.engine)
+    room_id, resumed = await _find_or_create_room(invocation, journal, label, args.ttl_seconds)
     logger.info("case room %s created with %d invitee(s)", room_id, len(invitees))
     requester = Invitee(str(msg.sender), user_id=msg.sender)
-    everyone = await invite_all(
-        actions, room_id, [requester, *invitees], skip=frozenset({actions.user_id})
-    )
+    present: set[UserId] = {actions.user_id}
+    if resumed:  # invite only those the interrupted run did not reach
+        present.update(await actions.joined_members(room_id))
+        if isinstance(actions, ListsInvitedMembers):
+            present.update(await actions.invited_members(room_id))
+    reached = [i for i in invitees if i.user_id in present and i.user_id != actions.user_id]
+    everyone = await invite_all(actions, room_id, [requester, *invitees], skip=frozenset(present))
     own = next((i for i in everyone if i.shown == requester.shown), requester)
-    outcomes = [i for i in everyone if i is not own]
+    outcomes = [i for i in everyone if i is not own] + reached
+    case = await services.store.get_case(room_id)
+    if case is not None:
+        await warn_if_due(actions, journal, case, _now_ms())
     via = [actions.server_name, server_of(msg.sender)]
     via += [server_of(i.user_id) for i in outcomes if i.user_id is not None and not i.problem]
     link = matrix_to_link(room_id, via)
@@ -103,16 +142,30 @@ async def run_case_invite(invocation: Invocation, refs: Sequence[WhoRef]) -> Rep
     return texts.plain("\n".join(lines))
 
 
-async def run_case_close(invocation: Invocation, args: None) -> Reply | None:
+def parse_case_close(args: Sequence[str], settings: CommandSettings) -> bool:
+    """Nothing, or ``confirm`` (closing a case that was never exported)."""
+    if not args:
+        return False
+    if len(args) == 1 and args[0].lower() in CONFIRM_WORDS:
+        return True
+    raise ArgumentError(
+        "Seul argument possible : confirm. / The only possible argument is: confirm."
+    )
+
+
+async def run_case_close(invocation: Invocation, confirmed: bool) -> Reply | None:
     """Announce, let the expiry engine erase content, remove everyone, forget, leave.
 
-    Safe to run again after an interruption: members already removed are not listed any
-    more, and closing an already closed case changes nothing.
+    A case never exported is only closed with ``confirm``: the requester is reminded that
+    nothing is left afterwards. Safe to run again after an interruption: members already
+    removed are not listed any more, and closing an already closed case changes nothing.
     """
     services, msg = invocation.services, invocation.message
     case = invocation.case
     assert case is not None  # the dispatcher only runs case-room commands in case rooms
     actions = services.actions
+    if not confirmed and await CaseJournal(services.store.engine).exported_ms(case.room_id) is None:
+        return Reply(close_confirmation_text())
     await actions.send_notice(
         msg.room_id,
         f"Dossier clos par {msg.sender} ; tous les membres vont être retirés de la salle. / "
@@ -154,7 +207,7 @@ CASE_NEW = Command(
     ),
     permission=Permission.MEMBER,
     scope=Scope.ANYWHERE,
-    rerun_if_interrupted=False,  # a second run would open a second room
+    rerun_if_interrupted=True,  # a second run resumes the first (journal, request mark)
     parse=parse_case_new,
     run=run_case_new,
 )
@@ -176,13 +229,19 @@ CASE_INVITE = Command(
 CASE_CLOSE = Command(
     path=("case", "close"),
     aliases=(("dossier", "clore"),),
-    usage="!case close",
-    help_fr="Clôt le dossier : retire tous les membres de la salle, puis le bot la quitte.",
-    help_en="Closes the case: removes every member from the room, then the bot leaves it.",
-    examples=("!case close",),
+    usage="!case close [confirm]",
+    help_fr=(
+        "Clôt le dossier : retire tous les membres de la salle, puis le bot la quitte. Un "
+        "dossier jamais exporté (!case export) demande une confirmation : !case close confirm."
+    ),
+    help_en=(
+        "Closes the case: removes every member from the room, then the bot leaves it. A case "
+        "never exported (!case export) asks for confirmation: !case close confirm."
+    ),
+    examples=("!case close", "!case close confirm"),
     permission=Permission.CASE_MANAGER,
     scope=Scope.CASE_ROOM,
     rerun_if_interrupted=True,
-    parse=parse_no_args,
+    parse=parse_case_close,
     run=run_case_close,
 )

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from bot.cases.lifetime import lifetime_topic
+from bot.cases.resume import REQUEST_MARK
 from bot.expiry.policy import RETENTION_EVENT, retention_content
 from bot.ids import RoomId, UserId, server_of
 
@@ -38,6 +40,7 @@ def build_case_room_body(
     ttl_seconds: int,
     invite: Sequence[UserId] = (),
     room_version: str = ROOM_VERSION,
+    request: str | None = None,
 ) -> dict[str, Any]:
     """The /createRoom body of a case room.
 
@@ -48,7 +51,10 @@ def build_case_room_body(
       version 12, explicitly at 100 before), everyone else at the default (0);
     - ``m.room.retention`` with the lifetime plus a margin, so homeservers purge expired
       events too, after members' clients have received the bot's redaction;
-    - not published in the room directory, no topic (nothing but the pseudonym shows).
+    - not published in the room directory; the topic states the message lifetime and how
+      to export, nothing else (nothing but the pseudonym shows);
+    - ``request``: the requesting command's event id, kept in the creation content so an
+      interrupted ``!case new`` finds its room again (`bot.cases.resume`).
 
     ``invite`` is left empty by the commands (invitees are invited one by one so that one
     refused invite does not fail the whole creation) but is accepted for callers that want
@@ -57,14 +63,18 @@ def build_case_room_body(
     users: dict[str, int] = {requester: FULL_POWER}
     if room_version not in _CREATORS_PRIVILEGED:
         users[bot] = FULL_POWER
+    creation_content: dict[str, Any] = {"m.federate": True}
+    if request is not None:
+        creation_content[REQUEST_MARK] = request
     return {
         "room_version": room_version,
         "preset": "private_chat",
         "visibility": "private",
         "name": case_room_name(label),
+        "topic": lifetime_topic(ttl_seconds),
         "is_direct": False,
         "invite": list(invite),
-        "creation_content": {"m.federate": True},
+        "creation_content": creation_content,
         "power_level_content_override": {
             "users": users,
             "users_default": 0,

@@ -23,7 +23,10 @@ NOT_A_CASE_ROOM = (
     "Cette commande s'utilise dans une salle de dossier ouverte par le bot (!case new). / "
     "This command works inside a case room opened by the bot (!case new)."
 )
-CASE_CLOSED = "Ce dossier est clos. / This case is closed."
+CASE_CLOSED = (
+    "Ce dossier est clos : son contenu a été effacé, il n'en reste rien (ni à exporter). / "
+    "This case is closed: its content was erased, nothing is left (to export either)."
+)
 INTERRUPTED = (
     "Le bot a redémarré pendant cette commande ; elle n'a peut-être pas abouti. Vérifiez le "
     "résultat et relancez-la si besoin. / The bot restarted while running this command; it "

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.cases.lifetime import lifetime_topic
 from bot.commands.context import CommandSettings
 from bot.commands.parsing import ArgumentError
 from bot.commands.policy import may_run, parse_ttl
@@ -95,6 +96,10 @@ def expire_command(engine: ExpiryEngine) -> Command[ExpireArgs]:
             msg.room_id, RETENTION_EVENT, retention_content(args.seconds * 1000)
         )
         await engine.set_lifetime(msg.room_id, args.seconds)
+        # Everyone sees the lifetime in the topic, not only in this reply (which expires).
+        await services.actions.put_state(
+            msg.room_id, "m.room.topic", {"topic": lifetime_topic(args.seconds)}
+        )
         return Reply(describe_change(msg.sender, case.ttl_seconds, args.seconds))
 
     return Command(

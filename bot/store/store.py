@@ -100,6 +100,11 @@ class BotStore:
     async def close(self) -> None:
         await self._engine.dispose()
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """Shared with the modules that keep their own tables (`bot.cases.journal`)."""
+        return self._engine
+
     # -- processed commands -------------------------------------------------------------
 
     async def claim_command(

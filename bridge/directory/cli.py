@@ -266,6 +266,16 @@ def import_command(
             progress.stop()
 
     _print_report(_run(url, work))
+    if config is not None:  # the homeservers' admin access comes with the bridge config
+        from bridge.admin.after_import import run_after_import
+
+        for line in run_after_import(config):
+            typer.echo(line)
+    else:
+        typer.echo(
+            "Departed practitioners are locked after an import run with --config "
+            "(or: caducee admin lock-departed)."
+        )
 
 
 @directory_app.command("search")

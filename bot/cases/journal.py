@@ -1,0 +1,105 @@
+"""`CaseJournal`: the case lifecycle's rows, on the bot's database (SQLite or PostgreSQL).
+
+One short transaction per call, like `bot.store.BotStore`, whose engine it shares.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from bot.cases.models import CaseMarksRow, CaseRequestRow
+from bot.ids import EventId, RoomId, UserId
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRequest:
+    """A ``!case new`` as recorded. ``fresh``: first time seen (nothing was done yet)."""
+
+    event_id: EventId
+    room_id: RoomId | None
+    fresh: bool
+
+
+class CaseJournal:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    # -- !case new, exactly once ---------------------------------------------------------
+
+    async def begin_request(self, event_id: EventId, requester: UserId) -> CaseRequest:
+        """Record the intent to open a room for ``event_id`` (committed before any effect),
+        or return what an earlier, interrupted run recorded."""
+        try:
+            async with self._sessions.begin() as session:
+                session.add(
+                    CaseRequestRow(event_id=event_id, requester=requester, started_ms=_now_ms())
+                )
+            return CaseRequest(event_id, None, fresh=True)
+        except IntegrityError:
+            pass
+        async with self._sessions() as session:
+            room_id = await session.scalar(
+                select(CaseRequestRow.room_id).where(CaseRequestRow.event_id == event_id)
+            )
+        return CaseRequest(event_id, RoomId(room_id) if room_id else None, fresh=False)
+
+    async def set_request_room(self, event_id: EventId, room_id: RoomId) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(CaseRequestRow)
+                .where(CaseRequestRow.event_id == event_id)
+                .values(room_id=room_id)
+            )
+
+    # -- marks ---------------------------------------------------------------------------
+
+    async def _marks(self, room_id: RoomId) -> CaseMarksRow | None:
+        async with self._sessions() as session:
+            return await session.get(CaseMarksRow, room_id)
+
+    async def _set_mark(self, room_id: RoomId, **values: int) -> None:
+        async with self._sessions.begin() as session:
+            row = await session.get(CaseMarksRow, room_id)
+            if row is None:
+                session.add(CaseMarksRow(room_id=room_id, **values))
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+
+    async def exported_ms(self, room_id: RoomId) -> int | None:
+        """When the case was last exported (None: never)."""
+        row = await self._marks(room_id)
+        return None if row is None else row.exported_ms
+
+    async def mark_exported(self, room_id: RoomId, *, at_ms: int | None = None) -> None:
+        await self._set_mark(room_id, exported_ms=_now_ms() if at_ms is None else at_ms)
+
+    async def warned_ms(self, room_id: RoomId) -> int | None:
+        row = await self._marks(room_id)
+        return None if row is None else row.warned_ms
+
+    async def mark_warned(self, room_id: RoomId, *, at_ms: int | None = None) -> None:
+        await self._set_mark(room_id, warned_ms=_now_ms() if at_ms is None else at_ms)
+
+    async def unwarned(self, room_ids: list[RoomId]) -> list[RoomId]:
+        """The rooms among ``room_ids`` that have not had their warning yet."""
+        if not room_ids:
+            return []
+        async with self._sessions() as session:
+            warned = set(
+                await session.scalars(
+                    select(CaseMarksRow.room_id).where(
+                        CaseMarksRow.room_id.in_(room_ids), CaseMarksRow.warned_ms.is_not(None)
+                    )
+                )
+            )
+        return [r for r in room_ids if r not in warned]
