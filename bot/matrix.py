@@ -38,6 +38,7 @@ from bot.crypto.bootstrap import NioJson
 from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.signing import Json
 from bot.ids import EventId, RoomId, UserId, server_of
+from bot.sync_filter import LeanSync
 from bot.throttle import RequestGate
 from bot.unreadable import WITHHELD_TYPE
 
@@ -64,7 +65,7 @@ class RawKeysQueryResponse(KeysQueryResponse):  # type: ignore[misc]
 LATE_CLAIM_INTERVAL_S = 60.0
 
 
-class CaduceeClient(AsyncClient):  # type: ignore[misc]
+class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
     """An AsyncClient whose key queries also feed our cross-signing trust decisions."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -79,14 +80,6 @@ class CaduceeClient(AsyncClient):  # type: ignore[misc]
         """Every request but the long-polling sync goes through the bot's `RequestGate`."""
         call = functools.partial(super().send, method, path, *args, **kwargs)
         return await (call() if _SYNC_PATH.match(path) else self.gate.through(call))
-
-    def _handle_olm_events(self, response: Any) -> None:
-        super()._handle_olm_events(response)
-        if self.olm is not None and response.device_key_count.signed_curve25519 == 0:
-            # nio skips a count of 0 (it tests the count for truth): once every one-time key
-            # of the bot had been claimed, it would never upload more, and no new device
-            # could start an encrypted session with the bot again.
-            self.olm.uploaded_key_count = 0
 
     async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> Any:
         await self._give_room_key_to_late_devices(room_id)
@@ -284,6 +277,8 @@ class NioActions:
         room = client.rooms.get(room_id)
         if room is None or not room.encrypted or client.olm is None:
             return
+        if not room.members_synced:  # lazy loading: fetch the whole list before judging
+            await client.joined_members(room_id)  # nio tries again before sharing if this fails
         if client.should_query_keys:
             await client.keys_query()
         if self._trust is not None:

@@ -36,6 +36,7 @@ from bot.session import (
     save_session,
     token_still_valid,
 )
+from bot.sync_filter import SYNC_FILTER
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,9 @@ class BotRunner:
         while True:
             started = time.monotonic()
             try:
-                await self.client.sync_forever(timeout=SYNC_TIMEOUT_MS, full_state=first)
+                await self.client.sync_forever(
+                    timeout=SYNC_TIMEOUT_MS, sync_filter=SYNC_FILTER, full_state=first
+                )
             except asyncio.CancelledError:
                 raise
             except (LoginError, E2EEUnavailable):

@@ -52,6 +52,7 @@ class Tuning:
     ip_range_whitelist: tuple[str, ...] = ()
     bot_homeserver_url: str | None = None  # default: https://<matrix host> (through the proxy)
     extra_guard_config: dict[str, Any] = field(default_factory=dict)
+    relaxed_rate_limits: bool | None = None  # default: relaxed when testing
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,9 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
         "redaction_retention_period": "5m",
         "media_local_lifetime": "30d",
         "media_remote_lifetime": "7d",
-        "rate_limits_relaxed": testing,
+        "rate_limits_relaxed": testing
+        if tuning.relaxed_rate_limits is None
+        else tuning.relaxed_rate_limits,
         "admin_contact": f"mailto:{settings.admin_email}",
         "guard_config": guard_config(settings, topology, tuning),
         "oidc_providers": []

@@ -1,0 +1,100 @@
+"""What the bot asks of each sync, and what it keeps of it: sized for thousands of rooms.
+
+The bot reads commands and schedules expiry from the timeline, shares room keys with the
+members of encrypted rooms, and answers to-device key traffic. It needs no presence, no
+typing, no receipts, no account data of rooms, and not the full member list of every room
+at every start. So:
+
+- members are lazy-loaded: a sync carries only the members who sent something in it. Before
+  a message goes out, the bot fetches the room's joined members (`members_synced`), so the
+  room key still reaches everyone; a gappy (limited) timeline may hide joins and leaves, so
+  it marks the room's members as unknown again (`forget_members_after_gaps`).
+- the timeline is short: a gap is back-filled by the expiry engine, and a command older than
+  the last few events of a sync is too old to answer anyway.
+- device-list changes are matched against the users whose devices the bot tracks (a set),
+  not against every room's member list (nio's way: O(rooms) per changed user, and blind to
+  members that lazy loading has not shown yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Mapping
+from typing import Any
+
+TIMELINE_LIMIT = 10
+
+NOTHING: dict[str, Any] = {"not_types": ["*"]}
+
+SYNC_FILTER: dict[str, Any] = {
+    "presence": NOTHING,
+    "account_data": NOTHING,
+    "room": {
+        "state": {"lazy_load_members": True},
+        "timeline": {"limit": TIMELINE_LIMIT, "lazy_load_members": True},
+        "ephemeral": NOTHING,
+        "account_data": NOTHING,
+    },
+}
+"""The filter every sync of the bot carries (to-device messages and device lists are never
+filtered: they carry the keys)."""
+
+
+def changed_tracked_users(
+    changed: Iterable[str], left: Iterable[str], *tracked: Container[str]
+) -> set[str]:
+    """Whose device lists to query again: the changed (or gone) users the bot tracks.
+
+    A tracked user is one whose devices the bot has queried because they share an encrypted
+    room with it; the others are queried on first need, when their room's members are read.
+    """
+    return {
+        user
+        for group in (changed, left)
+        for user in group
+        if any(user in known for known in tracked)
+    }
+
+
+def forget_members_after_gaps(rooms: Mapping[str, Any], joined: Mapping[str, Any]) -> list[str]:
+    """Mark the rooms whose timeline was cut as having unknown members (fetched again before
+    the next room key goes out); returns their ids."""
+    cut = []
+    for room_id, info in joined.items():
+        room = rooms.get(room_id)
+        if room is not None and info.timeline.limited:
+            room.members_synced = False
+            cut.append(room_id)
+    return cut
+
+
+class LeanSync:
+    """nio's sync handling made O(changed rooms); mixed into the bot's `AsyncClient`."""
+
+    olm: Any
+    rooms: dict[str, Any]
+    device_store: Any
+
+    def _handle_olm_events(self, response: Any) -> None:
+        """nio's, without its loop over every room for each changed user.
+
+        A one-time key count of 0 is taken too: nio skips it (it tests the count for
+        truth), and once every one-time key of the bot had been claimed, it would never
+        upload more, and no new device could start an encrypted session with the bot again.
+        """
+        olm = self.olm
+        assert olm is not None
+        count = response.device_key_count.signed_curve25519
+        if count is not None:
+            olm.uploaded_key_count = count
+        olm.add_changed_users(
+            changed_tracked_users(
+                response.device_list.changed,
+                response.device_list.left,
+                olm.tracked_users,
+                self.device_store.users,
+            )
+        )
+
+    async def _handle_joined_rooms(self, response: Any) -> None:
+        await super()._handle_joined_rooms(response)  # type: ignore[misc]
+        forget_members_after_gaps(self.rooms, response.rooms.join)

@@ -1,0 +1,382 @@
+"""Benchmark: the bot at federation size, on the production topology (not part of `make test`).
+
+Setup (tests/bench/scale_build.py, cached between runs): Synapse main + generic worker +
+federation sender on PostgreSQL and Redis, production rate limits, a second homeserver;
+N practitioners; the Caducée bot (its own process, `caducee bot run`, the rendered
+production configuration) and a bare nio echo bot (the baseline) in R encrypted rooms.
+
+Measured, each with its target and the same-run baseline where one exists:
+1. the bot's RSS after its first sync, and after `--traffic` seconds of 1 message/s;
+2. restart to first reply: with the stored sync token, and cold (token deleted);
+3. `!find` p50/p95 against the echo bot, same rooms, same run (ratio <= 1.25);
+4. `!case new` with 5 invitees on both homeservers, p50 <= 500 ms;
+burst: `--burst-dms` practitioners open a DM with the bot at the same moment (each joined
+within 60 s), then `--burst-finds` doctors send `!find` in the same second (each answered
+within 5 s).
+
+    python -m tests.bench scale --practitioners 200 --rooms 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from nio import AsyncClient, AsyncClientConfig, InviteMemberEvent, RoomMessageText
+
+from tests.bench.bench_bot import EchoBot, InviteWatcher, percentile, round_trip
+from tests.bench.scale_build import (
+    CACHE,
+    Scale,
+    api,
+    bounded,
+    build,
+    joined_rooms,
+    save,
+    scale_setup,
+)
+from tests.deploy_stack import CADUCEE
+from tests.matrix_helpers import ENCRYPTION, Doctor, unique
+
+QUERY = "!find cardiologue lyon"
+
+
+class BotProcess:
+    """`caducee bot run` with the rendered production configuration, as a process."""
+
+    def __init__(self, scale: Scale) -> None:
+        rendered = scale.stack.rendered
+        assert rendered is not None
+        self.config = rendered.bot
+        self.log = scale.base / "bot.log"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout: float = 600) -> float:
+        """Launch; returns the seconds until the bot logged that it is ready."""
+        mark = self.log.stat().st_size if self.log.exists() else 0
+        started = time.perf_counter()
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *CADUCEE, "bot", "run", "--config", str(self.config), stdout=log, stderr=log
+            )
+        while True:
+            with self.log.open("rb") as log:
+                log.seek(mark)
+                if b" ready (device " in log.read():
+                    return time.perf_counter() - started
+            if self.process.returncode is not None or time.perf_counter() - started > timeout:
+                raise RuntimeError(self.log.read_text()[-3000:])
+            await asyncio.sleep(0.2)
+
+    def rss_mib(self) -> float:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no RSS")
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+        self.process = None
+
+    def forget_sync_token(self, scale: Scale) -> int:
+        """A cold start: the device and its keys stay, the sync token goes."""
+        dropped = 0
+        for db in scale.stack.topology.bot_data_dir.rglob("*.db"):
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+                if "synctokens" in tables:
+                    dropped += conn.execute("DELETE FROM synctokens").rowcount
+                    conn.commit()
+        return dropped
+
+
+async def echo_bot(scale: Scale) -> EchoBot:
+    """The baseline, logged in once (cached) and exempted like the bot: a bare nio client."""
+    state = scale.state
+    if "echo" not in state:
+        user = await scale.prod.register_user("echo", secrets.token_urlsafe(12))
+        state["echo"] = {
+            "user_id": user.user_id,
+            "token": user.access_token,
+            "device_id": user.device_id,
+            "pickle": secrets.token_hex(16),
+        }
+        async with aiohttp.ClientSession() as http:
+            from bridge.synapse_admin import SynapseAdmin
+
+            await SynapseAdmin(
+                http, scale.stack.main_client_url, state["admin"]
+            ).exempt_from_rate_limits(user.user_id)
+        save(scale)
+    e = state["echo"]
+    store = scale.base / "echo-store"
+    store.mkdir(mode=0o700, exist_ok=True)
+    client = AsyncClient(
+        scale.prod.client_url,
+        e["user_id"],
+        device_id=e["device_id"],
+        store_path=str(store),
+        config=AsyncClientConfig(encryption_enabled=True, pickle_key=e["pickle"]),
+    )
+    client.restore_login(e["user_id"], e["device_id"], e["token"])
+    if client.should_upload_keys:
+        await client.keys_upload()
+    echo = EchoBot(client)
+    client.add_event_callback(echo.on_message, RoomMessageText)
+    client.add_event_callback(echo.on_invite, InviteMemberEvent)
+    await client.sync(timeout=0, full_state=True)
+    echo.task = asyncio.create_task(client.sync_forever(timeout=30_000))
+    return echo
+
+
+async def wait_all_joined(
+    scale: Scale, user_id: str, rooms: set[str], timeout: float
+) -> dict[str, float]:
+    """Poll the admin API: when each of `rooms` was first seen joined by `user_id`."""
+    started = time.perf_counter()
+    seen: dict[str, float] = {}
+    while len(seen) < len(rooms) and time.perf_counter() - started < timeout:
+        now = time.perf_counter() - started
+        for room in (await joined_rooms(scale, user_id)) & rooms:
+            seen.setdefault(room, now)
+        await asyncio.sleep(1.0)
+    return seen
+
+
+async def burst_dms(scale: Scale, count: int) -> dict[str, Any]:
+    accounts = scale.state["accounts"][:count]
+    async with aiohttp.ClientSession() as http:
+
+        async def open_dm(account: dict[str, str]) -> str:
+            body = {"is_direct": True, "invite": [scale.bot_id], "initial_state": [ENCRYPTION]}
+            path = "/_matrix/client/v3/createRoom"
+            url = scale.hs(account["where"]).client_url
+            return str((await api(http, url, account["token"], "POST", path, body))["room_id"])
+
+        started = time.perf_counter()
+        rooms = await asyncio.gather(*(open_dm(a) for a in accounts))
+        opened = time.perf_counter() - started
+    seen = await wait_all_joined(scale, scale.bot_id, set(rooms), timeout=180)
+    times = [t + opened for t in seen.values()]
+    return {"opened": len(rooms), "joined": len(seen), "times": times}
+
+
+async def burst_finds(doctors: list[Doctor], rooms: list[str], bot_id: str) -> list[float]:
+    async def one(doctor: Doctor, room: str) -> float:
+        try:
+            return await round_trip(doctor, room, bot_id, QUERY)
+        except AssertionError:
+            return float("inf")
+
+    return list(await asyncio.gather(*(one(d, r) for d, r in zip(doctors, rooms, strict=True))))
+
+
+async def first_reply_after_start(
+    bot: BotProcess, doctor: Doctor, room: str, bot_id: str
+) -> tuple[float, float]:
+    started = time.perf_counter()
+    ready = await bot.start()
+    await round_trip(doctor, room, bot_id, "!help")
+    return ready, time.perf_counter() - started
+
+
+async def measure(args: argparse.Namespace, scale: Scale, tmp: Path) -> dict[str, Any]:
+    r: dict[str, Any] = {}
+    bot = BotProcess(scale)
+    echo = await echo_bot(scale)
+    doctors: list[Doctor] = []
+    watchers: list[InviteWatcher] = []
+    try:
+        r["first_ready_s"] = await bot.start()
+        r["build_s"] = await build(scale, args.practitioners, args.rooms, echo.client.user_id)
+        r["joins_refused"] = scale.state.get("joins_refused", [])
+        built = set(scale.state["dms"]) | set(scale.state["cases"])
+        joined = await wait_all_joined(scale, scale.bot_id, built, timeout=900)
+        r["bot_rooms"] = len(joined)
+        await bot.stop()
+        r["ready_s"] = await bot.start()
+        r["rss_ready"] = bot.rss_mib()
+        r["rooms_total"] = len(await joined_rooms(scale, scale.bot_id))
+
+        if args.burst_dms:
+            r["burst_dms"] = await burst_dms(scale, args.burst_dms)
+
+        doctors = list(
+            await bounded(
+                4,
+                [
+                    lambda: Doctor.create(scale.prod, tmp, name="burst")
+                    for _ in range(args.burst_finds)
+                ],
+            )
+        )  # type: ignore[arg-type]
+        dm_rooms = list(
+            await bounded(4, [lambda d=d: d.dm(scale.bot_id, timeout=120) for d in doctors])
+        )
+        for d, room in zip(doctors, dm_rooms, strict=True):
+            await round_trip(d, room, scale.bot_id, "!help")  # keys shared both ways
+        r["burst_finds"] = await burst_finds(doctors, dm_rooms, scale.bot_id)
+
+        lead, lead_room = doctors[0], dm_rooms[0]
+        echo_room = await lead.dm(echo.client.user_id, timeout=120)
+        await round_trip(lead, echo_room, echo.client.user_id, QUERY)
+        bot_ms, echo_ms = [], []
+        for _ in range(args.finds):
+            bot_ms.append(1000 * await round_trip(lead, lead_room, scale.bot_id, QUERY))
+            echo_ms.append(1000 * await round_trip(lead, echo_room, echo.client.user_id, QUERY))
+        r["find_bot_ms"], r["find_echo_ms"] = bot_ms, echo_ms
+
+        watchers = [
+            await _watcher(h) for h in (scale.prod, scale.prod, scale.prod, scale.peer, scale.peer)
+        ]  # type: ignore[arg-type]
+        who = " ".join(str(w.client.user_id) for w in watchers)
+        r["case_ms"] = [
+            await _case(lead, lead_room, scale.bot_id, who, i, watchers) for i in range(args.cases)
+        ]
+
+        started = time.perf_counter()
+        sent = 0
+        while time.perf_counter() - started < args.traffic:
+            d = doctors[sent % len(doctors)]
+            await d.send(dm_rooms[sent % len(doctors)], f"note {sent}")
+            sent += 1
+            await asyncio.sleep(max(0.0, sent - (time.perf_counter() - started)))
+        r["traffic_messages"] = sent
+        r["rss_traffic"] = bot.rss_mib()
+
+        await bot.stop()
+        r["restart_warm"] = await first_reply_after_start(bot, lead, lead_room, scale.bot_id)
+        await bot.stop()
+        r["tokens_dropped"] = bot.forget_sync_token(scale)
+        r["restart_cold"] = await first_reply_after_start(bot, lead, lead_room, scale.bot_id)
+        r["rss_cold"] = bot.rss_mib()
+    finally:
+        for w in watchers:
+            if w.task is not None:
+                w.task.cancel()
+            await w.client.close()
+        for d in doctors:
+            await d.close()
+        await echo.stop()
+        await bot.stop()
+    return r
+
+
+async def _watcher(hs: Any) -> InviteWatcher:
+    user = await hs.register_user(unique("invitee"), secrets.token_urlsafe(12))
+    client = AsyncClient(hs.client_url, user.user_id, device_id=user.device_id)
+    client.restore_login(user.user_id, user.device_id, user.access_token)
+    watcher = InviteWatcher(client)
+    client.add_event_callback(watcher.on_invite, InviteMemberEvent)
+    await client.sync(timeout=0)
+    watcher.task = asyncio.create_task(client.sync_forever(timeout=30_000))
+    return watcher
+
+
+async def _case(
+    doctor: Doctor, room: str, bot_id: str, who: str, i: int, watchers: list[InviteWatcher]
+) -> float:
+    mark = len(doctor.seen)
+    started = time.perf_counter()
+    await doctor.send(room, f"!case new Scale-{i} {who}")
+    reply = await doctor.wait_for_text(bot_id, after=mark, timeout=60)
+    room_id = "!" + reply.body.split("/#/!", 1)[1].split("?", 1)[0].split()[0]
+    room_id = room_id.replace("%3A", ":")
+    deadline = time.perf_counter() + 60
+    while not all(room_id in w.seen for w in watchers):
+        if time.perf_counter() > deadline:
+            raise AssertionError(f"not every invitee saw {room_id}")
+        await asyncio.sleep(0.005)
+    return 1000 * (max(w.seen[room_id] for w in watchers) - started)
+
+
+def scale_refused(r: dict[str, Any]) -> list[str]:
+    return list(r.get("joins_refused", []))
+
+
+def _p(values: list[float], q: float) -> float:
+    return percentile(values, q) if values else float("nan")
+
+
+def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    print(
+        f"setup: {args.practitioners} practitioners, bot in {r['rooms_total']} rooms "
+        f"({r['bot_rooms']} built, build {r['build_s']:.0f} s, cached in {CACHE})"
+    )
+    print(
+        f"1. bot RSS after first sync {r['rss_ready']:.0f} MiB; after {r['traffic_messages']} "
+        f"messages at 1/s {r['rss_traffic']:.0f} MiB; after a cold start {r['rss_cold']:.0f} MiB"
+        f"  (target <= 250 MB)"
+    )
+    print(f"   start to ready: {r['ready_s']:.1f} s")
+    w, c = r["restart_warm"], r["restart_cold"]
+    print(
+        f"2. restart to first reply: with token {w[1]:.1f} s (ready {w[0]:.1f} s, target <= 30); "
+        f"cold {c[1]:.1f} s (ready {c[0]:.1f} s, target <= 120)"
+    )
+    b, e = r["find_bot_ms"], r["find_echo_ms"]
+    print(
+        f"3. !find x{len(b)}: bot p50 {_p(b, 0.5):.0f} ms p95 {_p(b, 0.95):.0f} ms; echo p50 "
+        f"{_p(e, 0.5):.0f} ms p95 {_p(e, 0.95):.0f} ms; ratio p50 {_p(b, 0.5) / _p(e, 0.5):.2f}x "
+        f"p95 {_p(b, 0.95) / _p(e, 0.95):.2f}x (target <= 1.25x)"
+    )
+    cs = r["case_ms"]
+    print(
+        f"4. !case new, 5 invitees on 2 homeservers x{len(cs)}: p50 {_p(cs, 0.5):.0f} ms "
+        f"max {max(cs, default=float('nan')):.0f} ms (target p50 <= 500)"
+    )
+    if "burst_dms" in r:
+        d = r["burst_dms"]
+        print(
+            f"burst: {d['opened']} DMs opened at once: {d['joined']} joined by the bot, last after "
+            f"{max(d['times'], default=float('nan')):.1f} s, p50 {_p(d['times'], 0.5):.1f} s "
+            f"(target: all within 60 s)"
+        )
+    f = r["burst_finds"]
+    print(
+        f"burst: {len(f)} !find in the same second: answered p50 {_p(f, 0.5):.2f} s max "
+        f"{max(f):.2f} s, {sum(1 for x in f if x <= 5)} within 5 s (target: all)"
+    )
+    refused = scale_refused(r)
+    if refused:
+        print(f"build: {len(refused)} joins refused, first: {refused[0]}")
+    print("5. expiry on this topology and 6. guard cost: not measured by this benchmark")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench scale")
+    parser.add_argument("--practitioners", type=int, default=200)
+    parser.add_argument("--rooms", type=int, default=500)
+    parser.add_argument("--burst-dms", type=int, default=100)
+    parser.add_argument("--burst-finds", type=int, default=20)
+    parser.add_argument("--finds", type=int, default=30)
+    parser.add_argument("--cases", type=int, default=5)
+    parser.add_argument("--traffic", type=float, default=120.0, help="seconds at 1 message/s")
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args(argv)
+
+    async def run() -> dict[str, Any]:
+        key = f"scale-n{args.practitioners}-r{args.rooms}"
+        async with scale_setup(key, rebuild=args.rebuild) as scale:
+            with tempfile.TemporaryDirectory(prefix="caducee-bench-scale-") as tmp:
+                return await measure(args, scale, Path(tmp))
+
+    results = asyncio.run(run())
+    report(args, results)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
