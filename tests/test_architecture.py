@@ -233,3 +233,64 @@ def test_relative_imports_resolve_to_absolute_names() -> None:
         n for _, n in imported_names("from .model import X\n", "bridge.registry", is_package=True)
     }
     assert "bridge.registry.model" in names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports (lazy and TYPE_CHECKING imports included)."""
+    files = {
+        module_name(p): p
+        for package in PACKAGES
+        for p in source_files(package)
+        if p.name != "__init__.py"  # a package's face: Python runs it before any of its modules
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        targets = {
+            name if name in files else name.rsplit(".", 1)[0]
+            for _, name in imported_names(path.read_text(), module)
+        }
+        graph[module] = {t for t in targets if t in files and t != module}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or around a loop (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles() -> None:
+    graph = import_graph()
+    assert len(graph) > 100  # the scan sees the project
+    assert circles(graph) == []
+
+
+def test_circles_are_found() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [["a", "b", "c"]]

@@ -43,7 +43,7 @@ from bridge.http.errors import (
     Handler,
 )
 from bridge.http.federation import FederationResolver
-from bridge.http.keys import CONFIG, OPENID_VERIFIER, REQUESTER
+from bridge.http.keys import CONFIG
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ REGISTRY_CACHE_SECONDS: Final = 15.0
 REGISTRY_READ_TIMEOUT_SECONDS: Final = 5.0
 """How long the registry's list of our homeservers is reused before it is read again."""
 USERINFO_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
+
+SERVER_POLICY: web.AppKey[ServerPolicy] = web.AppKey("caducee_server_policy")
+"""Which servers' users may call the API: the configured ones and the registry's own homeservers."""
+OPENID_VERIFIER: web.AppKey[OpenIdVerifier] = web.AppKey("caducee_openid_verifier")
+REQUESTER: web.RequestKey[Requester] = web.RequestKey("caducee_requester")
+"""Who is calling, set by the auth middleware on every authenticated request."""
 
 
 @dataclass(frozen=True, slots=True)
