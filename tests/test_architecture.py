@@ -26,6 +26,7 @@ BOT_MAY_USE_FROM_BRIDGE = (
     "bridge.common",
     "bridge.guard.allowlist",
     "bridge.guard.identifiers",
+    "bridge.guard.ids",
     "bridge.registry.model",
 )
 
@@ -144,6 +145,7 @@ def test_what_the_bot_may_use_from_the_bridge_pulls_in_no_server_code() -> None:
         "bridge/guard/__init__.py",
         "bridge/guard/allowlist.py",
         "bridge/guard/identifiers.py",
+        "bridge/guard/ids.py",
         "bridge/registry/__init__.py",
         "bridge/registry/model.py",
     ]

@@ -32,7 +32,8 @@ from typing import Final, Literal, NewType, Protocol
 import aiohttp
 from aiohttp import web
 
-from bridge.config import BridgeConfig, is_valid_server_name
+from bridge.config import BridgeConfig
+from bridge.guard.ids import is_valid_server_name, user_id_server
 from bridge.http.errors import (
     M_FORBIDDEN,
     M_INVALID_PARAM,
@@ -149,12 +150,7 @@ class RegistryServerPolicy:
 
 def server_of(user_id: str) -> str | None:
     """The server name part of a Matrix user ID (`@local:server[:port]`), None if malformed."""
-    if not user_id.startswith("@"):
-        return None
-    local, sep, server = user_id[1:].partition(":")
-    if not sep or not local or not is_valid_server_name(server):
-        return None
-    return server
+    return user_id_server(user_id)
 
 
 def bearer_token(request: web.Request) -> str:
