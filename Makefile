@@ -9,7 +9,7 @@ TEST_SYSTEM_STAMP := $(VENV)/.test-system-deps-stamp
 ELEMENT_STAMP := tests/element/node_modules/.installed-stamp
 PSC_STAMP := deploy/local/psc/node_modules/.installed-stamp
 
-.PHONY: install up down status test lint typecheck pytest bench clean
+.PHONY: install up down status test test-fast lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml deploy/constraints.txt $(SYSTEM_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ pytest: $(STAMP) $(ELEMENT_STAMP) $(PSC_STAMP)
 
 ## The whole suite: lint, types, tests.
 test: lint typecheck pytest
+
+## The unit tier: no homeserver, no bot, no PostgreSQL (tests using them are marked `slow`).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not postgres"
 
 ## Benchmarks with same-run baselines (not part of `make test`).
 bench: $(STAMP)

@@ -2,7 +2,8 @@
 expiry engine, assembled around a started `BotRunner` (the runner owns Matrix and crypto).
 
 Kept apart from the runner so the runner can run any message handler (tests use trivial
-ones) and the parts below stay optional imports of the shell.
+ones) and the parts below stay optional imports of the shell. The runner knows nothing of this
+module: the assembly hands it the handler factory (`production_runner`).
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
 from bot.config import BotConfig
 from bot.crypto.keyfiles import ensure_private_file
 from bot.events import MessageHandler
 from bot.matrix import NioActions
-
-if TYPE_CHECKING:
-    from bot.runner import BotRunner, HandlerFactory
+from bot.runner import BotRunner, HandlerFactory
 
 
 class UnavailableDirectory:
@@ -29,8 +28,19 @@ class UnavailableDirectory:
         raise DirectoryUnavailable("no bridge_url configured")
 
 
+def production_runner(config: BotConfig) -> BotRunner:
+    """The bot as `caducee bot run` starts it (and the `bot_a` test fixture)."""
+    runner: BotRunner
+
+    async def build(actions: NioActions, stack: AsyncExitStack) -> MessageHandler:
+        return await production_handler(config, runner)(actions, stack)
+
+    runner = BotRunner(config, build)
+    return runner
+
+
 def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
-    """The handler factory `caducee bot run` uses (and the `bot_a` test fixture)."""
+    """The commands and the expiry engine around a started `runner`."""
 
     async def build(actions: NioActions, stack: AsyncExitStack) -> MessageHandler:
         from bot.commands.builtin import default_registry

@@ -53,8 +53,9 @@ def run(config: ConfigOption) -> None:
 
     import aiohttp
 
+    from bot.app import production_runner
     from bot.crypto.bootstrap import CrossSigningError
-    from bot.runner import BotRunner, E2EEUnavailable
+    from bot.runner import E2EEUnavailable
     from bot.session import LoginError
     from bot.store import StoreError
 
@@ -76,7 +77,7 @@ def run(config: ConfigOption) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await BotRunner(settings).run_forever(stop)
+        await production_runner(settings).run_forever(stop)
 
     try:
         asyncio.run(main())

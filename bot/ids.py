@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import NewType
 
+from bridge.guard.ids import server_part
+
 UserId = NewType("UserId", str)
 """A Matrix user id, ``@localpart:server``."""
 
@@ -34,5 +36,4 @@ def server_of(matrix_id: str) -> str:
     Server names may carry a port (``localhost:8481``), hence the first colon, not the last.
     Returns "" when there is no colon, so callers treat malformed ids as foreign.
     """
-    _, sep, server = matrix_id.partition(":")
-    return server if sep else ""
+    return server_part(matrix_id) or ""

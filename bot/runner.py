@@ -19,7 +19,6 @@ from typing import Any
 
 from nio import AsyncClientConfig, KeysUploadError
 
-from bot.app import UnavailableDirectory as UnavailableDirectory  # re-exported for tests
 from bot.checkpoint import SyncCheckpoints
 from bot.config import BotConfig, TrustMode
 from bot.crypto.bootstrap import CrossSigningOutcome, NioJson, ensure_cross_signed
@@ -84,12 +83,12 @@ class BotRunner:
 
     Args:
         config: the validated configuration.
-        handler_factory: builds the message handler once Matrix is ready (default:
-            `bot.app.production_handler`, the commands and the expiry engine); resources it
-            opens go on the given exit stack.
+        handler_factory: builds the message handler once Matrix is ready (the production one,
+            the commands and the expiry engine, comes from `bot.app.production_runner`);
+            resources it opens go on the given exit stack.
     """
 
-    def __init__(self, config: BotConfig, handler_factory: HandlerFactory | None = None) -> None:
+    def __init__(self, config: BotConfig, handler_factory: HandlerFactory) -> None:
         self.config = config
         self._handler_factory = handler_factory
         self._stack = AsyncExitStack()
@@ -191,10 +190,6 @@ class BotRunner:
                 client, self.actions, trust.pins, config.unreadable_notice_interval
             )
             trust.on_identity_change = self.identity_gate.noticed
-        if self._handler_factory is None:
-            from bot.app import production_handler
-
-            self._handler_factory = production_handler(config, self)
         self.member_servers = await open_member_servers(config, self._stack)
         factory = self._handler_factory
         handler = await factory(self.actions, self._stack)

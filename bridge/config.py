@@ -13,7 +13,6 @@ process that starts it.
 from __future__ import annotations
 
 import hmac
-import re
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -34,23 +33,14 @@ from bridge.common.config_file import ConfigError as ConfigError
 from bridge.common.config_file import base_url as _base_url
 from bridge.common.config_file import read_secret_file as _read_secret
 from bridge.common.config_file import resolve_path as _resolve
+from bridge.guard.ids import is_valid_server_name as is_valid_server_name
+from bridge.guard.ids import user_id_server
 from bridge.psc.settings import PscSettings
 
 MIN_TOKEN_LENGTH = 32
 """Service tokens are long random strings (`openssl rand -hex 32`); short ones are refused."""
 
-_SERVER_NAME_RE = re.compile(
-    r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?)(?::[0-9]{1,5})?$"
-)
 _PLACEHOLDER_MARK = "CHANGE_ME"
-
-
-def is_valid_server_name(value: str) -> bool:
-    """Whether `value` is a Matrix server name (host, IPv4/IPv6 literal, optional port)."""
-    if not _SERVER_NAME_RE.match(value):
-        return False
-    _, _, port = value.rpartition(":") if not value.endswith("]") else ("", "", "")
-    return not port.isdigit() or 0 < int(port) < 65536
 
 
 def _server_name(value: str) -> str:
@@ -180,13 +170,7 @@ class AdminSettings(_Strict):
     @classmethod
     def _matrix_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for user_id in value:
-            local, sep, server = user_id.removeprefix("@").partition(":")
-            if (
-                not user_id.startswith("@")
-                or not sep
-                or not local
-                or not is_valid_server_name(server)
-            ):
+            if user_id_server(user_id) is None:
                 raise ValueError(f"{user_id!r} is not a Matrix user ID (like '@alice:example.org')")
         return value
 

@@ -29,6 +29,19 @@ pytest_plugins = [
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
+# Fixtures that start real homeservers (or need them): a test that uses one, directly or
+# through another fixture, belongs to the slow tier whatever its own markers say.
+SERVER_FIXTURES = frozenset({"federation", "hs_a", "hs_b", "hs_c", "bot_a"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a real homeserver `slow`, so `make test-fast` (`-m "not slow
+    and not postgres"`) runs only what needs no Synapse, no database server and no bot."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def root_logging_restored() -> Iterator[None]:
     """A command run in-process (CliRunner) configures logging for its terminal, whose stream

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.app import production_runner
 from bot.config import BotConfig, parse_config
 from bot.runner import BotRunner, HandlerFactory
 from deploy.local.federation import Homeserver
@@ -50,7 +51,9 @@ async def bot_config(
 
 
 async def start_bot(config: BotConfig, handler_factory: HandlerFactory | None = None) -> BotRunner:
-    runner = BotRunner(config, handler_factory)
+    runner = (
+        production_runner(config) if handler_factory is None else BotRunner(config, handler_factory)
+    )
     await runner.start()
     return runner
 

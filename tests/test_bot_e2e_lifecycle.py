@@ -14,6 +14,7 @@ from nio import MegolmEvent, ToDeviceMessage, UnknownToDeviceEvent
 from nio.store import DefaultStore
 from typer.testing import CliRunner
 
+from bot.app import production_runner
 from bot.cli import bot_app
 from bot.config import BotConfig
 from bot.crypto.bootstrap import NioJson, ensure_cross_signed, query_keys
@@ -131,7 +132,7 @@ async def test_a_redelivered_command_is_not_run_twice(
         store = DefaultStore(user, device, str(config.store_dir), config.resolve_pickle_key())
         store.save_sync_token(before)
         store.database.close()
-        bot = BotRunner(config)
+        bot = production_runner(config)
         seen = Recorder()
         bot.add_listener(seen)
         await bot.start()

@@ -18,9 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import BridgeConfig
 from bridge.http.app import create_app, registry_server_policy
-from bridge.http.auth import RegistryServerPolicy, StaticServerPolicy
+from bridge.http.auth import SERVER_POLICY, RegistryServerPolicy, StaticServerPolicy
 from bridge.http.directory_routes import SEARCH_PATH
-from bridge.http.keys import SERVER_POLICY
 from bridge.registry import handlers
 from bridge.registry.routes import REGISTRY
 from tests.bridge_http_support import OpenIdIssuer, bridge_config, running_issuer

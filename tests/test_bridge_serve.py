@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bridge.http.directory_routes import SEARCH_PATH
-from bridge.http.keys import METRICS
+from bridge.http.metrics import METRICS
 from bridge.http.server import StartupError, serve
 from tests.bridge_http_support import (
     SERVICE_TOKEN,

@@ -38,6 +38,7 @@ from nio import (
 )
 from signedjson.key import generate_signing_key
 
+from bot.app import production_runner
 from bot.config import load_config
 from bot.runner import BotRunner
 from bridge.registry.keys import fingerprint_of, load
@@ -136,7 +137,7 @@ class Deployment:
 
     async def start_bot(self) -> BotRunner:
         assert self.stack.rendered is not None
-        self.bot = BotRunner(load_config(self.stack.rendered.bot))
+        self.bot = production_runner(load_config(self.stack.rendered.bot))
         await self.bot.start()
         return self.bot
 

@@ -15,13 +15,13 @@ from bot.commands.registry import Permission
 from bot.durations import DurationError, check_bounds, parse_duration
 from bot.ids import UserId, server_of
 from bot.store import CaseRoom
+from bridge.guard.ids import is_valid_user_id
 
 ROOM_ADMIN_LEVEL = 100
 LABEL_MAX_CHARS = 64
 QUERY_MAX_CHARS = 200
 
 # Localparts: printable ASCII but ":" (historical ids included); server: host or [IPv6], port.
-_MXID = re.compile(r"^@[!-9;-~]+:(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 _REGISTER_NUMBER = re.compile(r"^(\d{11}|\d{9})$")
 _TTL_PREFIX = "ttl="
 
@@ -78,7 +78,7 @@ def may_run(
 def parse_who(token: str) -> WhoRef:
     """A Matrix ID (``@name:server``) or an RPPS / ADELI number; anything else is refused."""
     if token.startswith("@"):
-        if _MXID.match(token) and len(token) <= 255:
+        if is_valid_user_id(token):
             return MatrixRef(UserId(token))
         raise ArgumentError(
             f"« {token} » n'est pas un identifiant Matrix valide (forme @nom:serveur). / "

@@ -17,6 +17,7 @@ import aiohttp
 from bridge.admin.model import AdminError, MatrixId
 from bridge.config import BridgeConfig
 from bridge.db import Database
+from bridge.guard.ids import user_id_parts
 from bridge.synapse_admin import SynapseAdmin
 
 
@@ -31,10 +32,10 @@ def aware(value: datetime) -> datetime:
 
 def server_of(matrix_id: str) -> str:
     """The server part of a Matrix ID; AdminError for anything that is not one."""
-    local, sep, server = matrix_id.removeprefix("@").partition(":")
-    if not matrix_id.startswith("@") or not sep or not local or not server:
+    parts = user_id_parts(matrix_id)
+    if parts is None:
         raise AdminError("invalid", f"{matrix_id!r} is not a Matrix ID (like '@name:server')")
-    return server
+    return parts[1]
 
 
 @dataclass

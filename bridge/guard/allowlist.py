@@ -13,30 +13,17 @@ subscribers (Synapse's own federation whitelist, `bridge.guard.outsiders`) follo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-# host: DNS name, IPv4 literal or bracketed IPv6 literal; optional :port.
-_SERVER_NAME = re.compile(
-    r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,253}[A-Za-z0-9])?)"
-    r"(?::[0-9]{1,5})?$"
-)
+from bridge.guard.ids import is_valid_server_name as is_valid_server_name
+from bridge.guard.ids import server_part
 
 
 def normalise_server_name(name: str) -> str:
     """Lower-case the name: DNS is case-insensitive and ports are digits."""
     return name.strip().lower()
-
-
-def is_valid_server_name(name: str) -> bool:
-    """Whether ``name`` is a syntactically valid Matrix server name (host[:port])."""
-    if not _SERVER_NAME.match(name):
-        return False
-    port = name.rpartition("]")[2] if name.startswith("[") else name.partition(":")[2]
-    port = port.lstrip(":")
-    return not port or 0 < int(port) < 65536
 
 
 def server_of(matrix_id: str) -> str | None:
@@ -45,10 +32,8 @@ def server_of(matrix_id: str) -> str | None:
     "@alice:localhost:8481" -> "localhost:8481". Room ids of room version 12 are
     hashes without a server part; they give None.
     """
-    _, sep, server = matrix_id.partition(":")
-    if not sep or not server:
-        return None
-    return normalise_server_name(server)
+    server = server_part(matrix_id)
+    return None if server is None else normalise_server_name(server)
 
 
 @dataclass(frozen=True)

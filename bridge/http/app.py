@@ -21,7 +21,9 @@ from bridge.config import BridgeConfig
 from bridge.db import open_database
 from bridge.http import admin_routes, directory_routes, meta_routes, psc_routes
 from bridge.http.auth import (
+    OPENID_VERIFIER,
     REGISTRY_CACHE_SECONDS,
+    SERVER_POLICY,
     OpenIdVerifier,
     RegistryServerPolicy,
     ServerPolicy,
@@ -29,15 +31,8 @@ from bridge.http.auth import (
 )
 from bridge.http.errors import error_middleware
 from bridge.http.federation import FederationResolver, federation_ssl_context
-from bridge.http.keys import (
-    CONFIG,
-    DATABASE,
-    HTTP_CLIENT,
-    METRICS,
-    OPENID_VERIFIER,
-    SERVER_POLICY,
-)
-from bridge.http.metrics import BridgeMetrics, metrics_middleware
+from bridge.http.keys import CONFIG, DATABASE, HTTP_CLIENT
+from bridge.http.metrics import METRICS, BridgeMetrics, metrics_middleware
 from bridge.registry import handlers as registry_handlers
 from bridge.registry import routes as registry_routes
 

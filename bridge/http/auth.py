@@ -32,7 +32,8 @@ from typing import Final, Literal, NewType, Protocol
 import aiohttp
 from aiohttp import web
 
-from bridge.config import BridgeConfig, is_valid_server_name
+from bridge.config import BridgeConfig
+from bridge.guard.ids import is_valid_server_name, user_id_server
 from bridge.http.errors import (
     M_FORBIDDEN,
     M_INVALID_PARAM,
@@ -43,7 +44,7 @@ from bridge.http.errors import (
     Handler,
 )
 from bridge.http.federation import FederationResolver
-from bridge.http.keys import CONFIG, OPENID_VERIFIER, REQUESTER
+from bridge.http.keys import CONFIG
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ REGISTRY_CACHE_SECONDS: Final = 15.0
 REGISTRY_READ_TIMEOUT_SECONDS: Final = 5.0
 """How long the registry's list of our homeservers is reused before it is read again."""
 USERINFO_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
+
+SERVER_POLICY: web.AppKey[ServerPolicy] = web.AppKey("caducee_server_policy")
+"""Which servers' users may call the API: the configured ones and the registry's own homeservers."""
+OPENID_VERIFIER: web.AppKey[OpenIdVerifier] = web.AppKey("caducee_openid_verifier")
+REQUESTER: web.RequestKey[Requester] = web.RequestKey("caducee_requester")
+"""Who is calling, set by the auth middleware on every authenticated request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +150,7 @@ class RegistryServerPolicy:
 
 def server_of(user_id: str) -> str | None:
     """The server name part of a Matrix user ID (`@local:server[:port]`), None if malformed."""
-    if not user_id.startswith("@"):
-        return None
-    local, sep, server = user_id[1:].partition(":")
-    if not sep or not local or not is_valid_server_name(server):
-        return None
-    return server
+    return user_id_server(user_id)
 
 
 def bearer_token(request: web.Request) -> str:

@@ -1,22 +1,18 @@
 """Typed keys for what the bridge application shares between its handlers.
 
 Kept in one small module so that route modules, the auth layer and later capabilities (registry,
-manifest, console) import the keys without importing each other.
+manifest, console) import the keys without importing each other. A key whose value is defined by
+one layer lives beside its type instead (`bridge.http.auth`: SERVER_POLICY, OPENID_VERIFIER,
+REQUESTER; `bridge.http.metrics`: METRICS), so this module imports no layer of the bridge's API.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
 from bridge.config import BridgeConfig
 from bridge.db import Database
-
-if TYPE_CHECKING:
-    from bridge.http.auth import OpenIdVerifier, Requester, ServerPolicy
-    from bridge.http.metrics import BridgeMetrics
 
 CONFIG: web.AppKey[BridgeConfig] = web.AppKey("caducee_config", BridgeConfig)
 DATABASE: web.AppKey[Database] = web.AppKey("caducee_database", Database)
@@ -25,10 +21,3 @@ HTTP_CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey(
     "caducee_http_client", aiohttp.ClientSession
 )
 """Outgoing HTTP (homeservers, peer bridges): one pooled session for the app's lifetime."""
-SERVER_POLICY: web.AppKey[ServerPolicy] = web.AppKey("caducee_server_policy")
-"""Which servers' users may call the API: the configured ones and the registry's own homeservers."""
-OPENID_VERIFIER: web.AppKey[OpenIdVerifier] = web.AppKey("caducee_openid_verifier")
-METRICS: web.AppKey[BridgeMetrics] = web.AppKey("caducee_metrics")
-
-REQUESTER: web.RequestKey[Requester] = web.RequestKey("caducee_requester")
-"""Who is calling, set by the auth middleware on every authenticated request."""

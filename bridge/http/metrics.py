@@ -14,7 +14,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 
 from bridge.http.errors import Handler
-from bridge.http.keys import METRICS
 
 
 class BridgeMetrics:
@@ -38,6 +37,9 @@ class BridgeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+METRICS: web.AppKey[BridgeMetrics] = web.AppKey("caducee_metrics", BridgeMetrics)
 
 
 def route_label(request: web.Request) -> str:

@@ -15,6 +15,7 @@ from aiohttp import web
 from bridge.admin.model import AdminError
 from bridge.admin.psc_signin import AdmitRequest, admit
 from bridge.console.keys import ADMIN_SERVICES
+from bridge.http.auth import REQUESTER
 from bridge.http.directory_routes import API_PREFIX
 from bridge.http.errors import (
     M_FORBIDDEN,
@@ -23,7 +24,7 @@ from bridge.http.errors import (
     M_UNAVAILABLE,
     ApiError,
 )
-from bridge.http.keys import CONFIG, REQUESTER
+from bridge.http.keys import CONFIG
 
 ADMIT_PATH: Final = f"{API_PREFIX}/psc/admit"
 MAX_BODY: Final = 4096

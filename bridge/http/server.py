@@ -18,8 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bridge.config import BridgeConfig
 from bridge.db import DatabaseError, safe_url
 from bridge.http.app import create_app
-from bridge.http.keys import METRICS
-from bridge.http.metrics import create_metrics_app
+from bridge.http.metrics import METRICS, create_metrics_app
 from bridge.registry.keys import KeyFileError
 
 logger = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from nio import (
     RoomMessageText,
 )
 
+from bot.app import production_runner
 from bot.config import parse_config
 from bot.runner import BotRunner
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation
@@ -236,7 +237,7 @@ async def measure(
         },
         base_dir=base,
     )
-    bot = BotRunner(config)
+    bot = production_runner(config)
     await bot.start()
     echo = await EchoBot.start(hs_a, base)
     doctor = await Doctor.create(hs_a, base)
