@@ -341,3 +341,13 @@ def test_secure_defaults_do_not_override_what_the_client_sent() -> None:
 )
 def test_room_creation_requests(request_body: dict[str, Any], expected: str | None) -> None:
     assert creation_rule(request_body) == expected
+
+
+def test_synapses_own_dummy_event_passes_only_empty() -> None:
+    """Synapse sends `org.matrix.dummy_event` by itself to merge forward extremities: refusing
+    it would let them pile up. It carries nothing, and must stay that way."""
+    from bridge.guard.messages import DUMMY_EVENT, check_message
+
+    assert check_message(DUMMY_EVENT, {}, ()) is None
+    refusal = check_message(DUMMY_EVENT, {"body": "Mme X"}, ())
+    assert refusal is not None and refusal.rule == "field_forbidden"
