@@ -275,7 +275,7 @@ def accept_identity(config: ConfigOption, user_id: UserArgument) -> None:
     pins = _pins(settings)
     pending = {p.user_id: p for p in pins.pending()}
     if user_id not in pending:
-        raise fail(f"no pending identity reset for {user_id} (see `pending-resets`).")
+        raise fail(f"No pending identity reset for {user_id} (see `pending-resets`).")
     _audit(settings, user_id, Outcome.ACCEPTED_BY_OPERATOR.value)
     pins.accept(user_id)
     typer.echo(f"Accepted the new identity of {user_id} (master key {pending[user_id].seen}).")

@@ -31,7 +31,7 @@ BOT_MAY_USE_FROM_BRIDGE = (
 )
 
 # `bridge.common` (its docstring): only these third-party libraries, so the bot may use it.
-COMMON_THIRD_PARTY = frozenset({"pydantic", "yaml", "sqlalchemy", "alembic"})
+COMMON_THIRD_PARTY = frozenset({"pydantic", "yaml", "sqlalchemy", "alembic", "typer"})
 
 
 def module_name(path: Path) -> str:

@@ -278,7 +278,7 @@ def test_the_same_mistake_gets_the_same_status_everywhere(
     for args in (
         ["directory", "search", "x", "--config", missing],
         ["deploy", "backup", "--config", missing, "--out", str(tmp_path)],
-        ["deploy", "restore", str(tmp_path / "a.tar.gz"), "-c", missing],
+        ["deploy", "restore", str(tmp_path / "a.tar.age"), "-c", missing, "-i", missing],
         ["bridge", "run", "-c", missing],
         ["admin", "member", "list", "-c", missing],
         ["bot", "run", "-c", missing],

@@ -67,13 +67,17 @@ async def test_an_import_locks_who_left_the_register_unless_switched_off(
         synapse = SynapseAdmin(http, hs_a.client_url, hs_a.admin_token)
 
         _switch(config, on=False)
-        code, out, err = await caducee_directory("import", str(one), "-c", str(config))
+        code, out, err = await caducee_directory(
+            "import", str(one), "--allow-shrink", "-c", str(config)
+        )
         assert code == 0, err
         assert "were not locked" in out
         assert (await synapse.get_user(gone) or {}).get("locked") is False
 
         _switch(config, on=True)  # the default
-        code, out, err = await caducee_directory("import", str(one), "-c", str(config))
+        code, out, err = await caducee_directory(
+            "import", str(one), "--allow-shrink", "-c", str(config)
+        )
         assert code == 0, err
         assert f"Left the register, locked now: {gone} (RPPS {leaving})" in out
         assert kept not in out

@@ -25,7 +25,17 @@ CADUCEE = "Caducée bot"
 ALLOWED_STATE: Mapping[str, tuple[frozenset[str] | None, str]] = {
     "m.room.create": (
         frozenset(
-            {"creator", "m.federate", "room_version", "predecessor", "type", "additional_creators"}
+            {
+                "creator",
+                "m.federate",
+                "room_version",
+                "predecessor",
+                "type",
+                "additional_creators",
+                # The bot's own: the event id of the `!case new` that made the room, so an
+                # interrupted command finds its room again (an id, scanned like the rest).
+                "fr.caducee.request",
+            }
         ),
         SPEC,
     ),
