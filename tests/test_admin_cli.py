@@ -20,18 +20,23 @@ pytestmark = pytest.mark.slow
 ENTRY = "from bridge.admin.cli import admin_app; admin_app(prog_name='caducee admin')"
 
 
-async def caducee_admin(*args: str) -> tuple[int, str, str]:
+async def run_entry(entry: str, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """Run a command group in its own Python process: (exit status, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        ENTRY,
+        entry,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=timeout)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def caducee_admin(*args: str) -> tuple[int, str, str]:
+    return await run_entry(ENTRY, *args)
 
 
 def write_config(tmp_path: Path, hs: Homeserver) -> Path:

@@ -4,8 +4,6 @@ configuration it does not; an unlock stays possible."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +16,7 @@ from bridge.db import open_database
 from bridge.synapse_admin import SynapseAdmin
 from deploy.local.federation import Homeserver
 from tests.admin_support import random_rpps, services_for, write_register
-from tests.test_admin_cli import caducee_admin, write_config
+from tests.test_admin_cli import caducee_admin, run_entry, write_config
 
 pytestmark = pytest.mark.slow
 ENTRY = (
@@ -27,17 +25,7 @@ ENTRY = (
 
 
 async def caducee_directory(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        ENTRY,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=180)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_entry(ENTRY, *args, timeout=180)
 
 
 def _switch(config: Path, on: bool) -> None:
