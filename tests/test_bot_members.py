@@ -136,7 +136,9 @@ async def test_bridge_outage_keeps_the_last_good_list(
         await members.aclose()
 
 
-async def test_malformed_or_failed_answers_are_ignored() -> None:
+@asynccontextmanager
+async def scripted_bridge() -> AsyncIterator[tuple[list[web.Response], str]]:
+    """A bridge whose allow-list endpoint gives the queued answers, one per request."""
     answers: list[web.Response] = []
 
     async def allowed(_request: web.Request) -> web.Response:
@@ -146,54 +148,47 @@ async def test_malformed_or_failed_answers_are_ignored() -> None:
     app.router.add_get(ALLOWED_SERVERS_PATH, allowed)
     server = TestServer(app)
     await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
     try:
-        async with members_of(url) as members:
-            answers.append(web.json_response({"servers": ["A.test", "b.test:8448"], "version": 7}))
-            assert await members.refresh()
-            assert members.servers == {"a.test", "b.test:8448", BOT_SERVER}
-            assert "A.TEST" in members and "c.test" not in members and None not in members
-            for bad in (
-                web.json_response({"errcode": "M_UNKNOWN"}, status=500),
-                web.Response(text="<html>proxy error</html>", status=200),
-                web.json_response({"servers": ["ok.test", "not a server"], "version": "2"}),
-                web.json_response({"servers": "a.test", "version": "2"}),
-                web.json_response({"servers": [], "version": True}),
-            ):
-                answers.append(bad)
-                assert not await members.refresh()
-                assert members.servers == {"a.test", "b.test:8448", BOT_SERVER}
-                assert members.version == "7"
+        yield answers, str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
+
+
+async def test_malformed_or_failed_answers_are_ignored() -> None:
+    async with scripted_bridge() as (answers, url), members_of(url) as members:
+        answers.append(web.json_response({"servers": ["A.test", "b.test:8448"], "version": 7}))
+        assert await members.refresh()
+        assert members.servers == {"a.test", "b.test:8448", BOT_SERVER}
+        assert "A.TEST" in members and "c.test" not in members and None not in members
+        for bad in (
+            web.json_response({"errcode": "M_UNKNOWN"}, status=500),
+            web.Response(text="<html>proxy error</html>", status=200),
+            web.json_response({"servers": ["ok.test", "not a server"], "version": "2"}),
+            web.json_response({"servers": "a.test", "version": "2"}),
+            web.json_response({"servers": [], "version": True}),
+        ):
+            answers.append(bad)
+            assert not await members.refresh()
+            assert members.servers == {"a.test", "b.test:8448", BOT_SERVER}
+            assert members.version == "7"
 
 
 async def test_a_peer_server_lapses_at_its_manifest_end_while_the_bridge_is_down() -> None:
-    answers: list[web.Response] = []
-
-    async def allowed(_request: web.Request) -> web.Response:
-        return answers.pop(0)
-
-    app = web.Application()
-    app.router.add_get(ALLOWED_SERVERS_PATH, allowed)
-    server = TestServer(app)
-    await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
     now = [1_000.0]
-    try:
-        async with members_of(url, clock=lambda: now[0]) as members:
-            body = {"servers": ["member.test", "peer.test"], "version": "1"}
-            answers.append(web.json_response(body | {"expires": {"peer.test": 2_000_000}}))
-            assert await members.refresh()
-            assert "peer.test" in members and "member.test" in members
-            answers.append(web.json_response({"errcode": "M_UNKNOWN"}, status=502))
-            assert not await members.refresh()  # the bridge is down: the last list stays ...
-            assert "peer.test" in members
-            now[0] = 2_000.0  # ... until the peer's manifest ends
-            assert "peer.test" not in members and "member.test" in members
-            assert members.servers == {"member.test", BOT_SERVER}
-    finally:
-        await server.close()
+    async with (
+        scripted_bridge() as (answers, url),
+        members_of(url, clock=lambda: now[0]) as members,
+    ):
+        body = {"servers": ["member.test", "peer.test"], "version": "1"}
+        answers.append(web.json_response(body | {"expires": {"peer.test": 2_000_000}}))
+        assert await members.refresh()
+        assert "peer.test" in members and "member.test" in members
+        answers.append(web.json_response({"errcode": "M_UNKNOWN"}, status=502))
+        assert not await members.refresh()  # the bridge is down: the last list stays ...
+        assert "peer.test" in members
+        now[0] = 2_000.0  # ... until the peer's manifest ends
+        assert "peer.test" not in members and "member.test" in members
+        assert members.servers == {"member.test", BOT_SERVER}
 
 
 def test_parse_allowed_servers() -> None:
