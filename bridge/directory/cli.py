@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from bridge.common.exits import EXIT_FAILED, EXIT_USAGE, os_reason, usage_error
+from bridge.common.exits import fail, os_reason, usage_error
 from bridge.directory.generations import DEFAULT_MAX_SHRINK
 from bridge.directory.model import DEFAULT_MAX_ERRORS
 
@@ -70,16 +70,6 @@ ConfigOption = Annotated[
 ]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(EXIT_FAILED)
-
-
-def _usage(message: str) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
-
-
 def existing_database_url(db: str | None, config: Path | None) -> str:
     """The database URL for reading: an SQLite file must already exist (never created)."""
     url = database_url(db, config)
@@ -93,7 +83,7 @@ def existing_database_url(db: str | None, config: Path | None) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database or "")
         if not path.is_file():
-            raise _usage(f"no directory database at {path}: check --db (nothing was created)")
+            raise usage_error(f"no directory database at {path}: check --db (nothing was created)")
     return url
 
 
@@ -124,9 +114,9 @@ def _run(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
         try:
             db = await open_database(url)
         except DatabaseError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         except Exception as exc:  # driver errors: unreachable server, bad credentials
-            raise _fail(f"cannot open the database {safe_url(url)}: {exc}") from None
+            raise fail(f"cannot open the database {safe_url(url)}: {exc}") from None
         try:
             return await work(db)
         finally:
@@ -253,13 +243,13 @@ def import_command(
             progress.stop()
             for error in exc.errors[:10]:
                 typer.echo(f"  line {error.line}: {error.message}", err=True)
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         except DirectoryImportError as exc:
             progress.stop()
-            raise _fail(f"{exc} (the directory is unchanged)") from None
+            raise fail(f"{exc} (the directory is unchanged)") from None
         except (OSError, UnicodeError) as exc:
             progress.stop()
-            raise _fail(
+            raise fail(
                 f"cannot read {path}: {os_reason(exc)} (the directory is unchanged)"
             ) from None
         finally:
@@ -294,7 +284,7 @@ def search_command(
     async def work(database: Database) -> SearchPage:
         async with database.sessions() as session:
             if await store.last_import(session) is None:
-                raise _fail(_NEVER_IMPORTED)
+                raise fail(_NEVER_IMPORTED)
             return await search_directory(session, query, limit=limit, offset=offset)
 
     page = _run(existing_database_url(db, config), work)
@@ -350,7 +340,7 @@ def changes_command(
         async with database.sessions() as session:
             last = await store.last_import(session)
             if last is None:
-                raise _fail(_NEVER_IMPORTED)
+                raise fail(_NEVER_IMPORTED)
             # The first import lists no one as new: everyone is.
             new = 0 if last.initial else last.new
             total = {"new": new, "changed": last.changed, "disappeared": last.disappeared}
