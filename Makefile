@@ -62,7 +62,7 @@ test: lint typecheck pytest
 
 ## The unit tier: no homeserver, no bot, no PostgreSQL (tests using them are marked `slow`).
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow and not postgres"
+	$(BIN)/pytest -q -n auto -m "not slow and not postgres"
 
 ## Benchmarks with same-run baselines (not part of `make test`).
 bench: $(STAMP)

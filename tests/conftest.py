@@ -40,6 +40,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        # A case parametrized over the back ends needs PostgreSQL in its "postgres" variant,
+        # however the parameter is spelled (`backend`, `db_url`, a combined id).
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgres" in callspec.id.split("-"):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(autouse=True)

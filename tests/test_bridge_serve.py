@@ -98,6 +98,7 @@ async def test_serve_reports_a_busy_port_clearly(tmp_path: Path) -> None:
             await serve(config, asyncio.Event())
 
 
+@pytest.mark.slow  # a real `caducee bridge run` process
 async def test_cli_run_serves_until_sigterm_then_exits_0(tmp_path: Path) -> None:
     port = free_port()
     config_path = tmp_path / "bridge.yaml"

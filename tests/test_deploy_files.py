@@ -257,6 +257,7 @@ def test_caddy_serves_element_config_and_wellknown() -> None:
             assert "ports" not in service, f"{name} must not be published"
 
 
+@pytest.mark.slow  # runs Synapse's own configuration loader
 def test_rendered_configuration_passes_synapse_validation(rendered: tuple[Path, Rendered]) -> None:
     _root, files = rendered
     for worker in [None, *files.workers.values()]:

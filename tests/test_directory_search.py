@@ -122,6 +122,7 @@ async def test_limit_offset_and_total(directory: Database) -> None:
         await search(directory, "ma", limit=0)
 
 
+@pytest.mark.postgres
 async def test_both_back_ends_give_identical_pages(tmp_path: Path) -> None:
     extract = demo_extract(tmp_path, lines=2000, seed=13)
     pages = {}

@@ -248,6 +248,7 @@ def test_fingerprint_is_the_public_key_in_unpadded_base64() -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "abc", fingerprint_of(KEY)[:-1], fingerprint_of(KEY) + "=", "!" * 43, "A" * 44],
+    ids=["empty", "short", "one-short", "padded", "not-base64", "one-long"],
 )
 def test_a_bad_fingerprint_is_refused_with_a_readable_message(text: str) -> None:
     with pytest.raises(ValueError, match="not a federation key fingerprint"):
