@@ -97,6 +97,8 @@ def test_the_bots_requests_use_those_paths() -> None:
     first_txn = path.rsplit("/", 1)[1]
     assert path == f"/_matrix/client/v3/sendToDevice/m.room.encrypted/{first_txn}"
     assert requests.send_to_device("m.room.encrypted", {}).path != path  # a fresh transaction
+    assert requests.whoami() == ("GET", "/_matrix/client/v3/account/whoami", None)
+    assert requests.password_login(BOT, "pw", "Caducée").path == "/_matrix/client/v3/login"
     assert requests.keys_query([DOCTOR]) == (
         "POST",
         "/_matrix/client/v3/keys/query",

@@ -30,6 +30,21 @@ def _transaction_id() -> str:
     return uuid.uuid4().hex
 
 
+def password_login(user_id: str, password: str, device_name: str) -> Request:
+    """``POST /login`` (the body holds the password: never log it)."""
+    body: Json = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user_id},
+        "password": password,
+        "initial_device_display_name": device_name,
+    }
+    return Request("POST", build_path(["login"]), body)
+
+
+def whoami() -> Request:
+    return Request("GET", build_path(["account", "whoami"]), None)
+
+
 def create_room(body: Json) -> Request:
     return Request("POST", build_path(["createRoom"]), body)
 
