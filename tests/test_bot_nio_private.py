@@ -12,13 +12,15 @@ before a doctor meets it:
   room key it carries.
 - `LeanSync` (`_handle_olm_events`, `_handle_joined_rooms`): nio still calls both from a sync,
   with the arguments the overrides read.
-- The names `CaduceeClient` and `LeanSync` define shadow only the nio methods they mean to.
+- The names `CaduceeClient` and `LeanSync` define shadow only the nio methods they mean to,
+  and no other module of the bot reaches into another object's private attributes.
 
 No homeserver: a loopback stand-in answers the two requests, and the Olm machines are local.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import secrets
 from collections.abc import AsyncIterator
@@ -286,3 +288,36 @@ def test_our_names_shadow_only_the_nio_methods_we_mean_to_override() -> None:
     }
     # Nor are the attributes `CaduceeClient.__init__` sets.
     assert not {"on_keys_query", "gate", "_claimed_at"} & nio_names
+
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+ALLOWED = CHECKOUT / "bot" / "matrix" / "nio_private.py"
+
+
+def private_reaches(source: str) -> list[str]:
+    """``x._name`` where ``x`` is not ``self`` or ``cls`` (``super()._name`` counts)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_only_nio_private_reaches_into_private_attributes() -> None:
+    offending = {
+        str(path.relative_to(CHECKOUT)): reaches
+        for path in sorted((CHECKOUT / "bot").rglob("*.py"))
+        if path != ALLOWED and (reaches := private_reaches(path.read_text()))
+    }
+    assert offending == {}
+    assert len(private_reaches(ALLOWED.read_text())) == 4  # the scan sees the four it holds
+
+
+def test_the_private_reach_scan_sees_each_form() -> None:
+    source = "a._b\nself._c\nsuper()._d(x)\nApi._e([])\nx.__class__\ncls._f\n"
+    assert private_reaches(source) == ["1: a._b", "3: super()._d", "4: Api._e"]
