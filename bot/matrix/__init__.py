@@ -9,6 +9,7 @@
 - `power_levels`: the power-level rules (pure).
 
 Imports: `actions` -> `client` -> `requests` -> `nio_private`; `homeserver` and
-`power_levels` use nothing of the bot but its types. `bot.crypto.bootstrap` sends its
-cross-signing requests through `requests` and `homeserver`, so those two stay below it.
+`power_levels` use nothing of the bot but its types. `bot.session` (login) and
+`bot.crypto.bootstrap` (cross-signing) send their requests through `requests` and
+`homeserver` too, so those two import nothing of the bot above `nio_private`.
 """
