@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -18,3 +19,23 @@ async def wait_event(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
+
+
+async def wait_until(
+    predicate: Callable[[], bool], generation: Callable[[], asyncio.Event], timeout: float
+) -> bool:
+    """Wait until `predicate` holds, re-checking after each sync; False on timeout.
+
+    `generation()` returns the event the *next* sync will set (the sync loop replaces it
+    each time), so no sync between the check and the wait can be missed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        event = generation()
+        if predicate():
+            return True
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        await wait_event(event, remaining)

@@ -17,7 +17,7 @@ from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
 from bot.config import BotConfig
 from bot.crypto.keyfiles import ensure_private_file
 from bot.events import MessageHandler
-from bot.matrix import NioActions
+from bot.matrix.actions import NioActions
 from bot.runner import BotRunner, HandlerFactory
 
 

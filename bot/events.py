@@ -30,7 +30,7 @@ from nio import (
 
 from bot.commands.context import IncomingMessage, MatrixActionError
 from bot.ids import EventId, RoomId, UserId, server_of
-from bot.matrix import NioActions
+from bot.matrix.actions import NioActions
 from bot.unreadable import (
     NO_KEY,
     SPEC_CODES,

@@ -19,14 +19,17 @@ from typing import Any
 
 from nio import AsyncClientConfig, KeysUploadError
 
+from bot.aio import wait_until
 from bot.checkpoint import SyncCheckpoints
 from bot.config import BotConfig, TrustMode
-from bot.crypto.bootstrap import CrossSigningOutcome, NioJson, ensure_cross_signed
+from bot.crypto.bootstrap import CrossSigningOutcome, ensure_cross_signed
 from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.keyfiles import PinStore, ensure_private_dir, ensure_private_file
 from bot.events import EventRouter, MessageHandler, SyncListener, TaskSet
 from bot.identity.gate import IdentityGate
-from bot.matrix import CaduceeClient, NioActions, wait_until
+from bot.matrix.actions import NioActions
+from bot.matrix.client import CaduceeClient
+from bot.matrix.homeserver import NioJson
 from bot.members import open_member_servers
 from bot.session import (
     LoginError,

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.crypto.keyfiles import read_json_file, write_private_file
+from bot.matrix import requests
+from bot.matrix.homeserver import send_json
 
 logger = logging.getLogger(__name__)
 
 SESSION_FILE = "session.json"
-LOGIN_PATH = "/_matrix/client/v3/login"
-WHOAMI_PATH = "/_matrix/client/v3/account/whoami"
 
 
 class LoginError(Exception):
@@ -58,41 +58,21 @@ def save_session(store_dir: Path, session: Session) -> None:
 async def password_login(client: Any, user_id: str, password: str, device_name: str) -> Session:
     """``POST /login`` with the password, without loading any store yet (the caller prepares
     the store files with private modes first, then calls ``restore_login``)."""
-    body = {
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": user_id},
-        "password": password,
-        "initial_device_display_name": device_name,
-    }
-    response = await client.send(
-        "POST", LOGIN_PATH, json.dumps(body), {"Content-Type": "application/json"}
-    )
-    try:
-        answer = await response.json(content_type=None)
-    except ValueError:
-        answer = {}
-    finally:
-        response.release()
-    if response.status != 200 or not isinstance(answer, dict):
-        errcode = answer.get("errcode", "") if isinstance(answer, dict) else ""
+    request = requests.password_login(user_id, password, device_name)
+    status, answer = await send_json(client, *request, token=None)
+    granted = [answer.get(key) for key in ("user_id", "device_id", "access_token")]
+    if status != 200 or not all(isinstance(value, str) for value in granted):
         raise LoginError(
-            f"the homeserver refused the bot's login as {user_id} (HTTP {response.status} "
-            f"{errcode}): check user_id and password"
+            f"the homeserver refused the bot's login as {user_id} (HTTP {status} "
+            f"{answer.get('errcode', '')}): check user_id and password"
         )
-    return Session(str(answer["user_id"]), str(answer["device_id"]), str(answer["access_token"]))
+    return Session(*(str(value) for value in granted))
 
 
 async def token_still_valid(client: Any, session: Session) -> bool:
-    headers = {"Authorization": f"Bearer {session.access_token}"}
-    response = await client.send("GET", WHOAMI_PATH, None, headers)
-    try:
-        answer = await response.json(content_type=None)
-    except ValueError:
-        answer = {}
-    finally:
-        response.release()
-    if response.status == 200:
-        return isinstance(answer, dict) and answer.get("device_id") == session.device_id
-    if response.status == 401:
+    status, answer = await send_json(client, *requests.whoami(), token=session.access_token)
+    if status == 200:
+        return answer.get("device_id") == session.device_id
+    if status == 401:
         return False
-    raise LoginError(f"the homeserver did not answer whoami (HTTP {response.status})")
+    raise LoginError(f"the homeserver did not answer whoami (HTTP {status})")

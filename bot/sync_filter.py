@@ -14,6 +14,8 @@ at every start. So:
 - device-list changes are matched against the users whose devices the bot tracks (a set),
   not against every room's member list (nio's way: O(rooms) per changed user, and blind to
   members that lazy loading has not shown yet).
+
+These are the pure decisions; `bot.matrix.nio_private.LeanSync` puts them in nio's sync steps.
 """
 
 from __future__ import annotations
@@ -65,36 +67,3 @@ def forget_members_after_gaps(rooms: Mapping[str, Any], joined: Mapping[str, Any
             room.members_synced = False
             cut.append(room_id)
     return cut
-
-
-class LeanSync:
-    """nio's sync handling made O(changed rooms); mixed into the bot's `AsyncClient`."""
-
-    olm: Any
-    rooms: dict[str, Any]
-    device_store: Any
-
-    def _handle_olm_events(self, response: Any) -> None:
-        """nio's, without its loop over every room for each changed user.
-
-        A one-time key count of 0 is taken too: nio skips it (it tests the count for
-        truth), and once every one-time key of the bot had been claimed, it would never
-        upload more, and no new device could start an encrypted session with the bot again.
-        """
-        olm = self.olm
-        assert olm is not None
-        count = response.device_key_count.signed_curve25519
-        if count is not None:
-            olm.uploaded_key_count = count
-        olm.add_changed_users(
-            changed_tracked_users(
-                response.device_list.changed,
-                response.device_list.left,
-                olm.tracked_users,
-                self.device_store.users,
-            )
-        )
-
-    async def _handle_joined_rooms(self, response: Any) -> None:
-        await super()._handle_joined_rooms(response)  # type: ignore[misc]
-        forget_members_after_gaps(self.rooms, response.rooms.join)

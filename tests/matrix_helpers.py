@@ -29,7 +29,8 @@ from nio import (
 )
 
 from bot.aio import wait_event
-from bot.crypto.bootstrap import NioJson, ensure_cross_signed
+from bot.crypto.bootstrap import ensure_cross_signed
+from bot.matrix.homeserver import NioJson
 from deploy.local.federation import Homeserver
 
 T = TypeVar("T")

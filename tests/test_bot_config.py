@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from bot.cli import bot_app
 from bot.config import ConfigError, TrustMode, load_config, parse_config
 from bot.events import may_join
-from bot.matrix import is_privileged_creator, power_level_of, withheld_content
+from bot.matrix.client import withheld_content
+from bot.matrix.power_levels import is_privileged_creator, power_level_of
 from bot.unreadable import (
     NO_KEY,
     SPEC_CODES,

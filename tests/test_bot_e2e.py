@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.crypto.bootstrap import NioJson, query_keys
+from bot.crypto.bootstrap import query_keys
 from bot.crypto.trust import Verdict, evaluate_user
 from bot.ids import UserId
-from bot.matrix import CREATOR_POWER
+from bot.matrix.homeserver import NioJson
+from bot.matrix.power_levels import CREATOR_POWER
 from bot.runner import BotRunner
 from deploy.local.federation import Homeserver
 from tests.matrix_helpers import ENCRYPTION, Doctor

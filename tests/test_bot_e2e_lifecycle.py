@@ -17,10 +17,11 @@ from typer.testing import CliRunner
 from bot.app import production_runner
 from bot.cli import bot_app
 from bot.config import BotConfig
-from bot.crypto.bootstrap import NioJson, ensure_cross_signed, query_keys
+from bot.crypto.bootstrap import ensure_cross_signed, query_keys
 from bot.crypto.keyfiles import PinStore
 from bot.crypto.trust import Verdict, evaluate_user
 from bot.ids import RoomId
+from bot.matrix.homeserver import NioJson
 from bot.runner import PINS_FILE, BotRunner
 from bot.session import SESSION_FILE
 from deploy.local.federation import Homeserver

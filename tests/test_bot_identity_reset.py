@@ -27,9 +27,10 @@ from nio import MegolmEvent
 from typer.testing import CliRunner, Result
 
 from bot.cli import bot_app
-from bot.crypto.bootstrap import NioJson, ensure_cross_signed
+from bot.crypto.bootstrap import ensure_cross_signed
 from bot.identity.texts import AUDIT_COMMAND, Outcome
 from bot.ids import RoomId
+from bot.matrix.homeserver import NioJson
 from bot.runner import BotRunner
 from bot.store import BotStore
 from deploy.local.federation import Homeserver

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from nio import AsyncClientConfig
 
-from bot.matrix import CaduceeClient
+from bot.matrix.client import CaduceeClient
 from bot.runner import SYNC_RECOVERED_AFTER_S, SYNC_RETRY_MAX_S, client_config, sync_retry_delay
 
 

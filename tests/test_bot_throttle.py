@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from nio import JoinedRoomsResponse
 
-from bot.matrix import CaduceeClient
+from bot.matrix.client import CaduceeClient
 from bot.throttle import MAX_RETRY_SECONDS, retry_after_seconds
 
 PAUSE_MS = 400

@@ -13,7 +13,6 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from bot.crypto.cross_signing import (
     CrossSigningKeys,
@@ -23,46 +22,14 @@ from bot.crypto.cross_signing import (
 from bot.crypto.keyfiles import load_cross_signing_keys, save_cross_signing_keys
 from bot.crypto.signing import Json
 from bot.crypto.trust import OwnPlan, device_signed_by, plan_own_cross_signing
+from bot.matrix import requests
+from bot.matrix.homeserver import HomeserverJson
 
 logger = logging.getLogger(__name__)
-
-KEYS_QUERY = "/_matrix/client/v3/keys/query"
-DEVICE_SIGNING_UPLOAD = "/_matrix/client/v3/keys/device_signing/upload"
-SIGNATURES_UPLOAD = "/_matrix/client/v3/keys/signatures/upload"
 
 
 class CrossSigningError(Exception):
     """Cross-signing could not be completed; the message tells an operator what to do."""
-
-
-class HomeserverJson(Protocol):
-    """An authenticated JSON call to the client-server API."""
-
-    async def request_json(self, method: str, path: str, body: Json | None) -> tuple[int, Json]:
-        """Returns the HTTP status and the decoded JSON body ({} when not JSON)."""
-        ...
-
-
-class NioJson:
-    """`HomeserverJson` over a logged-in nio `AsyncClient` (reuses its HTTP session)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    async def request_json(self, method: str, path: str, body: Json | None) -> tuple[int, Json]:
-        headers = {
-            "Authorization": f"Bearer {self._client.access_token}",
-            "Content-Type": "application/json",
-        }
-        data = None if body is None else json.dumps(body)
-        response = await self._client.send(method, path, data, headers)
-        try:
-            parsed = await response.json(content_type=None)
-        except ValueError:
-            parsed = {}
-        finally:
-            response.release()
-        return response.status, parsed if isinstance(parsed, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -75,9 +42,7 @@ class CrossSigningOutcome:
 
 
 async def query_keys(api: HomeserverJson, user_ids: list[str]) -> Json:
-    status, body = await api.request_json(
-        "POST", KEYS_QUERY, {"device_keys": {u: [] for u in user_ids}}
-    )
+    status, body = await api.request_json(*requests.keys_query(user_ids))
     if status != 200:
         raise CrossSigningError(f"the homeserver refused to list keys (HTTP {status})")
     return body
@@ -92,7 +57,7 @@ async def upload_cross_signing_keys(
     one. The body (which then holds the password) is never logged.
     """
     body = device_signing_upload_body(user_id, keys)
-    status, answer = await api.request_json("POST", DEVICE_SIGNING_UPLOAD, body)
+    status, answer = await api.request_json(*requests.device_signing_upload(body))
     if status == 401 and "session" in answer:
         flows = [f.get("stages", []) for f in answer.get("flows", []) if isinstance(f, dict)]
         if ["m.login.password"] not in flows:
@@ -111,7 +76,7 @@ async def upload_cross_signing_keys(
             "password": password,
             "session": answer["session"],
         }
-        status, answer = await api.request_json("POST", DEVICE_SIGNING_UPLOAD, body)
+        status, answer = await api.request_json(*requests.device_signing_upload(body))
     if status != 200:
         raise CrossSigningError(
             "the homeserver refused the cross-signing keys "
@@ -123,7 +88,7 @@ async def sign_own_device(
     api: HomeserverJson, user_id: str, device_json: Json, keys: CrossSigningKeys
 ) -> None:
     body = device_signature_upload_body(user_id, device_json, keys.self_signing)
-    status, answer = await api.request_json("POST", SIGNATURES_UPLOAD, body)
+    status, answer = await api.request_json(*requests.signatures_upload(body))
     failures = answer.get("failures") or {}
     if status != 200 or failures:
         raise CrossSigningError(

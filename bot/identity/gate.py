@@ -34,7 +34,7 @@ from bot.identity.texts import (
     reset_code,
 )
 from bot.ids import RoomId, UserId
-from bot.matrix import NioActions
+from bot.matrix.actions import NioActions
 from bot.unreadable import NoticeLimiter
 
 logger = logging.getLogger(__name__)

@@ -7,21 +7,22 @@ makes a Megolm session used for that one message, gives its key over Olm to ever
 every member, sends the message, and forgets the session: nothing else is ever encrypted
 with a key an untrusted device holds.
 
-This reaches into nio's Olm machine (`_olm_encrypt`, the session store), which has no public
-call to share a key with chosen devices.
+This reaches into nio's Olm machine (`olm_encrypt` from `bot.matrix.nio_private`, the session
+store), which has no public call to share a key with chosen devices.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from nio.api import Api
 from nio.crypto.sessions import OutboundGroupSession
 
-from bot.crypto.bootstrap import NioJson
 from bot.ids import EventId, RoomId
+from bot.matrix import requests
+from bot.matrix.homeserver import NioJson
+from bot.matrix.nio_private import olm_encrypt
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +74,12 @@ async def send_readable(client: Any, room_id: RoomId, body: str) -> EventId:
         if olm_session is None:
             logger.info("No Olm session with device %s of %s", device.id, device.user_id)
             continue
-        messages.setdefault(device.user_id, {})[device.id] = olm._olm_encrypt(
-            olm_session, device, "m.room_key", key
+        messages.setdefault(device.user_id, {})[device.id] = olm_encrypt(
+            olm, olm_session, device, "m.room_key", key
         )
     http = NioJson(client)
     if messages:
-        path = Api._build_path(["sendToDevice", "m.room.encrypted", uuid.uuid4().hex])
-        status, _ = await http.request_json("PUT", path, {"messages": messages})
+        status, _ = await http.request_json(*requests.send_to_device("m.room.encrypted", messages))
         if status != 200:
             raise NoticeNotSent(f"the room key could not be delivered (HTTP {status})")
     session.shared = True  # nio's guard against encrypting before sharing: it is, above
@@ -92,8 +92,9 @@ async def send_readable(client: Any, room_id: RoomId, body: str) -> EventId:
         "session_id": session.id,
         "device_id": client.device_id,
     }
-    path = Api._build_path(["rooms", room_id, "send", "m.room.encrypted", uuid.uuid4().hex])
-    status, answer = await http.request_json("PUT", path, event)
+    status, answer = await http.request_json(
+        *requests.room_send(room_id, "m.room.encrypted", event)
+    )
     event_id = answer.get("event_id") if isinstance(answer, dict) else None
     if status != 200 or not isinstance(event_id, str):
         raise NoticeNotSent(f"the homeserver refused the notice (HTTP {status})")

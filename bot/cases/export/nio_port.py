@@ -21,7 +21,8 @@ from nio.crypto.attachments import decrypt_attachment
 from bot.cases.export.model import RawEvent
 from bot.commands.context import MatrixActionError
 from bot.ids import RoomId
-from bot.matrix import CaduceeClient, NioActions
+from bot.matrix.actions import NioActions
+from bot.matrix.client import CaduceeClient
 
 logger = logging.getLogger(__name__)
 
