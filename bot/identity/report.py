@@ -124,7 +124,12 @@ class ResetReporter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if await self._report_once():
+            try:
+                done = await self._report_once()
+            except Exception as exc:  # a bug here must not end the reports for good
+                logger.exception("Reporting the pending identity resets failed")
+                done = self._failed(type(exc).__name__)
+            if done:
                 delay = self._first_retry
                 continue
             self._wake.set()  # send again after the pause, whatever changed meanwhile
