@@ -11,21 +11,30 @@ import base64
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
 from bot.crypto.keyfiles import PendingReset as BotPending
 from bot.identity.report import ResetReporter, report_body
 from bridge.admin import audit
 from bridge.config import BridgeConfig
+from bridge.db import Database
 from bridge.http.app import create_app
 from bridge.http.keys import DATABASE
 from bridge.identity_resets.model import ReportError, parse_report
 from bridge.identity_resets.routes import REPORT_PATH
-from bridge.identity_resets.store import ENDED_ACTION, PENDING_ACTION, latest_reports
+from bridge.identity_resets.store import (
+    ENDED_ACTION,
+    PENDING_ACTION,
+    latest_reports,
+    save_report,
+)
+from tests.admin_support import bridge_database
 from tests.bridge_http_support import (
     OTHER_SERVICE_TOKEN,
     SERVICE_TOKEN,
@@ -252,3 +261,26 @@ async def live_bridge(config: BridgeConfig, port: int) -> AsyncIterator[web.Appl
         yield runner.app
     finally:
         await runner.cleanup()
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with bridge_database(request.param, tmp_path) as opened:
+        yield opened
+
+
+async def test_each_bots_list_reads_back_whole_and_in_utc(db: Database) -> None:
+    """Two bots (two service tokens) keep their own lists; times come back as written."""
+    now = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+    late, early = entry(DOCTOR, key(), since_ms=1_760_000_500_000), entry(OTHER, key())
+    async with db.sessions.begin() as s:
+        await save_report(s, "bot", parse_report(report(late, early)), now=now)
+        await save_report(s, "bot-b", parse_report(report()), now=now)
+    async with db.sessions() as s:
+        found = await latest_reports(s)
+    assert [(r.reporter, r.reported_at) for r in found] == [("bot", now), ("bot-b", now)]
+    assert [(p.user_id, p.since) for p in found[0].pending] == [
+        (OTHER, datetime.fromtimestamp(1_760_000_000, UTC)),
+        (DOCTOR, datetime.fromtimestamp(1_760_000_500, UTC)),
+    ]
+    assert found[1].pending == ()
