@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
 from bot.config import BotConfig
@@ -19,6 +19,11 @@ from bot.crypto.keyfiles import ensure_private_file
 from bot.events import MessageHandler
 from bot.matrix.actions import NioActions
 from bot.runner import BotRunner, HandlerFactory
+
+if TYPE_CHECKING:
+    from bot.identity.gate import IdentityGate
+    from bot.identity.report import ResetReporter
+    from bot.store import BotStore
 
 
 class UnavailableDirectory:
@@ -37,6 +42,22 @@ def production_runner(config: BotConfig) -> BotRunner:
 
     runner = BotRunner(config, build)
     return runner
+
+
+def reset_reporter(
+    bridge_url: str, token: str, bot: str, gate: IdentityGate, store: BotStore
+) -> ResetReporter:
+    """Tell the bridge about pending identity resets, at start and at each change."""
+    from bot.identity.report import ResetReporter
+    from bot.identity.texts import AUDIT_COMMAND
+
+    async def outcome_of(user_id: str) -> str | None:
+        return await store.latest_outcome(user_id, AUDIT_COMMAND)
+
+    pins = gate.pins
+    reporter = ResetReporter(bridge_url, token, bot, pins.pending, outcome_of)
+    gate.on_change = reporter.changed
+    return reporter
 
 
 def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
@@ -95,6 +116,12 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
             client = DirectoryClient(config.bridge_url, token)
             stack.push_async_callback(client.close)
             directory = client
+            if runner.identity_gate is not None:
+                reporter = reset_reporter(
+                    config.bridge_url, token, config.user_id, runner.identity_gate, store
+                )
+                stack.push_async_callback(reporter.aclose)
+                reporter.start()
         else:
             directory = UnavailableDirectory()
         registry = default_registry()

@@ -192,6 +192,9 @@ class BridgeConfig(_Strict):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """If set, Prometheus metrics are served on 127.0.0.1 at this port (never publicly)."""
     service_tokens: tuple[ServiceToken, ...] = ()
+    bot_service_token: str | None = Field(default="bot", min_length=1, max_length=64)
+    """The name of the service token (in `service_tokens`) the bot presents. Only that token
+    may report the bot's pending identity resets (shown in the console); None: no caller may."""
     openid_allowed_servers: tuple[ServerName, ...] | None = None
     """Servers whose users may use the API with an OpenID token; defaults to `server_name`."""
     openid_server_urls: dict[ServerName, BaseUrl] = Field(default_factory=dict)

@@ -129,3 +129,34 @@ async def test_an_operator_decision_on_disk_is_picked_up(world: World, tmp_path:
     world.gate.refresh()
     assert DOC in world.client.olm.users_for_key_query
     assert not await world.say("!find cardio")
+
+
+async def test_the_bridge_is_told_at_each_change_of_the_pending_list(
+    world: World, tmp_path: Path
+) -> None:
+    """New reset, confirmation, operator's accept or forget: each calls `on_change` (the bot's
+    `ResetReporter`); a refused confirmation or a quiet refresh does not."""
+    told: list[str] = []
+    world.gate.on_change = lambda: told.append(str(sorted(world.pins.changed())))
+    world.pins.pin(DOC, "K1")
+    world.pins.vouch(DOC, OLD_DEVICE)
+    world.pins.flag_change(DOC, "K2")
+    world.gate.noticed(DOC)  # what the device trust calls after `flag_change`
+    assert told == [f"['{DOC}']"]
+    code = reset_code("K2")
+    assert await world.say(f"!identity confirm {code}", NEW_DEVICE)  # refused: no change
+    world.gate.refresh()  # nothing changed on disk
+    assert len(told) == 1
+    assert await world.say(f"!identity confirm {code}", OLD_DEVICE)
+    assert told[-1] == "[]"
+
+    operator = PinStore(tmp_path / "pins.json")  # `caducee bot accept-identity` / `forget-...`
+    world.pins.flag_change(DOC, "K3")
+    operator.refresh()
+    operator.accept(DOC)
+    world.gate.refresh()
+    assert told[-1] == "[]" and len(told) == 3
+    world.pins.flag_change(DOC, "K4")
+    operator.forget(DOC)
+    world.gate.refresh()
+    assert told[-1] == "[]" and len(told) == 4

@@ -131,6 +131,18 @@ async def test_audit_lines_outside_commands_are_recorded_and_bounded(store: BotS
     ]
 
 
+async def test_the_latest_outcome_of_a_users_identity_reset_is_found(store: BotStore) -> None:
+    """What the bot tells the bridge about a reset that ended (`bot.identity.report`)."""
+    bob = UserId("@bob:hs-a.test")
+    await store.record_audit(ALICE, "", "identity-reset", "pending", at_ms=5)
+    await store.record_audit(bob, "", "identity-reset", "pending", at_ms=6)
+    await store.record_audit(ALICE, ROOM, "identity-reset", "confirmed-by-session", at_ms=7)
+    await store.record_audit(ALICE, ROOM, "!help", "ok", at_ms=8)
+    assert await store.latest_outcome(ALICE, "identity-reset") == "confirmed-by-session"
+    assert await store.latest_outcome(bob, "identity-reset") == "pending"
+    assert await store.latest_outcome("@nobody:hs-a.test", "identity-reset") is None
+
+
 async def test_case_rooms_open_close_and_lifetime(store: BotStore) -> None:
     other = RoomId("!other:hs-b.test")
     await store.add_case(CaseRoom(ROOM, "a", ALICE, 60, created_ms=2))

@@ -20,5 +20,7 @@ accepted by
 - an operator, after checking with the doctor by another channel:
   ``caducee bot pending-resets`` then ``caducee bot accept-identity USER``.
 
-Each step goes to the bot's audit log (command ``identity-reset``).
+Each step goes to the bot's audit log (command ``identity-reset``). The list of pending resets
+goes to the bridge at start and at each change (`report.ResetReporter`), where the federation's
+admin console shows it and the bridge's audit log records each reset appearing and ending.
 """

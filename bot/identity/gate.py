@@ -63,6 +63,9 @@ class IdentityGate:
         self._tasks: set[asyncio.Task[None]] = set()
         self.audit: AuditSink | None = None
         """Set by the shell once the bot's database is open; None: log lines only."""
+        self.on_change: Callable[[], None] | None = None
+        """Called (without waiting) when the pending resets may have changed: the shell's
+        `ResetReporter` then tells the bridge. None: nobody to tell."""
 
     @property
     def pins(self) -> PinStore:
@@ -73,10 +76,13 @@ class IdentityGate:
     def noticed(self, user_id: str) -> None:
         """A new, not yet accepted master key of `user_id` was just seen."""
         self._spawn(self._audit(UserId(user_id), "", Outcome.PENDING))
+        self._changed()
 
     def refresh(self) -> None:
         """Pick up an operator's decision: users whose pin changed on disk are judged again."""
         users = self._pins.refresh()
+        if users:
+            self._changed()
         olm = self._client.olm
         if users and olm is not None:
             logger.info("Trust decisions changed on disk for %d user(s)", len(users))
@@ -127,6 +133,7 @@ class IdentityGate:
             return
         await self._audit(msg.sender, msg.room_id, Outcome.CONFIRMED_BY_SESSION)
         self._pins.accept(msg.sender)
+        self._changed()
         logger.info("%s confirmed their new identity from an earlier session", msg.sender)
         olm = self._client.olm
         if olm is not None:
@@ -135,6 +142,10 @@ class IdentityGate:
         await self._send_readable(msg.room_id, CONFIRMED)
 
     # ---- plumbing ------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def _fresh_keys(self) -> None:
         """Query outdated device lists first: the reset may be in this very sync."""

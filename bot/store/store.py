@@ -201,6 +201,16 @@ class BotStore:
                 )
             )
 
+    async def latest_outcome(self, sender: str, command: str) -> str | None:
+        """The outcome of the newest audit line of `sender` for `command`, None if none."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(AuditRow.outcome)
+                .where(AuditRow.sender == sender, AuditRow.command == command)
+                .order_by(AuditRow.id.desc())
+                .limit(1)
+            )
+
     async def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
         """The latest audit lines, newest first."""
         async with self._sessions() as session:

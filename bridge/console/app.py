@@ -16,7 +16,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.admin import audit
-from bridge.console import device, pages, registry_pages, sessions
+from bridge.console import device, pages, registry_pages, resets_page, sessions
 from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER, LIMITER, SESSION_SECRET
 from bridge.console.ratelimit import Outcome
 from bridge.console.render import page
@@ -252,4 +252,5 @@ def console_app() -> web.Application:
     app.router.add_post("/logout", signout, name="signout")
     pages.add_routes(app)
     registry_pages.add_routes(app)
+    resets_page.add_routes(app)
     return app

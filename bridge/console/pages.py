@@ -17,6 +17,7 @@ from bridge.admin.bulk_handler import onboard_file
 from bridge.admin.departed import list_departed, lock_departed
 from bridge.admin.handlers import offboard, onboard, set_locked
 from bridge.admin.model import Actor, AdminError
+from bridge.console import resets_page
 from bridge.console.keys import ADMIN_SERVICES, ADMIN_USER
 from bridge.console.render import STATUS, admin_page
 from bridge.directory.search import SearchResult, search_directory
@@ -52,6 +53,7 @@ async def overview(request: web.Request) -> web.Response:
         latest=latest,
         departed=departed,
         homeservers=sorted(services.homeservers),
+        held=await resets_page.pending_count(request),
     )
 
 

@@ -33,6 +33,7 @@ from bridge.http.errors import error_middleware
 from bridge.http.federation import FederationResolver, federation_ssl_context
 from bridge.http.keys import CONFIG, DATABASE, HTTP_CLIENT
 from bridge.http.metrics import METRICS, BridgeMetrics, metrics_middleware
+from bridge.identity_resets import routes as identity_reset_routes
 from bridge.registry import handlers as registry_handlers
 from bridge.registry import routes as registry_routes
 
@@ -45,6 +46,7 @@ ROUTE_MODULES: tuple[RouteInstaller, ...] = (
     admin_routes.add_routes,
     registry_routes.add_routes,
     psc_routes.add_routes,
+    identity_reset_routes.add_routes,
 )
 USER_AGENT = "Caducee-bridge/0.1"
 CREATE_DATABASE: web.AppKey[bool] = web.AppKey("caducee_create_database", bool)
