@@ -68,6 +68,12 @@ async def test_a_doctor_of_the_register_gets_an_account_named_and_linked_at_once
         ("ok", expected, True)
     ]
     assert entries[0].detail["acr"] == "eidas1"
+    assert entries[0].actor == f"psc:{who.rpps}" and entries[0].at is not None
+    # Who, when, why: never a token of the exchange or of the session it opened.
+    recorded = repr(entries)
+    for secret in (result.login_token, session["access_token"]):
+        assert secret not in recorded
+    assert psc_site.standin.client_secret_path.read_text().strip() not in recorded
     # Signing in again lands on the same account, never a second one.
     again = await sso_sign_in(psc_site, who)
     assert again.login_token
@@ -83,11 +89,24 @@ async def test_an_onboarded_practitioner_lands_on_their_existing_account(
         onboarded = await handlers.onboard(
             services_for(psc_site.db, http, psc_site.hs), ADMIN, who.rpps
         )
-    result = await sso_sign_in(psc_site, who)
-    assert result.login_token, result.error_text
-    assert (await exchange(psc_site, result.login_token))["user_id"] == onboarded.matrix_id
+    for _ in range(2):  # the first sign-in attaches the identity, the second finds it
+        result = await sso_sign_in(psc_site, who)
+        assert result.login_token, result.error_text
+        assert (await exchange(psc_site, result.login_token))["user_id"] == onboarded.matrix_id
     entries = await signin_audit(psc_site, who.rpps)
-    assert [(e.target, e.detail["new_account"]) for e in entries] == [(onboarded.matrix_id, False)]
+    assert [(e.target, e.detail["new_account"]) for e in entries] == [
+        (onboarded.matrix_id, False)
+    ] * 2
+    # Never a duplicate: the register's name belongs to one account on the homeserver.
+    async with aiohttp.ClientSession() as http:
+        services = services_for(psc_site.db, http, psc_site.hs)
+        client = services.client_for(onboarded.matrix_id)
+        for suffix in ("", "2", "3"):
+            candidate = f"@paul.existant{suffix}:{psc_site.hs.server_name}"
+            if candidate != onboarded.matrix_id:
+                assert await client.get_user(candidate) is None, candidate
+    async with psc_site.db.sessions() as db_session:
+        assert await directory.link_of_rpps(db_session, who.rpps) == onboarded.matrix_id
 
 
 async def test_locked_and_offboarded_practitioners_are_refused(psc_site: PscSite) -> None:
@@ -171,7 +190,11 @@ async def test_a_state_from_another_browser_is_refused(psc_site: PscSite) -> Non
             await start_sso(attacker, psc_site)  # the attacker's own session cookie
             async with attacker.get(callback, allow_redirects=False) as response:
                 assert response.status == 400
-                assert "loginToken" not in await response.text()
+                page = await response.text()
+                assert "loginToken" not in page
+                # The practitioner reads why, in French and English.
+                assert "Connexion impossible" in page and "Sign-in not possible" in page
+                assert "autre navigateur" in page or "another browser" in page, page
         async with aiohttp.ClientSession() as no_cookie, no_cookie.get(callback) as response:
             assert response.status == 400
             assert "loginToken" not in await response.text()
