@@ -126,6 +126,12 @@ CASES: list[tuple[dict[str, Any], str, Admitted | str]] = [
     ({"account_state": "locked", "linked_matrix_id": "@a:hs.test"}, "register", "locked"),
     ({"in_register": False, "linked_matrix_id": "@a:hs.test"}, "register", "left_register"),
     ({"in_register": False, "linked_matrix_id": "@a:hs.test"}, "members", "left_register"),
+    (  # locked by the import because they left: the cause is what they read
+        {"in_register": False, "linked_matrix_id": "@a:hs.test", "account_state": "locked"},
+        "register",
+        "left_register",
+    ),
+    ({"in_register": False, "account_state": "deactivated"}, "register", "offboarded"),
     ({"in_register": False}, "register", "unknown_identifier"),
     ({"in_register": False, "listed": True}, "members", "unknown_identifier"),
     ({"linked_matrix_id": "@a:other.test"}, "register", "other_homeserver"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.admin import directory, handlers
+from bridge.admin import after_import, departed, directory, handlers
 from bridge.admin.model import Actor
 from tests.admin_support import import_register, services_for
 from tests.psc_support import (
@@ -150,11 +150,22 @@ async def test_a_struck_off_practitioner_is_refused_after_a_directory_import(
     await in_register(psc_site, who)
     first = await sso_sign_in(psc_site, who)
     assert first.login_token, first.error_text
+    user_id = (await exchange(psc_site, first.login_token))["user_id"]
     await import_register(
         psc_site.db, tmp_path, [(other.rpps, other.family_name, other.given_name.upper())]
     )
     assert_refused(await sso_sign_in(psc_site, who), "ne figurez plus", "no longer in")
+    # By default the import then locks the accounts of those who left (only this one here:
+    # the session's other practitioners are not part of this test). They still read the
+    # cause, not merely that their account is locked.
+    async with aiohttp.ClientSession() as http:
+        services = services_for(psc_site.db, http, psc_site.hs)
+        await handlers.set_locked(
+            services, after_import.ACTOR, user_id, locked=True, reason=departed.REASON
+        )
+    assert_refused(await sso_sign_in(psc_site, who), "ne figurez plus", "no longer in")
     assert [e.detail.get("reason") for e in await signin_audit(psc_site, who.rpps)] == [
+        "left_register",
         "left_register",
         None,
     ]
