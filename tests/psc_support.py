@@ -53,6 +53,7 @@ PEOPLE: dict[str, Identity] = {
         ("forged", "Yves", "FORGÉ", "10"),
         ("returning", "Rémi", "REVENANT", "10"),
         ("homonym", "Odile", "HOMONYME", "10"),
+        ("mobile", "Yann", "MOBILE", "10"),
     ]
 }
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.admin import after_import, departed, directory, handlers
-from bridge.admin.model import Actor
+from bridge.admin import after_import, audit, departed, directory, handlers
+from bridge.admin.model import Actor, AdminError
 from tests.admin_support import import_register, services_for
 from tests.psc_support import (
     PEOPLE,
@@ -271,3 +271,51 @@ async def test_a_newcomer_never_takes_over_an_account_with_their_name(psc_site: 
     user_id = (await exchange(psc_site, result.login_token))["user_id"]
     assert user_id == f"@odile.homonyme2:{psc_site.hs.server_name}"
     assert user_id != squatter.user_id
+
+
+async def test_an_account_opened_by_psc_gets_a_password_for_element_x(psc_site: PscSite) -> None:
+    """Element X cannot sign in with single sign-on: the admin gives the practitioner a
+    one-time password link (`caducee admin password-link`); the password then signs in, and
+    the Element Web session PSC opened keeps working (its keys live there)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from bridge.admin.password_link import password_link
+
+    who = PEOPLE["mobile"]
+    await in_register(psc_site, who)
+    result = await sso_sign_in(psc_site, who)
+    assert result.login_token, result.error_text
+    web = await exchange(psc_site, result.login_token)
+    hs = psc_site.hs
+    password = secrets.token_urlsafe(16)
+    async with aiohttp.ClientSession() as http:
+        services = services_for(psc_site.db, http, hs)
+        first = await password_link(services, ADMIN, web["user_id"])
+        link = await password_link(services, ADMIN, web["user_id"])  # the first one is revoked
+        secret = parse_qs(urlsplit(link.activation_url).query)["token"][0]
+        old = parse_qs(urlsplit(first.activation_url).query)["token"][0]
+        with pytest.raises(AdminError, match="not valid"):
+            await handlers.activate(services, old, password)
+        assert await handlers.activate(services, secret, password) == web["user_id"]
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": web["user_id"]},
+            "password": password,
+        }
+        async with http.post(f"{hs.client_url}/_matrix/client/v3/login", json=body) as answer:
+            assert answer.status == 200, await answer.text()
+        whoami = f"{hs.client_url}/_matrix/client/v3/account/whoami"
+        headers = {"Authorization": f"Bearer {web['access_token']}"}
+        async with http.get(whoami, headers=headers) as answer:
+            assert answer.status == 200, "the PSC session was signed out"
+        # Only practitioners' accounts, and not a locked one.
+        stranger = await hs.register_user("np-" + secrets.token_hex(4), password)
+        with pytest.raises(AdminError, match="not a practitioner's account"):
+            await password_link(services, ADMIN, stranger.user_id)
+        await handlers.set_locked(services, ADMIN, web["user_id"], locked=True)
+        with pytest.raises(AdminError, match="locked"):
+            await password_link(services, ADMIN, web["user_id"])
+    async with psc_site.db.sessions() as db_session:
+        entries = await audit.recent(db_session, limit=50, action="password_link")
+    mine = [e for e in entries if e.target == web["user_id"]]
+    assert len(mine) == 2 and all(secret not in repr(e) for e in mine)
