@@ -319,3 +319,38 @@ async def test_an_account_opened_by_psc_gets_a_password_for_element_x(psc_site: 
         entries = await audit.recent(db_session, limit=50, action="password_link")
     mine = [e for e in entries if e.target == web["user_id"]]
     assert len(mine) == 2 and all(secret not in repr(e) for e in mine)
+
+
+async def test_the_stand_in_answers_at_pscs_discovery_path_as_psc_does(psc_site: PscSite) -> None:
+    """The stand-in publishes its discovery document where PSC does (`wallet-openid-configuration`),
+    with the endpoints Caducée writes into Synapse's block, PSC's claims, scope and levels;
+    and, like PSC, it refuses an authorization request without PKCE."""
+    standin = psc_site.standin
+    async with aiohttp.ClientSession() as http:
+        async with http.get(standin.endpoints.discovery_url) as answer:
+            assert answer.status == 200
+            found = await answer.json()
+        assert found["issuer"] == standin.issuer
+        for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
+            assert found[key] == getattr(standin.endpoints, key), key
+        assert {"SubjectNameID", "SubjectRefPro"} <= set(found["claims_supported"])
+        assert {"openid", "scope_all"} <= set(found["scopes_supported"])
+        assert {"eidas1"} <= set(found["acr_values_supported"])
+        assert found["code_challenge_methods_supported"] == ["S256"]
+        assert "client_secret_post" in found["token_endpoint_auth_methods_supported"]
+        no_pkce = {
+            "client_id": standin.client_id,
+            "response_type": "code",
+            "scope": "openid scope_all",
+            "redirect_uri": f"{psc_site.hs.client_url}/_synapse/client/oidc/callback",
+            "state": "s",
+            "nonce": "n",
+        }
+        async with http.get(
+            found["authorization_endpoint"], params=no_pkce, allow_redirects=False
+        ) as answer:
+            location = answer.headers.get("Location", "")
+            assert "error=invalid_request" in location and "requires+PKCE" in location, (
+                answer.status,
+                location,
+            )
