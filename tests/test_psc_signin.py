@@ -182,12 +182,18 @@ async def test_unknown_identifier_other_profession_and_weak_assurance_are_refuse
     assert_refused(
         await sso_sign_in(psc_site, PEOPLE["nurse"]), "votre profession", "your profession"
     )
+    # The same for one PSC names by ADELI number (`SubjectNameID` 0 + ADELI): read and found.
+    await in_register(psc_site, PEOPLE["adeli"])
+    assert PEOPLE["adeli"].subject == "0" + PEOPLE["adeli"].rpps
+    assert_refused(
+        await sso_sign_in(psc_site, PEOPLE["adeli"]), "votre profession", "your profession"
+    )
     assert_refused(await sso_sign_in(psc_site, PEOPLE["weak"], acr="faible"), "e-CPS", "e-CPS app")
     # The same doctor at the required level is let in: the refusal was the level alone.
     assert (await sso_sign_in(psc_site, PEOPLE["weak"])).login_token
     reasons = [e.detail.get("reason") for e in await signin_audit(psc_site, PEOPLE["weak"].rpps)]
     assert reasons == [None, "acr_too_low"]
-    for who in ("unknown", "nurse"):
+    for who in ("unknown", "nurse", "adeli"):
         entries = await signin_audit(psc_site, PEOPLE[who].rpps)
         assert [e.outcome for e in entries] == ["refused"]
 
