@@ -53,8 +53,13 @@ PEOPLE: dict[str, Identity] = {
         ("forged", "Yves", "FORGÉ", "10"),
         ("returning", "Rémi", "REVENANT", "10"),
         ("homonym", "Odile", "HOMONYME", "10"),
+        ("mobile", "Yann", "MOBILE", "10"),
     ]
 }
+# An ADELI-numbered practitioner (`SubjectNameID` 0 + ADELI): a nurse, profession 60.
+PEOPLE["adeli"] = Identity(
+    "".join(secrets.choice("0123456789") for _ in range(9)), "Nina", "ADELINE", "60"
+)
 
 
 @dataclass

@@ -129,3 +129,40 @@ async def test_simultaneous_first_sign_ins_share_one_account(
             e for e in await audit.recent(session, action="psc_signin") if e.detail["rpps"] == rpps
         ]
     assert sorted(e.detail["new_account"] for e in entries) == [False, False, True]
+
+
+async def test_register_rule_opens_accounts_to_the_configured_professions_only(
+    services: AdminServices, hs_a: Homeserver
+) -> None:
+    """Doctors by default; a federation that lists nurses (`60`) lets them in too. The refusal
+    is audited with its reason, and nothing is linked for the refused practitioner."""
+    import sqlalchemy as sa
+
+    from bridge.admin import audit
+
+    nurse = random_rpps()
+    await add_practitioner(services.db, nurse, "CLAIRE", "PSC" + uuid.uuid4().hex[:6].upper())
+    async with services.db.sessions.begin() as session:
+        await session.execute(
+            sa.text("UPDATE directory_practitioner SET profession_code = '60' WHERE rpps = :r"),
+            {"r": nurse},
+        )
+    request = AdmitRequest(nurse, "eidas1", hs_a.server_name)
+
+    refused = await admit(services, PscSettings(admission="register"), request)
+    assert (refused["decision"], refused["reason"]) == ("refuse", "profession_not_admitted")
+    async with services.db.sessions() as session:
+        assert await directory.link_of_rpps(session, nurse) is None
+
+    nurses_too = PscSettings(admission="register", professions=("10", "60"))
+    admitted = await admit(services, nurses_too, request)
+    assert admitted["decision"] == "admit" and admitted["new_account"] is True
+    async with services.db.sessions() as session:
+        assert await directory.link_of_rpps(session, nurse) == admitted["matrix_id"]
+        entries = [
+            e for e in await audit.recent(session, action="psc_signin") if e.detail["rpps"] == nurse
+        ]
+    assert sorted((e.outcome, e.detail.get("reason")) for e in entries) == [
+        ("ok", None),
+        ("refused", "profession_not_admitted"),
+    ]

@@ -5,6 +5,7 @@ nothing about PSC is written."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import replace
@@ -49,10 +50,17 @@ def rendered(tmp_path: Path, settings: Settings) -> tuple[dict, dict, Path]:  # 
     )
 
 
+def _secret_file(tmp_path: Path, mode: int = 0o600) -> Path:
+    path = tmp_path / "psc-client-secret"
+    path.write_text("the-client-secret\n")
+    os.chmod(path, mode)
+    return path
+
+
 def test_render_writes_the_psc_provider_the_files_and_the_bridge_rule(tmp_path: Path) -> None:
     from synapse.config.oidc import _parse_oidc_config_dict
 
-    (tmp_path / "psc-client-secret").write_text("the-client-secret\n")
+    _secret_file(tmp_path)
     settings = Settings.from_env(
         env(
             CADUCEE_PSC_ENV="production",
@@ -67,6 +75,7 @@ def test_render_writes_the_psc_provider_the_files_and_the_bridge_rule(tmp_path: 
     homeserver, bridge, synapse_dir = rendered(tmp_path / "out", settings)
     [provider] = homeserver["oidc_providers"]
     assert provider["issuer"] == "https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet"
+    assert provider["authorization_endpoint"] == "https://wallet.esw.esante.gouv.fr/auth"
     assert provider["client_id"] == "caducee-sante-nord"
     assert (provider["discover"], provider["pkce_method"]) == (False, "always")
     assert provider["additional_authorization_parameters"] == {"acr_values": "eidas1"}
@@ -99,6 +108,47 @@ def test_render_writes_the_psc_provider_the_files_and_the_bridge_rule(tmp_path: 
     assert config.service_token_for(BRIDGE_TOKEN).name == config.psc.synapse_token  # type: ignore[union-attr]
 
 
+def test_the_test_environment_renders_psc_test_hosts_and_doctors_only(tmp_path: Path) -> None:
+    """`CADUCEE_PSC_ENV=test` points Synapse at PSC's test environment ("BAS"), never at
+    production; without `CADUCEE_PSC_ADMISSION`/`_PROFESSIONS`, members only, doctors."""
+    _secret_file(tmp_path)
+    settings = Settings.from_env(
+        env(
+            CADUCEE_PSC_ENV="test",
+            CADUCEE_PSC_CLIENT_ID="caducee-bas",
+            CADUCEE_PSC_CLIENT_SECRET_FILE="psc-client-secret",
+            CADUCEE_PSC_BRIDGE_TOKEN=BRIDGE_TOKEN,
+        ),
+        env_dir=tmp_path,
+    )
+    homeserver, bridge, _ = rendered(tmp_path / "out", settings)
+    [provider] = homeserver["oidc_providers"]
+    bas = "https://auth.bas.psc.esante.gouv.fr/auth/realms/esante-wallet"
+    assert provider["issuer"] == bas
+    assert provider["authorization_endpoint"] == "https://wallet.bas.psc.esante.gouv.fr/auth"
+    for key in ("token_endpoint", "userinfo_endpoint", "jwks_uri"):
+        assert provider[key].startswith(bas + "/protocol/openid-connect/"), provider[key]
+    assert ".esw." not in yaml.safe_dump(provider)  # no production host
+    assert bridge["psc"]["admission"] == "members"
+    assert bridge["psc"]["professions"] == ["10"]
+
+
+def test_a_client_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    """The client secret is read from a file only its owner can read, like every secret."""
+    secret = _secret_file(tmp_path, mode=0o644)
+    values = env(
+        CADUCEE_PSC_ENV="test",
+        CADUCEE_PSC_CLIENT_ID="caducee-bas",
+        CADUCEE_PSC_CLIENT_SECRET_FILE="psc-client-secret",
+        CADUCEE_PSC_BRIDGE_TOKEN=BRIDGE_TOKEN,
+    )
+    with pytest.raises(EnvFileError, match=r"readable by others.*chmod 600") as raised:
+        Settings.from_env(values, env_dir=tmp_path)
+    assert "the-client-secret" not in str(raised.value)
+    os.chmod(secret, 0o600)
+    assert Settings.from_env(values, env_dir=tmp_path).psc is not None
+
+
 def test_without_psc_settings_nothing_about_psc_is_rendered(tmp_path: Path) -> None:
     homeserver, bridge, synapse_dir = rendered(tmp_path, Settings.from_env(env()))
     assert "oidc_providers" not in homeserver
@@ -123,6 +173,46 @@ def test_psc_mistakes_are_named(tmp_path: Path, extra: dict[str, str], named: st
         Settings.from_env(env(**extra), env_dir=tmp_path)
 
 
+def test_the_shipped_element_config_leaves_the_psc_button_to_the_homeserver(
+    tmp_path: Path,
+) -> None:
+    """Element Web and Desktop draw "Continue with Pro Santé Connect" from the homeserver's
+    login flows (tests/test_psc_signin.py::test_login_flows_offer_psc_beside_the_password).
+    The rendered config.json must neither hide nor bypass it: no SSO redirect options (an
+    immediate redirect would hide the password form activation links need), no native OIDC
+    settings (they would replace the login page), no login switch in the setting defaults."""
+    topology = replace(Topology.containers(), config_dir=tmp_path / "etc")
+    _secret_file(tmp_path)
+    settings = Settings.from_env(
+        env(
+            CADUCEE_PSC_ENV="test",
+            CADUCEE_PSC_CLIENT_ID="caducee-bas",
+            CADUCEE_PSC_CLIENT_SECRET_FILE="psc-client-secret",
+            CADUCEE_PSC_BRIDGE_TOKEN=BRIDGE_TOKEN,
+        ),
+        env_dir=tmp_path,
+    )
+    topology = replace(
+        topology,
+        synapse_data_dir=tmp_path / "synapse",
+        bridge_data_dir=tmp_path / "bridge",
+        bot_data_dir=tmp_path / "bot",
+    )
+    prepare_data_dirs(topology)
+    element = json.loads(render(settings, topology, topology.config_dir).element.read_text())
+    words = ("sso", "oidc", "login", "embedded_pages", "delegated_auth")
+    allowed = {"disable_3pid_login"}  # e-mail/phone identifiers on the password form, not SSO
+    assert not [
+        key for key in element if key not in allowed and any(word in key.lower() for word in words)
+    ]
+    defaults = element["setting_defaults"]
+    assert not [key for key in defaults if any(word in key.lower() for word in words)]
+    assert element["default_server_config"]["m.homeserver"]["base_url"] == (
+        "https://matrix.sante-nord.test"
+    )
+    assert element["disable_custom_urls"] is True  # this homeserver's flows, no other's
+
+
 def test_only_the_demo_relaxes_the_per_address_login_limit(tmp_path: Path) -> None:
     """Every demo client signs in from 127.0.0.1: the per-address limit goes, the per-account
     and failed-attempt limits stay Synapse's; production keeps every limit."""
@@ -139,3 +229,47 @@ def test_only_the_demo_relaxes_the_per_address_login_limit(tmp_path: Path) -> No
     assert "rc_message" not in demo and "rc_joins" not in demo
     production, _, _ = rendered(tmp_path / "prod", Settings.from_env(env()))
     assert not any(key.startswith("rc_") for key in production)
+
+
+def test_the_demo_stand_in_vouches_for_the_demo_register_and_status_lists_it(
+    tmp_path: Path,
+) -> None:
+    """What `caducee local status --json` shows under each homeserver's `psc` key: the
+    stand-in's issuer and discovery URL (PSC's path) and its identities; and those identities
+    play the roles the demo promises against the demo register: the demo accounts, doctors
+    without an account, a nurse and an identifier nobody knows."""
+    from deploy.local.demo import DEMO_ACCOUNTS, PSC_ADMISSION, demo_psc, psc_status
+    from deploy.local.stack import DEMO_REGISTER
+
+    lines = DEMO_REGISTER.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("|")
+    column = {name: header.index(name) for name in ("Identifiant PP", "Code profession")}
+    register: dict[str, set[str]] = {}
+    for line in lines[1:]:
+        fields = line.split("|")
+        register.setdefault(fields[column["Identifiant PP"]], set()).add(
+            fields[column["Code profession"]]
+        )
+
+    standin = demo_psc(tmp_path, (18481, 18482))
+    for name in ("a", "b"):
+        status = psc_status(standin, name)
+        assert status["admission"] == PSC_ADMISSION[name]
+        assert status["url"] == "http://127.0.0.1:31481/auth/realms/esante-wallet"
+        assert status["discovery_url"] == status["url"] + "/.well-known/wallet-openid-configuration"
+        json.dumps(status)  # what --json prints
+    identities = {i["rpps"]: i for i in psc_status(standin, "a")["identities"]}
+    for who in identities.values():
+        prefix = "8" if len(who["rpps"]) == 11 else "0"
+        assert who["subject_name_id"] == prefix + who["rpps"]
+    accounts = {account.rpps for account in DEMO_ACCOUNTS}
+    assert accounts <= set(identities)  # every demo account can sign in with PSC
+    doctors = {r for r, i in identities.items() if register.get(r) == {"10"}}
+    assert len(doctors - accounts) >= 1  # a newcomer A opens an account for, B refuses
+    assert any(register.get(r) and "10" not in register[r] for r in identities)  # not a doctor
+    assert any(r not in register for r in identities)  # unknown to the directory
+    assert {i["profession_code"] for r, i in identities.items() if r in register} == {
+        code for r in identities if r in register for code in register[r]
+    }
+    # The stand-in's own secret stays in its folder, readable by its owner only.
+    assert stat.S_IMODE(os.stat(standin.client_secret_path).st_mode) == 0o600

@@ -126,6 +126,12 @@ CASES: list[tuple[dict[str, Any], str, Admitted | str]] = [
     ({"account_state": "locked", "linked_matrix_id": "@a:hs.test"}, "register", "locked"),
     ({"in_register": False, "linked_matrix_id": "@a:hs.test"}, "register", "left_register"),
     ({"in_register": False, "linked_matrix_id": "@a:hs.test"}, "members", "left_register"),
+    (  # locked by the import because they left: the cause is what they read
+        {"in_register": False, "linked_matrix_id": "@a:hs.test", "account_state": "locked"},
+        "register",
+        "left_register",
+    ),
+    ({"in_register": False, "account_state": "deactivated"}, "register", "offboarded"),
     ({"in_register": False}, "register", "unknown_identifier"),
     ({"in_register": False, "listed": True}, "members", "unknown_identifier"),
     ({"linked_matrix_id": "@a:other.test"}, "register", "other_homeserver"),
@@ -147,6 +153,26 @@ def test_admission_both_ways(
         assert decision == expected
     else:
         assert isinstance(decision, Refused) and decision.reason == expected
+
+
+@pytest.mark.parametrize(
+    ("codes", "professions", "admitted"),
+    [
+        ({"10"}, ("10",), True),  # the default: doctors
+        ({"60"}, ("10",), False),
+        ({"60"}, ("10", "60"), True),  # a federation that also admits nurses
+        ({"10"}, ("60",), False),  # ... or nurses only
+        ({"21", "10"}, ("10",), True),  # any of the practitioner's professions counts
+    ],
+)
+def test_the_register_rule_admits_the_configured_professions(
+    codes: set[str], professions: tuple[str, ...], admitted: bool
+) -> None:
+    decision = decide(facts(profession_codes=codes), "register", professions)
+    if admitted:
+        assert decision == Admitted(None)
+    else:
+        assert isinstance(decision, Refused) and decision.reason == "profession_not_admitted"
 
 
 def test_every_refusal_speaks_french_and_english_and_names_nobody() -> None:
@@ -245,9 +271,11 @@ def test_bridge_psc_settings_are_validated() -> None:
 class FakeHttp:
     def __init__(self, answer: object = None, error: Exception | None = None) -> None:
         self.answer, self.error, self.calls = answer, error, 0
+        self.bodies: list[Any] = []
 
     async def post_json_get_json(self, uri: str, body: Any, headers: Any = None) -> object:
         self.calls += 1
+        self.bodies.append(body)
         if self.error is not None:
             raise self.error
         return self.answer
@@ -303,3 +331,23 @@ async def test_the_module_shows_the_bridges_refusal_and_asks_once_per_sign_in(
     assert http.calls == 1
     with pytest.raises(MappingException):  # a clash: never guess another ID
         await mapper.map_user_attributes(USERINFO, TOKEN, 1)
+
+
+async def test_the_module_sends_the_bridge_who_and_never_a_token(tmp_path: Path) -> None:
+    """The bridge audits what it receives: the identifier, names, professions, the level and
+    the homeserver; not the ID token, the access token or anything else of the exchange."""
+    http = FakeHttp({"decision": "admit", "localpart": "anne.martin"})
+    token = {**TOKEN, "access_token": "at-" + "s" * 30, "refresh_token": "rt-" + "s" * 30}
+    await provider(tmp_path, http).get_extra_attributes({**USERINFO, "sub": "opaque"}, token)
+    [body] = http.bodies
+    assert set(body) == {
+        "identifier",
+        "acr",
+        "given_name",
+        "family_name",
+        "profession_codes",
+        "server_name",
+    }
+    sent = json.dumps(body)
+    for secret in (token["id_token"], token["access_token"], token["refresh_token"]):
+        assert secret not in sent

@@ -1,4 +1,5 @@
-"""`caducee admin ...`: onboard and offboard practitioners, lock departed ones, read the audit log.
+"""`caducee admin ...`: onboard and offboard practitioners, give a password link, lock departed
+ones, read the audit log.
 
 The same handlers as the web console, run from a shell on the bridge's machine with the
 bridge's configuration. A problem is one line on stderr, never a traceback: exit status 2 for
@@ -87,6 +88,23 @@ def offboard_command(
     done = _run(config, lambda s: offboard(s, actor(), matrix_id))
     linked = f" (RPPS {done.rpps} unlinked)" if done.rpps else ""
     typer.echo(f"Deactivated {done.matrix_id}{linked}; removed from {done.rooms} room(s).")
+
+
+@admin_app.command("password-link")
+def password_link_command(
+    matrix_id: Annotated[str, typer.Argument(help="The practitioner's Matrix ID (@name:server).")],
+    config: ConfigOption,
+) -> None:
+    """Print a new one-time link where a practitioner chooses a password (for Element X)."""
+    from bridge.admin.password_link import password_link
+
+    done = _run(config, lambda s: password_link(s, actor(), matrix_id))
+    typer.echo(
+        f"Password link for {done.matrix_id} (RPPS {done.rpps}), one use, until "
+        f"{done.expires_at:%Y-%m-%d %H:%M} UTC (earlier links no longer work):"
+    )
+    typer.echo(f"  {done.activation_url}")
+    typer.echo("Give it to the practitioner only; it is shown once and never stored.")
 
 
 def _print_bulk(report: BulkReport) -> None:

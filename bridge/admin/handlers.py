@@ -267,7 +267,11 @@ def check_password(password: str) -> None:
 
 
 async def activate(services: AdminServices, secret: str, password: str) -> MatrixId:
-    """The practitioner chooses a password through their one-time link; the link is then spent."""
+    """The practitioner chooses a password through their one-time link; the link is then spent.
+
+    An account already in use (opened by a Pro Santé Connect sign-in, given a password link for
+    Element X: bridge.admin.password_link) keeps its sessions: its owner adds a password, and
+    signing out their other clients would cost them their encryption keys there."""
     check_password(password)
     matrix_id = await activation_account(services, secret)
     server = server_of(matrix_id)
@@ -276,8 +280,10 @@ async def activate(services: AdminServices, secret: str, password: str) -> Matri
     async with services.db.sessions.begin() as session:
         if not await accounts.use_activation(session, secret, at=now):
             raise AdminError("not_found", "This activation link was already used.")
+        row = await accounts.get(session, matrix_id)
+        in_use = row is not None and row.state == "active"
         try:
-            await client.set_password(matrix_id, password, logout_devices=True)
+            await client.set_password(matrix_id, password, logout_devices=not in_use)
         except HOMESERVER_ERRORS as exc:
             raise homeserver_error(server, exc) from None
         await accounts.set_state(session, matrix_id, state="active", at=now, server_name=server)

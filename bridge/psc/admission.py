@@ -9,8 +9,9 @@ this module decides. Two rules, chosen per federation:
   list (doctors, profession code `10`, by default).
 
 Whatever the rule, these are always refused, in this order: a level of assurance below
-`eidas1`; an account that was offboarded or is locked; a practitioner who left the register;
-an identifier the directory does not know. Each refusal has a stable reason id (written to the
+`eidas1`; an account that was offboarded; a practitioner who left the register (even when the
+import has locked their account since); an identifier the directory does not know; an account
+that is locked. Each refusal has a stable reason id (written to the
 audit log) and a message in French and English that the sign-in page shows.
 """
 
@@ -146,11 +147,13 @@ def decide(facts: Facts, rule: Rule, professions: Collection[str]) -> Admitted |
         return REFUSALS["acr_too_low"]
     if facts.account_state == "deactivated":
         return REFUSALS["offboarded"]
-    if facts.account_state == "locked":
-        return REFUSALS["locked"]
     if not facts.in_register:
+        # Before `locked`: an import locks the accounts of those who left the register, and
+        # the practitioner should read the cause (struck off), not only its consequence.
         known = facts.linked_matrix_id is not None or facts.account_state is not None
         return REFUSALS["left_register" if known else "unknown_identifier"]
+    if facts.account_state == "locked":
+        return REFUSALS["locked"]
     if facts.linked_matrix_id is not None:
         if facts.linked_matrix_id.partition(":")[2] != facts.server_name:
             return REFUSALS["other_homeserver"]

@@ -4,8 +4,8 @@ Off unless `CADUCEE_PSC_ENV` is set. Then:
 
 - `CADUCEE_PSC_ENV`: `test` (PSC's "BAS" environment) or `production`;
 - `CADUCEE_PSC_CLIENT_ID`: the client id PSC gave the federation;
-- `CADUCEE_PSC_CLIENT_SECRET_FILE` (a file, relative to the `.env` folder) or
-  `CADUCEE_PSC_CLIENT_SECRET`: its secret;
+- `CADUCEE_PSC_CLIENT_SECRET_FILE` (a file, relative to the `.env` folder, mode 0600: a file
+  others can read is refused) or `CADUCEE_PSC_CLIENT_SECRET`: its secret;
 - `CADUCEE_PSC_BRIDGE_TOKEN`: the homeserver's token at the bridge's admission endpoint
   (`openssl rand -hex 32`);
 - `CADUCEE_PSC_ADMISSION`: `members` (default) or `register`;
@@ -20,6 +20,7 @@ them from there: homeserver.yaml holds neither), and the bridge's `psc:` section
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -94,9 +95,16 @@ def _client_secret(values: dict[str, str], env_dir: Path | None, problems: list[
     if path:
         file = Path(path) if Path(path).is_absolute() or env_dir is None else env_dir / path
         try:
+            mode = file.stat().st_mode
             secret = file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             problems.append(f"CADUCEE_PSC_CLIENT_SECRET_FILE: cannot read {file}: {exc.strerror}")
+            return ""
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # Like every secret file Caducée reads or writes: its owner's only.
+            problems.append(
+                f"CADUCEE_PSC_CLIENT_SECRET_FILE: {file} is readable by others: `chmod 600 {file}`"
+            )
             return ""
     else:
         secret = values.get("CADUCEE_PSC_CLIENT_SECRET", "").strip()
