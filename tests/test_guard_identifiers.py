@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -154,12 +153,12 @@ def test_other_numbers_are_not_taken_for_patient_identifiers(text: str) -> None:
     assert find_patient_identifier(text) is None
 
 
-def test_long_hostile_texts_are_scanned_quickly_enough_to_answer() -> None:
-    """A 64 KiB topic made of near-misses still gets an answer (linear scan, no blow-up)."""
-    started = time.monotonic()
+@pytest.mark.timeout(120)  # a backtracking blow-up would run for hours, not seconds
+def test_long_hostile_texts_get_an_answer() -> None:
+    """A 64 KiB topic made of near-misses still gets an answer (linear scan, no blow-up); how
+    fast is measured by `python -m tests.bench guard`, not here."""
     for text in ("1 " * 32000, "1 85 05 78 006 084 00 " * 2900, "7" * 65000, "١٢ " * 20000):
-        find_patient_identifier(text)
-    assert time.monotonic() - started < 5.0
+        assert find_patient_identifier(text) is None
 
 
 # A NIR without its key: refused when it stands alone and looks like a NIR of someone born

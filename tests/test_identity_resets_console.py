@@ -22,7 +22,8 @@ from aiohttp import web
 from typer.testing import CliRunner, Result
 
 from bot.cli import bot_app
-from bot.crypto.bootstrap import NioJson, ensure_cross_signed
+from bot.crypto.bootstrap import ensure_cross_signed
+from bot.matrix.homeserver import NioJson
 from bridge.admin import audit
 from bridge.config import BridgeConfig
 from bridge.console import sessions
