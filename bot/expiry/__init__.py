@@ -17,8 +17,8 @@ from bot.expiry.ports import (
     RedactFailure,
     TimelineEvent,
 )
-from bot.expiry.schedule import ExpiryStore
 from bot.expiry.settings import CaseSource, ExpirySettings
+from bot.expiry.store import ExpiryStore
 
 __all__ = [
     "AdminError",
