@@ -43,7 +43,7 @@ _DAY_MS = 86_400_000
 
 
 class ExpiryEngine:
-    """Schedules and performs the redaction of expired events. See BOT-INTERFACE.md."""
+    """Schedules and performs the redaction of expired events (fed by `bot.expiry.nio_matrix`)."""
 
     def __init__(
         self,
