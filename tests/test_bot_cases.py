@@ -20,6 +20,7 @@ from bot.cases.warnings import warn_due_cases
 from bot.commands.dispatcher import CommandDispatcher
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotDatabase, BotStore
+from tests.bot_commands_support import FakeMatrix, sqlite_url
 from tests.test_bot_commands_dispatch import (
     ALICE,
     BOB,
@@ -29,7 +30,6 @@ from tests.test_bot_commands_dispatch import (
     _open_case,
 )
 from tests.test_bot_commands_dispatch import bot as bot  # the fixture (explicit re-export)
-from tests.test_bot_commands_support import FakeMatrix, sqlite_url
 
 TOPIC = ("m.room.topic", "")
 

@@ -21,7 +21,7 @@ from bot.commands.registry import CaseLifecycle
 from bot.expiry.policy import PURGE_MARGIN_MS
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotDatabase, BotStore, CaseRoom, Claim
-from tests.test_bot_commands_support import (
+from tests.bot_commands_support import (
     DIRECTORY_TOKEN,
     Entry,
     FakeMatrix,

@@ -22,9 +22,9 @@ from bot.cases.journal import CaseJournal
 from bot.commands.dispatcher import CommandDispatcher
 from bot.ids import RoomId
 from bot.store import BotDatabase, BotStore
+from tests.bot_commands_support import sqlite_url
 from tests.test_bot_commands_dispatch import ALICE, BOB, MARTIN, SETTINGS, Bot, _open_case
 from tests.test_bot_commands_dispatch import bot as bot  # the fixture (explicit re-export)
-from tests.test_bot_commands_support import sqlite_url
 
 
 class Killed(BaseException):

@@ -16,7 +16,7 @@ from bot.expiry.ports import Page, RedactFailure, TimelineEvent
 from bot.expiry.store import ExpiryStore
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotDatabase, BotStore, CaseRoom
-from tests.test_bot_commands_support import sqlite_url
+from tests.bot_commands_support import sqlite_url
 
 ROOM = RoomId("!case:hs-a.test")
 HOUR_S = 3600

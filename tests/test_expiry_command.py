@@ -20,7 +20,7 @@ from bot.expiry.ports import Page, RedactFailure
 from bot.expiry.store import ExpiryStore, NewEntry
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotDatabase, BotStore, CaseRoom
-from tests.test_bot_commands_support import FakeMatrix, sqlite_url
+from tests.bot_commands_support import FakeMatrix, sqlite_url
 
 ALICE = UserId("@alice:hs-a.test")  # opened the case
 BOB = UserId("@bob:hs-b.test")  # member

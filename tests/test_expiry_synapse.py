@@ -19,8 +19,7 @@ from bot.expiry.engine import ExpirySettings
 from bot.ids import RoomId
 from bot.store import BotDatabase, BotStore
 from deploy.local.federation import Homeserver
-from tests.matrix_helpers import eventually
-from tests.test_expiry_support import (
+from tests.expiry_support import (
     ExpiryBot,
     Raw,
     Witness,
@@ -28,6 +27,7 @@ from tests.test_expiry_support import (
     rows_in_db,
     sqlite_db_url,
 )
+from tests.matrix_helpers import eventually
 
 pytestmark = pytest.mark.slow
 

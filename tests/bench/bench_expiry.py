@@ -48,7 +48,7 @@ from bot.expiry.engine import ExpirySettings
 from bot.expiry.policy import PURGE_MARGIN_MS, percentile
 from bot.store import BotDatabase, BotStore
 from deploy.local.federation import HomeserverSpec, LocalFederation, RegisteredUser
-from tests.test_expiry_support import ExpiryBot, Raw, create_case_room
+from tests.expiry_support import ExpiryBot, Raw, create_case_room
 
 LIFETIMES_S = (20, 30, 40, 60)
 CONCURRENCY = 16
