@@ -72,17 +72,16 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         from bot.expiry.close import ExpiryLifecycle
         from bot.expiry.command import expire_command
         from bot.expiry.nio_matrix import ExpiryListener, NioExpiryMatrix
-        from bot.store import BotStore
+        from bot.store import BotDatabase, BotStore
 
-        url = config.effective_database_url
         if config.database_url is None:
             ensure_private_file(config.store_dir / "bot.db")
-        store = await BotStore.open(url)
-        stack.push_async_callback(store.close)
+        database = await BotDatabase.open(config.effective_database_url)
+        stack.push_async_callback(database.close)
+        store = BotStore(database)
         if runner.identity_gate is not None:
             runner.identity_gate.audit = store.record_audit
-        schedule = await ExpiryStore.open(url)
-        stack.push_async_callback(schedule.close)
+        schedule = ExpiryStore(database)
 
         admin = None
         if config.admin_token_file is not None:

@@ -1,5 +1,8 @@
 """The bot's client of the bridge's directory API (``GET /_caducee/v1/directory/search``).
 
+The path and the limits come from `bridge.common.api`; the answer is read as the bridge's
+OpenAPI document describes it, and only so (``tests/test_bot_bridge_contract.py``).
+
 The bot authenticates with a service token (``Authorization: Bearer``). Whatever goes wrong on
 the way - bridge down, timeout, 5xx, refused token, unreadable answer - surfaces as one
 `DirectoryUnavailable`, which the commands turn into a plain "directory unavailable" reply;
@@ -16,10 +19,10 @@ from typing import Any, Final
 import aiohttp
 
 from bot.ids import UserId
+from bridge.common.api import SEARCH_PATH
 
 logger = logging.getLogger(__name__)
 
-SEARCH_PATH: Final = "/_caducee/v1/directory/search"
 DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=10, connect=3)
 
 
@@ -48,20 +51,9 @@ class SearchPage:
     total: int
 
 
-def _text(item: Mapping[str, Any], *keys: str) -> str:
-    for key in keys:
-        value = item.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return ""
-
-
-def _name(item: Mapping[str, Any]) -> str:
-    name = _text(item, "display_name", "name")
-    if name:
-        return name
-    parts = (_text(item, "title"), _text(item, "first_name"), _text(item, "last_name"))
-    return " ".join(p for p in parts if p)
+def _text(item: Mapping[str, Any], key: str) -> str:
+    value = item.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def parse_search_response(payload: object) -> SearchPage:
@@ -75,14 +67,14 @@ def parse_search_response(payload: object) -> SearchPage:
     for item in raw:
         if not isinstance(item, Mapping):
             raise DirectoryUnavailable("directory result is not a JSON object")
-        rpps = _text(item, "rpps", "rpps_id", "id")
+        rpps = _text(item, "rpps")
         if not rpps:
             raise DirectoryUnavailable("directory result without an RPPS number")
-        mxid = _text(item, "matrix_id", "mxid", "user_id")
+        mxid = _text(item, "matrix_id")
         results.append(
             Practitioner(
                 rpps=rpps,
-                display_name=_name(item) or rpps,
+                display_name=_text(item, "display_name") or rpps,
                 profession=_text(item, "profession"),
                 specialty=_text(item, "specialty"),
                 city=_text(item, "city"),

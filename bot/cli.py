@@ -101,7 +101,7 @@ def init(config: ConfigOption) -> None:
     import asyncio
 
     from bot.crypto.keyfiles import ensure_private_file
-    from bot.store import BotStore, StoreError
+    from bot.store import BotDatabase, StoreError
     from bot.store.initialised import missing_database
 
     settings = _load(config)
@@ -112,8 +112,8 @@ def init(config: ConfigOption) -> None:
         if settings.database_url is None:
             settings.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             ensure_private_file(settings.store_dir / "bot.db")
-        store = await BotStore.open(url)
-        await store.close()
+        database = await BotDatabase.open(url)
+        await database.close()
         return existed
 
     try:
@@ -153,14 +153,14 @@ def _audit(settings: BotConfig, user_id: str, outcome: str) -> None:
 
     from bot.identity.texts import AUDIT_COMMAND
     from bot.ids import UserId
-    from bot.store import BotStore, StoreError
+    from bot.store import BotDatabase, BotStore, StoreError
 
     async def write() -> None:
-        store = await BotStore.open(settings.effective_database_url)
+        database = await BotDatabase.open(settings.effective_database_url)
         try:
-            await store.record_audit(UserId(user_id), "", AUDIT_COMMAND, outcome)
+            await BotStore(database).record_audit(UserId(user_id), "", AUDIT_COMMAND, outcome)
         finally:
-            await store.close()
+            await database.close()
 
     try:
         asyncio.run(write())
@@ -227,17 +227,17 @@ def audit(
     import json
     from datetime import UTC, datetime
 
-    from bot.store import BotStore, StoreError
+    from bot.store import BotDatabase, BotStore, StoreError
     from bot.store.records import AuditEntry
 
     settings = _load(config)
 
     async def read() -> list[AuditEntry]:
-        store = await BotStore.open(settings.effective_database_url)
+        database = await BotDatabase.open(settings.effective_database_url)
         try:
-            return await store.audit_entries(limit=limit)
+            return await BotStore(database).audit_entries(limit=limit)
         finally:
-            await store.close()
+            await database.close()
 
     try:
         entries = asyncio.run(read())

@@ -1,6 +1,6 @@
 """Message lifetimes as doctors type them: ``30s``, ``15m``, ``24h``, ``7d``, ``4w``.
 
-Pure functions shared by ``!case new ... ttl=`` and, later, ``!expire``. Bounds are the
+Pure functions shared by ``!case new ... ttl=`` and ``!expire``. Bounds are the
 federation's (``CommandSettings``), checked here so every command words them the same way.
 """
 

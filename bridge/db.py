@@ -90,10 +90,6 @@ def make_engine(url: str, **options: Any) -> AsyncEngine:
     return _create_async_engine(full, **options)
 
 
-def alembic_config() -> Config:
-    return database.alembic_config(SCRIPT_LOCATION)
-
-
 def _too_new(unknown: str, head: str | None) -> SchemaTooNewError:
     return SchemaTooNewError(
         f"the bridge database is at schema revision {unknown}, which this "
@@ -102,9 +98,24 @@ def _too_new(unknown: str, head: str | None) -> SchemaTooNewError:
     )
 
 
+HISTORY = database.History(
+    script_location=SCRIPT_LOCATION,
+    version_table="bridge_alembic_version",
+    marker_table="directory_practitioner",
+    too_new=_too_new,
+    # Ids written by releases before the bridge had its own version table.
+    renamed={"0003": "0002", "0004_registry": "0003"},
+)
+"""The bridge's schema history; its own version table lets it share a database with the bot."""
+
+
+def alembic_config() -> Config:
+    return HISTORY.config()
+
+
 def _migrate(sync_conn: Connection) -> str:
     """Refuse a newer schema, then upgrade to head, inside the caller's transaction."""
-    return database.upgrade_to_head(sync_conn, SCRIPT_LOCATION, _too_new)
+    return database.upgrade_to_head(sync_conn, HISTORY)
 
 
 async def migrate(engine: AsyncEngine) -> str:
@@ -167,7 +178,7 @@ async def open_database(
     try:
         if not create:
             async with engine.connect() as conn:
-                initialised = await conn.run_sync(database.has_schema)
+                initialised = await conn.run_sync(database.has_schema, HISTORY)
             if not initialised:
                 raise _missing(url, f"the database {safe_url(url)} is empty")
         if upgrade:

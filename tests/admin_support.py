@@ -15,7 +15,7 @@ from bridge.admin.services import AdminServices
 from bridge.db import Database
 from bridge.directory.rows import FIELD_SEP
 from deploy.local.federation import Homeserver
-from tests.test_directory_support import directory_database
+from tests.directory_support import directory_database
 
 PUBLIC_URL = "http://bridge.test"
 

@@ -136,7 +136,7 @@ def hs_c(federation: LocalFederation) -> Homeserver:
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An empty database for the bot's stores, on SQLite and on PostgreSQL (a fresh database
     each time; skipped, saying why, when no PostgreSQL server answers)."""
-    from tests.test_bot_commands_support import fresh_postgres_database, sqlite_url
+    from tests.bot_commands_support import fresh_postgres_database, sqlite_url
 
     if request.param == "sqlite":
         yield sqlite_url(tmp_path)

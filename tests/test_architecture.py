@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -62,7 +62,9 @@ def imported_names(source: str, module: str, is_package: bool = False) -> Iterat
 
 
 def source_files(package: str) -> list[Path]:
-    return sorted((CHECKOUT / package).rglob("*.py"))
+    """The .py files of a folder (recursively), or the one file `package` names."""
+    path = CHECKOUT / package
+    return [path] if path.is_file() else sorted(path.rglob("*.py"))
 
 
 def imports_of(package: str) -> Iterator[tuple[str, int, str]]:
@@ -115,6 +117,17 @@ def bot_breaks(imports: Iterator[tuple[str, int, str]]) -> list[str]:
 def deploy_breaks(imports: Iterator[tuple[str, int, str]]) -> list[str]:
     return [
         f"{where}:{line} imports {name}" for where, line, name in imports if top(name) == "deploy"
+    ]
+
+
+def forbidden_breaks(
+    imports: Iterator[tuple[str, int, str]], forbidden: Sequence[str]
+) -> list[str]:
+    """Imports of any of the `forbidden` modules (or their submodules)."""
+    return [
+        f"{where}:{line} imports {name}"
+        for where, line, name in imports
+        if any(within(name, f) for f in forbidden)
     ]
 
 
@@ -183,6 +196,44 @@ def test_bridge_common_uses_only_the_libraries_it_names() -> None:
     assert common_breaks(imports_of("bridge/common")) == []
 
 
+# The bot's layers (bot/README.md): commands and stores never see matrix-nio (the shell's
+# `MatrixActions` and the stores stand between); the database knows nothing above it; the
+# pure rules do no I/O. The bridge's directory knows nothing of the web layer above it.
+BOT_PURE_RULES = (
+    "bot/commands/parsing.py",
+    "bot/commands/policy.py",
+    "bot/durations.py",
+    "bot/expiry/policy.py",
+    "bot/cases/lifetime.py",
+)
+IO_LIBRARIES = ("nio", "aiohttp", "sqlalchemy", "alembic", "asyncpg", "aiosqlite")
+
+
+@pytest.mark.parametrize("package", ["bot/commands", "bot/store"])
+def test_the_bots_commands_and_stores_import_no_matrix_client(package: str) -> None:
+    assert forbidden_breaks(imports_of(package), ("nio",)) == []
+
+
+@pytest.mark.parametrize("rules", BOT_PURE_RULES)
+def test_the_bots_pure_rules_import_no_io_library(rules: str) -> None:
+    assert forbidden_breaks(imports_of(rules), IO_LIBRARIES) == []
+
+
+def test_the_bots_database_imports_nothing_of_the_bot_above_it() -> None:
+    imports = [
+        (where, line, name)
+        for where, line, name in imports_of("bot/store")
+        if within(name, "bot") and name != "bot"
+    ]
+    assert imports  # the scan sees the store
+    assert [i for i in imports if not (within(i[2], "bot.ids") or within(i[2], "bot.store"))] == []
+
+
+def test_the_directory_imports_no_web_code() -> None:
+    web = ("aiohttp", "bridge.http", "bridge.console")
+    assert forbidden_breaks(imports_of("bridge/directory"), web) == []
+
+
 # The checker itself must be able to fail: each rule against a file that breaks it.
 BAD = """
 from __future__ import annotations
@@ -212,6 +263,7 @@ def later():
         ),
         (bot_breaks, {"bridge.http", "bridge.http.keys", "bridge.directory.search"}),
         (deploy_breaks, {"deploy.local", "deploy.local.stack"}),
+        (lambda i: forbidden_breaks(i, ("aiohttp", "bridge.http")), {"aiohttp", "bridge.http"}),
     ],
 )
 def test_each_rule_sees_lazy_imports(rule: object, expected: set[str]) -> None:

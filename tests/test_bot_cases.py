@@ -19,7 +19,8 @@ from bot.cases.resume import REQUEST_MARK
 from bot.cases.warnings import warn_due_cases
 from bot.commands.dispatcher import CommandDispatcher
 from bot.ids import EventId, RoomId, UserId
-from bot.store import BotStore
+from bot.store import BotDatabase, BotStore
+from tests.bot_commands_support import FakeMatrix, sqlite_url
 from tests.test_bot_commands_dispatch import (
     ALICE,
     BOB,
@@ -29,7 +30,6 @@ from tests.test_bot_commands_dispatch import (
     _open_case,
 )
 from tests.test_bot_commands_dispatch import bot as bot  # the fixture (explicit re-export)
-from tests.test_bot_commands_support import FakeMatrix, fresh_postgres_database, sqlite_url
 
 TOPIC = ("m.room.topic", "")
 
@@ -134,7 +134,7 @@ async def test_closing_an_unexported_case_asks_for_confirmation_first(bot: Bot) 
 
 async def test_an_exported_case_closes_without_asking(bot: Bot) -> None:
     room_id = await _open_case(bot)
-    await CaseJournal(bot.store.engine).mark_exported(room_id)
+    await CaseJournal(bot.store.database).mark_exported(room_id)
     await bot.say("!case close", room=room_id)
     case = await bot.store.get_case(room_id)
     assert case is not None and not case.is_open
@@ -157,7 +157,7 @@ async def test_a_room_living_under_an_hour_is_warned_at_creation_once(bot: Bot) 
     assert "!case export" in warning and "30m" in warning
     case = await bot.store.get_case(room_id)
     assert case is not None
-    journal = CaseJournal(bot.store.engine)
+    journal = CaseJournal(bot.store.database)
     assert await warn_due_cases(bot.matrix, bot.store, journal, case.created_ms + 60_000) == 0
     assert len(bot.matrix.notices_in(room_id)) == 1
 
@@ -169,7 +169,7 @@ async def test_a_room_living_hours_is_warned_an_hour_before_its_first_expiry(bot
     assert bot.matrix.notices_in(short) == [] and bot.matrix.notices_in(week) == []
     case = await bot.store.get_case(short)
     assert case is not None
-    journal = CaseJournal(bot.store.engine)
+    journal = CaseJournal(bot.store.database)
     hour = 3600 * 1000
     assert await warn_due_cases(bot.matrix, bot.store, journal, case.created_ms + 4 * hour) == 0
     later = case.created_ms + 5 * hour
@@ -195,7 +195,7 @@ async def crashing(bot: Bot) -> AsyncIterator[Bot]:
 
 
 async def _restart(bot: Bot, tmp_path: Path) -> tuple[CommandDispatcher, BotStore]:
-    store = await BotStore.open(sqlite_url(tmp_path))
+    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
     return CommandDispatcher(
         actions=bot.matrix, store=store, directory=bot.client, settings=SETTINGS
     ), store
@@ -223,7 +223,7 @@ async def test_a_case_new_killed_at_any_step_resumes_into_the_same_room(
         await dispatcher.handle(msg)  # the homeserver redelivers the command
         await dispatcher.handle(msg)
     finally:
-        await store.close()
+        await store.database.close()
     (room_id,) = [r for r in bot.matrix.rooms if r != bot.dm]  # one room, never two
     room = bot.matrix.rooms[room_id]
     assert room.invited == {ALICE, BOB, CAROL}
@@ -244,7 +244,7 @@ async def test_a_room_created_but_not_recorded_is_found_by_its_request_mark(
     the room's creation content tells the restarted bot that the room exists."""
     bot = crashing
     msg = bot.message("!case new genou-72 @bob:hs-b.test")
-    journal = CaseJournal(bot.store.engine)
+    journal = CaseJournal(bot.store.database)
     await bot.store.claim_command(msg.event_id, msg.room_id, "case new")
     await journal.begin_request(msg.event_id, ALICE)
     body = {"creation_content": {REQUEST_MARK: msg.event_id}, "name": "Cas · genou-72"}
@@ -271,7 +271,7 @@ async def test_a_close_killed_after_removing_someone_finishes_on_restart(
     try:
         await dispatcher.handle(msg)
     finally:
-        await store.close()
+        await store.database.close()
     room = bot.matrix.rooms[room_id]
     assert room.joined == set() and room.invited == set()
     case = await bot.store.get_case(room_id)
@@ -281,19 +281,13 @@ async def test_a_close_killed_after_removing_someone_finishes_on_restart(
 # -- the journal on both databases -------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
-async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CaseJournal]:
-    if request.param == "sqlite":
-        store = await BotStore.open(sqlite_url(tmp_path))
-        yield CaseJournal(store.engine)
-        await store.close()
-        return
-    async for url in fresh_postgres_database():
-        store = await BotStore.open(url)
-        try:
-            yield CaseJournal(store.engine)
-        finally:
-            await store.close()
+@pytest_asyncio.fixture
+async def journal(store_url: str) -> AsyncIterator[CaseJournal]:
+    database = await BotDatabase.open(store_url)
+    try:
+        yield CaseJournal(database)
+    finally:
+        await database.close()
 
 
 async def test_the_journal_remembers_requests_and_marks(journal: CaseJournal) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.bridge_client import DirectoryClient, DirectoryUnavailable
-from tests.test_bot_commands_support import DIRECTORY_TOKEN
+from tests.bot_commands_support import DIRECTORY_TOKEN
 
 RESULT = {  # one result as the bridge documents it (bridge/http/openapi.yaml)
     "rpps": "10000000001",

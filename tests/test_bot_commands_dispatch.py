@@ -20,8 +20,8 @@ from bot.commands.dispatcher import CommandDispatcher
 from bot.commands.registry import CaseLifecycle
 from bot.expiry.policy import PURGE_MARGIN_MS
 from bot.ids import EventId, RoomId, UserId
-from bot.store import BotStore, CaseRoom, Claim
-from tests.test_bot_commands_support import (
+from bot.store import BotDatabase, BotStore, CaseRoom, Claim
+from tests.bot_commands_support import (
     DIRECTORY_TOKEN,
     Entry,
     FakeMatrix,
@@ -134,7 +134,7 @@ class Bot:
 @pytest_asyncio.fixture
 async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
     async with running_bridge(tmp_path, ENTRIES) as bridge_url:
-        store = await BotStore.open(sqlite_url(tmp_path))
+        store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
         matrix = FakeMatrix()
         lifecycle = RecordingLifecycle(matrix=matrix)
         client = CountingDirectory(bridge_url, DIRECTORY_TOKEN)
@@ -146,7 +146,7 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
             yield Bot(matrix, store, bridge_url, dispatcher, lifecycle, client, dm)
         finally:
             await client.close()
-            await store.close()
+            await store.database.close()
 
 
 async def _open_case(bot: Bot, body: str = "!case new genou-72 @bob:hs-b.test") -> RoomId:
@@ -396,12 +396,12 @@ async def test_a_redelivered_command_runs_once_even_after_a_restart(
     await bot.dispatcher.handle(msg)
     await bot.dispatcher.handle(msg)
     await asyncio.gather(bot.dispatcher.handle(msg), bot.dispatcher.handle(msg))
-    restarted_store = await BotStore.open(sqlite_url(tmp_path))
+    restarted_store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
     restarted = CommandDispatcher(
         actions=bot.matrix, store=restarted_store, directory=bot.client, settings=SETTINGS
     )
     await restarted.handle(msg)
-    await restarted_store.close()
+    await restarted_store.database.close()
     assert len(bot.matrix.rooms) == 2  # the DM and one case room
     assert len(bot.matrix.notices_in(bot.dm)) == 1
 

@@ -262,10 +262,10 @@ async def test_an_empty_database_is_no_bot_database_until_init(
 ) -> None:
     """On SQLite and PostgreSQL alike: a database without the bot's schema is refused by
     `run` (a wrong name, a lost volume) and made the bot's by `init`."""
-    from bot.store import BotStore
+    from bot.store import BotDatabase
     from bot.store.initialised import missing_database
 
     assert await missing_database(store_url) is not None
-    store = await BotStore.open(store_url)  # what `caducee bot init` runs
-    await store.close()
+    database = await BotDatabase.open(store_url)  # what `caducee bot init` runs
+    await database.close()
     assert await missing_database(store_url) is None

@@ -32,7 +32,7 @@ from bot.identity.texts import AUDIT_COMMAND, Outcome
 from bot.ids import RoomId
 from bot.matrix.homeserver import NioJson
 from bot.runner import BotRunner
-from bot.store import BotStore
+from bot.store import BotDatabase, BotStore
 from deploy.local.federation import Homeserver
 from tests.element_driver import ElementClient, ElementClientError, installation_problem
 from tests.matrix_helpers import Doctor, eventually, unique
@@ -242,11 +242,11 @@ async def test_an_operator_sees_the_pending_reset_and_accepts_it_while_the_bot_r
 
 
 async def _audit_outcomes(bot: BotRunner, user_id: str) -> list[str]:
-    store = await BotStore.open(bot.config.effective_database_url)
+    database = await BotDatabase.open(bot.config.effective_database_url)
     try:
-        entries = await store.audit_entries(limit=500)
+        entries = await BotStore(database).audit_entries(limit=500)
     finally:
-        await store.close()
+        await database.close()
     return [
         e.outcome for e in reversed(entries) if e.sender == user_id and e.command == AUDIT_COMMAND
     ]

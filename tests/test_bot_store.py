@@ -15,8 +15,18 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.cases.journal import CaseJournal
+from bot.expiry.store import ExpiryStore
 from bot.ids import EventId, RoomId, UserId
-from bot.store import BotStore, CaseRoom, Claim, SchemaTooNewError, StoreError, normalise_url
+from bot.store import (
+    BotDatabase,
+    BotStore,
+    CaseRoom,
+    Claim,
+    SchemaTooNewError,
+    StoreError,
+    normalise_url,
+)
 from bot.store.models import Base
 
 ROOM = RoomId("!case:hs-a.test")
@@ -25,23 +35,46 @@ ALICE = UserId("@alice:hs-a.test")
 
 @pytest_asyncio.fixture
 async def store(store_url: str) -> AsyncIterator[BotStore]:
-    opened = await BotStore.open(store_url)
+    database = await BotDatabase.open(store_url)
     try:
-        yield opened
+        yield BotStore(database)
     finally:
-        await opened.close()
+        await database.close()
 
 
 async def test_open_creates_the_schema_and_reopening_keeps_data(store_url: str) -> None:
-    first = await BotStore.open(store_url)
-    await first.add_case(CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1))
+    first = await BotDatabase.open(store_url)
+    await BotStore(first).add_case(CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1))
     await first.close()
-    second = await BotStore.open(store_url)
+    second = await BotDatabase.open(store_url)
     try:
-        case = await second.get_case(ROOM)
+        case = await BotStore(second).get_case(ROOM)
         assert case == CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1)
     finally:
         await second.close()
+
+
+async def test_every_store_stamps_with_the_database_clock(store_url: str) -> None:
+    """One clock for the bot, given when the database is opened (tests pass a fixed one)."""
+    database = await BotDatabase.open(store_url, clock=lambda: 1_234)
+    try:
+        store, schedule = BotStore(database), ExpiryStore(database)
+        await store.claim_command(EventId("$t"), ROOM, "find")
+        await store.finish_command(
+            EventId("$t"), sender=ALICE, room_id=ROOM, command_name="find", outcome="ok"
+        )
+        await store.record_audit(ALICE, ROOM, "identity-reset", "pending")
+        assert [e.ts_ms for e in await store.audit_entries()] == [1_234, 1_234]
+        assert await store.prune_processed(older_than_ms=1_235) == 1  # claimed at 1_234
+        await store.add_case(CaseRoom(ROOM, "a", ALICE, 60, created_ms=1))
+        await store.close_case(ROOM)
+        case = await store.get_case(ROOM)
+        assert case is not None and case.closed_ms == 1_234
+        assert schedule.now_ms() == 1_234
+        request = await CaseJournal(database).begin_request(EventId("$new"), ALICE)
+        assert request.fresh
+    finally:
+        await database.close()
 
 
 def _ours(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
@@ -53,7 +86,7 @@ def _ours(name: str | None, type_: str, parent_names: dict[str, str | None]) -> 
 
 
 async def test_migrations_produce_exactly_the_models(store_url: str) -> None:
-    await (await BotStore.open(store_url)).close()
+    await (await BotDatabase.open(store_url)).close()
     engine = create_async_engine(normalise_url(store_url))
     try:
         async with engine.connect() as conn:
@@ -70,15 +103,15 @@ async def test_migrations_produce_exactly_the_models(store_url: str) -> None:
 
 
 async def test_a_database_from_a_newer_bot_is_refused(store_url: str) -> None:
-    await (await BotStore.open(store_url)).close()
+    await (await BotDatabase.open(store_url)).close()
     engine = create_async_engine(normalise_url(store_url))
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+            await conn.execute(text("UPDATE bot_alembic_version SET version_num = '0099_future'"))
     finally:
         await engine.dispose()
     with pytest.raises(SchemaTooNewError, match=r"0099_future.*newer bot"):
-        await BotStore.open(store_url)
+        await BotDatabase.open(store_url)
 
 
 async def test_claim_is_new_then_interrupted_then_done(store: BotStore) -> None:
@@ -180,8 +213,8 @@ async def test_sqlite_file_is_private_and_migrations_do_not_depend_on_cwd(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # script location comes from the package, not the cwd
     path = tmp_path / "sub" / "bot.db"
-    store = await BotStore.open(f"sqlite:///{path}")
-    await store.close()
+    database = await BotDatabase.open(f"sqlite:///{path}")
+    await database.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 

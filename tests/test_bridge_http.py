@@ -27,7 +27,7 @@ from tests.bridge_http_support import (
     running_bridge,
     running_issuer,
 )
-from tests.test_directory_support import BACKENDS, demo_extract, directory_database, search
+from tests.directory_support import BACKENDS, demo_extract, directory_database, search
 
 BOT = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 OPENAPI_PREFIX = "/_caducee/v1"

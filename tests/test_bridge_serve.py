@@ -183,7 +183,7 @@ async def test_serve_never_creates_its_database(tmp_path: Path) -> None:
 @pytest.mark.postgres
 async def test_serve_refuses_an_empty_postgresql_database(tmp_path: Path) -> None:
     """A wrong database name that happens to exist, empty, is refused like a missing one."""
-    from tests.test_bot_commands_support import fresh_postgres_database
+    from tests.bot_commands_support import fresh_postgres_database
 
     async for url in fresh_postgres_database():
         config = bridge_config(tmp_path, database_url=url, listen_port=free_port())

@@ -21,10 +21,10 @@ from bot.cases.export.resolve import resolve_messages, strip_reply_fallback
 from bot.cases.journal import CaseJournal
 from bot.commands.dispatcher import CommandDispatcher
 from bot.ids import RoomId
-from bot.store import BotStore
+from bot.store import BotDatabase, BotStore
+from tests.bot_commands_support import sqlite_url
 from tests.test_bot_commands_dispatch import ALICE, BOB, MARTIN, SETTINGS, Bot, _open_case
 from tests.test_bot_commands_dispatch import bot as bot  # the fixture (explicit re-export)
-from tests.test_bot_commands_support import sqlite_url
 
 
 class Killed(BaseException):
@@ -135,7 +135,7 @@ async def test_export_holds_every_message_resolved_in_pdf_and_fhir(bot: Bot) -> 
         if i["system"] == "urn:oid:1.2.250.1.71.4.2.1"
     ]
     assert rpps == [MARTIN]
-    assert await CaseJournal(bot.store.engine).exported_ms(room_id) is not None
+    assert await CaseJournal(bot.store.database).exported_ms(room_id) is not None
     (entry, *_) = await bot.store.audit_entries()
     assert (entry.command, entry.sender, entry.room_id) == ("case export", ALICE, room_id)
     # Now that it was exported, closing does not ask again.
@@ -220,7 +220,7 @@ async def test_an_export_interrupted_after_delivery_is_not_sent_twice(
         await bot.dispatcher.handle(msg)
     # The delivery went out and the bot died before recording it: the restarted bot cannot
     # tell, so it sends once more; once a delivery is recorded, never again.
-    store = await BotStore.open(sqlite_url(tmp_path))
+    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
     try:
         restarted = CommandDispatcher(
             actions=bot.matrix, store=store, directory=bot.client, settings=SETTINGS
@@ -229,7 +229,7 @@ async def test_an_export_interrupted_after_delivery_is_not_sent_twice(
         await restarted.handle(msg)
         await restarted.handle(msg)
     finally:
-        await store.close()
+        await store.database.close()
     assert len(port.delivered) == 2  # at most once more, and never after it was recorded
     replies = [n for n in bot.matrix.notices_in(room_id) if "Export sent" in n]
     assert len(replies) == 1

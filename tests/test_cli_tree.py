@@ -313,7 +313,7 @@ def test_a_wrong_postgresql_database_name_is_one_clear_line(
 
     from sqlalchemy.engine import make_url
 
-    from tests.test_bot_commands_support import postgres_admin_url
+    from tests.bot_commands_support import postgres_admin_url
 
     server = make_url(postgres_admin_url())
     try:

@@ -36,7 +36,7 @@ from tests.backup_support import (
     restore,
     rewrite,
 )
-from tests.test_bot_commands_support import postgres_admin_url
+from tests.bot_commands_support import postgres_admin_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 NAMES = ("synapse", "bridge", "bot")

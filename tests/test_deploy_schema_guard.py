@@ -35,23 +35,23 @@ async def database_url() -> AsyncIterator[str]:
         await drop_database(name)
 
 
-async def _stamp_future(url: str) -> None:
+async def _stamp_future(url: str, version_table: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE})
+            await conn.execute(text(f"UPDATE {version_table} SET version_num = :v"), {"v": FUTURE})  # noqa: S608
     finally:
         await engine.dispose()
 
 
 async def test_bot_store_migrates_then_refuses_a_newer_schema(database_url: str) -> None:
-    from bot.store.store import BotStore, SchemaTooNewError
+    from bot.store import BotDatabase, SchemaTooNewError
 
-    store = await BotStore.open(database_url)  # migrations run at start
-    await store.close()
-    await _stamp_future(database_url)
+    database = await BotDatabase.open(database_url)  # migrations run at start
+    await database.close()
+    await _stamp_future(database_url, "bot_alembic_version")
     with pytest.raises(SchemaTooNewError, match=FUTURE):
-        await BotStore.open(database_url)
+        await BotDatabase.open(database_url)
 
 
 @pytest.mark.skipif(
@@ -62,6 +62,6 @@ async def test_bridge_database_migrates_then_refuses_a_newer_schema(database_url
 
     database = await open_database(database_url)
     await database.close()
-    await _stamp_future(database_url)
+    await _stamp_future(database_url, "bridge_alembic_version")
     with pytest.raises(SchemaTooNewError, match=FUTURE):
         await open_database(database_url)

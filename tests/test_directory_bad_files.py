@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from bridge.directory import generation_sqlite, spill
 from bridge.directory.cli import directory_app
 from tests.bench.rpps_synth import SAVOIR_FAIRE_HEADER, header_line
-from tests.test_directory_support import demo_extract
+from tests.directory_support import demo_extract
 
 runner = CliRunner()
 UNCHANGED = "New: 0  changed: 0  disappeared from the register: 0"

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bridge.directory.cli import DB_ENV, directory_app
-from tests.test_directory_support import demo_extract, write_lines
+from tests.directory_support import demo_extract, write_lines
 
 runner = CliRunner()
 

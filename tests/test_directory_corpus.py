@@ -23,7 +23,7 @@ from bridge.directory.rpps import iter_records
 from bridge.directory.vocabulary import fold
 from tests.bench.rpps_synth import DEMO_PRACTITIONERS, FixedPractitioner, generate
 from tests.bench.rpps_synth_fields import luhn_check_digit
-from tests.test_directory_support import BACKENDS, directory_database, search
+from tests.directory_support import BACKENDS, directory_database, search
 
 
 def _rpps(n: int) -> str:

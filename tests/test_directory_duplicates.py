@@ -15,7 +15,7 @@ from bridge.directory import importer, store
 from bridge.directory.importer import import_directory
 from bridge.directory.rows import ROW_SEP
 from bridge.directory.spill import Spill, identity_rank
-from tests.test_directory_support import (
+from tests.directory_support import (
     BACKENDS,
     EXAMPLE_LINE,
     demo_extract,

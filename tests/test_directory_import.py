@@ -17,7 +17,7 @@ from bridge.directory.importer import (
     import_directory,
 )
 from tests.bench.rpps_synth import generate
-from tests.test_directory_support import (
+from tests.directory_support import (
     BACKENDS,
     demo_extract,
     directory_database,

@@ -24,7 +24,7 @@ from bridge.directory.rpps import (
     read_header,
 )
 from tests.bench.rpps_synth import ALT_HEADER_SPELLINGS, HEADER_52, HEADER_56, header_line
-from tests.test_directory_support import EXAMPLE_LINE
+from tests.directory_support import EXAMPLE_LINE
 
 
 def records(lines: list[str]) -> list[PractitionerRecord | ParseError | ParseWarning]:

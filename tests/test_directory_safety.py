@@ -32,7 +32,7 @@ from bridge.directory.generations import ImportBusyError
 from bridge.directory.importer import DirectoryImportError, import_directory
 from bridge.directory.spill import PREFIX
 from tests.admin_support import import_register, random_rpps
-from tests.test_directory_support import (
+from tests.directory_support import (
     demo_extract,
     directory_database,
     search,

@@ -13,7 +13,7 @@ from bridge.directory import search as search_module
 from bridge.directory.importer import import_directory
 from bridge.directory.rows import city_key, words
 from bridge.directory.search import SearchPage
-from tests.test_directory_support import BACKENDS, demo_extract, directory_database, search
+from tests.directory_support import BACKENDS, demo_extract, directory_database, search
 
 ANNE_SOPHIE = "Dr Anne-Sophie MARTIN-LÉGER"  # SM04 cardiology, Lyon 2e
 PAUL_MARTIN = "Dr Paul MARTIN"  # SM04 cardiology, Lyon 6e

@@ -22,8 +22,8 @@ from bot.expiry.admin import write_admin_token
 from bot.runner import BotRunner
 from deploy.local.federation import Homeserver, RegisteredUser
 from tests.conftest_bot import bot_config, start_bot
+from tests.expiry_support import Raw, Witness
 from tests.matrix_helpers import Doctor, eventually
-from tests.test_expiry_support import Raw, Witness
 
 pytestmark = pytest.mark.slow
 

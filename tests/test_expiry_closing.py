@@ -13,10 +13,10 @@ import pytest_asyncio
 from bot.expiry.close import ExpiryLifecycle, redact_room_now
 from bot.expiry.engine import ExpiryEngine, ExpirySettings
 from bot.expiry.ports import Page, RedactFailure, TimelineEvent
-from bot.expiry.schedule import ExpiryStore, now_ms
+from bot.expiry.store import ExpiryStore
 from bot.ids import EventId, RoomId, UserId
-from bot.store import BotStore, CaseRoom
-from tests.test_bot_commands_support import sqlite_url
+from bot.store import BotDatabase, BotStore, CaseRoom
+from tests.bot_commands_support import sqlite_url
 
 ROOM = RoomId("!case:hs-a.test")
 HOUR_S = 3600
@@ -52,11 +52,11 @@ class Homeserver:
 @pytest_asyncio.fixture
 async def stores(tmp_path: Path) -> AsyncIterator[tuple[ExpiryStore, BotStore]]:
     url = sqlite_url(tmp_path)
-    schedule, cases = await ExpiryStore.open(url), await BotStore.open(url)
+    database = await BotDatabase.open(url)
+    schedule, cases = ExpiryStore(database), BotStore(database)
     await cases.add_case(CaseRoom(ROOM, "genou", UserId("@a:hs-a.test"), HOUR_S, created_ms=0))
     yield schedule, cases
-    await schedule.close()
-    await cases.close()
+    await database.close()
 
 
 async def _running(engine: ExpiryEngine) -> asyncio.Task[None]:
@@ -67,7 +67,7 @@ async def test_a_message_reaching_the_homeserver_during_the_close_is_redacted_to
     stores: tuple[ExpiryStore, BotStore],
 ) -> None:
     schedule, cases = stores
-    now = now_ms()  # an hour's lifetime: nothing is due before the close
+    now = schedule.now_ms()  # an hour's lifetime: nothing is due before the close
     homeserver = Homeserver([message("$a1", now - 2_000), message("$a2", now - 1_000)])
     homeserver.late = [message("$b1", now - 1_500)]
     engine = ExpiryEngine(

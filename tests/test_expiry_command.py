@@ -17,10 +17,10 @@ from bot.expiry.command import describe_policy, expire_command, parse_expire
 from bot.expiry.engine import ExpiryEngine
 from bot.expiry.policy import RETENTION_EVENT, retention_content
 from bot.expiry.ports import Page, RedactFailure
-from bot.expiry.schedule import ExpiryStore, NewEntry
+from bot.expiry.store import ExpiryStore, NewEntry
 from bot.ids import EventId, RoomId, UserId
-from bot.store import BotStore, CaseRoom
-from tests.test_bot_commands_support import FakeMatrix, sqlite_url
+from bot.store import BotDatabase, BotStore, CaseRoom
+from tests.bot_commands_support import FakeMatrix, sqlite_url
 
 ALICE = UserId("@alice:hs-a.test")  # opened the case
 BOB = UserId("@bob:hs-b.test")  # member
@@ -68,8 +68,8 @@ class Setup:
 @pytest_asyncio.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     url = sqlite_url(tmp_path)
-    store = await BotStore.open(url)
-    schedule = await ExpiryStore.open(url)
+    database = await BotDatabase.open(url)
+    store, schedule = BotStore(database), ExpiryStore(database)
     matrix = FakeMatrix()
     room = matrix.add_room([ALICE, BOB, CAROL], power={ALICE: 100, CAROL: 100})
     await store.add_case(CaseRoom(room, "genou-72", ALICE, 86400, created_ms=0))
@@ -86,8 +86,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         registry=registry,
     )
     yield Setup(matrix, store, schedule, engine, dispatcher, room)
-    await schedule.close()
-    await store.close()
+    await database.close()
 
 
 async def test_members_see_the_policy_and_the_next_expiry(setup: Setup) -> None:

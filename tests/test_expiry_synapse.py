@@ -17,10 +17,9 @@ import pytest_asyncio
 from bot.expiry.close import ExpiryLifecycle
 from bot.expiry.engine import ExpirySettings
 from bot.ids import RoomId
-from bot.store import BotStore
+from bot.store import BotDatabase, BotStore
 from deploy.local.federation import Homeserver
-from tests.matrix_helpers import eventually
-from tests.test_expiry_support import (
+from tests.expiry_support import (
     ExpiryBot,
     Raw,
     Witness,
@@ -28,6 +27,7 @@ from tests.test_expiry_support import (
     rows_in_db,
     sqlite_db_url,
 )
+from tests.matrix_helpers import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +43,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest_asyncio.fixture
 async def cases(tmp_path: Path) -> AsyncIterator[BotStore]:
-    store = await BotStore.open(sqlite_db_url(tmp_path))
-    yield store
-    await store.close()
+    database = await BotDatabase.open(sqlite_db_url(tmp_path))
+    yield BotStore(database)
+    await database.close()
 
 
 async def _people(
@@ -73,7 +73,7 @@ async def test_local_and_remote_messages_expire_on_both_servers_and_leave_their_
 ) -> None:
     bot_user, alice, bob = await _people(hs_a, hs_b, http)
     room = await create_case_room(bot_user, 4, [alice, bob], cases)
-    await cases.close()
+    await cases.database.close()  # the bot below opens its own
     witnesses = [Witness(alice), Witness(bob)]
     for witness in witnesses:
         await witness.start()
@@ -110,7 +110,7 @@ async def test_an_expired_attachment_leaves_the_media_store(
 ) -> None:
     bot_user, alice, _bob = await _people(hs_a, hs_b, http)
     room = await create_case_room(bot_user, 3, [alice], cases)
-    await cases.close()
+    await cases.database.close()  # the bot below opens its own
     bot = ExpiryBot(
         hs_a,
         bot_user.user,
@@ -155,7 +155,7 @@ async def test_engine_stopped_mid_run_catches_up_after_restart_even_with_an_earl
     bot_user, alice, bob = await _people(hs_a, hs_b, http)
     lifetime_s = 5
     room = await create_case_room(bot_user, lifetime_s, [alice, bob], cases)
-    await cases.close()
+    await cases.database.close()  # the bot below opens its own
     witness = Witness(alice)
     await witness.start()
     url = sqlite_db_url(tmp_path)
@@ -204,7 +204,7 @@ async def test_a_gappy_sync_is_back_filled(
 ) -> None:
     bot_user, alice, bob = await _people(hs_a, hs_b, http)
     room = await create_case_room(bot_user, 4, [alice, bob], cases)
-    await cases.close()
+    await cases.database.close()  # the bot below opens its own
     witness = Witness(alice)
     await witness.start()
     url = sqlite_db_url(tmp_path)
@@ -239,7 +239,7 @@ async def test_closing_a_case_redacts_everything_now_and_purges_the_room(
     room = await create_case_room(bot_user, 3600, [alice, bob], cases)
     case = await cases.get_case(room)
     assert case is not None
-    await cases.close()
+    await cases.database.close()  # the bot below opens its own
     witness = Witness(bob)
     await witness.start()
     bot = ExpiryBot(hs_a, bot_user.user, sqlite_db_url(tmp_path))

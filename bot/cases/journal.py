@@ -1,23 +1,18 @@
 """`CaseJournal`: the case lifecycle's rows, on the bot's database (SQLite or PostgreSQL).
 
-One short transaction per call, like `bot.store.BotStore`, whose engine it shares.
+One short transaction per call, like `bot.store.BotStore`, on the same `BotDatabase`.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.cases.models import CaseMarksRow, CaseRequestRow
 from bot.ids import EventId, RoomId, UserId
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+from bot.store.database import BotDatabase
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +25,9 @@ class CaseRequest:
 
 
 class CaseJournal:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, database: BotDatabase) -> None:
+        self._sessions = database.sessions
+        self._now_ms = database.now_ms
 
     # -- !case new, exactly once ---------------------------------------------------------
 
@@ -41,7 +37,9 @@ class CaseJournal:
         try:
             async with self._sessions.begin() as session:
                 session.add(
-                    CaseRequestRow(event_id=event_id, requester=requester, started_ms=_now_ms())
+                    CaseRequestRow(
+                        event_id=event_id, requester=requester, started_ms=self._now_ms()
+                    )
                 )
             return CaseRequest(event_id, None, fresh=True)
         except IntegrityError:
@@ -81,14 +79,14 @@ class CaseJournal:
         return None if row is None else row.exported_ms
 
     async def mark_exported(self, room_id: RoomId, *, at_ms: int | None = None) -> None:
-        await self._set_mark(room_id, exported_ms=_now_ms() if at_ms is None else at_ms)
+        await self._set_mark(room_id, exported_ms=self._now_ms() if at_ms is None else at_ms)
 
     async def warned_ms(self, room_id: RoomId) -> int | None:
         row = await self._marks(room_id)
         return None if row is None else row.warned_ms
 
     async def mark_warned(self, room_id: RoomId, *, at_ms: int | None = None) -> None:
-        await self._set_mark(room_id, warned_ms=_now_ms() if at_ms is None else at_ms)
+        await self._set_mark(room_id, warned_ms=self._now_ms() if at_ms is None else at_ms)
 
     async def unwarned(self, room_ids: list[RoomId]) -> list[RoomId]:
         """The rooms among ``room_ids`` that have not had their warning yet."""

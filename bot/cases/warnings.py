@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from bot.cases.journal import CaseJournal
 from bot.cases.lifetime import warning_due_ms, warning_text
@@ -60,10 +59,10 @@ async def run_warnings(
     actions: MatrixActions, store: BotStore, interval_s: float = CHECK_INTERVAL_S
 ) -> None:
     """Check for due warnings forever (cancel to stop)."""
-    journal = CaseJournal(store.engine)
+    journal = CaseJournal(store.database)
     while True:
         try:
-            await warn_due_cases(actions, store, journal, int(time.time() * 1000))
+            await warn_due_cases(actions, store, journal, store.database.now_ms())
         except Exception as exc:  # a database hiccup must not stop the checks
             logger.error("expiry warning check failed: %s", type(exc).__name__)
         await asyncio.sleep(interval_s)

@@ -9,7 +9,11 @@ from bot.commands.registry import Registry
 
 
 def default_registry() -> Registry:
-    """A fresh registry with every built-in command (``!expire`` will join it here)."""
+    """A fresh registry with every command that needs only the commands' services.
+
+    ``!expire`` and ``!case export`` need the running expiry engine and Matrix client:
+    `bot.app.production_handler` adds them.
+    """
     registry = Registry()
     registry.extend([FIND, CASE_NEW, CASE_INVITE, CASE_CLOSE])
     registry.add(help_command(registry))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from html import escape
 
@@ -33,10 +32,6 @@ logger = logging.getLogger(__name__)
 
 CLOSE_REASON = "Dossier clos / Case closed"
 CONFIRM_WORDS = frozenset({"confirm", "confirmer"})
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def _find_or_create_room(
@@ -74,7 +69,7 @@ async def _find_or_create_room(
                 label=label,
                 creator=msg.sender,
                 ttl_seconds=ttl_seconds,
-                created_ms=_now_ms(),
+                created_ms=invocation.services.store.database.now_ms(),
             )
         )
     return room_id, not request.fresh
@@ -90,7 +85,7 @@ async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
     )
     # No invitations in the creation request: one refused invitation would fail it after
     # the room exists. The room is recorded first, then everyone is invited (concurrently).
-    journal = CaseJournal(services.store.engine)
+    journal = CaseJournal(services.store.database)
     room_id, resumed = await _find_or_create_room(invocation, journal, label, args.ttl_seconds)
     logger.info("case room %s created with %d invitee(s)", room_id, len(invitees))
     requester = Invitee(str(msg.sender), user_id=msg.sender)
@@ -105,7 +100,7 @@ async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
     outcomes = [i for i in everyone if i is not own] + reached
     case = await services.store.get_case(room_id)
     if case is not None:
-        await warn_if_due(actions, journal, case, _now_ms())
+        await warn_if_due(actions, journal, case, services.store.database.now_ms())
     via = [actions.server_name, server_of(msg.sender)]
     via += [server_of(i.user_id) for i in outcomes if i.user_id is not None and not i.problem]
     link = matrix_to_link(room_id, via)
@@ -164,7 +159,10 @@ async def run_case_close(invocation: Invocation, confirmed: bool) -> Reply | Non
     case = invocation.case
     assert case is not None  # the dispatcher only runs case-room commands in case rooms
     actions = services.actions
-    if not confirmed and await CaseJournal(services.store.engine).exported_ms(case.room_id) is None:
+    if (
+        not confirmed
+        and await CaseJournal(services.store.database).exported_ms(case.room_id) is None
+    ):
         return Reply(close_confirmation_text())
     await actions.send_notice(
         msg.room_id,

@@ -1,4 +1,4 @@
-"""The contract between the commands and the bot's Matrix shell (see BOT-INTERFACE.md).
+"""The contract between the commands and the bot's Matrix shell.
 
 Commands never touch matrix-nio: they call `MatrixActions`, which the E2EE shell implements
 and unit tests fake in memory. Everything here is types; no I/O.
@@ -99,8 +99,8 @@ class CommandSettings:
 
     Attributes:
         default_ttl_seconds: message lifetime of a new case room when no ``ttl=`` is given.
-        min_ttl_seconds / max_ttl_seconds: the federation's bounds for ``ttl=`` (and, later,
-            ``!expire``); they match the homeservers' retention bounds.
+        min_ttl_seconds / max_ttl_seconds: the federation's bounds for ``ttl=`` and
+            ``!expire``; they match the homeservers' retention bounds.
         member_servers: servers whose practitioners may use the bot and be invited to cases
             (a set, or the live list that follows the federation registry: `bot.members`).
         max_invitees: how many people one ``!case new`` may invite (keeps a typo from

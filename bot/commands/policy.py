@@ -15,11 +15,12 @@ from bot.commands.registry import Permission
 from bot.durations import DurationError, check_bounds, parse_duration
 from bot.ids import UserId, server_of
 from bot.store import CaseRoom
+from bridge.common.api import MAX_QUERY_LENGTH
 from bridge.guard.ids import is_valid_user_id
 
 ROOM_ADMIN_LEVEL = 100
 LABEL_MAX_CHARS = 64
-QUERY_MAX_CHARS = 200
+QUERY_MAX_CHARS = MAX_QUERY_LENGTH  # what the bridge accepts
 
 # Localparts: printable ASCII but ":" (historical ids included); server: host or [IPv6], port.
 _REGISTER_NUMBER = re.compile(r"^(\d{11}|\d{9})$")

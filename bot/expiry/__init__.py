@@ -1,8 +1,9 @@
 """Message expiry: every message of a case room is redacted when the room's lifetime ends.
 
 The shell feeds `ExpiryEngine` with timeline events and runs it; `!expire` changes a room's
-lifetime; closing a case redacts everything and purges the room. See BOT-INTERFACE.md for
-how the shell must call it (the ordering that makes ``kill -9`` lose nothing).
+lifetime; closing a case redacts everything and purges the room. `bot.expiry.nio_matrix` is how
+the shell feeds it: every event is persisted before the sync token that delivered it is saved,
+which is what makes ``kill -9`` lose nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from bot.expiry.ports import (
     RedactFailure,
     TimelineEvent,
 )
-from bot.expiry.schedule import ExpiryStore
 from bot.expiry.settings import CaseSource, ExpirySettings
+from bot.expiry.store import ExpiryStore
 
 __all__ = [
     "AdminError",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bot.expiry.policy import due_ms, is_expirable
 from bot.expiry.ports import TimelineEvent
-from bot.expiry.schedule import NewEntry
+from bot.expiry.store import NewEntry
 from bot.ids import RoomId
 
 

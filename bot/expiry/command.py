@@ -8,7 +8,6 @@ room, so every member sees the change and who made it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,7 +77,7 @@ def expire_command(engine: ExpiryEngine) -> Command[ExpireArgs]:
         assert case is not None  # scope CASE_ROOM: the dispatcher checked
         if args.seconds is None:
             next_due = await engine.next_expiry_ms(msg.room_id)
-            return Reply(describe_policy(case.ttl_seconds, next_due, int(time.time() * 1000)))
+            return Reply(describe_policy(case.ttl_seconds, next_due, engine.now_ms()))
         power = 0
         if msg.sender != case.creator:
             power = await services.actions.power_level(msg.room_id, msg.sender)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from bot.aio import wait_event
 from bot.expiry.backfill import plan_page
@@ -31,8 +31,8 @@ from bot.expiry.ports import (
     TimelineEvent,
 )
 from bot.expiry.redactor import Redactor
-from bot.expiry.schedule import ExpiryStore, Gap, NewEntry, now_ms
 from bot.expiry.settings import CaseSource, ExpirySettings
+from bot.expiry.store import ExpiryStore, Gap, NewEntry
 
 __all__ = ["CaseSource", "ExpiryEngine", "ExpirySettings"]
 from bot.ids import EventId, RoomId
@@ -43,7 +43,7 @@ _DAY_MS = 86_400_000
 
 
 class ExpiryEngine:
-    """Schedules and performs the redaction of expired events. See BOT-INTERFACE.md."""
+    """Schedules and performs the redaction of expired events (fed by `bot.expiry.nio_matrix`)."""
 
     def __init__(
         self,
@@ -54,7 +54,6 @@ class ExpiryEngine:
         server_name: str,
         admin: HomeserverAdmin | None = None,
         settings: ExpirySettings | None = None,
-        clock: Callable[[], int] = now_ms,
     ) -> None:
         self._schedule = schedule
         self._cases = cases
@@ -62,7 +61,7 @@ class ExpiryEngine:
         self._server_name = server_name
         self._admin = admin
         self._settings = settings or ExpirySettings()
-        self._clock = clock
+        self._clock = schedule.now_ms  # the bot's one clock, set when its database is opened
         self._lifetimes: dict[RoomId, tuple[int | None, int]] = {}
         self._closing: set[RoomId] = set()
         self._buffer: list[tuple[RoomId, TimelineEvent, int]] = []
@@ -77,7 +76,7 @@ class ExpiryEngine:
             server_name=server_name,
             admin=admin,
             settings=self._settings,
-            clock=clock,
+            clock=self._clock,
             wake=self._wake,
         )
 

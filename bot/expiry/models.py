@@ -1,7 +1,7 @@
 """The expiry engine's tables, as SQLAlchemy Core tables on their own metadata.
 
 The schema is created by the Alembic revision ``0002`` in ``bot/migrations`` (run by
-`bot.store.BotStore.open`); these definitions only let the engine query it. Ids and times
+`bot.store.BotDatabase.open`); these definitions only let the engine query it. Ids and times
 only - never message content. Attachments are remembered as their ``mxc://`` URIs, which
 say where a blob lives, not what it holds.
 """

@@ -2,7 +2,7 @@
 
 The shell owns the `nio.AsyncClient`; it wraps it in `NioExpiryMatrix` for the engine and
 calls `feed_sync` (or does the same by hand) for every sync response, before it saves the
-response's ``next_batch`` token. See the notes in BOT-INTERFACE.md.
+response's ``next_batch`` token.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from bot.aio import wait_event
 from bot.expiry.policy import Verdict, backoff_ms, judge, local_media, redaction_txn_id
 from bot.expiry.ports import AdminError, ExpiryMatrix, HomeserverAdmin
-from bot.expiry.schedule import DueEntry, ExpiryStore, Outcome
 from bot.expiry.settings import ExpirySettings
+from bot.expiry.store import DueEntry, ExpiryStore, Outcome
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
-"""Alembic environment: migrations always run on a connection that `BotStore.open` provides.
+"""Alembic environment: migrations always run on a connection that `BotDatabase.open` provides.
 
-There is no offline (SQL script) mode and no URL here: the store owns the engine, runs the
-upgrade inside its own transaction and checks the schema version first.
+There is no offline (SQL script) mode and no URL here: `BotDatabase` owns the engine, runs the
+upgrade inside its own transaction and checks the schema version first. The version table's
+name comes from the caller (`bridge.common.database.History`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bot.store.models import Base
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
+        version_table=context.config.attributes["version_table"],
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
         compare_type=True,
@@ -25,5 +27,5 @@ def _run(connection: Connection) -> None:
 
 _connection = context.config.attributes.get("connection")
 if not isinstance(_connection, Connection):
-    raise RuntimeError("bot migrations run only through BotStore.open(url)")
+    raise RuntimeError("bot migrations run only through BotDatabase.open(url)")
 _run(_connection)

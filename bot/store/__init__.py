@@ -1,21 +1,33 @@
 """The bot's database: case rooms, processed command ids, audit (and the expiry schedule).
 
-`BotStore.open(url)` brings the schema to the code's version with the Alembic migrations
-shipped in ``bot/migrations`` and refuses a database written by a newer bot. SQLite by
-default, PostgreSQL in production; the same tests run on both.
+`BotDatabase.open(url)` brings the schema to the code's version with the Alembic migrations
+shipped in ``bot/migrations`` and refuses a database written by a newer bot; every store is
+built on it (`BotStore(db)` here). SQLite by default, PostgreSQL in production; the same tests
+run on both.
 """
 
 from __future__ import annotations
 
+from bot.store.database import (
+    BotDatabase,
+    Clock,
+    SchemaTooNewError,
+    StoreError,
+    normalise_url,
+    wall_clock_ms,
+)
 from bot.store.records import AuditEntry, CaseRoom, Claim
-from bot.store.store import BotStore, SchemaTooNewError, StoreError, normalise_url
+from bot.store.store import BotStore
 
 __all__ = [
     "AuditEntry",
+    "BotDatabase",
     "BotStore",
     "CaseRoom",
     "Claim",
+    "Clock",
     "SchemaTooNewError",
     "StoreError",
     "normalise_url",
+    "wall_clock_ms",
 ]

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.store.store import StoreError, normalise_url
+from bot.store.database import HISTORY, StoreError, normalise_url
 from bridge.common import database
 
 
@@ -30,7 +30,7 @@ async def missing_database(url: str) -> str | None:
     engine = create_async_engine(full)
     try:
         async with engine.connect() as conn:
-            initialised = await conn.run_sync(database.has_schema)
+            initialised = await conn.run_sync(database.has_schema, HISTORY)
     except (SQLAlchemyError, OSError) as exc:  # no server, no such database, refused
         raise StoreError(f"cannot open the bot database {shown}: {type(exc).__name__}") from None
     finally:

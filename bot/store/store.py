@@ -1,56 +1,16 @@
-"""`BotStore`: the only code that talks SQL for the bot. One short transaction per call."""
+"""`BotStore`: case rooms, processed commands and audit. One short transaction per call."""
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from bot.ids import EventId, RoomId, UserId
+from bot.store.database import BotDatabase, StoreError
 from bot.store.models import AuditRow, CaseRoomRow, ProcessedCommandRow
 from bot.store.records import AuditEntry, CaseRoom, Claim
-from bridge.common import database
-from bridge.common.database import prepare_sqlite_file, upgrade_to_head
-
-logger = logging.getLogger(__name__)
-
-SCRIPT_LOCATION = "bot:migrations"
-
-
-class StoreError(Exception):
-    """The database cannot be used as it is; the message is meant for the operator."""
-
-
-class SchemaTooNewError(StoreError):
-    """The database was migrated by a newer bot; running older code on it could corrupt it."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def normalise_url(url: str) -> str:
-    """Add the async driver to plain URLs (``sqlite:///x`` → ``sqlite+aiosqlite:///x``)."""
-    return database.normalise_url(url, StoreError)
-
-
-def _too_new(unknown: str, head: str | None) -> SchemaTooNewError:
-    return SchemaTooNewError(
-        f"the bot database is at schema revision {unknown}, which this version "
-        f"of the bot does not know (it knows up to {head}): it was "
-        "upgraded by a newer bot. Run that newer version, or restore a backup."
-    )
-
-
-def _migrate(sync_conn: Connection) -> str:
-    """Check the schema version, then upgrade to head. Runs inside the caller's transaction."""
-    return upgrade_to_head(sync_conn, SCRIPT_LOCATION, _too_new)
 
 
 def _case(row: CaseRoomRow) -> CaseRoom:
@@ -67,43 +27,18 @@ def _case(row: CaseRoomRow) -> CaseRoom:
 class BotStore:
     """Case rooms, processed commands and audit, behind small async methods.
 
-    Build it with `await BotStore.open(url)`; `await store.close()` on shutdown.
+    Build it on the opened database: ``BotStore(await BotDatabase.open(url))``.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-
-    @classmethod
-    async def open(cls, url: str, **engine_options: Any) -> BotStore:
-        """Connect, migrate to the code's schema, and return a ready store.
-
-        Raises:
-            SchemaTooNewError: the database was written by a newer bot.
-            StoreError: the URL is not usable.
-        """
-        full = normalise_url(url)
-        parsed = make_url(full)
-        if parsed.drivername.startswith("sqlite"):
-            prepare_sqlite_file(parsed.database)
-            engine_options.setdefault("connect_args", {"timeout": 30})
-        engine = create_async_engine(full, **engine_options)
-        try:
-            async with engine.begin() as conn:
-                head = await conn.run_sync(_migrate)
-        except BaseException:
-            await engine.dispose()
-            raise
-        logger.info("bot database ready at schema revision %s", head)
-        return cls(engine)
-
-    async def close(self) -> None:
-        await self._engine.dispose()
+    def __init__(self, database: BotDatabase) -> None:
+        self._database = database
+        self._sessions = database.sessions
+        self._now_ms = database.now_ms
 
     @property
-    def engine(self) -> AsyncEngine:
-        """Shared with the modules that keep their own tables (`bot.cases.journal`)."""
-        return self._engine
+    def database(self) -> BotDatabase:
+        """Shared with the stores that keep their own tables (`bot.cases.journal`)."""
+        return self._database
 
     # -- processed commands -------------------------------------------------------------
 
@@ -119,7 +54,7 @@ class BotStore:
             event_id=event_id,
             room_id=room_id,
             command=command_name,
-            claimed_ms=now_ms() if at_ms is None else at_ms,
+            claimed_ms=self._now_ms() if at_ms is None else at_ms,
         )
         try:
             async with self._sessions.begin() as session:
@@ -146,7 +81,7 @@ class BotStore:
         at_ms: int | None = None,
     ) -> None:
         """Mark the command done and write its audit line, in one transaction."""
-        ts = now_ms() if at_ms is None else at_ms
+        ts = self._now_ms() if at_ms is None else at_ms
         async with self._sessions.begin() as session:
             await session.execute(
                 update(ProcessedCommandRow)
@@ -193,7 +128,7 @@ class BotStore:
         async with self._sessions.begin() as session:
             session.add(
                 AuditRow(
-                    ts_ms=now_ms() if at_ms is None else at_ms,
+                    ts_ms=self._now_ms() if at_ms is None else at_ms,
                     sender=sender,
                     room_id=room_id,
                     command=command[:64],
@@ -276,6 +211,6 @@ class BotStore:
             result = await session.execute(
                 update(CaseRoomRow)
                 .where(CaseRoomRow.room_id == room_id, CaseRoomRow.closed_ms.is_(None))
-                .values(closed_ms=now_ms() if at_ms is None else at_ms)
+                .values(closed_ms=self._now_ms() if at_ms is None else at_ms)
             )
             return bool(getattr(result, "rowcount", 0))

@@ -1,4 +1,4 @@
-"""The admin tables (schema defined by migration 0003; these declarations only query them).
+"""The admin tables (schema defined by migration 0002_admin; these declarations only query them).
 
 - `admin_audit`: every change an admin (or the register re-sync) made: who, what, when, on
   whom, and a few details. Never message content, never a token or a password.

@@ -31,25 +31,19 @@ from bridge.directory.generations import (
     change_report_sql,
     check_shrink,
 )
+from bridge.directory.params import numbered
 from bridge.directory.rows import ROW_SEP, PractitionerRow
 from bridge.directory.spill import DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE)
 _LOCK_KEY = 0x43414455  # "CADU": one directory import at a time per database
 _STAGE = "directory_stage"
-_PARAM = re.compile(r"(?<!:):([a-z_]+)")
 
 
 def _positional(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
-    """`:name` parameters (shared SQL) to asyncpg's `$n`."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    return _PARAM.sub(number, sql), [params[n] for n in names]
+    """`:name` parameters (shared SQL) to asyncpg's `$n`, with the values in that order."""
+    text, names = numbered(sql)
+    return text, [params[n] for n in names]
 
 
 class PostgresGeneration:

@@ -15,7 +15,6 @@ return the same practitioners in the same order.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.directory import rows as w
 from bridge.directory.model import RppsId
+from bridge.directory.params import numbered
 from bridge.directory.query import (
     ABBREVIATIONS,
     Expr,
@@ -65,15 +65,9 @@ class _Statement:
 
     def __init__(self, sql: str, postgres: bool) -> None:
         self.postgres = postgres
-        self.names: list[str] = []
+        self.names: tuple[str, ...] = ()
         if postgres:
-
-            def number(match: re.Match[str]) -> str:
-                if match.group(1) not in self.names:
-                    self.names.append(match.group(1))
-                return f"${self.names.index(match.group(1)) + 1}"
-
-            sql = _PARAM.sub(number, sql)
+            sql, self.names = numbered(sql)
         self.sql = sql
 
     async def fetch(self, driver: Any, params: dict[str, Any]) -> list[Any]:
@@ -204,7 +198,6 @@ FEW = 2000
 """PostgreSQL: up to this many matches (counted exactly there), a page sorts them."""
 COUNT_CAP = 500
 """Matches are counted up to this many; past it a page says "500+"."""
-_PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 _BACKENDS = {name: _Backend(name) for name in ("sqlite", "postgresql")}
 _PLACES: dict[str, _Places] = {}
 

@@ -1,6 +1,7 @@
 """The directory's HTTP API: `GET /_caducee/v1/directory/search`.
 
-Parameter checking is a pure function, so the rules (and their messages, which the bot may show
+The path and the limits are the bot's too (`bridge.common.api`). Parameter checking
+is a pure function, so the rules (and their messages, which the bot may show
 to a doctor) are tested without a server. The handler only opens a session and shapes JSON.
 """
 
@@ -8,20 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
+from bridge.common.api import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_QUERY_LENGTH,
+    SEARCH_PATH,
+)
 from bridge.directory.search import SearchPage, SearchResult, search_directory
 from bridge.http.errors import M_INVALID_PARAM, M_MISSING_PARAM, ApiError
 from bridge.http.keys import DATABASE
-
-API_PREFIX: Final = "/_caducee/v1"
-SEARCH_PATH: Final = f"{API_PREFIX}/directory/search"
-DEFAULT_LIMIT: Final = 10
-MAX_LIMIT: Final = 50
-MAX_OFFSET: Final = 10_000
-MAX_QUERY_LENGTH: Final = 200
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.common.api import API_PREFIX
 from bridge.http.auth import public
-from bridge.http.directory_routes import API_PREFIX
 from bridge.http.errors import M_UNAVAILABLE, ApiError
 from bridge.http.keys import DATABASE
 

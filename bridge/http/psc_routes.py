@@ -14,9 +14,9 @@ from aiohttp import web
 
 from bridge.admin.model import AdminError
 from bridge.admin.psc_signin import AdmitRequest, admit
+from bridge.common.api import API_PREFIX
 from bridge.console.keys import ADMIN_SERVICES
 from bridge.http.auth import REQUESTER
-from bridge.http.directory_routes import API_PREFIX
 from bridge.http.errors import (
     M_FORBIDDEN,
     M_INVALID_PARAM,

@@ -1,7 +1,8 @@
 """Alembic environment: migrations run only on a connection that `bridge.db.migrate` provides.
 
 There is no offline (SQL script) mode and no URL here: `bridge.db` owns the engine, checks that
-the database is not newer than the code, then runs the upgrade inside its own transaction.
+the database is not newer than the code, then runs the upgrade inside its own transaction. The
+version table's name comes from the caller (`bridge.common.database.History`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bridge.db import metadata
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
+        version_table=context.config.attributes["version_table"],
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
     )

@@ -1,4 +1,4 @@
-"""The registry's tables (schema defined by migration 0004_registry; these only query them).
+"""The registry's tables (schema defined by migration 0003_registry; these only query them).
 
 - `registry_member`: member organisations of this federation.
 - `registry_homeserver`: their homeservers (a server belongs to one member).

@@ -146,7 +146,7 @@ async def on_postgres(source: Path, mix: list[tuple[str, str]]) -> dict[str, Any
 
     from bridge.db import open_database
     from bridge.directory.importer import import_directory
-    from tests.test_bot_commands_support import postgres_admin_url
+    from tests.bot_commands_support import postgres_admin_url
 
     admin = make_url(postgres_admin_url()).set(drivername="postgresql")
     try:

@@ -46,9 +46,9 @@ import aiohttp
 
 from bot.expiry.engine import ExpirySettings
 from bot.expiry.policy import PURGE_MARGIN_MS, percentile
-from bot.store import BotStore
+from bot.store import BotDatabase, BotStore
 from deploy.local.federation import HomeserverSpec, LocalFederation, RegisteredUser
-from tests.test_expiry_support import ExpiryBot, Raw, create_case_room
+from tests.expiry_support import ExpiryBot, Raw, create_case_room
 
 LIFETIMES_S = (20, 30, 40, 60)
 CONCURRENCY = 16
@@ -259,7 +259,7 @@ async def run(
             alice = await Raw.register(hs_a, http, "alice")
             bob = await Raw.register(hs_b, http, "bob")
             db_url = f"sqlite:///{base / 'bot.db'}"
-            cases = await BotStore.open(db_url)
+            cases = BotStore(await BotDatabase.open(db_url))
             rng = random.Random(5)
             lifetimes: dict[str, int] = {}
             gate = asyncio.Semaphore(8)
@@ -275,7 +275,7 @@ async def run(
             t0 = time.monotonic()
             await asyncio.gather(*(make_room() for _ in range(rooms_count)))
             when.setup_s = time.monotonic() - t0
-            await cases.close()
+            await cases.database.close()
             rooms = list(lifetimes)
 
             config_path = base / "worker.json"

@@ -10,7 +10,6 @@ which case and when (the dispatcher writes it), never what.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,7 +107,7 @@ def export_command(port: ExportPort, limits: ExportLimits | None = None) -> Comm
     async def run(invocation: Invocation, formats: frozenset[str]) -> Reply:
         services, msg, case = invocation.services, invocation.message, invocation.case
         assert case is not None  # scope CASE_ROOM: the dispatcher checked
-        journal = CaseJournal(services.store.engine)
+        journal = CaseJournal(services.store.database)
         request = await journal.begin_request(msg.event_id, msg.sender)
         if request.room_id is not None:  # an interrupted run already delivered it
             return Reply(SENT.format(who=msg.sender))
@@ -146,7 +145,7 @@ def export_command(port: ExportPort, limits: ExportLimits | None = None) -> Comm
                 continue
             name = port.member_name(case.room_id, user_id)
             members.append(Member(user_id, name, await _rpps(services.directory, user_id, name)))
-        now = int(time.time() * 1000)
+        now = services.store.database.now_ms()
         export = CaseExport(
             label=case.label,
             room_id=case.room_id,

@@ -7,27 +7,17 @@ survive a ``kill -9`` at any moment. Works on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.expiry.models import gaps, schedule
 from bot.expiry.policy import Pending, pack_media, unpack_media
 from bot.ids import EventId, RoomId
-from bot.store import BotStore, normalise_url
-
-logger = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+from bot.store.database import BotDatabase
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,28 +70,19 @@ class Finished:
 
 
 class ExpiryStore:
-    """The schedule, on the bot's database (tables from Alembic revision 0002)."""
+    """The schedule, on the bot's database (tables from Alembic revision 0002).
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._dialect = engine.dialect.name
+    Build it on the opened database: ``ExpiryStore(await BotDatabase.open(url))``.
+    """
 
-    @classmethod
-    async def open(cls, url: str, **engine_options: Any) -> ExpiryStore:
-        """Connect to the bot's database, bringing its schema up to date first.
+    def __init__(self, database: BotDatabase) -> None:
+        self._sessions = database.sessions
+        self._dialect = database.dialect
+        self._clock = database.now_ms
 
-        The migration goes through `BotStore.open` (which also refuses a database written by
-        a newer bot), so the engine never runs against a schema it does not know.
-        """
-        migrated = await BotStore.open(url)
-        await migrated.close()
-        full = normalise_url(url)
-        if make_url(full).drivername.startswith("sqlite"):
-            engine_options.setdefault("connect_args", {"timeout": 30})
-        return cls(create_async_engine(full, **engine_options))
-
-    async def close(self) -> None:
-        await self._engine.dispose()
+    def now_ms(self) -> int:
+        """The bot's clock (`BotDatabase.now_ms`), which the expiry engine runs on."""
+        return self._clock()
 
     def _insert_or_add_media(self) -> Any:
         """Insert; for an event already scheduled, only fill in attachments it lacked (the
@@ -132,17 +113,17 @@ class ExpiryStore:
             }
             for e in entries
         ]
-        async with self._engine.begin() as conn:
+        async with self._sessions.begin() as session:
             for start in range(0, len(rows), 500):
-                await conn.execute(self._insert_or_add_media(), rows[start : start + 500])
+                await session.execute(self._insert_or_add_media(), rows[start : start + 500])
 
     async def known(self, room_id: RoomId, event_ids: Iterable[str]) -> dict[str, int]:
         """Which of these events are scheduled (done or not), with their origin_server_ts."""
         ids = list(dict.fromkeys(event_ids))
         if not ids:
             return {}
-        async with self._engine.connect() as conn:
-            result = await conn.execute(
+        async with self._sessions() as session:
+            result = await session.execute(
                 select(schedule.c.event_id, schedule.c.origin_server_ts).where(
                     schedule.c.room_id == room_id, schedule.c.event_id.in_(ids)
                 )
@@ -162,8 +143,8 @@ class ExpiryStore:
             )
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
         return [
             DueEntry(
                 Pending(
@@ -185,15 +166,15 @@ class ExpiryStore:
         query = select(func.min(schedule.c.next_try_ms)).where(schedule.c.done_ms.is_(None))
         if after is not None:
             query = query.where(schedule.c.next_try_ms > after)
-        async with self._engine.connect() as conn:
-            value = await conn.scalar(query)
+        async with self._sessions() as session:
+            value = await session.scalar(query)
         return None if value is None else int(value)
 
     async def record(self, outcomes: Sequence[Outcome], at: int) -> None:
         """Write the results of a round of attempts in one transaction."""
         if not outcomes:
             return
-        async with self._engine.begin() as conn:
+        async with self._sessions.begin() as session:
             for o in outcomes:
                 where = and_(schedule.c.room_id == o.room_id, schedule.c.event_id == o.event_id)
                 if o.outcome is not None:
@@ -204,7 +185,7 @@ class ExpiryStore:
                     }
                 else:
                     values = {"next_try_ms": o.next_try_ms, "attempts": schedule.c.attempts + 1}
-                await conn.execute(update(schedule).where(where).values(**values))
+                await session.execute(update(schedule).where(where).values(**values))
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -214,8 +195,8 @@ class ExpiryStore:
         An entry that is backing off keeps its later retry time.
         """
         new_due = schedule.c.origin_server_ts + lifetime_ms
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
+        async with self._sessions.begin() as session:
+            result = await session.execute(
                 update(schedule)
                 .where(schedule.c.room_id == room_id, schedule.c.done_ms.is_(None))
                 .values(
@@ -233,8 +214,8 @@ class ExpiryStore:
 
     async def expedite_room(self, room_id: RoomId, at: int) -> None:
         """Make every pending entry of a room due now (closing a case)."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
+        async with self._sessions.begin() as session:
+            await session.execute(
                 update(schedule)
                 .where(schedule.c.room_id == room_id, schedule.c.done_ms.is_(None))
                 .values(next_try_ms=at)
@@ -244,13 +225,13 @@ class ExpiryStore:
         query = select(func.count()).select_from(schedule).where(schedule.c.done_ms.is_(None))
         if room_id is not None:
             query = query.where(schedule.c.room_id == room_id)
-        async with self._engine.connect() as conn:
-            return int(await conn.scalar(query) or 0)
+        async with self._sessions() as session:
+            return int(await session.scalar(query) or 0)
 
     async def next_due_ms(self, room_id: RoomId) -> int | None:
         """When the room's next message expires (None when nothing is pending)."""
-        async with self._engine.connect() as conn:
-            value = await conn.scalar(
+        async with self._sessions() as session:
+            value = await session.scalar(
                 select(func.min(schedule.c.due_ms)).where(
                     schedule.c.room_id == room_id, schedule.c.done_ms.is_(None)
                 )
@@ -259,22 +240,22 @@ class ExpiryStore:
 
     async def newest_ts(self, room_id: RoomId) -> int | None:
         """The newest scheduled event's time in a room: the anchor of a catch-up back-fill."""
-        async with self._engine.connect() as conn:
-            value = await conn.scalar(
+        async with self._sessions() as session:
+            value = await session.scalar(
                 select(func.max(schedule.c.origin_server_ts)).where(schedule.c.room_id == room_id)
             )
         return None if value is None else int(value)
 
     async def forget_room(self, room_id: RoomId) -> None:
         """Drop a purged room's entries and gaps (nothing is left to redact there)."""
-        async with self._engine.begin() as conn:
-            await conn.execute(delete(schedule).where(schedule.c.room_id == room_id))
-            await conn.execute(delete(gaps).where(gaps.c.room_id == room_id))
+        async with self._sessions.begin() as session:
+            await session.execute(delete(schedule).where(schedule.c.room_id == room_id))
+            await session.execute(delete(gaps).where(gaps.c.room_id == room_id))
 
     async def prune_done(self, older_than_ms: int) -> int:
         """Forget entries finished before ``older_than_ms``; returns how many."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
+        async with self._sessions.begin() as session:
+            result = await session.execute(
                 delete(schedule).where(
                     schedule.c.done_ms.is_not(None), schedule.c.done_ms < older_than_ms
                 )
@@ -283,9 +264,9 @@ class ExpiryStore:
 
     async def finished(self) -> list[Finished]:
         """Every finished entry (reports and the benchmark)."""
-        async with self._engine.connect() as conn:
+        async with self._sessions() as session:
             rows = (
-                await conn.execute(select(schedule).where(schedule.c.done_ms.is_not(None)))
+                await session.execute(select(schedule).where(schedule.c.done_ms.is_not(None)))
             ).all()
         return [
             Finished(
@@ -302,19 +283,22 @@ class ExpiryStore:
     # -- gaps ------------------------------------------------------------------------------
 
     async def add_gap(self, room_id: RoomId, from_token: str | None, until_ts: int | None) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
+        async with self._sessions.begin() as session:
+            await session.execute(
                 insert(gaps).values(
-                    room_id=room_id, from_token=from_token, until_ts=until_ts, created_ms=now_ms()
+                    room_id=room_id,
+                    from_token=from_token,
+                    until_ts=until_ts,
+                    created_ms=self._clock(),
                 )
             )
 
     async def gaps(self, limit: int = 50) -> list[Gap]:
         """Unfilled gaps, oldest first."""
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(gaps).order_by(gaps.c.id).limit(limit))).all()
+        async with self._sessions() as session:
+            rows = (await session.execute(select(gaps).order_by(gaps.c.id).limit(limit))).all()
         return [Gap(int(r.id), RoomId(r.room_id), r.from_token, r.until_ts) for r in rows]
 
     async def delete_gap(self, gap_id: int) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(delete(gaps).where(gaps.c.id == gap_id))
+        async with self._sessions.begin() as session:
+            await session.execute(delete(gaps).where(gaps.c.id == gap_id))

@@ -30,9 +30,9 @@ from bot.expiry.admin import SynapseExpiryAdmin
 from bot.expiry.engine import ExpiryEngine, ExpirySettings
 from bot.expiry.nio_matrix import NioExpiryMatrix, feed_sync
 from bot.expiry.policy import RETENTION_EVENT, retention_content
-from bot.expiry.schedule import ExpiryStore, now_ms
+from bot.expiry.store import ExpiryStore
 from bot.ids import RoomId, UserId
-from bot.store import BotStore, CaseRoom
+from bot.store import BotDatabase, BotStore, CaseRoom
 from deploy.local.federation import Homeserver, RegisteredUser
 from tests.matrix_helpers import eventually, unique
 from tests.megolm_support import megolm_content
@@ -187,9 +187,8 @@ async def create_case_room(
             state["content"] = retention_content(ttl_seconds * 1000, purge_margin_ms)
     created = await bot.call("POST", "/_matrix/client/v3/createRoom", body)
     room_id = RoomId(str(created["room_id"]))
-    await store.add_case(
-        CaseRoom(room_id, "test", UserId(bot.user_id), ttl_seconds, created_ms=now_ms())
-    )
+    created_ms = store.database.now_ms()
+    await store.add_case(CaseRoom(room_id, "test", UserId(bot.user_id), ttl_seconds, created_ms))
     for member in members:
         await member.join(room_id, bot.hs.server_name)
     return room_id
@@ -228,10 +227,10 @@ class ExpiryBot:
             self.account.user_id, self.account.device_id, self.account.access_token
         )
         self.client = client
-        schedule = await ExpiryStore.open(self.db_url)
-        cases = await BotStore.open(self.db_url)
+        database = await BotDatabase.open(self.db_url)
+        schedule, cases = ExpiryStore(database), BotStore(database)
         admin = SynapseExpiryAdmin(self.hs.client_url, self.hs.admin_token)
-        self._closers = [client.close, schedule.close, cases.close, admin.close]
+        self._closers = [client.close, database.close, admin.close]
         engine = ExpiryEngine(
             schedule=schedule,
             cases=cases,

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from bot.expiry.schedule import ExpiryStore, NewEntry, Outcome
+from bot.expiry.store import ExpiryStore, NewEntry, Outcome
 from bot.ids import EventId, RoomId
+from bot.store import BotDatabase
 
 ROOM = RoomId("!case:hs-a.test")
 OTHER = RoomId("!other:hs-a.test")
@@ -15,11 +16,11 @@ OTHER = RoomId("!other:hs-a.test")
 
 @pytest_asyncio.fixture
 async def schedule(store_url: str) -> AsyncIterator[ExpiryStore]:
-    opened = await ExpiryStore.open(store_url)
+    database = await BotDatabase.open(store_url)
     try:
-        yield opened
+        yield ExpiryStore(database)
     finally:
-        await opened.close()
+        await database.close()
 
 
 def entry(
@@ -29,10 +30,11 @@ def entry(
 
 
 async def test_entries_survive_a_reopen_and_duplicates_are_ignored(store_url: str) -> None:
-    first = await ExpiryStore.open(store_url)
-    await first.add([entry("$a", 1_000, 11_000, media=("mxc://hs/blob",))])
+    first = await BotDatabase.open(store_url)
+    await ExpiryStore(first).add([entry("$a", 1_000, 11_000, media=("mxc://hs/blob",))])
     await first.close()  # as after kill -9: the commit is all that counts
-    second = await ExpiryStore.open(store_url)
+    reopened = await BotDatabase.open(store_url)
+    second = ExpiryStore(reopened)
     try:
         await second.add(
             [
@@ -49,7 +51,7 @@ async def test_entries_survive_a_reopen_and_duplicates_are_ignored(store_url: st
         assert due[0].media == ("mxc://hs/blob",)  # times and media of the first sighting
         assert due[1].media == ("mxc://hs/late",)  # media learnt after decryption is added
     finally:
-        await second.close()
+        await reopened.close()
 
 
 async def test_ready_is_overdue_first_then_oldest_across_rooms(schedule: ExpiryStore) -> None:

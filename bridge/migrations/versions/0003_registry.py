@@ -1,7 +1,7 @@
 """Federation registry: member organisations, their homeservers, peer federations, manifest state.
 
-Revision ID: 0004_registry
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-28
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_registry"
-down_revision: str | None = "0003"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from bridge.db import Database, open_database
 from bridge.directory.search import SearchPage, search_directory
 from tests.bench.rpps_synth import DEMO_PRACTITIONERS, HEADER_52, generate, header_line
-from tests.test_bot_commands_support import fresh_postgres_database
+from tests.bot_commands_support import fresh_postgres_database
 
 BACKENDS = ["sqlite", "postgres"]
 
