@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -23,6 +24,8 @@ from bridge.db import HISTORY as BRIDGE_HISTORY
 from bridge.db import SchemaTooNewError, open_database
 
 ROOM = RoomId("!case:hs-a.test")
+BOT_HEAD = ScriptDirectory.from_config(BOT_HISTORY.config()).get_current_head()
+BRIDGE_HEAD = ScriptDirectory.from_config(BRIDGE_HISTORY.config()).get_current_head()
 ALICE = UserId("@alice:hs-a.test")
 T = TypeVar("T")
 
@@ -71,7 +74,7 @@ async def test_the_bot_and_the_bridge_share_one_database(store_url: str) -> None
     await bridge.close()
     assert await missing_database(store_url) is None
     versions = await _run(store_url, _versions)
-    assert versions == {"bot_alembic_version": ["0003"], "bridge_alembic_version": ["0003"]}
+    assert versions == {"bot_alembic_version": [BOT_HEAD], "bridge_alembic_version": [BRIDGE_HEAD]}
 
 
 async def test_a_bot_database_of_an_earlier_release_is_carried_over(store_url: str) -> None:
@@ -83,7 +86,7 @@ async def test_a_bot_database_of_an_earlier_release_is_carried_over(store_url: s
         await BotStore(database).add_case(case)  # 0003 ran: the case lifecycle tables exist
     finally:
         await database.close()
-    assert await _run(store_url, _versions) == {"bot_alembic_version": ["0003"]}
+    assert await _run(store_url, _versions) == {"bot_alembic_version": [BOT_HEAD]}
     again = await BotDatabase.open(store_url)  # carried over once: a plain reopen now
     await again.close()
 
@@ -103,7 +106,7 @@ async def test_a_bridge_database_of_an_earlier_release_is_carried_over(
     finally:
         await database.close()
     assert "registry_member" in tables  # the renamed 0003 (registry) ran when it was missing
-    assert await _run(store_url, _versions) == {"bridge_alembic_version": ["0003"]}
+    assert await _run(store_url, _versions) == {"bridge_alembic_version": [BRIDGE_HEAD]}
 
 
 async def test_an_earlier_release_database_of_the_other_service_is_left_alone(
@@ -116,13 +119,13 @@ async def test_an_earlier_release_database_of_the_other_service_is_left_alone(
     await database.close()
     assert await _run(store_url, _versions) == {
         "alembic_version": ["0004_registry"],
-        "bot_alembic_version": ["0003"],
+        "bot_alembic_version": [BOT_HEAD],
     }
     bridge = await open_database(store_url)
     await bridge.close()
     assert await _run(store_url, _versions) == {
-        "bot_alembic_version": ["0003"],
-        "bridge_alembic_version": ["0003"],
+        "bot_alembic_version": [BOT_HEAD],
+        "bridge_alembic_version": [BRIDGE_HEAD],
     }
 
 

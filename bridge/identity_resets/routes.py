@@ -14,8 +14,8 @@ from typing import Final
 
 from aiohttp import web
 
+from bridge.common.api import API_PREFIX
 from bridge.http.auth import REQUESTER
-from bridge.http.directory_routes import API_PREFIX
 from bridge.http.errors import M_FORBIDDEN, M_INVALID_PARAM, ApiError
 from bridge.http.keys import CONFIG, DATABASE
 from bridge.identity_resets.model import MAX_PENDING, ReportError, parse_report

@@ -1,4 +1,4 @@
-"""The tables of the bot's reports (schema defined by migration 0005_identity_resets).
+"""The tables of the bot's reports (schema defined by migration 0004).
 
 - `identity_reset_report`: one row per reporting bot (by service token name): its Matrix ID
   and when it last reported, so the console can tell "none pending" from "never reported".

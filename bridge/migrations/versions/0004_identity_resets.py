@@ -1,8 +1,8 @@
 """The bot's pending identity resets, as it last reported them (shown in the console).
 
-Revision ID: 0005_identity_resets
-Revises: 0004_registry
-Create Date: 2026-12-10
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-05
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_identity_resets"
-down_revision: str | None = "0004_registry"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 
