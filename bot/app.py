@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
+from bot.bridge_client import DirectoryClient, DirectoryUnavailable, Practitioner, SearchPage
 from bot.config import BotConfig
 from bot.crypto.keyfiles import ensure_private_file
 from bot.events import MessageHandler
+from bot.ids import UserId
 from bot.matrix import NioActions
 from bot.runner import BotRunner, HandlerFactory
 
@@ -25,6 +27,9 @@ class UnavailableDirectory:
     """Stands in for the bridge when none is configured: !find says the directory is down."""
 
     async def search(self, query: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
+        raise DirectoryUnavailable("no bridge_url configured")
+
+    async def accounts(self, user_ids: Sequence[UserId]) -> dict[UserId, Practitioner]:
         raise DirectoryUnavailable("no bridge_url configured")
 
 
@@ -102,7 +107,13 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         from bot.cases.export.command import export_command
         from bot.cases.export.nio_port import NioExportPort
 
-        registry.add(export_command(NioExportPort(runner.client, actions)))
+        registry.add(
+            export_command(
+                NioExportPort(runner.client, actions),
+                expiry=engine,
+                default_lifetime_s=config.default_ttl,
+            )
+        )
         dispatcher = CommandDispatcher(
             actions=actions,
             store=store,

@@ -79,6 +79,12 @@ class CrashingMatrix(FakeMatrix):
         if self.crash_after == "kick":
             self._die()
 
+    async def leave(self, room_id: RoomId) -> None:
+        self._alive()
+        if self.crash_after == "close-recorded":  # dies just before leaving
+            self._die()
+        await super().leave(room_id)
+
     async def send_notice(self, room_id: RoomId, body: str, html: str | None = None) -> EventId:
         self._alive()
         if self.crash_after == "notice":
@@ -276,6 +282,46 @@ async def test_a_close_killed_after_removing_someone_finishes_on_restart(
     assert room.joined == set() and room.invited == set()
     case = await bot.store.get_case(room_id)
     assert case is not None and not case.is_open
+
+
+async def test_a_close_killed_after_it_was_recorded_still_leaves_on_restart(
+    crashing: Bot, tmp_path: Path
+) -> None:
+    """Everyone removed and the case recorded as closed, then the bot died before leaving:
+    the redelivered command finishes the close instead of answering that the case is closed."""
+    bot = crashing
+    room_id = await _open_case(bot)
+    assert isinstance(bot.matrix, CrashingMatrix)
+    bot.matrix.crash_after = "close-recorded"
+    msg = bot.message("!case close confirm", room=room_id)
+    with pytest.raises(Killed):
+        await bot.dispatcher.handle(msg)
+    bot.matrix.dead = False
+    case = await bot.store.get_case(room_id)
+    assert case is not None and not case.is_open
+    assert bot.matrix.user_id in bot.matrix.rooms[room_id].joined  # still in the room
+    notices = len(bot.matrix.notices_in(room_id))
+    store = await BotStore.open(sqlite_url(tmp_path))
+    dispatcher = CommandDispatcher(
+        actions=bot.matrix,
+        store=store,
+        directory=bot.client,
+        settings=SETTINGS,
+        lifecycle=bot.lifecycle,
+    )
+    try:
+        await dispatcher.handle(msg)
+        await dispatcher.handle(msg)
+    finally:
+        await store.close()
+    assert bot.matrix.rooms[room_id].joined == set()  # the bot left too
+    assert ("leave", room_id) in [c[:2] for c in bot.matrix.calls]
+    assert bot.lifecycle.calls[-1] == ("after_bot_left", room_id)  # purged after leaving
+    assert len(bot.matrix.notices_in(room_id)) == notices  # no "this case is closed" answer
+    # A new command in the closed room is still refused: only the interrupted one resumes.
+    bot.matrix.join(room_id, bot.matrix.user_id)
+    (closed,) = await bot.say("!case close confirm", room=room_id)
+    assert "closed" in closed.lower()
 
 
 # -- the journal on both databases -------------------------------------------------------------

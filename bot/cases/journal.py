@@ -27,6 +27,7 @@ class CaseRequest:
     event_id: EventId
     room_id: RoomId | None
     fresh: bool
+    started_ms: int = 0
 
 
 class CaseJournal:
@@ -38,19 +39,20 @@ class CaseJournal:
     async def begin_request(self, event_id: EventId, requester: UserId) -> CaseRequest:
         """Record the intent to open a room for ``event_id`` (committed before any effect),
         or return what an earlier, interrupted run recorded."""
+        started = _now_ms()
         try:
             async with self._sessions.begin() as session:
                 session.add(
-                    CaseRequestRow(event_id=event_id, requester=requester, started_ms=_now_ms())
+                    CaseRequestRow(event_id=event_id, requester=requester, started_ms=started)
                 )
-            return CaseRequest(event_id, None, fresh=True)
+            return CaseRequest(event_id, None, fresh=True, started_ms=started)
         except IntegrityError:
             pass
         async with self._sessions() as session:
-            room_id = await session.scalar(
-                select(CaseRequestRow.room_id).where(CaseRequestRow.event_id == event_id)
-            )
-        return CaseRequest(event_id, RoomId(room_id) if room_id else None, fresh=False)
+            row = await session.get(CaseRequestRow, event_id)
+        assert row is not None  # the insert above collided with it
+        room_id = RoomId(row.room_id) if row.room_id else None
+        return CaseRequest(event_id, room_id, fresh=False, started_ms=row.started_ms)
 
     async def set_request_room(self, event_id: EventId, room_id: RoomId) -> None:
         async with self._sessions.begin() as session:

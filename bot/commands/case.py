@@ -158,12 +158,18 @@ async def run_case_close(invocation: Invocation, confirmed: bool) -> Reply | Non
 
     A case never exported is only closed with ``confirm``: the requester is reminded that
     nothing is left afterwards. Safe to run again after an interruption: members already
-    removed are not listed any more, and closing an already closed case changes nothing.
+    removed are not listed any more, and a case already recorded as closed (the bot stopped
+    before leaving) is finished: whoever is left removed, the bot leaves, the room is purged.
     """
     services, msg = invocation.services, invocation.message
     case = invocation.case
     assert case is not None  # the dispatcher only runs case-room commands in case rooms
     actions = services.actions
+    if not case.is_open:  # resumed after the close was recorded: finish it
+        logger.info("case room %s: finishing an interrupted close", msg.room_id)
+        await _remove_everyone(invocation)
+        await _leave(invocation, case)
+        return None
     if not confirmed and await CaseJournal(services.store.engine).exported_ms(case.room_id) is None:
         return Reply(close_confirmation_text())
     await actions.send_notice(
@@ -173,18 +179,29 @@ async def run_case_close(invocation: Invocation, confirmed: bool) -> Reply | Non
     )
     await services.lifecycle.before_members_removed(case)
     try:
-        members = [m for m in await actions.joined_members(msg.room_id) if m != actions.user_id]
-        if isinstance(actions, ListsInvitedMembers):  # revoke pending invitations as well
-            members += [m for m in await actions.invited_members(msg.room_id) if m not in members]
-        await asyncio.gather(*(actions.kick(msg.room_id, m, CLOSE_REASON) for m in members))
+        removed = await _remove_everyone(invocation)
         await services.store.close_case(msg.room_id)
     except BaseException:
         await services.lifecycle.close_aborted(case)  # the case stays open: run it again
         raise
-    await actions.leave(msg.room_id)
-    await services.lifecycle.after_bot_left(case)
-    logger.info("case room %s closed, %d member(s) removed", msg.room_id, len(members))
+    await _leave(invocation, case)
+    logger.info("case room %s closed, %d member(s) removed", msg.room_id, removed)
     return None
+
+
+async def _remove_everyone(invocation: Invocation) -> int:
+    """Remove every member but the bot, and revoke pending invitations."""
+    actions, room_id = invocation.services.actions, invocation.message.room_id
+    members = [m for m in await actions.joined_members(room_id) if m != actions.user_id]
+    if isinstance(actions, ListsInvitedMembers):  # revoke pending invitations as well
+        members += [m for m in await actions.invited_members(room_id) if m not in members]
+    await asyncio.gather(*(actions.kick(room_id, m, CLOSE_REASON) for m in members))
+    return len(members)
+
+
+async def _leave(invocation: Invocation, case: CaseRoom) -> None:
+    await invocation.services.actions.leave(invocation.message.room_id)
+    await invocation.services.lifecycle.after_bot_left(case)
 
 
 CASE_NEW = Command(
@@ -242,6 +259,7 @@ CASE_CLOSE = Command(
     permission=Permission.CASE_MANAGER,
     scope=Scope.CASE_ROOM,
     rerun_if_interrupted=True,
+    resumes_closed_case=True,  # stopped after recording the close: leave on the next run
     parse=parse_case_close,
     run=run_case_close,
 )

@@ -127,7 +127,9 @@ class CommandDispatcher:
             if claim is Claim.NEW or harmless:
                 if claim is Claim.INTERRUPTED:
                     logger.info("command %s was interrupted; running it again", name)
-                outcome, reply = await self._run(msg, resolution)
+                outcome, reply = await self._run(
+                    msg, resolution, resuming=claim is Claim.INTERRUPTED
+                )
             await self._reply(msg, reply)
             await services.store.finish_command(
                 msg.event_id,
@@ -148,8 +150,13 @@ class CommandDispatcher:
         except MatrixActionError as exc:
             logger.warning("could not reply in %s: %s", msg.room_id, exc.message)
 
-    async def _run(self, msg: IncomingMessage, resolution: Resolution) -> tuple[str, Reply | None]:
-        """Check scope, permission and syntax, then run. Returns (outcome, reply)."""
+    async def _run(
+        self, msg: IncomingMessage, resolution: Resolution, *, resuming: bool = False
+    ) -> tuple[str, Reply | None]:
+        """Check scope, permission and syntax, then run. Returns (outcome, reply).
+
+        ``resuming``: the same event was claimed by a run that never finished.
+        """
         if isinstance(resolution, Incomplete):
             usages = "\n".join(c.usage for c in resolution.commands)
             return "usage", texts.usage_reply(None, usages)
@@ -164,7 +171,7 @@ class CommandDispatcher:
         if command.scope is Scope.CASE_ROOM:
             if case is None:
                 return "refused", texts.plain(texts.NOT_A_CASE_ROOM)
-            if not case.is_open:
+            if not case.is_open and not (resuming and command.resumes_closed_case):
                 return "refused", texts.plain(texts.CASE_CLOSED)
         try:
             args = command.parse(resolution.args, services.settings)
