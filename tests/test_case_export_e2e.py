@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 import pytest_asyncio
-from nio import JoinResponse, RoomGetEventResponse, RoomSendResponse, UploadResponse
+from nio import RoomGetEventResponse, RoomSendResponse, UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 from pypdf import PdfReader
@@ -26,7 +24,7 @@ from bot.cases.export.render import FHIR_NAME, PDF_NAME
 from bot.runner import BotRunner
 from deploy.local.federation import Homeserver
 from tests.conftest_bot import bot_config, start_bot
-from tests.matrix_helpers import Doctor, eventually
+from tests.matrix_helpers import Doctor, open_case
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +35,6 @@ async def bot(hs_a: Homeserver, hs_b: Homeserver, tmp_path: Path) -> AsyncIterat
     runner = await start_bot(config)
     yield runner
     await runner.stop()
-
-
-async def _join(doctor: Doctor, room: str) -> bool | None:
-    response = await doctor.client.join(room)
-    return True if isinstance(response, JoinResponse) else None
 
 
 async def _send(doctor: Doctor, room: str, content: dict[str, object]) -> str:
@@ -75,19 +68,8 @@ async def test_the_creator_exports_a_case_as_an_encrypted_attachment(
     bob = await Doctor.create(hs_b, tmp_path, name="bob")
     mark = uuid.uuid4().hex[:10]
     try:
-        dm = await alice.dm(bot.user_id)
-        await alice.send(dm, f"!case new export-e2e {bob.user_id} ttl=1h")
-        reply = await alice.wait_for_text(bot.user_id, lambda b: "matrix.to" in b)
-        match = re.search(r"matrix\.to/#/(![^?\s)]+)", reply.body)
-        assert match, reply.body
-        room = unquote(match.group(1))
-        for doctor in (alice, bob):
-            await eventually(lambda d=doctor: _join(d, room))
-            await doctor.wait_joined(room, doctor.user_id)
-        await alice.wait_joined(room, bob.user_id)
-        await bob.wait_devices_known(alice.user_id)
-        await alice.wait_devices_known(bob.user_id)
-
+        case = await open_case(bot.user_id, alice, [bob], f"export-e2e {bob.user_id} ttl=1h")
+        dm, room = case.dm, case.room
         first = await alice.send(room, f"genou droit {mark} premier avis")
         await _send(
             bob,
