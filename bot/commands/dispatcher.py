@@ -10,6 +10,8 @@ id committed in ``processed_commands``) before the command has any effect, and m
   harmless (``!find``, ``!help``, ``!case invite``, ``!case close``) run again; the others
   (``!case new`` would open a second room) are not, and the requester is told to check the
   result and retry. Between a crash and a duplicate room we choose to ask.
+  A ``!case close`` stopped after recording the close runs again though the case is closed,
+  so the bot still leaves and the room is purged.
 
 Events seen concurrently in this process are deduplicated in memory as well.
 Logs name the command and the outcome, never the arguments or the body.
