@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.bridge_client import DirectoryClient, DirectoryUnavailable, Practitioner, SearchPage
 from bot.config import BotConfig
@@ -21,6 +22,12 @@ from bot.events import MessageHandler
 from bot.ids import UserId
 from bot.matrix import NioActions
 from bot.runner import BotRunner, HandlerFactory
+
+if TYPE_CHECKING:
+    from bot.commands.registry import CaseLifecycle
+    from bot.store import BotStore
+
+logger = logging.getLogger(__name__)
 
 
 class UnavailableDirectory:
@@ -114,6 +121,7 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
                 default_lifetime_s=config.default_ttl,
             )
         )
+        lifecycle = ExpiryLifecycle(engine)
         dispatcher = CommandDispatcher(
             actions=actions,
             store=store,
@@ -125,8 +133,19 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
                 member_servers=runner.member_servers,
             ),
             registry=registry,
-            lifecycle=ExpiryLifecycle(engine),
+            lifecycle=lifecycle,
         )
+        closes_task = asyncio.create_task(
+            _finish_interrupted_closes(runner, actions, store, lifecycle),
+            name="interrupted closes",
+        )
+
+        async def stop_closes() -> None:
+            closes_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await closes_task
+
+        stack.push_async_callback(stop_closes)
         from bot.cases.warnings import run_warnings
 
         warnings_task = asyncio.create_task(run_warnings(actions, store), name="case warnings")
@@ -140,3 +159,21 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         return dispatcher.handle
 
     return build
+
+
+async def _finish_interrupted_closes(
+    runner: BotRunner, actions: NioActions, store: BotStore, lifecycle: CaseLifecycle
+) -> None:
+    """Finish the closes a stopped bot left half done (`finish_interrupted_closes`)."""
+    from nio import JoinedRoomsResponse
+
+    from bot.commands.case import finish_interrupted_closes
+
+    assert runner.client is not None
+    response = await runner.client.joined_rooms()
+    if not isinstance(response, JoinedRoomsResponse):
+        logger.warning("could not list the bot's rooms: interrupted closes not checked")
+        return
+    finished = await finish_interrupted_closes(actions, store, lifecycle, response.rooms)
+    if finished:
+        logger.info("finished %d interrupted case close(s)", finished)

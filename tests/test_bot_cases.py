@@ -17,6 +17,7 @@ from bot.cases.journal import CaseJournal
 from bot.cases.lifetime import lifetime_topic, warning_due_ms
 from bot.cases.resume import REQUEST_MARK
 from bot.cases.warnings import warn_due_cases
+from bot.commands.case import finish_interrupted_closes
 from bot.commands.dispatcher import CommandDispatcher
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotStore
@@ -322,6 +323,22 @@ async def test_a_close_killed_after_it_was_recorded_still_leaves_on_restart(
     bot.matrix.join(room_id, bot.matrix.user_id)
     (closed,) = await bot.say("!case close confirm", room=room_id)
     assert "closed" in closed.lower()
+
+
+async def test_at_start_the_bot_finishes_closes_it_was_stopped_in(bot: Bot) -> None:
+    """The interrupted command may never come back (too far back in the room for the first
+    sync): at start, every closed case the bot is still in is finished."""
+    still_open = await _open_case(bot, "!case new autre @bob:hs-b.test")
+    await bot.say("!case new genou-72 @bob:hs-b.test")
+    (half_closed,) = [r for r in bot.matrix.rooms if r not in (bot.dm, still_open)]
+    await bot.store.close_case(half_closed)  # recorded, but the bot never left
+    joined = [r for r, room in bot.matrix.rooms.items() if bot.matrix.user_id in room.joined]
+    assert await finish_interrupted_closes(bot.matrix, bot.store, bot.lifecycle, joined) == 1
+    assert bot.matrix.rooms[half_closed].joined == set()
+    assert bot.lifecycle.calls[-1] == ("after_bot_left", half_closed)
+    assert bot.matrix.user_id in bot.matrix.rooms[still_open].joined
+    joined = [r for r, room in bot.matrix.rooms.items() if bot.matrix.user_id in room.joined]
+    assert await finish_interrupted_closes(bot.matrix, bot.store, bot.lifecycle, joined) == 0
 
 
 # -- the journal on both databases -------------------------------------------------------------
