@@ -114,12 +114,9 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         from bot.cases.export.command import export_command
         from bot.cases.export.nio_port import NioExportPort
 
+        export_port = NioExportPort(runner.client, actions)
         registry.add(
-            export_command(
-                NioExportPort(runner.client, actions),
-                expiry=engine,
-                default_lifetime_s=config.default_ttl,
-            )
+            export_command(export_port, expiry=engine, default_lifetime_s=config.default_ttl)
         )
         lifecycle = ExpiryLifecycle(engine)
         dispatcher = CommandDispatcher(
@@ -135,17 +132,32 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
             registry=registry,
             lifecycle=lifecycle,
         )
-        closes_task = asyncio.create_task(
-            _finish_interrupted_closes(runner, actions, store, lifecycle),
-            name="interrupted closes",
-        )
+        from bot.cases.export.command import finish_interrupted_exports
 
-        async def stop_closes() -> None:
-            closes_task.cancel()
+        async def finish_interrupted() -> None:
+            """What a stopped bot left half done: closes, then exports sent but unrecorded."""
+            try:
+                await _finish_interrupted_closes(runner, actions, store, lifecycle)
+                exports = await finish_interrupted_exports(
+                    export_port,
+                    store,
+                    expiry=engine,
+                    default_lifetime_s=config.default_ttl,
+                )
+            except Exception as exc:  # never the bot's death: the next start tries again
+                logger.error("interrupted commands not checked: %s", type(exc).__name__)
+                return
+            if exports:
+                logger.info("finished %d interrupted case export(s)", exports)
+
+        resume_task = asyncio.create_task(finish_interrupted(), name="interrupted commands")
+
+        async def stop_resume() -> None:
+            resume_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await closes_task
+                await resume_task
 
-        stack.push_async_callback(stop_closes)
+        stack.push_async_callback(stop_resume)
         from bot.cases.warnings import run_warnings
 
         warnings_task = asyncio.create_task(run_warnings(actions, store), name="case warnings")

@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
-from bot.cases.export.command import Delivery, ExportLimits, export_command
+from bot.cases.export.command import (
+    Delivery,
+    ExportLimits,
+    export_command,
+    finish_interrupted_exports,
+)
 from bot.cases.export.model import RawEvent
 from bot.cases.export.render import FHIR_NAME, PDF_NAME
 from bot.cases.export.resolve import resolve_messages, strip_reply_fallback
@@ -336,6 +341,43 @@ async def test_a_spoofed_display_name_never_gets_a_colleagues_rpps(bot: Bot) -> 
     assert "unverified" in carol and practitioners[carol] != MARTIN
     assert list(practitioners.values()).count(MARTIN) == 1
     assert f"RPPS {MARTIN}, {BOB}" in text and f"RPPS {MARTIN}, {CAROL}" not in text
+
+
+async def test_an_export_whose_command_never_comes_back_is_finished_at_start(
+    bot: Bot, tmp_path: Path
+) -> None:
+    """Sent, then killed; the restarted bot's first sync does not show the command again
+    (it was too far back): at start the bot finds the message, schedules its expiry and marks
+    the case exported; a late redelivery then changes nothing."""
+    room_id = await _open_case(bot)
+    port = FakePort(bot.dm)
+    _history(port)
+    port.die = "after-delivery"
+    expiry = FakeExpiry()
+    _with_export(bot, port, expiry=expiry)
+    msg = bot.message("!case export", room=room_id)
+    with pytest.raises(Killed):
+        await bot.dispatcher.handle(msg)
+    store = await BotStore.open(sqlite_url(tmp_path))
+    try:
+        finished = await finish_interrupted_exports(
+            port, store, expiry=expiry, default_lifetime_s=3600
+        )
+        assert finished == 1
+        assert await finish_interrupted_exports(port, store, expiry=expiry) == 0
+        restarted = CommandDispatcher(
+            actions=bot.matrix, store=store, directory=bot.client, settings=SETTINGS
+        )
+        restarted.registry.add(export_command(port, expiry=expiry))
+        await restarted.handle(msg)  # redelivered after all: already done
+    finally:
+        await store.close()
+    assert len(port.delivered) == 1
+    assert [n for n in bot.matrix.notices_in(room_id) if "Export sent" in n] == []
+    assert await CaseJournal(bot.store.engine).exported_ms(room_id) is not None
+    assert [(s[0], s[1], s[3]) for s in expiry.scheduled] == [(bot.dm, "$export1", 3_600_000)]
+    audit = [(e.command, e.outcome) for e in await bot.store.audit_entries()]
+    assert ("case export", "ok") in audit
 
 
 def test_edits_by_someone_else_are_ignored_and_fallbacks_stripped() -> None:

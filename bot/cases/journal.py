@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.cases.models import CaseMarksRow, CaseRequestRow
 from bot.ids import EventId, RoomId, UserId
+from bot.store.models import ProcessedCommandRow
 
 
 def _now_ms() -> int:
@@ -28,6 +29,17 @@ class CaseRequest:
     room_id: RoomId | None
     fresh: bool
     started_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A request that recorded its room but whose command never finished."""
+
+    event_id: EventId
+    requester: UserId
+    room_id: RoomId
+    started_ms: int
+    asked_in: RoomId  # where the command was typed
 
 
 class CaseJournal:
@@ -53,6 +65,31 @@ class CaseJournal:
         assert row is not None  # the insert above collided with it
         room_id = RoomId(row.room_id) if row.room_id else None
         return CaseRequest(event_id, room_id, fresh=False, started_ms=row.started_ms)
+
+    async def interrupted_intents(self, command_name: str) -> list[Intent]:
+        """Requests of ``command_name`` whose command never finished but whose room was
+        recorded: for an export, the DM it was about to be sent to (or was sent to)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(
+                    CaseRequestRow.event_id,
+                    CaseRequestRow.requester,
+                    CaseRequestRow.room_id,
+                    CaseRequestRow.started_ms,
+                    ProcessedCommandRow.room_id,
+                )
+                .join(ProcessedCommandRow, ProcessedCommandRow.event_id == CaseRequestRow.event_id)
+                .where(
+                    ProcessedCommandRow.command == command_name,
+                    ProcessedCommandRow.finished_ms.is_(None),
+                    CaseRequestRow.room_id.is_not(None),
+                )
+            )
+            return [
+                Intent(EventId(e), UserId(u), RoomId(r), started, RoomId(asked_in))
+                for e, u, r, started, asked_in in rows
+                if r is not None
+            ]
 
     async def set_request_room(self, event_id: EventId, room_id: RoomId) -> None:
         async with self._sessions.begin() as session:

@@ -31,9 +31,11 @@ from bot.commands.context import CommandSettings, MatrixActionError
 from bot.commands.parsing import ArgumentError
 from bot.commands.registry import Command, DirectorySearch, Invocation, Permission, Reply, Scope
 from bot.ids import EventId, RoomId, UserId
+from bot.store import BotStore
 
 logger = logging.getLogger(__name__)
 
+EXPORT_NAME = "case export"
 FORMATS = {"pdf": frozenset({"pdf"}), "fhir": frozenset({"fhir"})}
 BOTH = frozenset({"pdf", "fhir"})
 
@@ -178,6 +180,71 @@ def attachments_too_big(total: int, limits: ExportLimits) -> str | None:
     return None
 
 
+async def after_delivery(
+    port: ExportPort,
+    expiry: ExportExpiry | None,
+    default_lifetime_s: int,
+    journal: CaseJournal,
+    case_room: RoomId,
+    dm: RoomId,
+    delivery: Delivery,
+) -> None:
+    """After the delivery: its expiry scheduled on the DM's lifetime, the case marked
+    exported. Both are idempotent, so a resumed run may repeat them."""
+    if expiry is not None:
+        lifetime = await port.lifetime_ms(dm)
+        if lifetime is None:
+            lifetime = default_lifetime_s * 1000
+        await expiry.expire_own_event(
+            dm, delivery.event_id, delivery.sent_ms, lifetime, delivery.media
+        )
+    await journal.mark_exported(case_room, at_ms=delivery.sent_ms)
+
+
+async def finish_interrupted_exports(
+    port: ExportPort,
+    store: BotStore,
+    *,
+    expiry: ExportExpiry | None = None,
+    default_lifetime_s: int = 7 * 86400,
+) -> int:
+    """At start: finish the exports a stopped bot had sent but not recorded.
+
+    The interrupted command may never come back (a restarted bot's sync shows only each
+    room's last few events): for each export whose DM was recorded and whose command never
+    finished, the DM is searched for its message; when it is there, its expiry is scheduled,
+    the case marked exported and the command marked done (so a late redelivery changes
+    nothing). The requester has the file and its caption in the DM; no second notice goes to
+    the case room, which a redelivered command running meanwhile would answer too. An export
+    not found was not sent: nothing is done (a redelivered command sends it). Returns how
+    many were finished.
+    """
+    journal = CaseJournal(store.engine)
+    finished = 0
+    for intent in await journal.interrupted_intents(EXPORT_NAME):
+        try:
+            found = await port.find_delivery(
+                intent.room_id, delivery_txn_id(intent.event_id), intent.started_ms
+            )
+            if found is None:
+                continue
+            await after_delivery(
+                port, expiry, default_lifetime_s, journal, intent.asked_in, intent.room_id, found
+            )
+        except MatrixActionError as exc:
+            logger.warning("export %s not finished: %s", intent.event_id, exc.message)
+            continue
+        await store.finish_command(
+            intent.event_id,
+            sender=intent.requester,
+            room_id=intent.asked_in,
+            command_name=EXPORT_NAME,
+            outcome="ok",
+        )
+        finished += 1
+    return finished
+
+
 def export_command(
     port: ExportPort,
     limits: ExportLimits | None = None,
@@ -266,16 +333,7 @@ def export_command(
     async def _delivered(
         journal: CaseJournal, case_room: RoomId, dm: RoomId, delivery: Delivery
     ) -> None:
-        """After the delivery: its expiry scheduled on the DM's lifetime, the case marked
-        exported. Both are idempotent, so a resumed run may repeat them."""
-        if expiry is not None:
-            lifetime = await port.lifetime_ms(dm)
-            if lifetime is None:
-                lifetime = default_lifetime_s * 1000
-            await expiry.expire_own_event(
-                dm, delivery.event_id, delivery.sent_ms, lifetime, delivery.media
-            )
-        await journal.mark_exported(case_room, at_ms=delivery.sent_ms)
+        await after_delivery(port, expiry, default_lifetime_s, journal, case_room, dm, delivery)
 
     return Command(
         path=("case", "export"),
