@@ -307,6 +307,8 @@ def export_command(
         if dm is None:
             dm = await port.open_direct_room(msg.sender, services.settings.default_ttl_seconds)
             opened = True
+        # The intent, before anything is sent: a resumed run looks in, and sends to, this DM.
+        await journal.set_request_room(msg.event_id, dm)
         people = await services.actions.joined_members(case.room_id)
         own = services.actions.user_id
         user_ids = sorted((set(people) | {UserId(e.sender) for e in events}) - {own})
@@ -323,7 +325,6 @@ def export_command(
         stamp = datetime.fromtimestamp(now / 1000, UTC).strftime("%Y%m%d-%H%M")
         filename = f"dossier-{case.label}-{stamp}.zip"
         caption = CAPTION.format(label=case.label, n=len(export.messages))
-        await journal.set_request_room(msg.event_id, dm)  # the intent, before any effect
         delivery = await port.deliver(dm, filename, archive, caption, txn_id)
         del archive  # no copy kept
         await _delivered(journal, case.room_id, dm, delivery)
