@@ -10,26 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
+from bot.bridge_client import DirectoryClient, DirectoryUnavailable, Practitioner, SearchPage
 from bot.config import BotConfig
 from bot.crypto.keyfiles import ensure_private_file
 from bot.events import MessageHandler
+from bot.ids import UserId
 from bot.matrix.actions import NioActions
 from bot.runner import BotRunner, HandlerFactory
 
 if TYPE_CHECKING:
+    from bot.commands.registry import CaseLifecycle
     from bot.identity.gate import IdentityGate
     from bot.identity.report import ResetReporter
     from bot.store import BotStore
+
+logger = logging.getLogger(__name__)
 
 
 class UnavailableDirectory:
     """Stands in for the bridge when none is configured: !find says the directory is down."""
 
     async def search(self, query: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
+        raise DirectoryUnavailable("no bridge_url configured")
+
+    async def accounts(self, user_ids: Sequence[UserId]) -> dict[UserId, Practitioner]:
         raise DirectoryUnavailable("no bridge_url configured")
 
 
@@ -128,7 +137,11 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         from bot.cases.export.command import export_command
         from bot.cases.export.nio_port import NioExportPort
 
-        registry.add(export_command(NioExportPort(runner.client, actions)))
+        export_port = NioExportPort(runner.client, actions)
+        registry.add(
+            export_command(export_port, expiry=engine, default_lifetime_s=config.default_ttl)
+        )
+        lifecycle = ExpiryLifecycle(engine)
         dispatcher = CommandDispatcher(
             actions=actions,
             store=store,
@@ -140,8 +153,34 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
                 member_servers=runner.member_servers,
             ),
             registry=registry,
-            lifecycle=ExpiryLifecycle(engine),
+            lifecycle=lifecycle,
         )
+        from bot.cases.export.command import finish_interrupted_exports
+
+        async def finish_interrupted() -> None:
+            """What a stopped bot left half done: closes, then exports sent but unrecorded."""
+            try:
+                await _finish_interrupted_closes(runner, actions, store, lifecycle)
+                exports = await finish_interrupted_exports(
+                    export_port,
+                    store,
+                    expiry=engine,
+                    default_lifetime_s=config.default_ttl,
+                )
+            except Exception as exc:  # never the bot's death: the next start tries again
+                logger.error("interrupted commands not checked: %s", type(exc).__name__)
+                return
+            if exports:
+                logger.info("finished %d interrupted case export(s)", exports)
+
+        resume_task = asyncio.create_task(finish_interrupted(), name="interrupted commands")
+
+        async def stop_resume() -> None:
+            resume_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resume_task
+
+        stack.push_async_callback(stop_resume)
         from bot.cases.warnings import run_warnings
 
         warnings_task = asyncio.create_task(run_warnings(actions, store), name="case warnings")
@@ -155,3 +194,21 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         return dispatcher.handle
 
     return build
+
+
+async def _finish_interrupted_closes(
+    runner: BotRunner, actions: NioActions, store: BotStore, lifecycle: CaseLifecycle
+) -> None:
+    """Finish the closes a stopped bot left half done (`finish_interrupted_closes`)."""
+    from nio import JoinedRoomsResponse
+
+    from bot.commands.case import finish_interrupted_closes
+
+    assert runner.client is not None
+    response = await runner.client.joined_rooms()
+    if not isinstance(response, JoinedRoomsResponse):
+        logger.warning("could not list the bot's rooms: interrupted closes not checked")
+        return
+    finished = await finish_interrupted_closes(actions, store, lifecycle, response.rooms)
+    if finished:
+        logger.info("finished %d interrupted case close(s)", finished)

@@ -19,10 +19,11 @@ from typing import Any, Final
 import aiohttp
 
 from bot.ids import UserId
-from bridge.common.api import SEARCH_PATH
+from bridge.common.api import ACCOUNTS_PATH, SEARCH_PATH
 
 logger = logging.getLogger(__name__)
 
+ACCOUNTS_PER_REQUEST: Final = 50
 DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=10, connect=3)
 
 
@@ -108,22 +109,39 @@ class DirectoryClient:
 
     async def search(self, query: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
         """Search the directory as a doctor types it ("cardio lyon", a name, an RPPS number)."""
+        params = {"q": query, "limit": str(limit), "offset": str(offset)}
+        return parse_search_response(await self._get(SEARCH_PATH, params))
+
+    async def accounts(self, user_ids: Sequence[UserId]) -> dict[UserId, Practitioner]:
+        """The register's practitioner of each account, by the link made at onboarding
+        (never by display name); accounts without a visible link are left out."""
+        found: dict[UserId, Practitioner] = {}
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), ACCOUNTS_PER_REQUEST):
+            params = [("matrix_id", u) for u in ids[start : start + ACCOUNTS_PER_REQUEST]]
+            page = parse_search_response(await self._get(ACCOUNTS_PATH, params))
+            asked = set(ids)
+            for practitioner in page.results:
+                if practitioner.matrix_id is not None and practitioner.matrix_id in asked:
+                    found[practitioner.matrix_id] = practitioner
+        return found
+
+    async def _get(self, path: str, params: Any) -> object:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        params = {"q": query, "limit": str(limit), "offset": str(offset)}
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
             async with self._session.get(
-                self._base_url + SEARCH_PATH, params=params, headers=headers
+                self._base_url + path, params=params, headers=headers
             ) as resp:
                 if resp.status != 200:
-                    logger.warning("directory search answered HTTP %d", resp.status)
+                    logger.warning("directory answered HTTP %d", resp.status)
                     raise DirectoryUnavailable(f"directory answered HTTP {resp.status}")
-                payload = await resp.json(content_type=None)
+                payload: object = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            logger.warning("directory search failed: %s", type(exc).__name__)
+            logger.warning("directory request failed: %s", type(exc).__name__)
             raise DirectoryUnavailable(f"directory unreachable ({type(exc).__name__})") from exc
-        return parse_search_response(payload)
+        return payload
 
     async def close(self) -> None:
         if self._session is not None:

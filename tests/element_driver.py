@@ -53,6 +53,7 @@ class ElementClient:
         self._stderr_task = asyncio.create_task(self._drain_stderr())
         self.user_id: str | None = None
         self.device_id: str | None = None
+        self.access_token: str | None = None  # when the session was given one (media)
 
     @classmethod
     async def start(cls, *, log_level: str = "warn") -> ElementClient:
@@ -138,6 +139,7 @@ class ElementClient:
             **session,
         )
         self.user_id, self.device_id = result["user_id"], result["device_id"]
+        self.access_token = access_token
         return result
 
     async def cross_sign(self) -> dict[str, Any]:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from nio import (
     AsyncClient,
     AsyncClientConfig,
     JoinedMembersResponse,
+    JoinResponse,
     LocalProtocolError,
     MegolmEvent,
     RoomCreateResponse,
@@ -249,3 +253,37 @@ class Doctor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sync
         await self.client.close()
+
+
+async def join(doctor: Doctor, room_id: str) -> bool | None:
+    """Join once (for `eventually`: None until the homeserver accepts)."""
+    response = await doctor.client.join(room_id)
+    return True if isinstance(response, JoinResponse) else None
+
+
+@dataclass(frozen=True)
+class OpenCase:
+    dm: str  # the creator's DM with the bot, where the command was typed
+    room: str  # the case room, every doctor joined
+
+
+async def open_case(bot_user_id: str, creator: Doctor, others: list[Doctor], args: str) -> OpenCase:
+    """``!case new <args>`` typed by `creator` in a new DM with the bot; every doctor joins
+    the room from the link in the bot's answer, and each one's crypto knows the others'."""
+    dm = await creator.dm(bot_user_id)
+    mark = len(creator.seen)
+    await creator.send(dm, f"!case new {args}")
+    reply = await creator.wait_for_text(bot_user_id, lambda b: "matrix.to" in b, after=mark)
+    match = re.search(r"matrix\.to/#/(![^?\s)]+)", reply.body)
+    assert match, reply.body
+    room = unquote(match.group(1))
+    everyone = [creator, *others]
+    for doctor in everyone:
+        await eventually(functools.partial(join, doctor, room))
+        await doctor.wait_joined(room, doctor.user_id)
+    for doctor in everyone:
+        for other in everyone:
+            if other is not doctor:
+                await doctor.wait_joined(room, other.user_id)
+                await doctor.wait_devices_known(other.user_id)
+    return OpenCase(dm, room)

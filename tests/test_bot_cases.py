@@ -17,6 +17,7 @@ from bot.cases.journal import CaseJournal
 from bot.cases.lifetime import lifetime_topic, warning_due_ms
 from bot.cases.resume import REQUEST_MARK
 from bot.cases.warnings import warn_due_cases
+from bot.commands.case import finish_interrupted_closes
 from bot.commands.dispatcher import CommandDispatcher
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotDatabase, BotStore
@@ -78,6 +79,12 @@ class CrashingMatrix(FakeMatrix):
         await super().kick(room_id, user_id, reason)
         if self.crash_after == "kick":
             self._die()
+
+    async def leave(self, room_id: RoomId) -> None:
+        self._alive()
+        if self.crash_after == "close-recorded":  # dies just before leaving
+            self._die()
+        await super().leave(room_id)
 
     async def send_notice(self, room_id: RoomId, body: str, html: str | None = None) -> EventId:
         self._alive()
@@ -276,6 +283,62 @@ async def test_a_close_killed_after_removing_someone_finishes_on_restart(
     assert room.joined == set() and room.invited == set()
     case = await bot.store.get_case(room_id)
     assert case is not None and not case.is_open
+
+
+async def test_a_close_killed_after_it_was_recorded_still_leaves_on_restart(
+    crashing: Bot, tmp_path: Path
+) -> None:
+    """Everyone removed and the case recorded as closed, then the bot died before leaving:
+    the redelivered command finishes the close instead of answering that the case is closed."""
+    bot = crashing
+    room_id = await _open_case(bot)
+    assert isinstance(bot.matrix, CrashingMatrix)
+    bot.matrix.crash_after = "close-recorded"
+    msg = bot.message("!case close confirm", room=room_id)
+    with pytest.raises(Killed):
+        await bot.dispatcher.handle(msg)
+    bot.matrix.dead = False
+    case = await bot.store.get_case(room_id)
+    assert case is not None and not case.is_open
+    assert bot.matrix.user_id in bot.matrix.rooms[room_id].joined  # still in the room
+    notices = len(bot.matrix.notices_in(room_id))
+    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
+    dispatcher = CommandDispatcher(
+        actions=bot.matrix,
+        store=store,
+        directory=bot.client,
+        settings=SETTINGS,
+        lifecycle=bot.lifecycle,
+    )
+    try:
+        await dispatcher.handle(msg)
+        await dispatcher.handle(msg)
+    finally:
+        await store.database.close()
+    assert bot.matrix.rooms[room_id].joined == set()  # the bot left too
+    assert ("leave", room_id) in [c[:2] for c in bot.matrix.calls]
+    assert bot.lifecycle.calls[-1] == ("after_bot_left", room_id)  # purged after leaving
+    assert len(bot.matrix.notices_in(room_id)) == notices  # no "this case is closed" answer
+    # A new command in the closed room is still refused: only the interrupted one resumes.
+    bot.matrix.join(room_id, bot.matrix.user_id)
+    (closed,) = await bot.say("!case close confirm", room=room_id)
+    assert "closed" in closed.lower()
+
+
+async def test_at_start_the_bot_finishes_closes_it_was_stopped_in(bot: Bot) -> None:
+    """The interrupted command may never come back (too far back in the room for the first
+    sync): at start, every closed case the bot is still in is finished."""
+    still_open = await _open_case(bot, "!case new autre @bob:hs-b.test")
+    await bot.say("!case new genou-72 @bob:hs-b.test")
+    (half_closed,) = [r for r in bot.matrix.rooms if r not in (bot.dm, still_open)]
+    await bot.store.close_case(half_closed)  # recorded, but the bot never left
+    joined = [r for r, room in bot.matrix.rooms.items() if bot.matrix.user_id in room.joined]
+    assert await finish_interrupted_closes(bot.matrix, bot.store, bot.lifecycle, joined) == 1
+    assert bot.matrix.rooms[half_closed].joined == set()
+    assert bot.lifecycle.calls[-1] == ("after_bot_left", half_closed)
+    assert bot.matrix.user_id in bot.matrix.rooms[still_open].joined
+    joined = [r for r, room in bot.matrix.rooms.items() if bot.matrix.user_id in room.joined]
+    assert await finish_interrupted_closes(bot.matrix, bot.store, bot.lifecycle, joined) == 0
 
 
 # -- the journal on both databases -------------------------------------------------------------

@@ -1,6 +1,7 @@
 """``!case export`` through the production bot on two real homeservers: E2EE doctors write
 text, a reply, an edit and an image; the creator gets the export as an encrypted attachment
 in their DM with the bot, decrypts it, and finds the messages in the PDF and the FHIR Bundle.
+A doctor on Element's own crypto (matrix-js-sdk, strict mode) receives and opens it too.
 Neither homeserver ever holds the export in clear; a member who is not the creator is refused.
 """
 
@@ -11,13 +12,15 @@ import json
 import re
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
+import aiohttp
 import pytest
 import pytest_asyncio
-from nio import JoinResponse, RoomGetEventResponse, RoomSendResponse, UploadResponse
+from nio import RoomGetEventResponse, RoomSendResponse, UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 from pypdf import PdfReader
@@ -26,7 +29,9 @@ from bot.cases.export.render import FHIR_NAME, PDF_NAME
 from bot.runner import BotRunner
 from deploy.local.federation import Homeserver
 from tests.conftest_bot import bot_config, start_bot
-from tests.matrix_helpers import Doctor, eventually
+from tests.matrix_helpers import Doctor, open_case
+from tests.test_element_client import MakeElement
+from tests.test_element_client import element as element  # the fixture (explicit re-export)
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +42,6 @@ async def bot(hs_a: Homeserver, hs_b: Homeserver, tmp_path: Path) -> AsyncIterat
     runner = await start_bot(config)
     yield runner
     await runner.stop()
-
-
-async def _join(doctor: Doctor, room: str) -> bool | None:
-    response = await doctor.client.join(room)
-    return True if isinstance(response, JoinResponse) else None
 
 
 async def _send(doctor: Doctor, room: str, content: dict[str, object]) -> str:
@@ -75,19 +75,8 @@ async def test_the_creator_exports_a_case_as_an_encrypted_attachment(
     bob = await Doctor.create(hs_b, tmp_path, name="bob")
     mark = uuid.uuid4().hex[:10]
     try:
-        dm = await alice.dm(bot.user_id)
-        await alice.send(dm, f"!case new export-e2e {bob.user_id} ttl=1h")
-        reply = await alice.wait_for_text(bot.user_id, lambda b: "matrix.to" in b)
-        match = re.search(r"matrix\.to/#/(![^?\s)]+)", reply.body)
-        assert match, reply.body
-        room = unquote(match.group(1))
-        for doctor in (alice, bob):
-            await eventually(lambda d=doctor: _join(d, room))
-            await doctor.wait_joined(room, doctor.user_id)
-        await alice.wait_joined(room, bob.user_id)
-        await bob.wait_devices_known(alice.user_id)
-        await alice.wait_devices_known(bob.user_id)
-
+        case = await open_case(bot.user_id, alice, [bob], f"export-e2e {bob.user_id} ttl=1h")
+        dm, room = case.dm, case.room
         first = await alice.send(room, f"genou droit {mark} premier avis")
         await _send(
             bob,
@@ -192,3 +181,45 @@ async def test_the_creator_exports_a_case_as_an_encrypted_attachment(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_an_element_doctor_receives_and_decrypts_the_export(
+    bot: BotRunner, hs_a: Homeserver, element: MakeElement
+) -> None:
+    """The creator uses Element's crypto in its strict mode: the export's message decrypts
+    with no shield, and the key it carries opens the attachment into the case's PDF."""
+    doctor = await element(hs_a, "alice")
+    mark = uuid.uuid4().hex[:10]
+    dm = await doctor.create_dm(bot.user_id)
+    await doctor.send(dm, "!case new export-element ttl=1d")
+    reply = await doctor.wait_for_message(room_id=dm, sender=bot.user_id)
+    match = re.search(r"matrix\.to/#/(![^?\s)]+)", reply["body"] or "")
+    assert match, reply
+    room = unquote(match.group(1))
+    await doctor.join(room)
+    await doctor.send(room, f"avis {mark} depuis Element")
+    await doctor.send(room, "!case export")
+
+    async def next_from_bot(room_id: str, wanted: Callable[[dict[str, Any]], bool]) -> Any:
+        while True:
+            message = await doctor.wait_for_message(room_id=room_id, sender=bot.user_id)
+            if wanted(message):
+                return message
+
+    sent = await next_from_bot(room, lambda m: "Export sent" in (m["body"] or ""))
+    assert sent["decrypted"]
+    delivered = await next_from_bot(dm, lambda m: m["msgtype"] == "m.file")
+    assert delivered["decrypted"] and delivered["shield_colour"] == "NONE", delivered
+    file = delivered["file"]
+    assert file is not None and file["url"].startswith("mxc://")
+    server, media_id = file["url"].removeprefix("mxc://").split("/", 1)
+    url = f"{hs_a.client_url}/_matrix/client/v1/media/download/{server}/{media_id}"
+    headers = {"Authorization": f"Bearer {doctor.access_token}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        assert response.status == 200
+        ciphertext = await response.read()
+    archive = decrypt_attachment(ciphertext, file["key"]["k"], file["hashes"]["sha256"], file["iv"])
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        pdf = zf.read(PDF_NAME)
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+    assert f"avis {mark} depuis Element" in text and "export-element" in text

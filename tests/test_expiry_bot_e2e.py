@@ -7,11 +7,9 @@ the handler `caducee bot run` uses, so the expiry engine's wiring is what is tes
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import unquote
 
 import aiohttp
 import pytest
@@ -23,7 +21,7 @@ from bot.runner import BotRunner
 from deploy.local.federation import Homeserver, RegisteredUser
 from tests.conftest_bot import bot_config, start_bot
 from tests.expiry_support import Raw, Witness
-from tests.matrix_helpers import Doctor, eventually
+from tests.matrix_helpers import Doctor, eventually, open_case
 
 pytestmark = pytest.mark.slow
 
@@ -64,15 +62,10 @@ async def test_case_room_messages_expire_for_doctors_on_both_servers_then_close_
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         witnesses = [_witness(alice, hs_a, http), _witness(bob, hs_b, http)]
         try:
-            dm = await alice.dm(bot.user_id)
-            await alice.send(dm, f"!case new expiry-e2e {bob.user_id} ttl={LIFETIME_S}s")
-            reply = await alice.wait_for_text(bot.user_id, lambda b: "matrix.to" in b)
-            match = re.search(r"matrix\.to/#/(![^?\s)]+)", reply.body)
-            assert match, reply.body
-            room = unquote(match.group(1))
-            for doctor in (alice, bob):
-                await eventually(lambda d=doctor: _join(d, room))
-                await doctor.wait_joined(room, doctor.user_id)
+            case = await open_case(
+                bot.user_id, alice, [bob], f"expiry-e2e {bob.user_id} ttl={LIFETIME_S}s"
+            )
+            room = case.room
             for witness in witnesses:
                 await witness.start()
 
@@ -113,10 +106,3 @@ async def test_case_room_messages_expire_for_doctors_on_both_servers_then_close_
                 await witness.stop()
             await alice.close()
             await bob.close()
-
-
-async def _join(doctor: Doctor, room: str) -> bool | None:
-    from nio import JoinResponse
-
-    response = await doctor.client.join(room)
-    return True if isinstance(response, JoinResponse) else None

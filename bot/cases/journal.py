@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.cases.models import CaseMarksRow, CaseRequestRow
 from bot.ids import EventId, RoomId, UserId
 from bot.store.database import BotDatabase
+from bot.store.models import ProcessedCommandRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,18 @@ class CaseRequest:
     event_id: EventId
     room_id: RoomId | None
     fresh: bool
+    started_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A request that recorded its room but whose command never finished."""
+
+    event_id: EventId
+    requester: UserId
+    room_id: RoomId
+    started_ms: int
+    asked_in: RoomId  # where the command was typed
 
 
 class CaseJournal:
@@ -34,21 +47,45 @@ class CaseJournal:
     async def begin_request(self, event_id: EventId, requester: UserId) -> CaseRequest:
         """Record the intent to open a room for ``event_id`` (committed before any effect),
         or return what an earlier, interrupted run recorded."""
+        started = self._now_ms()
         try:
             async with self._sessions.begin() as session:
                 session.add(
-                    CaseRequestRow(
-                        event_id=event_id, requester=requester, started_ms=self._now_ms()
-                    )
+                    CaseRequestRow(event_id=event_id, requester=requester, started_ms=started)
                 )
-            return CaseRequest(event_id, None, fresh=True)
+            return CaseRequest(event_id, None, fresh=True, started_ms=started)
         except IntegrityError:
             pass
         async with self._sessions() as session:
-            room_id = await session.scalar(
-                select(CaseRequestRow.room_id).where(CaseRequestRow.event_id == event_id)
+            row = await session.get(CaseRequestRow, event_id)
+        assert row is not None  # the insert above collided with it
+        room_id = RoomId(row.room_id) if row.room_id else None
+        return CaseRequest(event_id, room_id, fresh=False, started_ms=row.started_ms)
+
+    async def interrupted_intents(self, command_name: str) -> list[Intent]:
+        """Requests of ``command_name`` whose command never finished but whose room was
+        recorded: for an export, the DM it was about to be sent to (or was sent to)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(
+                    CaseRequestRow.event_id,
+                    CaseRequestRow.requester,
+                    CaseRequestRow.room_id,
+                    CaseRequestRow.started_ms,
+                    ProcessedCommandRow.room_id,
+                )
+                .join(ProcessedCommandRow, ProcessedCommandRow.event_id == CaseRequestRow.event_id)
+                .where(
+                    ProcessedCommandRow.command == command_name,
+                    ProcessedCommandRow.finished_ms.is_(None),
+                    CaseRequestRow.room_id.is_not(None),
+                )
             )
-        return CaseRequest(event_id, RoomId(room_id) if room_id else None, fresh=False)
+            return [
+                Intent(EventId(e), UserId(u), RoomId(r), started, RoomId(asked_in))
+                for e, u, r, started, asked_in in rows
+                if r is not None
+            ]
 
     async def set_request_room(self, event_id: EventId, room_id: RoomId) -> None:
         async with self._sessions.begin() as session:

@@ -10,7 +10,10 @@ from bot.store.models import ID_LENGTH, Base
 
 class CaseRequestRow(Base):
     """One ``!case new`` request: recorded before the room is created, given its room id as
-    soon as the homeserver answers, so a restarted bot resumes instead of opening another."""
+    soon as the homeserver answers, so a restarted bot resumes instead of opening another.
+
+    A ``!case export`` is recorded the same way; its ``room_id`` is the DM the export is about
+    to be sent to (the intent, written before anything is sent)."""
 
     __tablename__ = "case_requests"
 

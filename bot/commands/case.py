@@ -12,7 +12,12 @@ from bot.cases.lifetime import close_confirmation_text
 from bot.cases.resume import FindsCreatedRoom
 from bot.cases.warnings import warn_if_due
 from bot.commands import texts
-from bot.commands.context import CommandSettings, ListsInvitedMembers
+from bot.commands.context import (
+    CommandSettings,
+    ListsInvitedMembers,
+    MatrixActionError,
+    MatrixActions,
+)
 from bot.commands.invitees import Invitee, invite_all, resolve_invitees, summarise
 from bot.commands.parsing import ArgumentError
 from bot.commands.policy import (
@@ -22,11 +27,18 @@ from bot.commands.policy import (
     parse_case_new,
     parse_invitees,
 )
-from bot.commands.registry import Command, Invocation, Permission, Reply, Scope
+from bot.commands.registry import (
+    CaseLifecycle,
+    Command,
+    Invocation,
+    Permission,
+    Reply,
+    Scope,
+)
 from bot.commands.rooms import build_case_room_body, matrix_to_link
 from bot.durations import format_duration
 from bot.ids import RoomId, UserId, server_of
-from bot.store import CaseRoom
+from bot.store import BotStore, CaseRoom
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +165,16 @@ async def run_case_close(invocation: Invocation, confirmed: bool) -> Reply | Non
 
     A case never exported is only closed with ``confirm``: the requester is reminded that
     nothing is left afterwards. Safe to run again after an interruption: members already
-    removed are not listed any more, and closing an already closed case changes nothing.
+    removed are not listed any more, and a case already recorded as closed (the bot stopped
+    before leaving) is finished: whoever is left removed, the bot leaves, the room is purged.
     """
     services, msg = invocation.services, invocation.message
     case = invocation.case
     assert case is not None  # the dispatcher only runs case-room commands in case rooms
     actions = services.actions
+    if not case.is_open:  # resumed after the close was recorded: finish it
+        await finish_close(actions, services.lifecycle, case)
+        return None
     if (
         not confirmed
         and await CaseJournal(services.store.database).exported_ms(case.room_id) is None
@@ -171,18 +187,49 @@ async def run_case_close(invocation: Invocation, confirmed: bool) -> Reply | Non
     )
     await services.lifecycle.before_members_removed(case)
     try:
-        members = [m for m in await actions.joined_members(msg.room_id) if m != actions.user_id]
-        if isinstance(actions, ListsInvitedMembers):  # revoke pending invitations as well
-            members += [m for m in await actions.invited_members(msg.room_id) if m not in members]
-        await asyncio.gather(*(actions.kick(msg.room_id, m, CLOSE_REASON) for m in members))
+        removed = await _remove_everyone(actions, case.room_id)
         await services.store.close_case(msg.room_id)
     except BaseException:
         await services.lifecycle.close_aborted(case)  # the case stays open: run it again
         raise
-    await actions.leave(msg.room_id)
+    await actions.leave(case.room_id)
     await services.lifecycle.after_bot_left(case)
-    logger.info("case room %s closed, %d member(s) removed", msg.room_id, len(members))
+    logger.info("case room %s closed, %d member(s) removed", msg.room_id, removed)
     return None
+
+
+async def _remove_everyone(actions: MatrixActions, room_id: RoomId) -> int:
+    """Remove every member but the bot, and revoke pending invitations."""
+    members = [m for m in await actions.joined_members(room_id) if m != actions.user_id]
+    if isinstance(actions, ListsInvitedMembers):  # revoke pending invitations as well
+        members += [m for m in await actions.invited_members(room_id) if m not in members]
+    await asyncio.gather(*(actions.kick(room_id, m, CLOSE_REASON) for m in members))
+    return len(members)
+
+
+async def finish_close(actions: MatrixActions, lifecycle: CaseLifecycle, case: CaseRoom) -> None:
+    """End a close that was recorded but not finished (the bot stopped before leaving):
+    whoever is still there removed, the bot leaves, then the lifecycle's purge."""
+    logger.info("case room %s: finishing an interrupted close", case.room_id)
+    await _remove_everyone(actions, case.room_id)
+    await actions.leave(case.room_id)
+    await lifecycle.after_bot_left(case)
+
+
+async def finish_interrupted_closes(
+    actions: MatrixActions, store: BotStore, lifecycle: CaseLifecycle, joined: Sequence[str]
+) -> int:
+    """At start: finish the close of every closed case the bot is still in (``joined``: the
+    bot's rooms). The interrupted command itself may never come back: a restarted bot's
+    sync shows only the last few events of each room. Returns how many were finished."""
+    done = 0
+    for case in await store.closed_cases_among(joined):
+        try:
+            await finish_close(actions, lifecycle, case)
+            done += 1
+        except MatrixActionError as exc:
+            logger.warning("case room %s: close not finished: %s", case.room_id, exc.message)
+    return done
 
 
 CASE_NEW = Command(
@@ -240,6 +287,7 @@ CASE_CLOSE = Command(
     permission=Permission.CASE_MANAGER,
     scope=Scope.CASE_ROOM,
     rerun_if_interrupted=True,
+    resumes_closed_case=True,  # stopped after recording the close: leave on the next run
     parse=parse_case_close,
     run=run_case_close,
 )

@@ -10,6 +10,8 @@ id committed in ``processed_commands``) before the command has any effect, and m
   harmless (``!find``, ``!help``, ``!case invite``, ``!case close``) run again; the others
   (``!case new`` would open a second room) are not, and the requester is told to check the
   result and retry. Between a crash and a duplicate room we choose to ask.
+  A ``!case close`` stopped after recording the close runs again though the case is closed,
+  so the bot still leaves and the room is purged.
 
 Events seen concurrently in this process are deduplicated in memory as well.
 Logs name the command and the outcome, never the arguments or the body.
@@ -127,7 +129,9 @@ class CommandDispatcher:
             if claim is Claim.NEW or harmless:
                 if claim is Claim.INTERRUPTED:
                     logger.info("command %s was interrupted; running it again", name)
-                outcome, reply = await self._run(msg, resolution)
+                outcome, reply = await self._run(
+                    msg, resolution, resuming=claim is Claim.INTERRUPTED
+                )
             await self._reply(msg, reply)
             await services.store.finish_command(
                 msg.event_id,
@@ -148,8 +152,13 @@ class CommandDispatcher:
         except MatrixActionError as exc:
             logger.warning("could not reply in %s: %s", msg.room_id, exc.message)
 
-    async def _run(self, msg: IncomingMessage, resolution: Resolution) -> tuple[str, Reply | None]:
-        """Check scope, permission and syntax, then run. Returns (outcome, reply)."""
+    async def _run(
+        self, msg: IncomingMessage, resolution: Resolution, *, resuming: bool = False
+    ) -> tuple[str, Reply | None]:
+        """Check scope, permission and syntax, then run. Returns (outcome, reply).
+
+        ``resuming``: the same event was claimed by a run that never finished.
+        """
         if isinstance(resolution, Incomplete):
             usages = "\n".join(c.usage for c in resolution.commands)
             return "usage", texts.usage_reply(None, usages)
@@ -164,7 +173,7 @@ class CommandDispatcher:
         if command.scope is Scope.CASE_ROOM:
             if case is None:
                 return "refused", texts.plain(texts.NOT_A_CASE_ROOM)
-            if not case.is_open:
+            if not case.is_open and not (resuming and command.resumes_closed_case):
                 return "refused", texts.plain(texts.CASE_CLOSED)
         try:
             args = command.parse(resolution.args, services.settings)

@@ -110,6 +110,8 @@ class Command(Generic[A]):
         parse: pure; turns the argument words into the handler's arguments or raises
             `ArgumentError` (the reply then shows `usage`).
         run: the effect.
+        resumes_closed_case: an interrupted run is run again even when the case is already
+            closed (``!case close`` stopped after recording the close: it must still leave).
     """
 
     path: tuple[str, ...]
@@ -123,6 +125,7 @@ class Command(Generic[A]):
     parse: Parser[A]
     run: Handler[A]
     aliases: tuple[tuple[str, ...], ...] = ()
+    resumes_closed_case: bool = False
 
     @property
     def name(self) -> str:

@@ -212,6 +212,23 @@ class ExpiryEngine:
         self._wake.set()
         return True
 
+    async def expire_own_event(
+        self,
+        room_id: RoomId,
+        event_id: EventId,
+        origin_server_ts: int,
+        lifetime_ms: int,
+        media: Sequence[str] = (),
+    ) -> None:
+        """Schedule one event the bot sent in a room that is not a case (a case export in a
+        DM): redacted, and its attachment deleted, once ``lifetime_ms`` has passed.
+
+        Committed before returning; scheduling the same event again changes nothing.
+        """
+        due = due_ms(origin_server_ts, lifetime_ms)
+        await self._schedule.add([NewEntry(room_id, event_id, origin_server_ts, due, tuple(media))])
+        self._wake.set()
+
     async def room_added(self, room_id: RoomId) -> None:
         """A case room was just recorded: schedule what it already holds (events the bot
         saw before the case existed in the database were not kept)."""

@@ -80,8 +80,15 @@ class NioActions:
             content.update(format="org.matrix.custom.html", formatted_body=html)
         return await self.send_event(room_id, "m.room.message", content)
 
-    async def send_event(self, room_id: RoomId, event_type: str, content: Json) -> EventId:
-        """Send one room event, encrypted when the room is; the only path out for content."""
+    async def send_event(
+        self, room_id: RoomId, event_type: str, content: Json, *, txn_id: str | None = None
+    ) -> EventId:
+        """Send one room event, encrypted when the room is; the only path out for content.
+
+        ``txn_id``: a transaction id fixed by the caller, so that the homeserver keeps one
+        event however many times the same send is repeated (by a restarted bot); a fresh one
+        otherwise.
+        """
         client = self._client
         if room_id not in client.rooms and not await self._wait_for_room(
             room_id, ROOM_READY_TIMEOUT
@@ -94,6 +101,7 @@ class NioActions:
                     room_id,
                     event_type,
                     content,
+                    tx_id=txn_id,
                     ignore_unverified_devices=self._ignore_unverified,
                 )
                 break

@@ -195,6 +195,21 @@ class BotStore:
             )
             return [_case(r) for r in rows]
 
+    async def closed_cases_among(self, room_ids: Sequence[str]) -> list[CaseRoom]:
+        """The closed cases among ``room_ids`` (a bot still in one was stopped mid-close)."""
+        ids = list(dict.fromkeys(room_ids))
+        found: list[CaseRoom] = []
+        async with self._sessions() as session:
+            for start in range(0, len(ids), 500):
+                rows = await session.scalars(
+                    select(CaseRoomRow).where(
+                        CaseRoomRow.room_id.in_(ids[start : start + 500]),
+                        CaseRoomRow.closed_ms.is_not(None),
+                    )
+                )
+                found.extend(_case(r) for r in rows)
+        return found
+
     async def set_case_ttl(self, room_id: RoomId, ttl_seconds: int) -> bool:
         """Change an open case's lifetime (``!expire``). False if no such open case."""
         async with self._sessions.begin() as session:

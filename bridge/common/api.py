@@ -15,6 +15,12 @@ API_PREFIX: Final = "/_caducee/v1"
 SEARCH_PATH: Final = f"{API_PREFIX}/directory/search"
 """``GET``, with ``q``, ``limit`` and ``offset`` in the query string."""
 
+ACCOUNTS_PATH: Final = f"{API_PREFIX}/directory/accounts"
+"""``GET``, with ``matrix_id`` repeated (up to ``MAX_ACCOUNTS``): the practitioners linked to
+those accounts, where the link is visible."""
+MAX_ACCOUNTS: Final = 50
+MAX_MATRIX_ID_LENGTH: Final = 255
+
 MAX_QUERY_LENGTH: Final = 200
 """Characters of ``q`` after its spaces are normalised."""
 DEFAULT_LIMIT: Final = 10

@@ -1,4 +1,5 @@
-"""The directory's HTTP API: `GET /_caducee/v1/directory/search`.
+"""The directory's HTTP API: `GET /_caducee/v1/directory/search`, and
+`GET /_caducee/v1/directory/accounts` (who Matrix accounts are in the register).
 
 The path and the limits are the bot's too (`bridge.common.api`). Parameter checking
 is a pure function, so the rules (and their messages, which the bot may show
@@ -14,12 +15,16 @@ from typing import Any
 from aiohttp import web
 
 from bridge.common.api import (
+    ACCOUNTS_PATH,
     DEFAULT_LIMIT,
+    MAX_ACCOUNTS,
     MAX_LIMIT,
+    MAX_MATRIX_ID_LENGTH,
     MAX_OFFSET,
     MAX_QUERY_LENGTH,
     SEARCH_PATH,
 )
+from bridge.directory.accounts import practitioners_by_matrix_id
 from bridge.directory.search import SearchPage, SearchResult, search_directory
 from bridge.http.errors import M_INVALID_PARAM, M_MISSING_PARAM, ApiError
 from bridge.http.keys import DATABASE
@@ -62,6 +67,27 @@ def parse_search_params(params: Mapping[str, str]) -> SearchParams:
     return SearchParams(query=query, limit=limit, offset=offset)
 
 
+def parse_accounts_params(values: list[str]) -> list[str]:
+    """The ``matrix_id`` parameters of an accounts request; ApiError 400 with a clear message."""
+    if not values:
+        raise ApiError(400, M_MISSING_PARAM, "'matrix_id' is required: a Matrix ID to look up")
+    if len(values) > MAX_ACCOUNTS:
+        raise ApiError(
+            400, M_INVALID_PARAM, f"at most {MAX_ACCOUNTS} 'matrix_id' parameters per request"
+        )
+    for value in values:
+        localpart, colon, server = value.partition(":")
+        if (
+            not value.startswith("@")
+            or not colon
+            or len(localpart) < 2
+            or not server
+            or len(value) > MAX_MATRIX_ID_LENGTH
+        ):
+            raise ApiError(400, M_INVALID_PARAM, "'matrix_id' must look like @name:server")
+    return values
+
+
 def result_json(result: SearchResult) -> dict[str, Any]:
     return {
         "rpps": str(result.rpps),
@@ -93,5 +119,13 @@ async def search(request: web.Request) -> web.Response:
     return web.json_response(page_json(page, params))
 
 
+async def accounts(request: web.Request) -> web.Response:
+    matrix_ids = parse_accounts_params(request.query.getall("matrix_id", []))
+    async with request.app[DATABASE].sessions() as session:
+        found = await practitioners_by_matrix_id(session, matrix_ids)
+    return web.json_response({"results": [result_json(r) for r in found]})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get(SEARCH_PATH, search, name="directory_search")
+    app.router.add_get(ACCOUNTS_PATH, accounts, name="directory_accounts")

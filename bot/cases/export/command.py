@@ -1,21 +1,27 @@
 """``!case export [pdf|fhir]``: the case's creator (or a room admin) gets a copy of what the
 room still holds, as an encrypted attachment in their DM with the bot, never in the case room.
 
-Exactly once: the delivery is recorded under the command's event id, so a redelivered or
-interrupted command does not send a second copy after the first one went out. The bot keeps
+Exactly once: before anything is sent, the DM is recorded under the command's event id (the
+intent), and the message goes out with a transaction id fixed by that event id. A run that
+finds the intent (the bot stopped around the delivery) looks in the DM for that message and
+sends nothing if it is there; if it sends again, the homeserver keeps the first message of
+that transaction. A requester without a DM with the bot gets a new one (encrypted, with the
+federation's default lifetime); the case room is only told that the export went there.
+The export's message is redacted on the DM's lifetime by the expiry engine. The bot keeps
 no copy (the archive lives in memory during the command); the audit line says who exported
 which case and when (the dispatcher writes it), never what.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from bot.bridge_client import DirectoryUnavailable
+from bot.bridge_client import DirectoryUnavailable, Practitioner
 from bot.cases.export.model import Attachment, CaseExport, Member, RawEvent
 from bot.cases.export.render import render_zip
 from bot.cases.export.resolve import file_info, resolve_messages
@@ -23,10 +29,12 @@ from bot.cases.journal import CaseJournal
 from bot.commands.context import CommandSettings, MatrixActionError
 from bot.commands.parsing import ArgumentError
 from bot.commands.registry import Command, DirectorySearch, Invocation, Permission, Reply, Scope
-from bot.ids import RoomId
+from bot.ids import EventId, RoomId, UserId
+from bot.store import BotStore
 
 logger = logging.getLogger(__name__)
 
+EXPORT_NAME = "case export"
 FORMATS = {"pdf": frozenset({"pdf"}), "fhir": frozenset({"fhir"})}
 BOTH = frozenset({"pdf", "fhir"})
 
@@ -35,6 +43,15 @@ BOTH = frozenset({"pdf", "fhir"})
 class ExportLimits:
     max_messages: int = 2000
     max_attachment_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The export's message in the DM: what the expiry engine needs to erase it later."""
+
+    event_id: EventId
+    sent_ms: int
+    media: tuple[str, ...] = ()
 
 
 class ExportPort(Protocol):
@@ -46,7 +63,53 @@ class ExportPort(Protocol):
 
     def direct_room(self, user_id: str, exclude: set[str]) -> RoomId | None: ...
 
-    async def deliver(self, room_id: RoomId, filename: str, data: bytes, caption: str) -> None: ...
+    async def open_direct_room(self, user_id: UserId, lifetime_s: int) -> RoomId:
+        """A new encrypted DM with ``user_id`` (invited), its messages living ``lifetime_s``."""
+        ...
+
+    async def lifetime_ms(self, room_id: RoomId) -> int | None:
+        """The room's ``m.room.retention`` lifetime; None when it sets none."""
+        ...
+
+    async def find_delivery(self, room_id: RoomId, txn_id: str, since_ms: int) -> Delivery | None:
+        """The message the bot sent in ``room_id`` with ``txn_id`` since ``since_ms``, if any."""
+        ...
+
+    async def deliver(
+        self, room_id: RoomId, filename: str, data: bytes, caption: str, txn_id: str
+    ) -> Delivery:
+        """Upload ``data`` encrypted and post it; the message carries ``txn_id`` (and the
+        caption ``txn_id`` plus a suffix), so the homeserver keeps one of each however many
+        times a restarted bot repeats the same delivery."""
+        ...
+
+
+class ExportExpiry(Protocol):
+    """The expiry engine, as the export needs it (`bot.expiry.engine.ExpiryEngine` fits)."""
+
+    async def expire_own_event(
+        self,
+        room_id: RoomId,
+        event_id: EventId,
+        origin_server_ts: int,
+        lifetime_ms: int,
+        media: Sequence[str] = (),
+    ) -> None: ...
+
+
+@runtime_checkable
+class KnowsAccounts(Protocol):
+    """The directory's lookup of Matrix accounts (`bot.bridge_client.DirectoryClient`)."""
+
+    async def accounts(self, user_ids: Sequence[UserId]) -> dict[UserId, Practitioner]: ...
+
+
+def delivery_txn_id(command_event: str) -> str:
+    """The transaction id of an export's message, fixed by the command that asked for it. Pure.
+
+    Hashed: a transaction id travels in request paths, the event id's characters need not.
+    """
+    return "caducee-export-" + hashlib.sha256(command_event.encode()).hexdigest()[:32]
 
 
 def parse_export(args: Sequence[str], settings: CommandSettings) -> frozenset[str]:
@@ -59,18 +122,33 @@ def parse_export(args: Sequence[str], settings: CommandSettings) -> frozenset[st
     )
 
 
-async def _rpps(directory: DirectorySearch, user_id: str, name: str) -> str | None:
-    """The register's RPPS of a member: searched by name, matched on the Matrix ID."""
-    if name == user_id:
-        return None
-    try:
-        page = await directory.search(name, limit=10)
-    except DirectoryUnavailable:
-        return None
-    for found in page.results:
-        if found.matrix_id == user_id:
-            return found.rpps
-    return None
+UNVERIFIED = "nom affiché, non vérifié / display name, unverified"
+
+
+async def _members(
+    directory: DirectorySearch, port: ExportPort, room_id: RoomId, user_ids: list[UserId]
+) -> list[Member]:
+    """The case's members as filed: the register's name and RPPS for accounts onboarding
+    linked to a practitioner; the others by Matrix ID, their display name marked as theirs.
+
+    Never looked up by display name: any account sets its own, a colleague's included.
+    """
+    linked: dict[UserId, Practitioner] = {}
+    if isinstance(directory, KnowsAccounts):
+        try:
+            linked = await directory.accounts(user_ids)
+        except DirectoryUnavailable:
+            logger.warning("export: directory unavailable, members filed without RPPS")
+    members = []
+    for user_id in user_ids:
+        found = linked.get(user_id)
+        if found is not None:
+            members.append(Member(user_id, found.display_name, found.rpps))
+            continue
+        shown = port.member_name(room_id, user_id)
+        name = user_id if shown == user_id else f"{shown} ({UNVERIFIED})"
+        members.append(Member(user_id, name, None))
+    return members
 
 
 def _size(content: dict[str, Any]) -> int:
@@ -101,19 +179,104 @@ def attachments_too_big(total: int, limits: ExportLimits) -> str | None:
     return None
 
 
-def export_command(port: ExportPort, limits: ExportLimits | None = None) -> Command[frozenset[str]]:
+async def after_delivery(
+    port: ExportPort,
+    expiry: ExportExpiry | None,
+    default_lifetime_s: int,
+    journal: CaseJournal,
+    case_room: RoomId,
+    dm: RoomId,
+    delivery: Delivery,
+) -> None:
+    """After the delivery: its expiry scheduled on the DM's lifetime, the case marked
+    exported. Both are idempotent, so a resumed run may repeat them."""
+    if expiry is not None:
+        lifetime = await port.lifetime_ms(dm)
+        if lifetime is None:
+            lifetime = default_lifetime_s * 1000
+        await expiry.expire_own_event(
+            dm, delivery.event_id, delivery.sent_ms, lifetime, delivery.media
+        )
+    await journal.mark_exported(case_room, at_ms=delivery.sent_ms)
+
+
+async def finish_interrupted_exports(
+    port: ExportPort,
+    store: BotStore,
+    *,
+    expiry: ExportExpiry | None = None,
+    default_lifetime_s: int = 7 * 86400,
+) -> int:
+    """At start: finish the exports a stopped bot had sent but not recorded.
+
+    The interrupted command may never come back (a restarted bot's sync shows only each
+    room's last few events): for each export whose DM was recorded and whose command never
+    finished, the DM is searched for its message; when it is there, its expiry is scheduled,
+    the case marked exported and the command marked done (so a late redelivery changes
+    nothing). The requester has the file and its caption in the DM; no second notice goes to
+    the case room, which a redelivered command running meanwhile would answer too. An export
+    not found was not sent: nothing is done (a redelivered command sends it). Returns how
+    many were finished.
+    """
+    journal = CaseJournal(store.database)
+    finished = 0
+    for intent in await journal.interrupted_intents(EXPORT_NAME):
+        try:
+            found = await port.find_delivery(
+                intent.room_id, delivery_txn_id(intent.event_id), intent.started_ms
+            )
+            if found is None:
+                continue
+            await after_delivery(
+                port, expiry, default_lifetime_s, journal, intent.asked_in, intent.room_id, found
+            )
+        except MatrixActionError as exc:
+            logger.warning("export %s not finished: %s", intent.event_id, exc.message)
+            continue
+        await store.finish_command(
+            intent.event_id,
+            sender=intent.requester,
+            room_id=intent.asked_in,
+            command_name=EXPORT_NAME,
+            outcome="ok",
+        )
+        finished += 1
+    return finished
+
+
+def export_command(
+    port: ExportPort,
+    limits: ExportLimits | None = None,
+    *,
+    expiry: ExportExpiry | None = None,
+    default_lifetime_s: int = 7 * 86400,
+) -> Command[frozenset[str]]:
+    """The ``!case export`` declaration.
+
+    Args:
+        port: the Matrix side (`bot.cases.export.nio_port.NioExportPort`).
+        limits: what is too big to export.
+        expiry: schedules the export's message for redaction on the DM's lifetime.
+        default_lifetime_s: that lifetime when the DM's ``m.room.retention`` sets none
+            (the federation's default message lifetime).
+    """
     bounds = limits or ExportLimits()
 
     async def run(invocation: Invocation, formats: frozenset[str]) -> Reply:
+        """Exactly once: the DM is recorded (the intent) before anything is sent, the
+        message's transaction id is fixed by the command, and a run that finds an intent
+        looks for that message before sending anything."""
         services, msg, case = invocation.services, invocation.message, invocation.case
         assert case is not None  # scope CASE_ROOM: the dispatcher checked
         journal = CaseJournal(services.store.database)
         request = await journal.begin_request(msg.event_id, msg.sender)
-        if request.room_id is not None:  # an interrupted run already delivered it
-            return Reply(SENT.format(who=msg.sender))
-        dm = port.direct_room(msg.sender, exclude={case.room_id})
-        if dm is None:
-            return Reply(NO_DM.format(bot=services.actions.user_id))
+        txn_id = delivery_txn_id(msg.event_id)
+        if request.room_id is not None:  # an interrupted run was about to send, or sent
+            done = await port.find_delivery(request.room_id, txn_id, request.started_ms)
+            if done is not None:
+                logger.info("case %s: export already delivered, not sent again", case.room_id)
+                await _delivered(journal, case.room_id, request.room_id, done)
+                return Reply(SENT.format(who=msg.sender))
         events = await port.read_messages(case.room_id, bounds.max_messages + 1)
         refusal = too_big(events, bounds)
         if refusal is not None:
@@ -137,33 +300,40 @@ def export_command(port: ExportPort, limits: ExportLimits | None = None) -> Comm
         refusal = attachments_too_big(sum(len(a.data or b"") for a in files.values()), bounds)
         if refusal is not None:
             return Reply(refusal)
+        dm, opened = request.room_id, False
+        if dm is None:
+            dm = port.direct_room(msg.sender, exclude={case.room_id})
+        if dm is None:
+            dm = await port.open_direct_room(msg.sender, services.settings.default_ttl_seconds)
+            opened = True
+        # The intent, before anything is sent: a resumed run looks in, and sends to, this DM.
+        await journal.set_request_room(msg.event_id, dm)
         people = await services.actions.joined_members(case.room_id)
-        senders = {e.sender for e in events}
-        members = []
-        for user_id in sorted(set(people) | senders):
-            if user_id == services.actions.user_id:
-                continue
-            name = port.member_name(case.room_id, user_id)
-            members.append(Member(user_id, name, await _rpps(services.directory, user_id, name)))
+        own = services.actions.user_id
+        user_ids = sorted((set(people) | {UserId(e.sender) for e in events}) - {own})
         now = services.store.database.now_ms()
         export = CaseExport(
             label=case.label,
             room_id=case.room_id,
             exported_ms=now,
             requester=msg.sender,
-            members=members,
+            members=await _members(services.directory, port, case.room_id, user_ids),
             messages=resolve_messages(events, files),
         )
         archive = render_zip(export, formats)
         stamp = datetime.fromtimestamp(now / 1000, UTC).strftime("%Y%m%d-%H%M")
         filename = f"dossier-{case.label}-{stamp}.zip"
         caption = CAPTION.format(label=case.label, n=len(export.messages))
-        await port.deliver(dm, filename, archive, caption)
+        delivery = await port.deliver(dm, filename, archive, caption, txn_id)
         del archive  # no copy kept
-        await journal.set_request_room(msg.event_id, dm)
-        await journal.mark_exported(case.room_id, at_ms=now)
+        await _delivered(journal, case.room_id, dm, delivery)
         logger.info("case %s exported (%d messages)", case.room_id, len(export.messages))
-        return Reply(SENT.format(who=msg.sender))
+        return Reply((OPENED if opened else SENT).format(who=msg.sender, bot=own))
+
+    async def _delivered(
+        journal: CaseJournal, case_room: RoomId, dm: RoomId, delivery: Delivery
+    ) -> None:
+        await after_delivery(port, expiry, default_lifetime_s, journal, case_room, dm, delivery)
 
     return Command(
         path=("case", "export"),
@@ -192,10 +362,10 @@ SENT = (
     "Export envoyé à {who} en message privé chiffré (rien n'est publié ici). / "
     "Export sent to {who} by encrypted direct message (nothing is posted here)."
 )
-NO_DM = (
-    "Je n'ai pas de message privé avec vous : ouvrez-en un avec {bot}, puis relancez "
-    "!case export. / I have no direct message with you: open one with {bot}, then run "
-    "!case export again."
+OPENED = (
+    "Export envoyé à {who} dans une nouvelle conversation privée chiffrée avec {bot} : "
+    "acceptez l'invitation (rien n'est publié ici). / Export sent to {who} in a new encrypted "
+    "direct conversation with {bot}: accept the invitation (nothing is posted here)."
 )
 CAPTION = (
     "Export du dossier « {label} » : {n} message(s). Versez-le au dossier patient ; ce message "

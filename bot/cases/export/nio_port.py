@@ -9,24 +9,32 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from typing import Any
 
 from nio import (
     MegolmEvent,
+    RoomGetStateEventResponse,
     RoomMessagesResponse,
     UploadResponse,
 )
 from nio.crypto.attachments import decrypt_attachment
 
+from bot.cases.export.command import Delivery
 from bot.cases.export.model import RawEvent
 from bot.commands.context import MatrixActionError
-from bot.ids import RoomId
+from bot.commands.rooms import ENCRYPTION_ALGORITHM
+from bot.expiry.policy import PURGE_MARGIN_MS, RETENTION_EVENT, retention_content
+from bot.ids import EventId, RoomId, UserId
 from bot.matrix.actions import NioActions
 from bot.matrix.client import CaduceeClient
 
 logger = logging.getLogger(__name__)
 
 PAGE = 100
+FIND_PAGES = 20
+"""How far back (pages of the bot's own messages) a resumed export looks for its delivery."""
+CLOCK_SKEW_MS = 60_000
 
 
 class NioExportPort:
@@ -85,7 +93,59 @@ class NioExportPort:
                 return RoomId(room_id)
         return None
 
-    async def deliver(self, room_id: RoomId, filename: str, data: bytes, caption: str) -> None:
+    async def open_direct_room(self, user_id: UserId, lifetime_s: int) -> RoomId:
+        """A new DM with ``user_id``: encrypted from its first event, invite-only, its
+        messages living ``lifetime_s`` on the homeservers too (``m.room.retention``)."""
+        room_id = await self._actions.create_room(direct_room_body(user_id, lifetime_s))
+        logger.info("opened a direct room %s for an export", room_id)
+        return room_id
+
+    async def lifetime_ms(self, room_id: RoomId) -> int | None:
+        """The room's message lifetime from ``m.room.retention``: its ``max_lifetime`` less
+        the purge margin the bot adds to its own rooms (`retention_content`), so the bot
+        redacts when the lifetime ends and homeservers purge a margin later."""
+        response = await self._client.room_get_state_event(room_id, RETENTION_EVENT)
+        if not isinstance(response, RoomGetStateEventResponse):
+            return None  # no policy in the room (404) or unreadable: the default applies
+        value = response.content.get("max_lifetime")
+        if not isinstance(value, int) or value <= 0:
+            return None
+        return value - PURGE_MARGIN_MS if value > PURGE_MARGIN_MS else value
+
+    async def find_delivery(self, room_id: RoomId, txn_id: str, since_ms: int) -> Delivery | None:
+        """Read the room back to ``since_ms`` for the bot's message sent with ``txn_id``
+        (the homeserver tells the sending device its own transaction ids)."""
+        start: str | None = None
+        own = self._client.user_id
+        message_filter = {"senders": [own], "lazy_load_members": True}
+        for _page in range(FIND_PAGES):
+            response = await self._client.room_messages(
+                room_id, start=start, limit=PAGE, message_filter=message_filter
+            )
+            if not isinstance(response, RoomMessagesResponse):
+                raise MatrixActionError("could not read the direct conversation back")
+            for event in response.chunk:
+                source = getattr(event, "source", None)
+                if not isinstance(source, dict):
+                    continue
+                unsigned = source.get("unsigned")
+                if isinstance(unsigned, dict) and unsigned.get("transaction_id") == txn_id:
+                    return Delivery(
+                        EventId(event.event_id),
+                        int(event.server_timestamp),
+                        tuple(_media(source.get("content"))),
+                    )
+            oldest = min((int(e.server_timestamp) for e in response.chunk), default=0)
+            if not response.chunk or not response.end or response.end == start:
+                break
+            if oldest < since_ms - CLOCK_SKEW_MS:
+                break
+            start = response.end
+        return None
+
+    async def deliver(
+        self, room_id: RoomId, filename: str, data: bytes, caption: str, txn_id: str
+    ) -> Delivery:
         """Upload ``data`` encrypted and post it as an ``m.file`` in ``room_id``."""
         response, keys = await self._client.upload(
             io.BytesIO(data),
@@ -110,8 +170,44 @@ class NioExportPort:
                 "mimetype": "application/zip",
             },
         }
-        await self._actions.send_event(room_id, "m.room.message", content)
-        await self._actions.send_notice(room_id, caption)
+        sent = int(time.time() * 1000)
+        event_id = await self._actions.send_event(room_id, "m.room.message", content, txn_id=txn_id)
+        notice = {"msgtype": "m.notice", "body": caption}
+        await self._actions.send_event(
+            room_id, "m.room.message", notice, txn_id=f"{txn_id}-caption"
+        )
+        return Delivery(event_id, sent, (response.content_uri,))
+
+
+def direct_room_body(user_id: str, lifetime_s: int) -> dict[str, Any]:
+    """The /createRoom body of a DM the bot opens: as Element opens one (trusted private
+    chat, ``is_direct``), encrypted from the start, with the lifetime as retention policy."""
+    return {
+        "preset": "trusted_private_chat",
+        "visibility": "private",
+        "is_direct": True,
+        "invite": [user_id],
+        "initial_state": [
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": ENCRYPTION_ALGORITHM},
+            },
+            {
+                "type": RETENTION_EVENT,
+                "state_key": "",
+                "content": retention_content(lifetime_s * 1000),
+            },
+        ],
+    }
+
+
+def _media(content: object) -> list[str]:
+    if not isinstance(content, dict):
+        return []
+    file = content.get("file")
+    url = file.get("url") if isinstance(file, dict) else content.get("url")
+    return [url] if isinstance(url, str) and url.startswith("mxc://") else []
 
 
 def _raw(event: Any, own: str | None) -> RawEvent | None:

@@ -64,6 +64,8 @@ export async function describeEvent(crypto, ev, failureCodes) {
         failure_codes_seen: [...(failureCodes ?? [])],
         body: decrypted || !ev.isEncrypted() ? (content.body ?? null) : null,
         msgtype: decrypted || !ev.isEncrypted() ? (content.msgtype ?? null) : null,
+        // An encrypted attachment's address and key, as Element reads them to show the file.
+        file: decrypted ? (content.file ?? null) : null,
         shield_colour: null,
         shield_reason: null,
         sender_device_id: null,
