@@ -28,6 +28,27 @@ class UnavailableDirectory:
         raise DirectoryUnavailable("no bridge_url configured")
 
 
+async def init_database(config: BotConfig) -> bool:
+    """What `caducee bot init` does: create the bot's database (0600 for SQLite) or bring it
+    to this version's schema; True when it was already there. Nothing else creates it.
+
+    Raises:
+        StoreError: the database cannot be reached, or was written by a newer bot.
+        OSError: the store folder or the SQLite file cannot be created.
+    """
+    from bot.store import BotStore
+    from bot.store.initialised import missing_database
+
+    url = config.effective_database_url
+    existed = await missing_database(url) is None
+    if config.database_url is None:
+        config.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_private_file(config.store_dir / "bot.db")
+    store = await BotStore.open(url, create=True)
+    await store.close()
+    return existed
+
+
 def production_runner(config: BotConfig) -> BotRunner:
     """The bot as `caducee bot run` starts it (and the `bot_a` test fixture)."""
     runner: BotRunner
@@ -53,9 +74,7 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         from bot.expiry.nio_matrix import ExpiryListener, NioExpiryMatrix
         from bot.store import BotStore
 
-        url = config.effective_database_url
-        if config.database_url is None:
-            ensure_private_file(config.store_dir / "bot.db")
+        url = config.effective_database_url  # created by `caducee bot init`, never here
         store = await BotStore.open(url)
         stack.push_async_callback(store.close)
         if runner.identity_gate is not None:

@@ -66,8 +66,11 @@ def run(config: ConfigOption) -> None:
     try:
         asyncio.run(serve(settings))
     except StartupError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(EXIT_CANNOT_START) from None
+        if exc.missing is not None:
+            from bridge.db import missing_message
+
+            raise fail(missing_message(exc.missing, config), EXIT_CANNOT_START) from None
+        raise fail(str(exc), EXIT_CANNOT_START) from None
 
 
 @bridge_app.command("init")
@@ -94,7 +97,7 @@ def init(config: ConfigOption) -> None:
             existed = True
         if settings.database_url is None:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        db = await open_database(settings.effective_database_url)
+        db = await open_database(settings.effective_database_url, create=True)
         await db.close()
         return existed
 

@@ -43,7 +43,7 @@ async def init_database(config: BridgeConfig) -> None:
 
     if config.database_url is None:
         config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    database = await open_database(config.effective_database_url)
+    database = await open_database(config.effective_database_url, create=True)
     await database.close()
 
 

@@ -195,7 +195,7 @@ async def crashing(bot: Bot) -> AsyncIterator[Bot]:
 
 
 async def _restart(bot: Bot, tmp_path: Path) -> tuple[CommandDispatcher, BotStore]:
-    store = await BotStore.open(sqlite_url(tmp_path))
+    store = await BotStore.open(sqlite_url(tmp_path), create=True)
     return CommandDispatcher(
         actions=bot.matrix, store=store, directory=bot.client, settings=SETTINGS
     ), store
@@ -284,12 +284,12 @@ async def test_a_close_killed_after_removing_someone_finishes_on_restart(
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"])
 async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CaseJournal]:
     if request.param == "sqlite":
-        store = await BotStore.open(sqlite_url(tmp_path))
+        store = await BotStore.open(sqlite_url(tmp_path), create=True)
         yield CaseJournal(store.engine)
         await store.close()
         return
     async for url in fresh_postgres_database():
-        store = await BotStore.open(url)
+        store = await BotStore.open(url, create=True)
         try:
             yield CaseJournal(store.engine)
         finally:

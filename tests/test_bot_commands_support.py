@@ -278,7 +278,7 @@ async def running_bridge(tmp_path: Path, entries: list[Entry]) -> AsyncIterator[
         source="test bridge config",
         base_dir=tmp_path,
     )
-    db = await open_database(config.effective_database_url)
+    db = await open_database(config.effective_database_url, create=True)
     try:
         await import_directory(db, write_extract(tmp_path / "extract.txt", entries))
         async with db.sessions.begin() as session:

@@ -25,7 +25,7 @@ ALICE = UserId("@alice:hs-a.test")
 
 @pytest_asyncio.fixture
 async def store(store_url: str) -> AsyncIterator[BotStore]:
-    opened = await BotStore.open(store_url)
+    opened = await BotStore.open(store_url, create=True)
     try:
         yield opened
     finally:
@@ -33,10 +33,10 @@ async def store(store_url: str) -> AsyncIterator[BotStore]:
 
 
 async def test_open_creates_the_schema_and_reopening_keeps_data(store_url: str) -> None:
-    first = await BotStore.open(store_url)
+    first = await BotStore.open(store_url, create=True)
     await first.add_case(CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1))
     await first.close()
-    second = await BotStore.open(store_url)
+    second = await BotStore.open(store_url, create=True)
     try:
         case = await second.get_case(ROOM)
         assert case == CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1)
@@ -53,7 +53,7 @@ def _ours(name: str | None, type_: str, parent_names: dict[str, str | None]) -> 
 
 
 async def test_migrations_produce_exactly_the_models(store_url: str) -> None:
-    await (await BotStore.open(store_url)).close()
+    await (await BotStore.open(store_url, create=True)).close()
     engine = create_async_engine(normalise_url(store_url))
     try:
         async with engine.connect() as conn:
@@ -70,7 +70,7 @@ async def test_migrations_produce_exactly_the_models(store_url: str) -> None:
 
 
 async def test_a_database_from_a_newer_bot_is_refused(store_url: str) -> None:
-    await (await BotStore.open(store_url)).close()
+    await (await BotStore.open(store_url, create=True)).close()
     engine = create_async_engine(normalise_url(store_url))
     try:
         async with engine.begin() as conn:
@@ -78,7 +78,7 @@ async def test_a_database_from_a_newer_bot_is_refused(store_url: str) -> None:
     finally:
         await engine.dispose()
     with pytest.raises(SchemaTooNewError, match=r"0099_future.*newer bot"):
-        await BotStore.open(store_url)
+        await BotStore.open(store_url, create=True)
 
 
 async def test_claim_is_new_then_interrupted_then_done(store: BotStore) -> None:
@@ -168,7 +168,7 @@ async def test_sqlite_file_is_private_and_migrations_do_not_depend_on_cwd(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # script location comes from the package, not the cwd
     path = tmp_path / "sub" / "bot.db"
-    store = await BotStore.open(f"sqlite:///{path}")
+    store = await BotStore.open(f"sqlite:///{path}", create=True)
     await store.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 

@@ -220,7 +220,7 @@ async def test_an_export_interrupted_after_delivery_is_not_sent_twice(
         await bot.dispatcher.handle(msg)
     # The delivery went out and the bot died before recording it: the restarted bot cannot
     # tell, so it sends once more; once a delivery is recorded, never again.
-    store = await BotStore.open(sqlite_url(tmp_path))
+    store = await BotStore.open(sqlite_url(tmp_path), create=True)
     try:
         restarted = CommandDispatcher(
             actions=bot.matrix, store=store, directory=bot.client, settings=SETTINGS

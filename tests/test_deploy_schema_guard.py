@@ -47,11 +47,11 @@ async def _stamp_future(url: str) -> None:
 async def test_bot_store_migrates_then_refuses_a_newer_schema(database_url: str) -> None:
     from bot.store.store import BotStore, SchemaTooNewError
 
-    store = await BotStore.open(database_url)  # migrations run at start
+    store = await BotStore.open(database_url, create=True)  # migrations run at start
     await store.close()
     await _stamp_future(database_url)
     with pytest.raises(SchemaTooNewError, match=FUTURE):
-        await BotStore.open(database_url)
+        await BotStore.open(database_url, create=True)
 
 
 @pytest.mark.skipif(
@@ -60,7 +60,7 @@ async def test_bot_store_migrates_then_refuses_a_newer_schema(database_url: str)
 async def test_bridge_database_migrates_then_refuses_a_newer_schema(database_url: str) -> None:
     from bridge.db import SchemaTooNewError, open_database
 
-    database = await open_database(database_url)
+    database = await open_database(database_url, create=True)
     await database.close()
     await _stamp_future(database_url)
     with pytest.raises(SchemaTooNewError, match=FUTURE):

@@ -52,7 +52,8 @@ class Homeserver:
 @pytest_asyncio.fixture
 async def stores(tmp_path: Path) -> AsyncIterator[tuple[ExpiryStore, BotStore]]:
     url = sqlite_url(tmp_path)
-    schedule, cases = await ExpiryStore.open(url), await BotStore.open(url)
+    cases = await BotStore.open(url, create=True)
+    schedule = await ExpiryStore.open(url)
     await cases.add_case(CaseRoom(ROOM, "genou", UserId("@a:hs-a.test"), HOUR_S, created_ms=0))
     yield schedule, cases
     await schedule.close()

@@ -68,8 +68,8 @@ class Setup:
 @pytest_asyncio.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     url = sqlite_url(tmp_path)
-    store = await BotStore.open(url)
-    schedule = await ExpiryStore.open(url)
+    store = await BotStore.open(url, create=True)
+    schedule = await ExpiryStore.open(url, create=True)
     matrix = FakeMatrix()
     room = matrix.add_room([ALICE, BOB, CAROL], power={ALICE: 100, CAROL: 100})
     await store.add_case(CaseRoom(room, "genou-72", ALICE, 86400, created_ms=0))

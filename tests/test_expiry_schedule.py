@@ -15,7 +15,7 @@ OTHER = RoomId("!other:hs-a.test")
 
 @pytest_asyncio.fixture
 async def schedule(store_url: str) -> AsyncIterator[ExpiryStore]:
-    opened = await ExpiryStore.open(store_url)
+    opened = await ExpiryStore.open(store_url, create=True)
     try:
         yield opened
     finally:
@@ -29,10 +29,10 @@ def entry(
 
 
 async def test_entries_survive_a_reopen_and_duplicates_are_ignored(store_url: str) -> None:
-    first = await ExpiryStore.open(store_url)
+    first = await ExpiryStore.open(store_url, create=True)
     await first.add([entry("$a", 1_000, 11_000, media=("mxc://hs/blob",))])
     await first.close()  # as after kill -9: the commit is all that counts
-    second = await ExpiryStore.open(store_url)
+    second = await ExpiryStore.open(store_url, create=True)
     try:
         await second.add(
             [

@@ -228,8 +228,8 @@ class ExpiryBot:
             self.account.user_id, self.account.device_id, self.account.access_token
         )
         self.client = client
-        schedule = await ExpiryStore.open(self.db_url)
-        cases = await BotStore.open(self.db_url)
+        schedule = await ExpiryStore.open(self.db_url, create=True)
+        cases = await BotStore.open(self.db_url, create=True)
         admin = SynapseExpiryAdmin(self.hs.client_url, self.hs.admin_token)
         self._closers = [client.close, schedule.close, cases.close, admin.close]
         engine = ExpiryEngine(

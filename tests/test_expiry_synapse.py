@@ -43,7 +43,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest_asyncio.fixture
 async def cases(tmp_path: Path) -> AsyncIterator[BotStore]:
-    store = await BotStore.open(sqlite_db_url(tmp_path))
+    store = await BotStore.open(sqlite_db_url(tmp_path), create=True)
     yield store
     await store.close()
 

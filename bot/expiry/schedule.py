@@ -87,13 +87,14 @@ class ExpiryStore:
         self._dialect = engine.dialect.name
 
     @classmethod
-    async def open(cls, url: str, **engine_options: Any) -> ExpiryStore:
+    async def open(cls, url: str, *, create: bool = False, **engine_options: Any) -> ExpiryStore:
         """Connect to the bot's database, bringing its schema up to date first.
 
         The migration goes through `BotStore.open` (which also refuses a database written by
-        a newer bot), so the engine never runs against a schema it does not know.
+        a newer bot, and a missing one unless `create`), so the engine never runs against a
+        schema it does not know.
         """
-        migrated = await BotStore.open(url)
+        migrated = await BotStore.open(url, create=create)
         await migrated.close()
         full = normalise_url(url)
         if make_url(full).drivername.startswith("sqlite"):

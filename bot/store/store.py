@@ -31,6 +31,28 @@ class SchemaTooNewError(StoreError):
     """The database was migrated by a newer bot; running older code on it could corrupt it."""
 
 
+class DatabaseMissingError(StoreError):
+    """No initialised bot database where the configuration says one is.
+
+    `what` names it (`no bot database at PATH`); `missing_message(what, config)` says it
+    with the configuration file the operator used.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(missing_message(what))
+        self.what = what
+
+
+def missing_message(what: str, config: object = "CONFIG") -> str:
+    """The operator's line for a missing or empty bot database: where, why, what to run."""
+    return (
+        f"{what}; nothing was created: the bot never creates its database except with "
+        f"`caducee bot init -c {config}`. Check database_url / store_dir: a lost volume or a "
+        "wrong path would otherwise start a bot that forgot its case rooms and expiries. For "
+        f"a new bot, run `caducee bot init -c {config}` once."
+    )
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -75,17 +97,29 @@ class BotStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    async def open(cls, url: str, **engine_options: Any) -> BotStore:
+    async def open(cls, url: str, *, create: bool = False, **engine_options: Any) -> BotStore:
         """Connect, migrate to the code's schema, and return a ready store.
 
+        Only `create=True` (`caducee bot init`, the demo's first start, tests) creates the
+        database; otherwise a missing SQLite file or a database without the bot's schema is
+        refused and nothing is written.
+
         Raises:
+            DatabaseMissingError: no initialised database there, and `create` is False.
             SchemaTooNewError: the database was written by a newer bot.
             StoreError: the URL is not usable.
         """
+        if not create:
+            from bot.store.initialised import missing_database
+
+            missing = await missing_database(url)
+            if missing is not None:
+                raise DatabaseMissingError(missing)
         full = normalise_url(url)
         parsed = make_url(full)
         if parsed.drivername.startswith("sqlite"):
-            prepare_sqlite_file(parsed.database)
+            if create:
+                prepare_sqlite_file(parsed.database)
             engine_options.setdefault("connect_args", {"timeout": 30})
         engine = create_async_engine(full, **engine_options)
         try:
