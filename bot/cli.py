@@ -116,8 +116,17 @@ def init(config: ConfigOption) -> None:
 @bot_app.command("check-config")
 def check_config(config: ConfigOption) -> None:
     """Validate a configuration file without starting anything."""
+    from bot.store import StoreError, normalise_url
+    from bridge.common.database import sqlite_file_missing
+
     settings = _load(config)
     typer.echo(f"{config}: OK (bot {settings.user_id}, trust mode {settings.trust.value})")
+    try:
+        missing = sqlite_file_missing(normalise_url(settings.effective_database_url))
+    except StoreError:  # a bad URL: `bot init` and `run` explain it
+        missing = None
+    if missing is not None:
+        typer.echo(f"  database: {missing} (not created yet: `caducee bot init -c {config}`)")
 
 
 def _pins(settings: BotConfig) -> PinStore:

@@ -220,3 +220,36 @@ async def test_an_empty_postgresql_database_is_refused_and_left_empty(tmp_path: 
         finally:
             await engine.dispose()
         assert names == []
+
+
+def test_check_config_says_which_database_is_not_there_yet_and_what_creates_it(
+    tmp_path: Path,
+) -> None:
+    files = _setup(tmp_path)
+    for service in ("bridge", "bot"):
+        config = files[service]
+        result = CliRunner().invoke(app, [service, "check-config", "-c", str(config)])
+        assert result.exit_code == 0, result.output
+        assert (
+            f"{files[f'{service}_db']} (not created yet: `caducee {service} init -c {config}`)"
+            in (result.stdout)
+        )
+        made = CliRunner().invoke(app, [service, "init", "-c", str(config)])
+        assert made.exit_code == 0, made.output
+        result = CliRunner().invoke(app, [service, "check-config", "-c", str(config)])
+        assert result.exit_code == 0 and "not created yet" not in result.stdout
+
+
+def test_check_config_refuses_a_data_dir_that_can_never_be_a_folder(tmp_path: Path) -> None:
+    """`admin key show`, `bridge init` and `run` would all fail on it: check-config says so
+    instead of OK."""
+    files = _setup(tmp_path)
+    config = tmp_path / "unusable.yaml"
+    data = yaml.safe_load(files["bridge"].read_text())
+    config.write_text(yaml.safe_dump({**data, "data_dir": str(files["csv"] / "data")}))
+    result = CliRunner().invoke(app, ["bridge", "check-config", "-c", str(config)])
+    assert result.exit_code == 2 and "OK" not in result.stdout
+    assert result.stderr == (
+        f"Error: {config}: data_dir {files['csv'] / 'data'} cannot be a folder: "
+        f"{files['csv']} is a file\n"
+    )

@@ -132,3 +132,15 @@ def test_render_and_secrets_take_their_settings_with_c_like_every_command(tmp_pa
     result = CliRunner().invoke(deploy_app, ["secrets", "-c", str(fresh)])
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+
+
+def test_render_and_secrets_say_the_same_of_a_env_that_is_not_utf8(tmp_path: Path) -> None:
+    env = tmp_path / "ff.env"
+    env.write_bytes(b"CADUCEE_SERVER_NAME=x\nSECRET=\xff\xfe\n")
+    said = []
+    for args in (["secrets", "-c", str(env)], ["render", "-c", str(env), "--out", "o"]):
+        result = CliRunner().invoke(deploy_app, args)
+        assert result.exit_code == 2, result.output
+        said.append(result.stderr)
+    assert said == [f"Error: {env}: cannot read: not UTF-8 text\n"] * 2
+    assert env.read_bytes() == b"CADUCEE_SERVER_NAME=x\nSECRET=\xff\xfe\n"
