@@ -51,7 +51,9 @@ async def init_database(config: BridgeConfig) -> None:
 async def running_bridge(
     config: BridgeConfig, extra_routes: tuple[RouteInstaller, ...] = ()
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    client = TestClient(TestServer(create_app(config, extra_routes=extra_routes)))
+    client = TestClient(
+        TestServer(create_app(config, extra_routes=extra_routes, create_database=True))
+    )
     await client.start_server()
     try:
         yield client
