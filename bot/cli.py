@@ -90,7 +90,7 @@ def run(config: ConfigOption) -> None:
 
 @bot_app.command("init")
 def init(config: ConfigOption) -> None:
-    """Create the bot's database (or bring it to this version's schema); `run` never does.
+    """Create the bot's database (or bring it to this version's schema); nothing else does.
 
     Run it once for a new bot, and after restoring a backup. Safe to run again.
     """

@@ -75,7 +75,7 @@ def run(config: ConfigOption) -> None:
 
 @bridge_app.command("init")
 def init(config: ConfigOption) -> None:
-    """Create the bridge's database (or bring it to this version's schema); `run` never does.
+    """Create the bridge's database (or bring it to this version's schema); nothing else does.
 
     Run it once for a new deployment, and after restoring a backup. Safe to run again.
     """
