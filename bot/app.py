@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.bridge_client import DirectoryClient, DirectoryUnavailable, SearchPage
 from bot.config import BotConfig
-from bot.crypto.keyfiles import ensure_private_file
+from bot.crypto.keyfiles import PRIVATE_FILE_MODE, ensure_private_file
 from bot.events import MessageHandler
 from bot.matrix import NioActions
 from bot.runner import BotRunner, HandlerFactory
@@ -75,6 +75,9 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         from bot.store import BotStore
 
         url = config.effective_database_url  # created by `caducee bot init`, never here
+        sqlite_file = config.store_dir / "bot.db"
+        if config.database_url is None and sqlite_file.exists():
+            sqlite_file.chmod(PRIVATE_FILE_MODE)  # owner-only, even if someone widened it
         store = await BotStore.open(url)
         stack.push_async_callback(store.close)
         if runner.identity_gate is not None:
