@@ -74,15 +74,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, **options: Any) -> AsyncEngine:
+def make_engine(url: str, *, create: bool = False, **options: Any) -> AsyncEngine:
     """An async engine for `url`, with the settings the bridge relies on (WAL for SQLite).
 
+    With `create`, a missing SQLite file is made first (0600, in a folder it creates).
     Does not touch the schema; use `open_database` for that.
     """
     full = normalise_url(url)
     parsed = make_url(full)
     if parsed.drivername.startswith("sqlite"):
-        prepare_sqlite_file(parsed.database)
+        if create:
+            prepare_sqlite_file(parsed.database)
         engine = _create_async_engine(full, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -174,7 +176,7 @@ async def open_database(
         missing = database.sqlite_file_missing(normalise_url(url))
         if missing is not None:
             raise DatabaseMissingError(f"no bridge database at {missing}")
-    engine = make_engine(url, **options)
+    engine = make_engine(url, create=create, **options)
     try:
         if not create:
             async with engine.connect() as conn:
