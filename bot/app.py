@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.bridge_client import DirectoryClient, DirectoryUnavailable, Practitioner, SearchPage
 from bot.config import BotConfig
-from bot.crypto.keyfiles import ensure_private_file
+from bot.crypto.keyfiles import PRIVATE_FILE_MODE, ensure_private_file
 from bot.events import MessageHandler
 from bot.ids import UserId
 from bot.matrix.actions import NioActions
@@ -40,6 +40,27 @@ class UnavailableDirectory:
 
     async def accounts(self, user_ids: Sequence[UserId]) -> dict[UserId, Practitioner]:
         raise DirectoryUnavailable("no bridge_url configured")
+
+
+async def init_database(config: BotConfig) -> bool:
+    """What `caducee bot init` does: create the bot's database (0600 for SQLite) or bring it
+    to this version's schema; True when it was already there. Nothing else creates it.
+
+    Raises:
+        StoreError: the database cannot be reached, or was written by a newer bot.
+        OSError: the store folder or the SQLite file cannot be created.
+    """
+    from bot.store import BotDatabase
+    from bot.store.initialised import missing_database
+
+    url = config.effective_database_url
+    existed = await missing_database(url) is None
+    if config.database_url is None:
+        config.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_private_file(config.store_dir / "bot.db")
+    database = await BotDatabase.open(url, create=True)
+    await database.close()
+    return existed
 
 
 def production_runner(config: BotConfig) -> BotRunner:
@@ -83,8 +104,10 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         from bot.expiry.nio_matrix import ExpiryListener, NioExpiryMatrix
         from bot.store import BotDatabase, BotStore
 
-        if config.database_url is None:
-            ensure_private_file(config.store_dir / "bot.db")
+        sqlite_file = config.store_dir / "bot.db"
+        if config.database_url is None and sqlite_file.exists():
+            sqlite_file.chmod(PRIVATE_FILE_MODE)  # owner-only, even if someone widened it
+        # Created by `caducee bot init`, never here.
         database = await BotDatabase.open(config.effective_database_url)
         stack.push_async_callback(database.close)
         store = BotStore(database)

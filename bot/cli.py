@@ -63,16 +63,12 @@ def run(config: ConfigOption) -> None:
     _configure_logging(settings.log_level)
 
     async def main() -> None:
+        from bot.store import missing_message
         from bot.store.initialised import missing_database
 
         missing = await missing_database(settings.effective_database_url)
-        if missing is not None:
-            raise StoreError(
-                f"{missing}: the bot never creates its database when it runs (a lost volume "
-                "or a wrong path would otherwise start a bot that forgot its case rooms and "
-                f"expiries). Check database_url / store_dir; for a new bot, run "
-                f"`caducee bot init -c {config}` once."
-            )
+        if missing is not None:  # before signing in: nothing happens on the homeserver
+            raise StoreError(missing_message(missing, config))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -94,30 +90,19 @@ def run(config: ConfigOption) -> None:
 
 @bot_app.command("init")
 def init(config: ConfigOption) -> None:
-    """Create the bot's database (or bring it to this version's schema); `run` never does.
+    """Create the bot's database (or bring it to this version's schema); nothing else does.
 
     Run it once for a new bot, and after restoring a backup. Safe to run again.
     """
     import asyncio
 
-    from bot.crypto.keyfiles import ensure_private_file
-    from bot.store import BotDatabase, StoreError
-    from bot.store.initialised import missing_database
+    from bot.app import init_database
+    from bot.store import StoreError
 
     settings = _load(config)
-    url = settings.effective_database_url
-
-    async def create() -> bool:
-        existed = await missing_database(url) is None
-        if settings.database_url is None:
-            settings.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            ensure_private_file(settings.store_dir / "bot.db")
-        database = await BotDatabase.open(url)
-        await database.close()
-        return existed
 
     try:
-        existed = asyncio.run(create())
+        existed = asyncio.run(init_database(settings))
     except StoreError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
@@ -131,8 +116,17 @@ def init(config: ConfigOption) -> None:
 @bot_app.command("check-config")
 def check_config(config: ConfigOption) -> None:
     """Validate a configuration file without starting anything."""
+    from bot.store import StoreError, normalise_url
+    from bridge.common.database import sqlite_file_missing
+
     settings = _load(config)
     typer.echo(f"{config}: OK (bot {settings.user_id}, trust mode {settings.trust.value})")
+    try:
+        missing = sqlite_file_missing(normalise_url(settings.effective_database_url))
+    except StoreError:  # a bad URL: `bot init` and `run` explain it
+        missing = None
+    if missing is not None:
+        typer.echo(f"  database: {missing} (not created yet: `caducee bot init -c {config}`)")
 
 
 def _pins(settings: BotConfig) -> PinStore:
@@ -147,13 +141,19 @@ def _pins(settings: BotConfig) -> PinStore:
     return PinStore(settings.store_dir / PINS_FILE)
 
 
-def _audit(settings: BotConfig, user_id: str, outcome: str) -> None:
+def _audit(settings: BotConfig, config: Path, user_id: str, outcome: str) -> None:
     """Write the operator's decision to the bot's audit log first: without it, nothing changes."""
     import asyncio
 
     from bot.identity.texts import AUDIT_COMMAND
     from bot.ids import UserId
-    from bot.store import BotDatabase, BotStore, StoreError
+    from bot.store import (
+        BotDatabase,
+        BotStore,
+        DatabaseMissingError,
+        StoreError,
+        missing_message,
+    )
 
     async def write() -> None:
         database = await BotDatabase.open(settings.effective_database_url)
@@ -164,6 +164,8 @@ def _audit(settings: BotConfig, user_id: str, outcome: str) -> None:
 
     try:
         asyncio.run(write())
+    except DatabaseMissingError as exc:
+        raise fail(missing_message(exc.what, config)) from None
     except (StoreError, OSError) as exc:
         raise fail(f"cannot write the audit log, nothing changed: {exc}") from None
     except Exception as exc:  # a database driver's own error: name it, no traceback
@@ -227,7 +229,13 @@ def audit(
     import json
     from datetime import UTC, datetime
 
-    from bot.store import BotDatabase, BotStore, StoreError
+    from bot.store import (
+        BotDatabase,
+        BotStore,
+        DatabaseMissingError,
+        StoreError,
+        missing_message,
+    )
     from bot.store.records import AuditEntry
 
     settings = _load(config)
@@ -241,6 +249,8 @@ def audit(
 
     try:
         entries = asyncio.run(read())
+    except DatabaseMissingError as exc:
+        raise fail(missing_message(exc.what, config)) from None
     except (StoreError, OSError) as exc:
         raise fail(f"cannot read the audit log: {exc}") from None
     if as_json:
@@ -276,7 +286,7 @@ def accept_identity(config: ConfigOption, user_id: UserArgument) -> None:
     pending = {p.user_id: p for p in pins.pending()}
     if user_id not in pending:
         raise fail(f"No pending identity reset for {user_id} (see `pending-resets`).")
-    _audit(settings, user_id, Outcome.ACCEPTED_BY_OPERATOR.value)
+    _audit(settings, config, user_id, Outcome.ACCEPTED_BY_OPERATOR.value)
     pins.accept(user_id)
     typer.echo(f"Accepted the new identity of {user_id} (master key {pending[user_id].seen}).")
 
@@ -296,7 +306,7 @@ def forget_identity(config: ConfigOption, user_id: UserArgument) -> None:
     if pins.get(user_id) is None and user_id not in pins.changed():
         typer.echo(f"No identity was pinned for {user_id}.")
         return
-    _audit(settings, user_id, Outcome.FORGOTTEN_BY_OPERATOR.value)
+    _audit(settings, config, user_id, Outcome.FORGOTTEN_BY_OPERATOR.value)
     pins.forget(user_id)
     typer.echo(f"Forgot the pinned identity of {user_id}; the next one seen will be trusted.")
 

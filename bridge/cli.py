@@ -66,13 +66,16 @@ def run(config: ConfigOption) -> None:
     try:
         asyncio.run(serve(settings))
     except StartupError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(EXIT_CANNOT_START) from None
+        if exc.missing is not None:
+            from bridge.db import missing_message
+
+            raise fail(missing_message(exc.missing, config), EXIT_CANNOT_START) from None
+        raise fail(str(exc), EXIT_CANNOT_START) from None
 
 
 @bridge_app.command("init")
 def init(config: ConfigOption) -> None:
-    """Create the bridge's database (or bring it to this version's schema); `run` never does.
+    """Create the bridge's database (or bring it to this version's schema); nothing else does.
 
     Run it once for a new deployment, and after restoring a backup. Safe to run again.
     """
@@ -94,7 +97,7 @@ def init(config: ConfigOption) -> None:
             existed = True
         if settings.database_url is None:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        db = await open_database(settings.effective_database_url)
+        db = await open_database(settings.effective_database_url, create=True)
         await db.close()
         return existed
 
@@ -111,18 +114,44 @@ def init(config: ConfigOption) -> None:
         typer.echo(f"Created the bridge database {url}.")
 
 
+def _unusable_folder(folder: Path) -> str | None:
+    """Why `folder` can never be a folder (a file in the way), or None when it is one or can
+    be created. Missing is fine: `bridge init` creates it."""
+    for part in (folder, *folder.parents):
+        try:
+            if part.is_dir():
+                return None
+            if part.exists():
+                return f"cannot be a folder: {part} is a file"
+        except OSError as exc:
+            return f"cannot be used: {os_reason(exc)}"
+    return None
+
+
 @bridge_app.command("check-config")
 def check_config(config: ConfigOption) -> None:
     """Validate a configuration file and summarise it (secrets are not shown)."""
     from sqlalchemy.engine import make_url
 
     settings = _load(config)
+    unusable = _unusable_folder(settings.data_dir)
+    if unusable is not None:
+        typer.echo(f"Error: {config}: data_dir {settings.data_dir} {unusable}", err=True)
+        raise typer.Exit(EXIT_BAD_CONFIG)
     typer.echo(f"{config}: OK")
     typer.echo(f"  server_name: {settings.server_name}")
     typer.echo(f"  homeserver_url: {settings.homeserver_url}")
     typer.echo(f"  listen: {settings.listen_host}:{settings.listen_port}")
+    from bridge.common.database import sqlite_file_missing
+    from bridge.db import DatabaseError, normalise_url
+
     database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
-    typer.echo(f"  database: {database}")
+    try:
+        missing = sqlite_file_missing(normalise_url(settings.effective_database_url))
+    except DatabaseError:  # a bad URL: `bridge init` and `run` explain it
+        missing = None
+    later = f" (not created yet: `caducee bridge init -c {config}`)" if missing else ""
+    typer.echo(f"  database: {database}{later}")
     names = ", ".join(t.name for t in settings.service_tokens) or "(none)"
     typer.echo(f"  service tokens: {names}")
     typer.echo(f"  OpenID users from: {', '.join(sorted(settings.allowed_servers))}")

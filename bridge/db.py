@@ -74,15 +74,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, **options: Any) -> AsyncEngine:
+def make_engine(url: str, *, create: bool = False, **options: Any) -> AsyncEngine:
     """An async engine for `url`, with the settings the bridge relies on (WAL for SQLite).
 
+    With `create`, a missing SQLite file is made first (0600, in a folder it creates).
     Does not touch the schema; use `open_database` for that.
     """
     full = normalise_url(url)
     parsed = make_url(full)
     if parsed.drivername.startswith("sqlite"):
-        prepare_sqlite_file(parsed.database)
+        if create:
+            prepare_sqlite_file(parsed.database)
         engine = _create_async_engine(full, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -146,25 +148,36 @@ class Database:
 
 
 class DatabaseMissingError(DatabaseError):
-    """No initialised bridge database where the configuration says one is."""
+    """No initialised bridge database where the configuration says one is.
+
+    `what` names it (`no bridge database at PATH`); `missing_message(what, config)` says it
+    with the configuration file the operator used.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(missing_message(what))
+        self.what = what
 
 
-def _missing(url: str, what: str) -> DatabaseMissingError:
-    return DatabaseMissingError(
-        f"{what}: the bridge never creates its database when it runs (a failed mount or a "
-        "wrong path or database name would otherwise start an empty directory and registry). "
-        "Check database_url / data_dir; for a new deployment create it once with "
-        "`caducee bridge init -c CONFIG`."
+def missing_message(what: str, config: object = "CONFIG") -> str:
+    """The operator's line for a missing or empty bridge database: where, why, what to run."""
+    return (
+        f"{what}; nothing was created: the bridge never creates its database except with "
+        f"`caducee bridge init -c {config}`. Check database_url / data_dir (or --db): a failed "
+        "mount or a wrong path or database name would otherwise start an empty directory and "
+        f"registry. For a new deployment, run `caducee bridge init -c {config}` once."
     )
 
 
 async def open_database(
-    url: str, *, upgrade: bool = True, create: bool = True, **options: Any
+    url: str, *, upgrade: bool = True, create: bool = False, **options: Any
 ) -> Database:
     """Connect and (by default) migrate; the one way the bridge opens its database.
 
-    With `create=False` (the service's `run`), a missing SQLite file or a database without
-    the bridge's schema is refused with `DatabaseMissingError` instead of being created.
+    Only `create=True` (`caducee bridge init`, the demo's first start, tests) creates a
+    database. Otherwise - the service and every command - a missing SQLite file or a
+    database without the bridge's schema is refused with `DatabaseMissingError`, and
+    nothing is written: a wrong path must never become an empty, healthy-looking bridge.
 
     Raises:
         DatabaseError: bad URL, unreachable server, no database (when not creating), or a
@@ -173,14 +186,14 @@ async def open_database(
     if not create:
         missing = database.sqlite_file_missing(normalise_url(url))
         if missing is not None:
-            raise _missing(url, f"no bridge database at {missing}")
-    engine = make_engine(url, **options)
+            raise DatabaseMissingError(f"no bridge database at {missing}")
+    engine = make_engine(url, create=create, **options)
     try:
         if not create:
             async with engine.connect() as conn:
                 initialised = await conn.run_sync(database.has_schema, HISTORY)
             if not initialised:
-                raise _missing(url, f"the database {safe_url(url)} is empty")
+                raise DatabaseMissingError(f"the database {safe_url(url)} is empty")
         if upgrade:
             await migrate(engine)
     except DatabaseError:

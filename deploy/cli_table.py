@@ -22,7 +22,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 _VALUE_NAMES = {"int": "N", "Path": "PATH", "str": "TEXT", "tuple": "A B"}
 _VALUE_NAMES_BY_OPTION = {
     "config": "FILE",
-    "env_file": "FILE",
+    "env_file": "ENV_FILE",
     "db": "URL",
     "member": "NAME",
     "homeserver": "SERVER_NAME",
@@ -50,7 +50,8 @@ def _usage(path: tuple[str, ...], command: Any) -> str:
         if param.param_type_name == "argument":
             words.append(param.name.upper())
             continue
-        option = min(param.opts, key=len) if param.name == "config" else param.opts[0]
+        shortest = param.name in ("config", "env_file")  # `-c FILE` in every group
+        option = min(param.opts, key=len) if shortest else param.opts[0]
         if getattr(param, "is_flag", False):
             text = option if not param.secondary_opts else f"{option}/{param.secondary_opts[0]}"
         else:

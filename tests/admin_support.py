@@ -20,6 +20,23 @@ from tests.directory_support import directory_database
 PUBLIC_URL = "http://bridge.test"
 
 
+def bridge_init(config: Path) -> None:
+    """`caducee bridge init -c CONFIG`, as an operator runs it once before any other command:
+    no `admin` or `directory` command creates the bridge's database."""
+    import subprocess
+    import sys
+
+    entry = "from bridge.cli import bridge_app; bridge_app(prog_name='caducee bridge')"
+    done = subprocess.run(
+        [sys.executable, "-c", entry, "init", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def random_rpps() -> str:
     """A fresh 11-digit number (homeservers are shared by the whole session)."""
     return "1" + "".join(random.choice("0123456789") for _ in range(10))

@@ -278,7 +278,7 @@ async def running_bridge(tmp_path: Path, entries: list[Entry]) -> AsyncIterator[
         source="test bridge config",
         base_dir=tmp_path,
     )
-    db = await open_database(config.effective_database_url)
+    db = await open_database(config.effective_database_url, create=True)
     try:
         await import_directory(db, write_extract(tmp_path / "extract.txt", entries))
         async with db.sessions.begin() as session:
@@ -287,7 +287,7 @@ async def running_bridge(tmp_path: Path, entries: list[Entry]) -> AsyncIterator[
                     await link_matrix_id(session, e.rpps, e.matrix_id, visible=e.visible)
     finally:
         await db.close()
-    server = TestServer(create_app(config))
+    server = TestServer(create_app(config, create_database=True))
     await server.start_server()
     try:
         yield str(server.make_url("")).rstrip("/")

@@ -43,7 +43,7 @@ async def init_database(config: BridgeConfig) -> None:
 
     if config.database_url is None:
         config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    database = await open_database(config.effective_database_url)
+    database = await open_database(config.effective_database_url, create=True)
     await database.close()
 
 
@@ -51,7 +51,9 @@ async def init_database(config: BridgeConfig) -> None:
 async def running_bridge(
     config: BridgeConfig, extra_routes: tuple[RouteInstaller, ...] = ()
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    client = TestClient(TestServer(create_app(config, extra_routes=extra_routes)))
+    client = TestClient(
+        TestServer(create_app(config, extra_routes=extra_routes, create_database=True))
+    )
     await client.start_server()
     try:
         yield client

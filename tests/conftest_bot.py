@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.app import production_runner
+from bot.app import init_database, production_runner
 from bot.config import BotConfig, parse_config
 from bot.runner import BotRunner, HandlerFactory
 from deploy.local.federation import Homeserver
@@ -51,6 +51,8 @@ async def bot_config(
 
 
 async def start_bot(config: BotConfig, handler_factory: HandlerFactory | None = None) -> BotRunner:
+    if handler_factory is None:
+        await init_database(config)  # `caducee bot init`: the bot itself never creates it
     runner = (
         production_runner(config) if handler_factory is None else BotRunner(config, handler_factory)
     )

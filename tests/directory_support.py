@@ -32,18 +32,32 @@ EXAMPLE_LINE = (
 async def directory_database(backend: str, folder: Path) -> AsyncIterator[Database]:
     """An empty, migrated bridge database on `backend` (a new PostgreSQL database each time)."""
     if backend == "sqlite":
-        db = await open_database(f"sqlite:///{folder / 'bridge.db'}")
+        db = await open_database(f"sqlite:///{folder / 'bridge.db'}", create=True)
         try:
             yield db
         finally:
             await db.close()
         return
     async for url in fresh_postgres_database():
-        db = await open_database(url)
+        db = await open_database(url, create=True)
         try:
             yield db
         finally:
             await db.close()
+
+
+def initialised_sqlite(path: Path) -> str:
+    """What `caducee bridge init` leaves at `path`: an empty, migrated bridge database; its
+    URL. No directory command creates one (call from synchronous tests only)."""
+    import asyncio
+
+    url = f"sqlite:///{path}"
+
+    async def create() -> None:
+        await (await open_database(url, create=True)).close()
+
+    asyncio.run(create())
+    return url
 
 
 def demo_extract(folder: Path, *, lines: int = 1500, seed: int = 7) -> Path:

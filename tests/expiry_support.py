@@ -227,7 +227,7 @@ class ExpiryBot:
             self.account.user_id, self.account.device_id, self.account.access_token
         )
         self.client = client
-        database = await BotDatabase.open(self.db_url)
+        database = await BotDatabase.open(self.db_url, create=True)
         schedule, cases = ExpiryStore(database), BotStore(database)
         admin = SynapseExpiryAdmin(self.hs.client_url, self.hs.admin_token)
         self._closers = [client.close, database.close, admin.close]

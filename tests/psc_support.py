@@ -126,7 +126,7 @@ async def psc_site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ps
         admin_token = base / "secrets" / "admin.token"
         write_private(admin_token, hs.admin_token.encode())
         config = bridge_site_config(base, hs, bridge_port, token_file, admin_token)
-        app = create_app(config)
+        app = create_app(config, create_database=True)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", bridge_port).start()

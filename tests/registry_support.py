@@ -75,7 +75,7 @@ def registry_config(tmp_path: Path, **overrides: Any) -> BridgeConfig:
 @asynccontextmanager
 async def served_bridge(config: BridgeConfig) -> AsyncIterator[tuple[str, RegistryServices]]:
     """The whole bridge application on a loopback port: its URL and its registry services."""
-    app = create_app(config)
+    app = create_app(config, create_database=True)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", config.listen_port)

@@ -12,7 +12,7 @@ import yaml
 
 from bridge.db import open_database
 from deploy.local.federation import Homeserver
-from tests.admin_support import add_practitioner, random_rpps
+from tests.admin_support import add_practitioner, bridge_init, random_rpps
 
 SERVICE_TOKEN = "bot-" + "s" * 40
 
@@ -58,13 +58,14 @@ def write_config(tmp_path: Path, hs: Homeserver) -> Path:
             }
         )
     )
+    bridge_init(path)
     return path
 
 
 async def test_admin_cli_onboards_audits_and_offboards(tmp_path: Path, hs_a: Homeserver) -> None:
     config = write_config(tmp_path, hs_a)
     rpps = random_rpps()
-    db = await open_database(f"sqlite:///{tmp_path / 'bridge.db'}")
+    db = await open_database(f"sqlite:///{tmp_path / 'bridge.db'}", create=True)
     try:
         await add_practitioner(db, rpps, "HUGO", "LIGNE" + rpps[-5:])
     finally:

@@ -21,7 +21,7 @@ async def test_password_link_replaces_the_link_and_refuses_non_practitioners(
 ) -> None:
     config = write_config(tmp_path, hs_a)
     rpps = random_rpps()
-    db = await open_database(f"sqlite:///{tmp_path / 'bridge.db'}")
+    db = await open_database(f"sqlite:///{tmp_path / 'bridge.db'}", create=True)
     try:
         await add_practitioner(db, rpps, "NOÉ", "LIEN" + rpps[-5:])
     finally:

@@ -202,7 +202,7 @@ async def crashing(bot: Bot) -> AsyncIterator[Bot]:
 
 
 async def _restart(bot: Bot, tmp_path: Path) -> tuple[CommandDispatcher, BotStore]:
-    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
+    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path), create=True))
     return CommandDispatcher(
         actions=bot.matrix, store=store, directory=bot.client, settings=SETTINGS
     ), store
@@ -302,7 +302,7 @@ async def test_a_close_killed_after_it_was_recorded_still_leaves_on_restart(
     assert case is not None and not case.is_open
     assert bot.matrix.user_id in bot.matrix.rooms[room_id].joined  # still in the room
     notices = len(bot.matrix.notices_in(room_id))
-    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
+    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path), create=True))
     dispatcher = CommandDispatcher(
         actions=bot.matrix,
         store=store,
@@ -346,7 +346,7 @@ async def test_at_start_the_bot_finishes_closes_it_was_stopped_in(bot: Bot) -> N
 
 @pytest_asyncio.fixture
 async def journal(store_url: str) -> AsyncIterator[CaseJournal]:
-    database = await BotDatabase.open(store_url)
+    database = await BotDatabase.open(store_url, create=True)
     try:
         yield CaseJournal(database)
     finally:

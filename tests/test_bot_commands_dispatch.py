@@ -134,7 +134,7 @@ class Bot:
 @pytest_asyncio.fixture
 async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
     async with running_bridge(tmp_path, ENTRIES) as bridge_url:
-        store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
+        store = BotStore(await BotDatabase.open(sqlite_url(tmp_path), create=True))
         matrix = FakeMatrix()
         lifecycle = RecordingLifecycle(matrix=matrix)
         client = CountingDirectory(bridge_url, DIRECTORY_TOKEN)
@@ -396,7 +396,7 @@ async def test_a_redelivered_command_runs_once_even_after_a_restart(
     await bot.dispatcher.handle(msg)
     await bot.dispatcher.handle(msg)
     await asyncio.gather(bot.dispatcher.handle(msg), bot.dispatcher.handle(msg))
-    restarted_store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
+    restarted_store = BotStore(await BotDatabase.open(sqlite_url(tmp_path), create=True))
     restarted = CommandDispatcher(
         actions=bot.matrix, store=restarted_store, directory=bot.client, settings=SETTINGS
     )

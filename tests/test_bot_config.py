@@ -266,6 +266,6 @@ async def test_an_empty_database_is_no_bot_database_until_init(
     from bot.store.initialised import missing_database
 
     assert await missing_database(store_url) is not None
-    database = await BotDatabase.open(store_url)  # what `caducee bot init` runs
+    database = await BotDatabase.open(store_url, create=True)  # what `caducee bot init` runs
     await database.close()
     assert await missing_database(store_url) is None

@@ -242,7 +242,7 @@ async def test_an_operator_sees_the_pending_reset_and_accepts_it_while_the_bot_r
 
 
 async def _audit_outcomes(bot: BotRunner, user_id: str) -> list[str]:
-    database = await BotDatabase.open(bot.config.effective_database_url)
+    database = await BotDatabase.open(bot.config.effective_database_url, create=True)
     try:
         entries = await BotStore(database).audit_entries(limit=500)
     finally:

@@ -166,6 +166,7 @@ def test_operator_commands_work_on_a_stopped_bot_and_refuse_bad_input(tmp_path: 
     pins.pin(ALICE, "K1")
     pins.flag_change(ALICE, "K2")
     cli = CliRunner()
+    assert cli.invoke(bot_app, ["init", "--config", config]).exit_code == 0  # a deployed bot
 
     listed = cli.invoke(bot_app, ["pending-resets", "--config", config, "--json"])
     assert listed.exit_code == 0, listed.output

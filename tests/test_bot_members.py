@@ -51,7 +51,10 @@ async def bridge(
     one does; a registry that never held anything cuts no one off (see the first test).
     """
     database_url = store_url.replace("sqlite://", "sqlite+aiosqlite://", 1)
-    app = create_app(bridge_config(tmp_path, server_name=BOT_SERVER, database_url=database_url))
+    app = create_app(
+        bridge_config(tmp_path, server_name=BOT_SERVER, database_url=database_url),
+        create_database=True,
+    )
     server = TestServer(app)
     await server.start_server()
     try:

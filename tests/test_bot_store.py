@@ -35,7 +35,7 @@ ALICE = UserId("@alice:hs-a.test")
 
 @pytest_asyncio.fixture
 async def store(store_url: str) -> AsyncIterator[BotStore]:
-    database = await BotDatabase.open(store_url)
+    database = await BotDatabase.open(store_url, create=True)
     try:
         yield BotStore(database)
     finally:
@@ -43,10 +43,10 @@ async def store(store_url: str) -> AsyncIterator[BotStore]:
 
 
 async def test_open_creates_the_schema_and_reopening_keeps_data(store_url: str) -> None:
-    first = await BotDatabase.open(store_url)
+    first = await BotDatabase.open(store_url, create=True)
     await BotStore(first).add_case(CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1))
     await first.close()
-    second = await BotDatabase.open(store_url)
+    second = await BotDatabase.open(store_url, create=True)
     try:
         case = await BotStore(second).get_case(ROOM)
         assert case == CaseRoom(ROOM, "genou-72", ALICE, 3600, created_ms=1)
@@ -56,7 +56,7 @@ async def test_open_creates_the_schema_and_reopening_keeps_data(store_url: str) 
 
 async def test_every_store_stamps_with_the_database_clock(store_url: str) -> None:
     """One clock for the bot, given when the database is opened (tests pass a fixed one)."""
-    database = await BotDatabase.open(store_url, clock=lambda: 1_234)
+    database = await BotDatabase.open(store_url, clock=lambda: 1_234, create=True)
     try:
         store, schedule = BotStore(database), ExpiryStore(database)
         await store.claim_command(EventId("$t"), ROOM, "find")
@@ -86,7 +86,7 @@ def _ours(name: str | None, type_: str, parent_names: dict[str, str | None]) -> 
 
 
 async def test_migrations_produce_exactly_the_models(store_url: str) -> None:
-    await (await BotDatabase.open(store_url)).close()
+    await (await BotDatabase.open(store_url, create=True)).close()
     engine = create_async_engine(normalise_url(store_url))
     try:
         async with engine.connect() as conn:
@@ -103,7 +103,7 @@ async def test_migrations_produce_exactly_the_models(store_url: str) -> None:
 
 
 async def test_a_database_from_a_newer_bot_is_refused(store_url: str) -> None:
-    await (await BotDatabase.open(store_url)).close()
+    await (await BotDatabase.open(store_url, create=True)).close()
     engine = create_async_engine(normalise_url(store_url))
     try:
         async with engine.begin() as conn:
@@ -111,7 +111,7 @@ async def test_a_database_from_a_newer_bot_is_refused(store_url: str) -> None:
     finally:
         await engine.dispose()
     with pytest.raises(SchemaTooNewError, match=r"0099_future.*newer bot"):
-        await BotDatabase.open(store_url)
+        await BotDatabase.open(store_url, create=True)
 
 
 async def test_claim_is_new_then_interrupted_then_done(store: BotStore) -> None:
@@ -213,7 +213,7 @@ async def test_sqlite_file_is_private_and_migrations_do_not_depend_on_cwd(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # script location comes from the package, not the cwd
     path = tmp_path / "sub" / "bot.db"
-    database = await BotDatabase.open(f"sqlite:///{path}")
+    database = await BotDatabase.open(f"sqlite:///{path}", create=True)
     await database.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 

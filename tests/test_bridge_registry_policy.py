@@ -67,7 +67,7 @@ async def test_the_running_bridge_lets_in_a_homeserver_registered_after_it_start
 ) -> None:
     issuer = OpenIdIssuer(tokens={"doc": f"@doc:{NEW}", "static": "@ann:static.test"})
     async with running_issuer(issuer) as issuer_url:
-        app = create_app(config_with_issuer(tmp_path, store_url, issuer_url))
+        app = create_app(config_with_issuer(tmp_path, store_url, issuer_url), create_database=True)
         assert isinstance(app[SERVER_POLICY], RegistryServerPolicy)
         async with started(app) as client:
             services = app[REGISTRY]
@@ -83,7 +83,7 @@ async def test_removal_from_the_registry_stops_new_logins_within_the_cache_time(
 ) -> None:
     issuer = OpenIdIssuer(tokens={"doc": f"@doc:{NEW}", "static": "@ann:static.test"})
     async with running_issuer(issuer) as issuer_url:
-        app = create_app(config_with_issuer(tmp_path, store_url, issuer_url))
+        app = create_app(config_with_issuer(tmp_path, store_url, issuer_url), create_database=True)
         app[SERVER_POLICY] = registry_server_policy(app, cache_seconds=CACHE)
         async with started(app) as client:
             services = app[REGISTRY]
@@ -112,7 +112,9 @@ async def test_removal_from_the_registry_stops_new_logins_within_the_cache_time(
 async def test_own_homeservers_are_ours_registered_and_the_bridges_not_only_configured(
     tmp_path: Path, store_url: str
 ) -> None:
-    app = create_app(bridge_config(tmp_path, database_url=async_url(store_url)))
+    app = create_app(
+        bridge_config(tmp_path, database_url=async_url(store_url)), create_database=True
+    )
     async with started(app):
         services = app[REGISTRY]
         assert await handlers.own_homeservers(services) == {"clinic.test"}

@@ -187,7 +187,7 @@ async def test_serve_refuses_an_empty_postgresql_database(tmp_path: Path) -> Non
 
     async for url in fresh_postgres_database():
         config = bridge_config(tmp_path, database_url=url, listen_port=free_port())
-        with pytest.raises(StartupError, match=r"is empty: the bridge never creates"):
+        with pytest.raises(StartupError, match=r"is empty; nothing was created: the bridge never"):
             await serve(config, asyncio.Event())
         await init_database(config)  # `caducee bridge init`: then it starts
         stop = asyncio.Event()

@@ -286,7 +286,7 @@ async def test_an_export_interrupted_around_its_delivery_is_delivered_once(
     with pytest.raises(Killed):
         await bot.dispatcher.handle(msg)
     assert expiry.scheduled == []  # died before anything after the delivery
-    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
+    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path), create=True))
     try:
         restarted = CommandDispatcher(
             actions=bot.matrix, store=store, directory=bot.client, settings=SETTINGS
@@ -358,7 +358,7 @@ async def test_an_export_whose_command_never_comes_back_is_finished_at_start(
     msg = bot.message("!case export", room=room_id)
     with pytest.raises(Killed):
         await bot.dispatcher.handle(msg)
-    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path)))
+    store = BotStore(await BotDatabase.open(sqlite_url(tmp_path), create=True))
     try:
         finished = await finish_interrupted_exports(
             port, store, expiry=expiry, default_lifetime_s=3600

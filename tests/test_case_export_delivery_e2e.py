@@ -97,7 +97,7 @@ async def test_an_export_killed_right_after_its_delivery_is_not_sent_again(
         bot = await start_bot(config)
         # Either the command comes back with the next sync, or the start-up check finds
         # the unrecorded export: both look for the message before sending anything.
-        store = BotStore(await BotDatabase.open(config.effective_database_url))
+        store = BotStore(await BotDatabase.open(config.effective_database_url, create=True))
         try:
             journal = CaseJournal(store.database)
             await eventually(lambda: journal.exported_ms(RoomId(case.room)), timeout=90)

@@ -29,3 +29,19 @@ def test_a_changed_readme_is_caught() -> None:
     readme = cli_table.README.read_text(encoding="utf-8")
     tampered = readme.replace("caducee bot forget-identity", "caducee bot forget")
     assert tampered != cli_table.with_table(tampered) == readme
+
+
+def test_group_help_says_what_exists_now() -> None:
+    """`--help` is the operator's first read: it names what each group really does."""
+    import typer
+
+    from deploy.cli import app
+
+    groups = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    bridge = groups["bridge"].help or ""
+    assert "later" not in bridge and "registry" in bridge and "console" in bridge
+    admin = " ".join((groups["admin"].help or "").split())
+    for what in ("accounts", "member", "homeservers", "peer", "signing key", "audit log"):
+        assert what in admin, what
+    options = {p.name: p for p in groups["directory"].commands["search"].params}
+    assert "./data/bridge.db" in (options["db"].help or "")

@@ -121,6 +121,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     unusable = root / "unusable-data.yaml"  # parses, but its data_dir is under a file
     unusable.write_text(bridge.read_text().replace(str(root / "no-such-data"), str(bot) + "/x"))
+    # The bridge's database exists, as after `bridge init`: a command that takes a path gets as
+    # far as that path (without it, each would stop at "no bridge database", see
+    # tests/test_cli_no_database.py). `bridge init` itself gets the bad inputs.
+    made = CliRunner().invoke(app, ["bridge", "init", "-c", str(bridge)])
+    assert made.exit_code == 0, made.output
     broken = root / "broken.yaml"
     broken.write_text("server_name: [unclosed\n  homeserver_url: :\n")
     env_ff = root / "ff.env"

@@ -43,7 +43,7 @@ async def live_bridge(
 ) -> AsyncIterator[tuple[str, web.Application, BridgeConfig, str]]:
     admin = await new_admin(hs_a)
     config = console_config(tmp_path, hs_a, [admin.user_id])
-    app = create_app(config)
+    app = create_app(config, create_database=True)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

@@ -76,7 +76,7 @@ async def test_an_import_locks_who_left_the_register_unless_switched_off(
         [line] = [ln for ln in out.splitlines() if " lock " in ln]
         assert "directory-import" in line and gone in line
 
-        db = await open_database(f"sqlite:///{tmp_path / 'bridge.db'}")
+        db = await open_database(f"sqlite:///{tmp_path / 'bridge.db'}", create=True)
         try:  # a register error: the admin unlocks in one action
             await set_locked(services_for(db, http, hs_a), Actor("admin"), gone, locked=False)
         finally:

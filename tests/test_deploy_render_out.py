@@ -106,3 +106,41 @@ def test_init_and_render_refuse_unusable_settings(tmp_path: Path) -> None:
     result = CliRunner().invoke(deploy_app, args)
     assert result.exit_code == 2 and "absolute" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_render_and_secrets_take_their_settings_with_c_like_every_command(tmp_path: Path) -> None:
+    """`-c`/`--config` name the .env as `--env-file` does: the same files, byte for byte."""
+    env = _env_file(tmp_path / "settings.env")
+    import shutil
+
+    outputs = {}
+    out = tmp_path / "out"
+    for option in ("--env-file", "--config", "-c"):
+        shutil.rmtree(out, ignore_errors=True)
+        args = ["render", option, str(env), "--out", str(out), "--data-dir", str(tmp_path / "d")]
+        result = CliRunner().invoke(deploy_app, args)
+        assert result.exit_code == 0, (option, result.output)
+        outputs[option] = {
+            str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+        }
+    assert outputs["--env-file"] == outputs["--config"] == outputs["-c"]
+    missing = tmp_path / "absent.env"
+    result = CliRunner().invoke(deploy_app, ["render", "-c", str(missing), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: ")
+    assert len(result.stderr.splitlines()) == 1 and str(missing) in result.stderr
+    fresh = tmp_path / "new.env"
+    result = CliRunner().invoke(deploy_app, ["secrets", "-c", str(fresh)])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+
+
+def test_render_and_secrets_say_the_same_of_a_env_that_is_not_utf8(tmp_path: Path) -> None:
+    env = tmp_path / "ff.env"
+    env.write_bytes(b"CADUCEE_SERVER_NAME=x\nSECRET=\xff\xfe\n")
+    said = []
+    for args in (["secrets", "-c", str(env)], ["render", "-c", str(env), "--out", "o"]):
+        result = CliRunner().invoke(deploy_app, args)
+        assert result.exit_code == 2, result.output
+        said.append(result.stderr)
+    assert said == [f"Error: {env}: cannot read: not UTF-8 text\n"] * 2
+    assert env.read_bytes() == b"CADUCEE_SERVER_NAME=x\nSECRET=\xff\xfe\n"

@@ -47,11 +47,11 @@ async def _stamp_future(url: str, version_table: str) -> None:
 async def test_bot_store_migrates_then_refuses_a_newer_schema(database_url: str) -> None:
     from bot.store import BotDatabase, SchemaTooNewError
 
-    database = await BotDatabase.open(database_url)  # migrations run at start
+    database = await BotDatabase.open(database_url, create=True)  # migrations run at start
     await database.close()
     await _stamp_future(database_url, "bot_alembic_version")
     with pytest.raises(SchemaTooNewError, match=FUTURE):
-        await BotDatabase.open(database_url)
+        await BotDatabase.open(database_url, create=True)
 
 
 @pytest.mark.skipif(
@@ -60,7 +60,7 @@ async def test_bot_store_migrates_then_refuses_a_newer_schema(database_url: str)
 async def test_bridge_database_migrates_then_refuses_a_newer_schema(database_url: str) -> None:
     from bridge.db import SchemaTooNewError, open_database
 
-    database = await open_database(database_url)
+    database = await open_database(database_url, create=True)
     await database.close()
     await _stamp_future(database_url, "bridge_alembic_version")
     with pytest.raises(SchemaTooNewError, match=FUTURE):

@@ -38,7 +38,7 @@ from nio import (
 )
 from signedjson.key import generate_signing_key
 
-from bot.app import production_runner
+from bot.app import init_database, production_runner
 from bot.config import load_config
 from bot.runner import BotRunner
 from bridge.registry.keys import fingerprint_of, load
@@ -137,7 +137,9 @@ class Deployment:
 
     async def start_bot(self) -> BotRunner:
         assert self.stack.rendered is not None
-        self.bot = production_runner(load_config(self.stack.rendered.bot))
+        config = load_config(self.stack.rendered.bot)
+        await init_database(config)  # `caducee bot init`, once; then the bot starts
+        self.bot = production_runner(config)
         await self.bot.start()
         return self.bot
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from bridge.directory import generation_sqlite, spill
 from bridge.directory.cli import directory_app
 from tests.bench.rpps_synth import SAVOIR_FAIRE_HEADER, header_line
-from tests.directory_support import demo_extract
+from tests.directory_support import demo_extract, initialised_sqlite
 
 runner = CliRunner()
 UNCHANGED = "New: 0  changed: 0  disappeared from the register: 0"
@@ -247,7 +247,7 @@ def test_every_bad_file_gets_a_clear_answer_and_leaves_the_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "bridge.db"
-    url = f"sqlite:///{db}"
+    url = initialised_sqlite(db)
     clean = demo_extract(tmp_path, lines=600)
     status, output = _import(clean, url)
     assert status == 0, output

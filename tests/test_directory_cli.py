@@ -9,14 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from bridge.directory.cli import DB_ENV, directory_app
-from tests.directory_support import demo_extract, write_lines
+from tests.directory_support import demo_extract, initialised_sqlite, write_lines
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'bridge.db'}"
+    return initialised_sqlite(tmp_path / "bridge.db")
 
 
 def test_import_then_search_in_text_and_json(tmp_path: Path, db_url: str) -> None:
@@ -74,25 +74,19 @@ def test_bad_inputs_are_one_clear_line(tmp_path: Path, db_url: str) -> None:
     assert result.exit_code == 2
 
 
-def test_search_never_creates_a_database_and_says_when_nothing_was_imported(
+def test_no_directory_command_creates_a_database_and_search_says_when_nothing_was_imported(
     tmp_path: Path, db_url: str
 ) -> None:
     mistyped = tmp_path / "brige.db"
-    for command in (["search", "martin"], ["changes"]):
+    extract = demo_extract(tmp_path, lines=20)
+    for command in (["search", "martin"], ["changes"], ["import", str(extract)]):
         result = runner.invoke(directory_app, [*command, "--db", f"sqlite:///{mistyped}"])
-        assert result.exit_code == 2 and "Error: no directory database at" in result.output
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"Error: no bridge database at {mistyped}; nothing was")
+        assert "caducee bridge init" in result.stderr and "Traceback" not in result.output
         assert not mistyped.exists()
-    empty = tmp_path / "empty.db"
-    assert runner.invoke(directory_app, ["changes", "--db", f"sqlite:///{empty}"]).exit_code == 2
-    import asyncio
-
-    from bridge.db import open_database
-
-    async def create() -> None:
-        await (await open_database(f"sqlite:///{empty}")).close()
-
-    asyncio.run(create())
-    result = runner.invoke(directory_app, ["search", "martin", "--db", f"sqlite:///{empty}"])
+    empty = initialised_sqlite(tmp_path / "empty.db")
+    result = runner.invoke(directory_app, ["search", "martin", "--db", empty])
     assert result.exit_code == 1 and "has never been imported" in result.output
 
 

@@ -122,7 +122,7 @@ class Stop:
             sys.stdin.readline()  # held here, workers running, until killed
 
 async def main():
-    db = await open_database(sys.argv[1])
+    db = await open_database(sys.argv[1], create=True)
     importer.PARALLEL_MIN_CHARS = 0
     importer.MAX_WORKERS = 2
     importer.BATCH_LINES = 500

@@ -52,7 +52,7 @@ class Homeserver:
 @pytest_asyncio.fixture
 async def stores(tmp_path: Path) -> AsyncIterator[tuple[ExpiryStore, BotStore]]:
     url = sqlite_url(tmp_path)
-    database = await BotDatabase.open(url)
+    database = await BotDatabase.open(url, create=True)
     schedule, cases = ExpiryStore(database), BotStore(database)
     await cases.add_case(CaseRoom(ROOM, "genou", UserId("@a:hs-a.test"), HOUR_S, created_ms=0))
     yield schedule, cases

@@ -68,7 +68,7 @@ class Setup:
 @pytest_asyncio.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     url = sqlite_url(tmp_path)
-    database = await BotDatabase.open(url)
+    database = await BotDatabase.open(url, create=True)
     store, schedule = BotStore(database), ExpiryStore(database)
     matrix = FakeMatrix()
     room = matrix.add_room([ALICE, BOB, CAROL], power={ALICE: 100, CAROL: 100})

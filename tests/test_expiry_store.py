@@ -16,7 +16,7 @@ OTHER = RoomId("!other:hs-a.test")
 
 @pytest_asyncio.fixture
 async def schedule(store_url: str) -> AsyncIterator[ExpiryStore]:
-    database = await BotDatabase.open(store_url)
+    database = await BotDatabase.open(store_url, create=True)
     try:
         yield ExpiryStore(database)
     finally:
@@ -30,10 +30,10 @@ def entry(
 
 
 async def test_entries_survive_a_reopen_and_duplicates_are_ignored(store_url: str) -> None:
-    first = await BotDatabase.open(store_url)
+    first = await BotDatabase.open(store_url, create=True)
     await ExpiryStore(first).add([entry("$a", 1_000, 11_000, media=("mxc://hs/blob",))])
     await first.close()  # as after kill -9: the commit is all that counts
-    reopened = await BotDatabase.open(store_url)
+    reopened = await BotDatabase.open(store_url, create=True)
     second = ExpiryStore(reopened)
     try:
         await second.add(

@@ -43,7 +43,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest_asyncio.fixture
 async def cases(tmp_path: Path) -> AsyncIterator[BotStore]:
-    database = await BotDatabase.open(sqlite_db_url(tmp_path))
+    database = await BotDatabase.open(sqlite_db_url(tmp_path), create=True)
     yield BotStore(database)
     await database.close()
 

@@ -94,7 +94,7 @@ async def test_no_one_but_the_bot_writes_the_list_not_even_a_signed_in_admin(
 
 @asynccontextmanager
 async def bridge_on(config: BridgeConfig, port: int) -> AsyncIterator[web.Application]:
-    runner = web.AppRunner(create_app(config))
+    runner = web.AppRunner(create_app(config, create_database=True))
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from bridge.admin.cli import admin_app
 from bridge.http.server import StartupError, serve
 from bridge.registry.keys import fingerprint_of, load
+from tests.admin_support import bridge_init
 from tests.bridge_http_support import init_database
 from tests.conftest import free_port
 from tests.registry_support import registry_config
@@ -34,6 +35,7 @@ def config(tmp_path: Path) -> Path:
             }
         )
     )
+    bridge_init(path)
     return path
 
 

@@ -65,9 +65,11 @@ def _as_an_earlier_release(
 
 
 async def test_the_bot_and_the_bridge_share_one_database(store_url: str) -> None:
-    bridge = await open_database(store_url)
+    bridge = await open_database(store_url, create=True)
     await bridge.close()
-    database = await BotDatabase.open(store_url)  # the bridge's revision is not the bot's
+    database = await BotDatabase.open(
+        store_url, create=True
+    )  # the bridge's revision is not the bot's
     await BotStore(database).add_case(CaseRoom(ROOM, "genou", ALICE, 60, created_ms=1))
     await database.close()
     bridge = await open_database(store_url, create=False)  # and again, the other way round
@@ -115,7 +117,7 @@ async def test_an_earlier_release_database_of_the_other_service_is_left_alone(
     """A bridge database of an earlier release, given to the bot: the bot adds its own tables
     and its own version table, and the bridge still carries its revision over afterwards."""
     await _run(store_url, _as_an_earlier_release(BRIDGE_HISTORY, "0003", "0004_registry"))
-    database = await BotDatabase.open(store_url)
+    database = await BotDatabase.open(store_url, create=True)
     await database.close()
     assert await _run(store_url, _versions) == {
         "alembic_version": ["0004_registry"],

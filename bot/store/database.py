@@ -1,7 +1,8 @@
 """`BotDatabase`: the bot's one database connection, migrated once, and the bot's clock.
 
 `await BotDatabase.open(url)` brings the schema to the code's version with the Alembic
-migrations shipped in ``bot/migrations`` (refusing a database written by a newer bot), then
+migrations shipped in ``bot/migrations`` (refusing a database written by a newer bot, and a
+missing one unless `create=True`: only `caducee bot init` creates it), then
 hands the same sessions and the same clock to every store on it: `bot.store.BotStore` (case
 rooms, commands, audit), `bot.expiry.store.ExpiryStore` (the redaction schedule) and
 `bot.cases.journal.CaseJournal` (the case lifecycle). Tests pass their own `clock`.
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -44,6 +46,28 @@ class SchemaTooNewError(StoreError):
     """The database was migrated by a newer bot; running older code on it could corrupt it."""
 
 
+class DatabaseMissingError(StoreError):
+    """No initialised bot database where the configuration says one is.
+
+    `what` names it (`no bot database at PATH`); `missing_message(what, config)` says it
+    with the configuration file the operator used.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(missing_message(what))
+        self.what = what
+
+
+def missing_message(what: str, config: object = "CONFIG") -> str:
+    """The operator's line for a missing or empty bot database: where, why, what to run."""
+    return (
+        f"{what}; nothing was created: the bot never creates its database except with "
+        f"`caducee bot init -c {config}`. Check database_url / store_dir: a lost volume or a "
+        "wrong path would otherwise start a bot that forgot its case rooms and expiries. For "
+        f"a new bot, run `caducee bot init -c {config}` once."
+    )
+
+
 def normalise_url(url: str) -> str:
     """Add the async driver to plain URLs (``sqlite:///x`` → ``sqlite+aiosqlite:///x``)."""
     return database.normalise_url(url, StoreError)
@@ -71,6 +95,28 @@ def _migrate(sync_conn: Connection) -> str:
     return upgrade_to_head(sync_conn, HISTORY)
 
 
+async def missing_database(url: str) -> str | None:
+    """Why the database at `url` cannot be the bot's (no file, empty), or None when it is.
+
+    Raises:
+        StoreError: the database cannot be reached or opened (no server, no such database).
+    """
+    full = normalise_url(url)
+    missing = database.sqlite_file_missing(full)
+    if missing is not None:
+        return f"no bot database at {missing}"
+    shown = make_url(full).render_as_string(hide_password=True)
+    engine = create_async_engine(full)
+    try:
+        async with engine.connect() as conn:
+            initialised = await conn.run_sync(database.has_schema, HISTORY)
+    except (SQLAlchemyError, OSError) as exc:  # no server, no such database, refused
+        raise StoreError(f"cannot open the bot database {shown}: {type(exc).__name__}") from None
+    finally:
+        await engine.dispose()
+    return None if initialised else f"the database {shown} is empty"
+
+
 class BotDatabase:
     """One engine and its sessions for every store of the bot, and the clock they stamp with.
 
@@ -86,18 +132,33 @@ class BotDatabase:
 
     @classmethod
     async def open(
-        cls, url: str, *, clock: Clock = wall_clock_ms, **engine_options: Any
+        cls,
+        url: str,
+        *,
+        create: bool = False,
+        clock: Clock = wall_clock_ms,
+        **engine_options: Any,
     ) -> BotDatabase:
         """Connect, migrate to the code's schema, and return the ready database.
 
+        Only `create=True` (`caducee bot init`, the demo's first start, tests) creates the
+        database; otherwise a missing SQLite file or a database without the bot's schema is
+        refused and nothing is written.
+
         Raises:
+            DatabaseMissingError: no initialised database there, and `create` is False.
             SchemaTooNewError: the database was written by a newer bot.
             StoreError: the URL is not usable.
         """
+        if not create:
+            missing = await missing_database(url)
+            if missing is not None:
+                raise DatabaseMissingError(missing)
         full = normalise_url(url)
         parsed = make_url(full)
         if parsed.drivername.startswith("sqlite"):
-            prepare_sqlite_file(parsed.database)
+            if create:
+                prepare_sqlite_file(parsed.database)
             engine_options.setdefault("connect_args", {"timeout": 30})
         engine = create_async_engine(full, **engine_options)
         try:

@@ -61,7 +61,7 @@ def run_with_database(
 
     from bridge.admin.model import AdminError
     from bridge.config import ConfigError, load_config
-    from bridge.db import DatabaseError, open_database
+    from bridge.db import DatabaseError, DatabaseMissingError, missing_message, open_database
 
     try:
         config = load_config(config_path)
@@ -78,6 +78,8 @@ def run_with_database(
     for_operator: tuple[type[Exception], ...] = (DatabaseError, *errors)
     try:
         return asyncio.run(main())
+    except DatabaseMissingError as exc:
+        raise fail(missing_message(exc.what, config_path)) from None
     except AdminError as exc:  # bad input is a usage error; the rest, a failed operation
         raise fail(str(exc), EXIT_USAGE if exc.kind == "invalid" else EXIT_FAILED) from None
     except for_operator as exc:

@@ -2,9 +2,10 @@
 
 For admins and scripts. Failures print one line starting "Error:" saying what is wrong (and,
 for a rejected file, the first offending line numbers), never a traceback. Exit status: 0 done,
-1 the import or search could not run (nothing changed), 2 bad usage or configuration (a
-`--db` SQLite file that does not exist is a mistyped path: it is never created by `search` or
-`changes`).
+1 the import or search could not run (nothing changed), 2 bad usage or configuration. No
+command here creates the database, not even `import`: a mistyped `--db` or a failed mount
+would otherwise fill a new directory that the bridge never reads. `caducee bridge init`
+creates it.
 
 The safety valve: an import that would remove more than `--max-shrink` percent of the
 directory (5 by default) is refused with the figures unless `--allow-shrink` is given, and a
@@ -70,23 +71,6 @@ ConfigOption = Annotated[
 ]
 
 
-def existing_database_url(db: str | None, config: Path | None) -> str:
-    """The database URL for reading: an SQLite file must already exist (never created)."""
-    url = database_url(db, config)
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url  # open_database says what is wrong with it
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database or "")
-        if not path.is_file():
-            raise usage_error(f"no directory database at {path}: check --db (nothing was created)")
-    return url
-
-
 def database_url(db: str | None, config: Path | None) -> str:
     """Where the directory lives, by the precedence in the module docstring."""
     if db:
@@ -105,14 +89,22 @@ def database_url(db: str | None, config: Path | None) -> str:
     return DEFAULT_DATABASE_URL
 
 
-def _run(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+def _run(url: str, work: Callable[[Database], Awaitable[T]], config: Path | None = None) -> T:
     import asyncio
 
-    from bridge.db import DatabaseError, open_database, safe_url
+    from bridge.db import (
+        DatabaseError,
+        DatabaseMissingError,
+        missing_message,
+        open_database,
+        safe_url,
+    )
 
     async def main() -> T:
         try:
             db = await open_database(url)
+        except DatabaseMissingError as exc:
+            raise fail(missing_message(exc.what, config or "CONFIG")) from None
         except DatabaseError as exc:
             raise fail(str(exc)) from None
         except Exception as exc:  # driver errors: unreachable server, bad credentials
@@ -255,7 +247,7 @@ def import_command(
         finally:
             progress.stop()
 
-    _print_report(_run(url, work))
+    _print_report(_run(url, work, config))
     if config is not None:  # the homeservers' admin access comes with the bridge config
         from bridge.admin.after_import import run_after_import
 
@@ -287,7 +279,7 @@ def search_command(
                 raise fail(_NEVER_IMPORTED)
             return await search_directory(session, query, limit=limit, offset=offset)
 
-    page = _run(existing_database_url(db, config), work)
+    page = _run(database_url(db, config), work, config)
     if as_json:
         payload = {
             "total": page.total,
@@ -358,5 +350,5 @@ def changes_command(
                 )
             return lines
 
-    for line in _run(existing_database_url(db, config), work):
+    for line in _run(database_url(db, config), work, config):
         typer.echo(line)

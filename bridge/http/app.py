@@ -100,7 +100,7 @@ def create_app(
     *,
     server_policy: ServerPolicy | None = None,
     extra_routes: Sequence[RouteInstaller] = (),
-    create_database: bool = True,
+    create_database: bool = False,
 ) -> web.Application:
     """Build the bridge application for `config` (nothing is opened until it starts).
 
@@ -110,8 +110,9 @@ def create_app(
             `openid_allowed_servers` plus the federation's own homeservers in the registry
             (`registry_server_policy`), so onboarding and removal apply without a restart.
         extra_routes: route installers of capabilities not yet in `ROUTE_MODULES`.
-        create_database: False for the service (`caducee bridge run`): a missing or empty
-            database stops it (`DatabaseMissingError`) instead of starting a new one.
+        create_database: True only where creating the database is the point (tests); the
+            service (`caducee bridge run`) and anything else leave it False, so a missing or
+            empty database stops the app (`DatabaseMissingError`) instead of starting a new one.
     """
     app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware])
     app[CONFIG] = config

@@ -16,7 +16,7 @@ from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.config import BridgeConfig
-from bridge.db import DatabaseError, safe_url
+from bridge.db import DatabaseError, DatabaseMissingError, safe_url
 from bridge.http.app import create_app
 from bridge.http.metrics import METRICS, create_metrics_app
 from bridge.registry.keys import KeyFileError
@@ -27,7 +27,15 @@ METRICS_HOST: Final = "127.0.0.1"
 
 
 class StartupError(Exception):
-    """The bridge cannot start; the message is for the operator."""
+    """The bridge cannot start; the message is for the operator.
+
+    `missing` is set when no initialised database was found (what `DatabaseMissingError`
+    names), so that the command can say which configuration to initialise.
+    """
+
+    def __init__(self, message: str, missing: str | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -48,6 +56,9 @@ async def serve(config: BridgeConfig, stop: asyncio.Event | None = None) -> None
     metrics_runner: web.AppRunner | None = None
     try:
         await runner.setup()  # opens and migrates the database
+    except DatabaseMissingError as exc:
+        await runner.cleanup()
+        raise StartupError(str(exc), missing=exc.what) from None
     except (DatabaseError, KeyFileError) as exc:
         await runner.cleanup()  # closes what the contexts before the failing one opened
         raise StartupError(str(exc)) from None

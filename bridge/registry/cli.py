@@ -172,7 +172,11 @@ def peer_list(config: ConfigOption) -> None:
 
 @key_app.command("show")
 def key_show(config: ConfigOption) -> None:
-    """The fingerprint to give other federations' admins (created on first use)."""
+    """The fingerprint to give other federations' admins (created on first use).
+
+    The key is created only for a bridge whose database exists: with a wrong configuration
+    (a data_dir that is not mounted), a new key would print a fingerprint no bridge signs with.
+    """
     from bridge.config import ConfigError, load_config
     from bridge.registry.keys import KeyFileError, fingerprint_of, key_id, load_or_create
 
@@ -181,6 +185,16 @@ def key_show(config: ConfigOption) -> None:
     except ConfigError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     key_file = loaded.effective_signing_key_file
+    try:
+        key_file.stat()
+    except FileNotFoundError:  # first use: refused (one line) unless the database is there
+
+        async def initialised(_config: BridgeConfig, _db: Database) -> None:
+            return None
+
+        run_with_database(config, initialised)
+    except OSError:
+        pass  # load_or_create says what is wrong with it
     try:
         key = load_or_create(key_file)
     except KeyFileError as exc:

@@ -27,7 +27,13 @@ EXIT_FAILED = 1
 
 EnvOption = Annotated[
     Path,
-    typer.Option("--env-file", help="The deployment's settings (.env).", dir_okay=False),
+    typer.Option(
+        "--env-file",
+        "--config",
+        "-c",
+        help="The deployment's settings (.env); -c/--config as for every other command.",
+        dir_okay=False,
+    ),
 ]
 
 

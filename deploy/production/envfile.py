@@ -57,8 +57,9 @@ def read_env(path: Path) -> dict[str, str]:
         raise EnvFileError(
             f"{path}: no such file (copy .env.example to .env, then run generate-secrets)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EnvFileError(f"{path}: cannot read: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # the same words as `deploy secrets`
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+        raise EnvFileError(f"{path}: cannot read: {reason or exc}") from None
     return parse_env(text, str(path))
 
 

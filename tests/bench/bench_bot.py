@@ -39,7 +39,7 @@ from nio import (
     RoomMessageText,
 )
 
-from bot.app import production_runner
+from bot.app import init_database, production_runner
 from bot.config import parse_config
 from bot.runner import BotRunner
 from deploy.local.federation import Homeserver, HomeserverSpec, LocalFederation
@@ -77,7 +77,7 @@ async def bridge(base: Path, lines: int) -> AsyncIterator[str]:
     config = bridge_config(data, base_dir=base)
     extract = base / "extract.txt"
     generate(extract, lines=lines, seed=7)
-    db = await open_database(config.effective_database_url)
+    db = await open_database(config.effective_database_url, create=True)
     try:
         await import_directory(db, extract)
     finally:
@@ -237,6 +237,7 @@ async def measure(
         },
         base_dir=base,
     )
+    await init_database(config)  # `caducee bot init`
     bot = production_runner(config)
     await bot.start()
     echo = await EchoBot.start(hs_a, base)

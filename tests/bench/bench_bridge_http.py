@@ -61,7 +61,7 @@ async def measure(
     server = asyncio.create_task(serve(config, stop))
     url = f"http://127.0.0.1:{port}{SEARCH_PATH}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    db = await open_database(f"sqlite:///{database}")
+    db = await open_database(f"sqlite:///{database}", create=True)
     base: list[float] = []
     ours: list[float] = []
     try:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         database = folder / "bridge.db"
 
         async def load() -> None:
-            db = await open_database(f"sqlite:///{database}")
+            db = await open_database(f"sqlite:///{database}", create=True)
             try:
                 await import_directory(db, source)
             finally:

@@ -109,7 +109,7 @@ def our_import(source: Path, database: Path) -> dict[str, float]:
     phases = Phases()
 
     async def run() -> None:
-        db = await open_database(f"sqlite:///{database}")
+        db = await open_database(f"sqlite:///{database}", create=True)
         try:
             await import_directory(db, source, progress=phases)
         finally:

@@ -84,7 +84,7 @@ async def time_ours(url: str, mix: list[tuple[str, str]]) -> dict[str, list[floa
     from bridge.db import open_database
     from bridge.directory.search import search_directory
 
-    db = await open_database(url)
+    db = await open_database(url, create=True)
     times: dict[str, list[float]] = defaultdict(list)
     try:
         async with db.sessions() as session:
@@ -159,7 +159,7 @@ async def on_postgres(source: Path, mix: list[tuple[str, str]]) -> dict[str, Any
     try:
         url = admin.set(drivername="postgresql+asyncpg", database=name)
         text = url.render_as_string(hide_password=False)
-        db = await open_database(text)
+        db = await open_database(text, create=True)
         started = time.perf_counter()
         try:
             await import_directory(db, source)

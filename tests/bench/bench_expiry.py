@@ -259,7 +259,7 @@ async def run(
             alice = await Raw.register(hs_a, http, "alice")
             bob = await Raw.register(hs_b, http, "bob")
             db_url = f"sqlite:///{base / 'bot.db'}"
-            cases = BotStore(await BotDatabase.open(db_url))
+            cases = BotStore(await BotDatabase.open(db_url, create=True))
             rng = random.Random(5)
             lifetimes: dict[str, int] = {}
             gate = asyncio.Semaphore(8)
