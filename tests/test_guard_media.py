@@ -138,6 +138,13 @@ def test_plain_pictures_for_avatars_are_accepted(fmt: str, options: dict[str, ob
     assert media.judge(picture(fmt, **options)) is None
 
 
+def test_the_samples_built_by_hand_are_well_formed() -> None:
+    """The refused samples below differ from these accepted ones by their payload only."""
+    assert media.judge(_gif_with_extension(0xF9, b"\x04\x00\x00\x00")) is None
+    assert media.judge(_gif_with_extension(0xFF, b"NETSCAPE2.0", b"\x01\x00\x00")) is None
+    assert media.judge(_jpeg_with_segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01")) is None
+
+
 def _png_with_text() -> bytes:
     info = PngImagePlugin.PngInfo()
     info.add_text("Comment", REPORT.decode())
@@ -149,9 +156,28 @@ def _png_with_private_chunk() -> bytes:
     return png[:33] + png_chunk(b"prVt", REPORT) + png[33:]
 
 
+def _gif_with_extension(label: int, *parts: bytes) -> bytes:
+    gif = picture("GIF")
+    at = 13 + (3 << ((gif[10] & 7) + 1) if gif[10] & 0x80 else 0)
+    blocks = b"".join(bytes([len(part)]) + part for part in parts)
+    return gif[:at] + bytes([0x21, label]) + blocks + b"\x00" + gif[at:]
+
+
+def _jpeg_with_segment(marker: int, body: bytes) -> bytes:
+    jpeg = picture("JPEG")
+    return jpeg[:2] + bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
 @pytest.mark.parametrize(
     ("name", "data"),
     [
+        ("GIF with a plain-text extension", _gif_with_extension(0x01, REPORT[:255])),
+        (
+            "GIF with an XMP application block",
+            _gif_with_extension(0xFF, b"XMP DataXMP", REPORT[:255]),
+        ),
+        ("JPEG with IPTC (APP13)", _jpeg_with_segment(0xED, b"Photoshop 3.0\x00" + REPORT)),
+        ("PNG with eXIf", picture("PNG", exif=exif({0x010F: "x"}))),
         ("PNG with a tEXt chunk", _png_with_text()),
         ("PNG with a private chunk", _png_with_private_chunk()),
         ("PNG with text after IEND", picture("PNG") + REPORT),
