@@ -71,6 +71,12 @@ def stored_anywhere(hs: Homeserver, needle: bytes) -> bool:
     return any(needle in path.read_bytes() for path in store.rglob("*") if path.is_file())
 
 
+def guard_refusals(hs: Homeserver, origin: str) -> int:
+    """How many files from `origin` the guard has refused, by the homeserver's log."""
+    log = (hs.data_dir / "homeserver.log").read_text(encoding="utf8", errors="replace")
+    return log.count(f"Guard refused a file from {origin} ")
+
+
 def refused_upload(status: int, body: dict[str, str]) -> None:
     # Synapse answers every media refusal by a module with this fixed 400 (it drops the
     # module's errcode and reason); the guard's log says why.
@@ -80,12 +86,14 @@ def refused_upload(status: int, body: dict[str, str]) -> None:
 
 async def test_files_in_clear_are_refused_on_every_upload_path(actor: Client) -> None:
     marker = uuid.uuid4().hex.encode()
+    before = guard_refusals(actor.hs, "this server")
     for data in (PDF + marker, TEXT + marker):
         for version in ("v3", "v1", "r0"):
             refused_upload(*await upload(actor, data, version))
         status, body, uri = await upload_later(actor, data)
         refused_upload(status, body)
         assert (await download(actor, uri))[0] != 200
+    assert guard_refusals(actor.hs, "this server") >= before + 8  # the guard's, each time
     assert not stored_anywhere(actor.hs, marker)
 
 
@@ -141,6 +149,8 @@ async def test_a_file_in_clear_from_a_server_without_the_guard_is_not_taken_in(
     in_clear, control = plant(hs_b, TEXT + marker), plant(hs_b, os.urandom(2048))
     assert (await download(owner, in_clear))[0] == 200  # hs_b serves it: the guard is bypassed
     assert (await download(reader, control))[0] == 200  # the forging works
+    before = guard_refusals(hs_a, hs_b.server_name)
     status, _ = await download(reader, in_clear)
     assert status == 404
+    assert guard_refusals(hs_a, hs_b.server_name) == before + 1
     assert not stored_anywhere(hs_a, marker)
