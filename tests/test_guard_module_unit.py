@@ -33,6 +33,7 @@ NIR = "2690599123456" + f"{nir_key('2690599123456'):02d}"
 
 SPAM_CALLBACKS = {
     "check_event_for_spam",
+    "check_media_file_for_spam",
     "user_may_invite",
     "federated_user_may_invite",
     "user_may_join_room",
@@ -156,6 +157,7 @@ def test_callback_signatures_match_how_synapse_calls_them() -> None:
     guard, _ = make_guard()
     arity = {
         "check_event_for_spam": 1,
+        "check_media_file_for_spam": 2,
         "user_may_invite": 3,
         "federated_user_may_invite": 1,
         "user_may_join_room": 3,
@@ -249,6 +251,18 @@ async def test_room_creation_with_an_identifier_is_refused_for_admins_too() -> N
 
 
 # Spam-checker answers: the reason replaces Synapse's fixed message
+
+
+class UnreadableFile:
+    async def write_chunks_to(self, callback: Any) -> None:
+        callback(b"%PDF-1.7 ")
+        raise OSError("disk gone")
+
+
+async def test_a_media_file_that_cannot_be_read_is_refused() -> None:
+    guard, _ = make_guard()
+    answer = await guard.check_media_file_for_spam(UnreadableFile(), None)
+    assert answer != NOT_SPAM and answer[1][RULE_FIELD] == "guard_error"
 
 
 async def test_spam_checker_refusals_put_the_reason_in_the_error_field() -> None:

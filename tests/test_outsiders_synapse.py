@@ -14,6 +14,7 @@ that the guard keeps live; hs_b has none, so what hs_b refuses it refuses by its
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -78,7 +79,7 @@ async def upload_media(client: Client) -> str:
         "Authorization": f"Bearer {client.token}",
         "Content-Type": "application/octet-stream",
     }
-    async with client.http.post(url, data=b"encrypted attachment", headers=headers) as response:
+    async with client.http.post(url, data=os.urandom(256), headers=headers) as response:
         assert response.status == 200
         uri = str((await response.json())["content_uri"])
     return uri.rsplit("/", 1)[1]

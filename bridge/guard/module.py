@@ -22,6 +22,12 @@ Which hook catches what (measured on Synapse 1.163):
   body after its fixed message, so `error` carries our reason.
 - `check_visibility_can_be_modified` and `check_threepid_can_be_invited` (everyone)
   only answer yes/no, and Synapse ignores exceptions there: they return False.
+- `check_media_file_for_spam` (everyone, admins included) sees every file before it
+  enters the media store: local uploads (`/_matrix/media/{v1,v3,r0}/upload` and the
+  asynchronous `PUT /_matrix/media/v3/upload/{server}/{id}`), media fetched from other
+  servers, and the thumbnails Synapse makes. Only ciphertext-shaped files and small
+  plain pictures pass (`bridge.guard.media`). Synapse drops our reason there: an upload
+  is answered `400 "Bad content"`, a refused remote file `404`.
 - `user_may_send_state_event` is not used: it only accepts a bare error code, which
   would hide the reason, and `check_event_allowed` refuses the same state for everyone.
 
@@ -32,17 +38,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from synapse.module_api import NOT_SPAM, EventBase, ModuleApi, Requester, RoomAlias, StateMap
 from synapse.module_api.errors import Codes, SynapseError
 
-from bridge.guard import creation, policy
+from bridge.guard import creation, media, policy
 from bridge.guard.allowlist import AllowList, AllowListHolder
 from bridge.guard.config import GuardConfig, parse_config
 from bridge.guard.outsiders import FederationWhitelist
 from bridge.guard.policy import EventFacts, Refusal
 from bridge.guard.refresh import AllowListRefresher
+from bridge.guard.refusals import MEDIA_IN_CLEAR
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,12 @@ _INTERNAL = Refusal(
     "Le garde de la fédération n'a pas pu vérifier cette demande ; elle a été refusée par "
     "précaution. Prévenez votre administrateur.",
 )
+
+
+class MediaFile(Protocol):
+    """What Synapse hands the media check (`ReadableFileWrapper`, not in the module API)."""
+
+    async def write_chunks_to(self, callback: Callable[[bytes], object]) -> None: ...
 
 
 def facts_of(event: EventBase) -> EventFacts:
@@ -90,6 +103,7 @@ class CaduceeGuard:
             self.refresher.start()
         api.register_spam_checker_callbacks(
             check_event_for_spam=self.check_event_for_spam,
+            check_media_file_for_spam=self.check_media_file_for_spam,
             user_may_invite=self.user_may_invite,
             federated_user_may_invite=self.federated_user_may_invite,
             user_may_join_room=self.user_may_join_room,
@@ -188,6 +202,32 @@ class CaduceeGuard:
                 lambda allow: policy.check_event(facts, allow, self._extra),
             )
         )
+
+    async def check_media_file_for_spam(self, file: MediaFile, file_info: Any) -> SpamResult:
+        """Only ciphertext and small plain pictures enter the media store (see `media`).
+
+        `file_info` is Synapse's `FileInfo` (`server_name` None for a local upload).
+        """
+        where = getattr(file_info, "server_name", None) or "this server"
+        what = "a thumbnail" if getattr(file_info, "thumbnail", None) else "a file"
+        try:
+            content = bytearray()
+            await file.write_chunks_to(content.extend)
+            reason = await self._api.defer_to_thread(media.judge, bytes(content))
+        except Exception:
+            logger.exception("Guard failed while checking %s from %s; refusing", what, where)
+            return _spam_answer(_INTERNAL)
+        if reason is None:
+            return NOT_SPAM
+        logger.info(
+            "Guard refused %s from %s (%d bytes): %s: %s",
+            what,
+            where,
+            len(content),
+            MEDIA_IN_CLEAR.rule,
+            reason,
+        )
+        return _spam_answer(MEDIA_IN_CLEAR)
 
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> SpamResult:
         return _spam_answer(

@@ -84,6 +84,17 @@ def plaintext(event_type: str) -> Refusal:
     )
 
 
+MEDIA_IN_CLEAR = Refusal(
+    "media_in_clear",
+    "Files must be end-to-end encrypted (send them in an encrypted room); only a small "
+    "picture (PNG, JPEG, GIF or WebP under 1 MiB, without text or metadata) may be "
+    "uploaded in clear, as an avatar.",
+    "Les fichiers doivent être chiffrés de bout en bout (envoyez-les dans un salon chiffré) ; "
+    "seule une petite image (PNG, JPEG, GIF ou WebP de moins de 1 Mio, sans texte ni "
+    "métadonnées) peut être envoyée en clair, comme avatar.",
+)
+
+
 def join_rule(rule: object) -> Refusal:
     return Refusal(
         "join_rule_forbidden",
