@@ -55,9 +55,9 @@ from bridge.directory.rpps import (
     ExtractParser,
     Layout,
     RecordRow,
-    SpecialtyIndex,
     read_header,
 )
+from bridge.directory.savoir_faire import SpecialtyIndex
 from bridge.directory.sources import (
     Source,
     SourceError,
@@ -74,6 +74,8 @@ MAX_WORKERS = 4
 PARALLEL_MIN_CHARS = 50_000_000
 """Smaller files are parsed in the importer's process: starting workers would cost more."""
 KEPT_ISSUES = 20
+SHOWN_LINES = 5
+"""Line numbers given with a warning about many lines (the first ones)."""
 _FILE_ERRORS = (OSError, EOFError, UnicodeError, zipfile.BadZipFile, zlib.error)
 """A file that breaks while it is read (truncated zip, full disk): the import stops cleanly."""
 
@@ -147,6 +149,12 @@ class _Tally:
     def note(self, warnings: Sequence[ParseWarning]) -> None:
         self.warnings += len(warnings)
         self.first_warnings.extend(warnings[: KEPT_ISSUES - len(self.first_warnings)])
+
+    def note_first(self, warnings: Sequence[ParseWarning]) -> None:
+        """Warnings about the whole file: shown before the per-line ones, whatever came first."""
+        self.warnings += len(warnings)
+        self.first_warnings[:0] = warnings
+        del self.first_warnings[KEPT_ISSUES:]
 
     def count(self, errors: Sequence[ParseError], warnings: Sequence[ParseWarning]) -> None:
         self.errors += len(errors)
@@ -329,25 +337,43 @@ async def _load_extract(
             await _load_in_workers(
                 text, header, layout, specialties, workers, generation, grouper, tally, progress
             )
-            return
-        parser = ExtractParser(layout, specialties)
-        writer = _Writer(generation)
-        done = len(header)
-        line_no = 2
-        try:
-            while batch := list(itertools.islice(text, BATCH_LINES)):
-                rows, errors, warnings = parser.parse(batch, line_no)
-                line_no += len(batch)
-                tally.lines += len(batch)
-                tally.records += len(rows)
-                tally.count(errors, warnings)
-                await writer.write(grouper.feed(rows))
-                if progress is not None:
-                    done += sum(map(len, batch))
-                    progress.advanced(done, tally.lines)
-            await writer.write(grouper.flush())
-        finally:
-            await writer.drain()
+        else:
+            await _load_here(
+                text, header, layout, specialties, generation, grouper, tally, progress
+            )
+    if specialties is not None:
+        tally.note_first(_unnamed_warnings(source, specialties))
+
+
+async def _load_here(
+    text: Iterator[str],
+    header: str,
+    layout: Layout,
+    specialties: SpecialtyIndex | None,
+    generation: Generation,
+    grouper: Grouper,
+    tally: _Tally,
+    progress: ImportProgress | None,
+) -> None:
+    """Parse and gather in the importer's process (smaller files)."""
+    parser = ExtractParser(layout, specialties)
+    writer = _Writer(generation)
+    done = len(header)
+    line_no = 2
+    try:
+        while batch := list(itertools.islice(text, BATCH_LINES)):
+            rows, errors, warnings = parser.parse(batch, line_no)
+            line_no += len(batch)
+            tally.lines += len(batch)
+            tally.records += len(rows)
+            tally.count(errors, warnings)
+            await writer.write(grouper.feed(rows))
+            if progress is not None:
+                done += sum(map(len, batch))
+                progress.advanced(done, tally.lines)
+        await writer.write(grouper.flush())
+    finally:
+        await writer.drain()
 
 
 async def _load_in_workers(
@@ -370,10 +396,12 @@ async def _load_in_workers(
     carried: list[str] = []
 
     async def collect() -> None:
-        rows, errors, warnings, cities, records = await in_flight.popleft()
+        rows, errors, warnings, cities, records, named = await in_flight.popleft()
         tally.records += records
         tally.count(errors, warnings)
         grouper.cities.update(cities)
+        if specialties is not None:
+            specialties.add_seen(*named)
         await generation.add(rows)
 
     with parallel.pool(workers, layout, specialties) as executor:
@@ -419,6 +447,29 @@ def _merge_warnings(source: Source, merged: Sequence[Merged]) -> list[ParseWarni
         layout = read_header(text.readline())
         lines = first_lines(text, layout, {m.rpps for m in merged})
     return merge_warnings(merged, lines)
+
+
+def _unnamed_warnings(source: Source, specialties: SpecialtyIndex) -> list[ParseWarning]:
+    """A warning when the SavoirFaire file names identifiers the extract does not have (their
+    specialties are unused; the import goes on), with the first such lines of that file."""
+    count = specialties.unnamed_count()
+    if not count:
+        return []
+    lines: list[int] = []
+    with open_savoir_faire(source) as text:
+        if text is not None:
+            text.readline()
+            lines = specialties.unnamed_lines(text, SHOWN_LINES)
+    name = source.savoir_faire.name if source.savoir_faire else source.savoir_faire_member
+    where = ", ".join(map(str, lines))
+    return [
+        ParseWarning(
+            0,
+            f"the SavoirFaire file {name} names {count:,} identifier(s) absent from the extract "
+            f"(lines {where}{', …' if count > len(lines) else ''}): their specialties are "
+            "not used",
+        )
+    ]
 
 
 def _load_savoir_faire(source: Source, *, needed: bool) -> SpecialtyIndex | None:
