@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.directory import importer, store
+from bridge.directory import loading, store
 from bridge.directory.importer import (
     DirectoryImportError,
     ImportAbortedError,
@@ -243,13 +243,13 @@ async def test_parsing_in_worker_processes_gives_the_same_directory(
     extract = demo_extract(tmp_path, lines=3000, seed=21)
     lines = extract.read_text().splitlines(keepends=True)
     extract.write_text("".join([*lines[:1000], "broken|line|\n", *lines[1000:]]))
-    monkeypatch.setattr(importer, "BATCH_LINES", 257)  # many batches, cut between people
+    monkeypatch.setattr(loading, "BATCH_LINES", 257)  # many batches, cut between people
     async with directory_database(backend, tmp_path) as db:
         single = await import_directory(db, extract)
         expected = [await search(db, q, limit=50) for q in ("martin", "cardio", "75", "ma")]
-        monkeypatch.setattr(importer, "PARALLEL_MIN_CHARS", 0)
-        monkeypatch.setattr(importer, "MAX_WORKERS", 2)
-        monkeypatch.setattr(importer.os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(loading, "PARALLEL_MIN_CHARS", 0)
+        monkeypatch.setattr(loading, "MAX_WORKERS", 2)
+        monkeypatch.setattr(loading.os, "cpu_count", lambda: 2)
         parallel = await import_directory(db, extract)
         assert (parallel.changed, parallel.new, parallel.disappeared) == (0, 0, 0)
         assert (parallel.lines, parallel.records, parallel.practitioners) == (
@@ -282,13 +282,13 @@ async def test_savoir_faire_naming_unknown_identifiers_is_reported_the_same_both
         strangers.append("|".join(stranger) + "\n")
     savoir_faire.write_text(known + "".join(strangers), encoding="utf-8")
     first = len(known.splitlines()) + 1
-    monkeypatch.setattr(importer, "BATCH_LINES", 97)
+    monkeypatch.setattr(loading, "BATCH_LINES", 97)
     reports = []
     async with directory_database(backend, tmp_path) as db:
         reports.append(await import_directory(db, generated.paths[0]))
-        monkeypatch.setattr(importer, "PARALLEL_MIN_CHARS", 0)
-        monkeypatch.setattr(importer, "MAX_WORKERS", 2)
-        monkeypatch.setattr(importer.os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(loading, "PARALLEL_MIN_CHARS", 0)
+        monkeypatch.setattr(loading, "MAX_WORKERS", 2)
+        monkeypatch.setattr(loading.os, "cpu_count", lambda: 2)
         reports.append(await import_directory(db, generated.paths[0], max_shrink=None))
         assert (await search(db, "medecine generale")).total > 0
     lines = ", ".join(str(first + n) for n in range(5))

@@ -111,7 +111,7 @@ async def test_the_sqlite_file_does_not_grow_with_each_import(tmp_path: Path) ->
 _KILLED_IMPORT = """
 import asyncio, sys
 from bridge.db import open_database
-from bridge.directory import importer
+from bridge.directory import importer, loading
 
 class Stop:
     def started(self, total): pass
@@ -123,10 +123,10 @@ class Stop:
 
 async def main():
     db = await open_database(sys.argv[1])
-    importer.PARALLEL_MIN_CHARS = 0
-    importer.MAX_WORKERS = 2
-    importer.BATCH_LINES = 500
-    importer.os.cpu_count = lambda: 2
+    loading.PARALLEL_MIN_CHARS = 0
+    loading.MAX_WORKERS = 2
+    loading.BATCH_LINES = 500
+    loading.os.cpu_count = lambda: 2
     await importer.import_directory(db, sys.argv[2], progress=Stop())
 
 asyncio.run(main())
