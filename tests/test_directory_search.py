@@ -181,3 +181,19 @@ async def test_a_directory_from_before_the_long_prefix_index_finds_the_same(
         assert "prefix='2 3 4 5 6'" in await fts_definition(db)
         assert [await search(db, q, limit=20) for q in queries] == before
     assert sum(p.total for p in before) > 20
+
+
+async def test_long_prefixes_matched_as_their_words_find_the_same_pages(
+    directory: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite matches a prefix longer than its prefix indexes as the index words it begins;
+    # the pages must be those of the prefix itself, typos included.
+    queries = [*QUERIES, "christine", "mart jean", "dupont jean 13", "marie", "lefevr", "dupnot"]
+    monkeypatch.setattr(search_module, "LONGEST_PREFIX", 99)  # never expanded
+    as_prefixes = [await search(directory, q, limit=20, offset=1) for q in queries]
+    monkeypatch.setattr(search_module, "LONGEST_PREFIX", 1)  # expanded from two letters on
+    as_words = [await search(directory, q, limit=20, offset=1) for q in queries]
+    monkeypatch.setattr(search_module, "MAX_EXPANSION", 2)  # too many words: left as prefixes
+    capped = [await search(directory, q, limit=20, offset=1) for q in queries]
+    assert as_words == as_prefixes == capped
+    assert sum(p.total for p in as_words) > 100

@@ -23,8 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.directory import rows as w
 from bridge.directory.model import RppsId
-from bridge.directory.query import ABBREVIATIONS, Plan, plan_query
-from bridge.directory.search_sql import Backend, Statement
+from bridge.directory.query import ABBREVIATIONS, Plan, long_prefixes, plan_query
+from bridge.directory.search_sql import (
+    LONGEST_PREFIX,
+    MAX_EXPANSION,
+    Backend,
+    Expansions,
+    Statement,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,19 +160,32 @@ def _steps(backend: Backend, query: str, cities: frozenset[str], limit: int, off
         generation = rows[0][-1] if rows else None
         shown = [_result(row[:-1], plan) for row in rows][offset : offset + limit]
         return SearchPage(len(rows), shown), generation
-    page = yield from _ranked(backend, plan, limit, offset)
+    expansions: dict[str, list[str]] = {}
+    words = [] if backend.postgres else long_prefixes(plan.expression(), LONGEST_PREFIX)
+    if words:
+        create, lookup = backend.vocabulary(len(words))
+        yield create, {}
+        params = {f"p{n}": word for n, word in enumerate(words)}
+        params |= {f"e{n}": word + "{" for n, word in enumerate(words)}  # "{" follows "z"
+        found: dict[int, list[str]] = {}
+        for n, term in (yield lookup, params):
+            found.setdefault(int(n), []).append(str(term))
+        for n, word in enumerate(words):
+            if 0 < len(found.get(n, ())) <= MAX_EXPANSION:
+                expansions[word] = found[n]
+    page = yield from _ranked(backend, plan, limit, offset, expansions)
     if page[0].total == 0 and (typos := plan.with_typos()) is not None:
         # Nothing as typed: one letter off in a long name word (below any exact match,
         # since those come first by construction: there are none).
         typos.name_words.clear()  # name order: the ranking tiers compare the words typed
-        page = yield from _ranked(backend, typos, limit, offset)
+        page = yield from _ranked(backend, typos, limit, offset, expansions)
     return page
 
 
-def _ranked(backend: Backend, plan: Plan, limit: int, offset: int) -> Steps:
+def _ranked(backend: Backend, plan: Plan, limit: int, offset: int, expansions: Expansions) -> Steps:
     """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order."""
     expr = plan.expression()
-    q = backend.render(expr)
+    q = backend.render(expr, expansions)
     # Name queries first fetch up to SMALL + 1 matches, unranked queries their page: a
     # narrow query (most of them) is then answered without counting.
     ranked = plan.ranks_exact
@@ -212,14 +231,14 @@ def _ranked(backend: Backend, plan: Plan, limit: int, offset: int) -> Steps:
     queries: list[str] = []
     sizes: list[int] = []
     for n, condition in enumerate(conditions):
-        tier_q = backend.tier(expr, condition, conditions[:n])
+        tier_q = backend.tier(expr, condition, conditions[:n], expansions)
         [(size, _, _)] = yield backend.count_one, {"q0": tier_q, "cap": needed - sum(sizes)}
         queries.append(tier_q)
         sizes.append(int(size))
         if sum(sizes) >= needed:
             break
     else:
-        queries.append(backend.tier(expr, None, conditions))
+        queries.append(backend.tier(expr, None, conditions, expansions))
         sizes.append(max(0, total - sum(sizes)))
     params: dict[str, Any] = {}
     skip, wanted = offset, limit

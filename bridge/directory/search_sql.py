@@ -9,6 +9,7 @@ same plan returns the same practitioners in the same order on either.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bridge.directory.query import Expr, to_fts5, to_tsquery
@@ -16,6 +17,12 @@ from bridge.directory.query import Expr, to_fts5, to_tsquery
 COLUMNS = "p.rpps, p.title, p.first_name, p.last_name, p.profession, p.activities, l.matrix_id"
 """The columns of a result row, in the order `search._result` reads them."""
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+LONGEST_PREFIX = 6
+"""The longest prefix length FTS5 indexes (migration 0005_directory_prefixes)."""
+MAX_EXPANSION = 300
+"""A longer prefix beginning more index words than this is left to FTS5 as a prefix."""
+VOCABULARY = "directory_fts_words"
+Expansions = Mapping[str, Sequence[str]]
 
 
 class Statement:
@@ -98,13 +105,49 @@ class Backend:
         self.by_id = Statement(by_id, postgres)
         self.by_id_and_words = Statement(by_id + also, postgres)
         self.places = Statement("SELECT key FROM directory_place", postgres)
+        self._vocabulary: dict[int, list[Statement]] = {}
 
-    def render(self, expr: Expr) -> str:
-        return to_tsquery(expr) if self.postgres else to_fts5(expr)
+    def render(self, expr: Expr, expansions: Expansions | None = None) -> str:
+        return to_tsquery(expr) if self.postgres else to_fts5(expr, expansions)
 
-    def tier(self, expr: Expr, condition: Expr | None, earlier: list[Expr]) -> str:
+    def vocabulary(self, count: int) -> list[Statement]:
+        """SQLite: the index words beginning each of `count` prefixes (`:p0`/`:e0`, ...:
+        the prefix and the first string after all its words), word per row with its number.
+
+        Only prefixes of up to LONGEST_PREFIX letters have their own index; a longer one
+        ("christine", "francois") makes FTS5 merge the posting lists of every word it begins
+        at each evaluation, tens of milliseconds on the whole register. Its words, looked up
+        once (a range scan of the index's terms), are matched instead as whole words.
+        """
+        found = self._vocabulary.get(count)
+        if found is None:
+            parts = " UNION ALL ".join(
+                f"SELECT {n}, term FROM (SELECT term FROM temp.{VOCABULARY} "
+                f"WHERE term >= :p{n} AND term < :e{n} LIMIT {MAX_EXPANSION + 1})"
+                for n in range(count)
+            )
+            found = self._vocabulary[count] = [
+                Statement(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCABULARY} "
+                    "USING fts5vocab(main, directory_fts, row)",
+                    postgres=False,
+                ),
+                Statement(parts, postgres=False),
+            ]
+        return found
+
+    def tier(
+        self,
+        expr: Expr,
+        condition: Expr | None,
+        earlier: list[Expr],
+        expansions: Expansions | None = None,
+    ) -> str:
         """`expr`, meeting `condition` (if any), meeting none of the `earlier` conditions."""
-        render = self.render
+
+        def render(e: Expr) -> str:
+            return self.render(e, expansions)
+
         if self.postgres:
             text = f"({render(expr)})" + (f" & ({render(condition)})" if condition else "")
             return text + "".join(f" & !({render(e)})" for e in earlier)
