@@ -50,6 +50,9 @@ class SearchPage:
 
     results: tuple[Practitioner, ...]
     total: int
+    more: bool = False
+    """`total` is a floor: more practitioners match than the directory counts (it caps its
+    count, "500+"); the query is to be narrowed, not paged through."""
 
 
 def _text(item: Mapping[str, Any], key: str) -> str:
@@ -85,7 +88,7 @@ def parse_search_response(payload: object) -> SearchPage:
         )
     total = payload.get("total")
     count = total if isinstance(total, int) and total >= len(results) else len(results)
-    return SearchPage(tuple(results), count)
+    return SearchPage(tuple(results), count, more=payload.get("more") is True)
 
 
 class DirectoryClient:

@@ -5,6 +5,7 @@ and answers, exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from bot.commands.registry import CaseLifecycle
 from bot.expiry.policy import PURGE_MARGIN_MS
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotDatabase, BotStore, CaseRoom, Claim
+from bridge.directory.search import COUNT_CAP
 from tests.bot_commands_support import (
     DIRECTORY_TOKEN,
     Entry,
@@ -133,7 +135,14 @@ class Bot:
 
 @pytest_asyncio.fixture
 async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
-    async with running_bridge(tmp_path, ENTRIES) as bridge_url:
+    async with running_bot(tmp_path, ENTRIES) as found:
+        yield found
+
+
+@contextlib.asynccontextmanager
+async def running_bot(tmp_path: Path, entries: list[Entry]) -> AsyncIterator[Bot]:
+    """The bot's dispatcher against the real bridge holding `entries`."""
+    async with running_bridge(tmp_path, entries) as bridge_url:
         store = BotStore(await BotDatabase.open(sqlite_url(tmp_path), create=True))
         matrix = FakeMatrix()
         lifecycle = RecordingLifecycle(matrix=matrix)
@@ -216,6 +225,24 @@ async def test_find_shows_at_most_ten_and_says_how_many_matched(bot: Bot) -> Non
     lines = reply.splitlines()
     assert lines[0] == "10 résultat(s) sur 12 / 10 result(s) of 12"
     assert len(lines) == 11
+
+
+async def test_find_past_the_directory_count_cap_says_500_plus(tmp_path: Path) -> None:
+    # More practitioners match than the directory counts: it answers `more`, and the bot
+    # must not present its capped count as the exact number.
+    many = [
+        Entry(rpps(f"3000000{i:03d}"), "NOMBREUX", f"N{i}", city="Quimper", postcode="29000")
+        for i in range(COUNT_CAP + 5)
+    ]
+    async with running_bot(tmp_path, many) as crowded:
+        (reply,) = await crowded.say("!find nombreux")
+        (exact,) = await crowded.say(f"!find nombreux n{COUNT_CAP // 10}")
+    assert reply.splitlines()[0] == (
+        f"10 résultat(s) sur {COUNT_CAP}+ / 10 result(s) of {COUNT_CAP}+"
+    )
+    assert len(reply.splitlines()) == 11
+    # N50, N500..N504: a count under the cap is shown as it is.
+    assert exact.splitlines()[0] == "6 résultat(s) / 6 result(s)"
 
 
 async def test_find_without_result_says_so_plainly(bot: Bot) -> None:

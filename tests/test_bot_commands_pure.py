@@ -295,7 +295,9 @@ def test_directory_answer_is_read_and_malformed_ones_are_unavailable() -> None:
             ],
         }
     )
-    assert page.total == 12 and page.results[0].matrix_id is None
+    assert page.total == 12 and page.results[0].matrix_id is None and not page.more
+    capped = parse_search_response({"total": 500, "more": True, "results": []})
+    assert capped.total == 500 and capped.more
     for bad in ([], {"results": "x"}, {"results": [{"display_name": "no rpps"}]}):
         with pytest.raises(DirectoryUnavailable):
             parse_search_response(bad)

@@ -81,7 +81,9 @@ def _savoir_faire_unknown(folder: Path, clean: str) -> Path:
     (sub / "PS_LibreAcces_SavoirFaire_202601051200.txt").write_text(
         header_line(SAVOIR_FAIRE_HEADER)
         + "".join(
-            f"8|19999999{i:03d}|819999999{i:03d}|S|Spécialité|SM04|Cardio|\n" for i in range(5)
+            f"8|19999999{i:03d}|819999999{i:03d}|NOM|PRÉNOM|10|Médecin|C|Civil|S|Spécialité|"
+            "SM04|Cardiologie et maladies vasculaires|\n"
+            for i in range(5)
         )
     )
     path = sub / "PS_LibreAcces_Personne_activite_202601051200.txt"
@@ -168,7 +170,12 @@ CASES = [
         1,
         "no column “Nom d'exercice”",
     ),
-    Case("SavoirFaire naming unknown identifiers", _savoir_faire_unknown, 0, UNCHANGED),
+    Case(
+        "SavoirFaire naming unknown identifiers",
+        _savoir_faire_unknown,
+        0,
+        "names 5 identifier(s) absent from the extract (lines 2, 3, 4, 5, 6)",
+    ),
     Case("FHIR Bundle of invalid resources", _bad_bundle, 1, "no practitioner"),
     Case(
         "empty FHIR Bundle",

@@ -245,6 +245,7 @@ async def test_broad_queries_count_up_to_the_cap(
     corpus_db: tuple[Database, list[Person]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from bridge.directory import search as search_module
+    from bridge.directory import search_sql
 
     db, _ = corpus_db
     whole = await search(db, "medecin", limit=5)
@@ -257,7 +258,7 @@ async def test_broad_queries_count_up_to_the_cap(
     assert 60 < whole.total < 500 and not whole.more
     monkeypatch.setattr(search_module, "COUNT_CAP", 60)
     search_module._BACKENDS.update(
-        {name: search_module._Backend(name) for name in ("sqlite", "postgresql")}
+        {name: search_sql.Backend(name) for name in ("sqlite", "postgresql")}
     )
     try:
         capped = await search(db, query, limit=5)
@@ -270,5 +271,5 @@ async def test_broad_queries_count_up_to_the_cap(
     finally:
         monkeypatch.undo()
         search_module._BACKENDS.update(
-            {name: search_module._Backend(name) for name in ("sqlite", "postgresql")}
+            {name: search_sql.Backend(name) for name in ("sqlite", "postgresql")}
         )

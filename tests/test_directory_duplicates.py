@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.directory import importer, store
+from bridge.directory import loading, store
 from bridge.directory.importer import import_directory
 from bridge.directory.rows import ROW_SEP
 from bridge.directory.spill import Spill, identity_rank
@@ -52,7 +52,7 @@ async def test_one_identifier_under_several_names_is_one_practitioner(
     backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extract, at = _extract(tmp_path)
-    monkeypatch.setattr(importer, "BATCH_LINES", 301)
+    monkeypatch.setattr(loading, "BATCH_LINES", 301)
     async with directory_database(backend, tmp_path) as db:
         serial = await import_directory(db, extract)
         notes = [w for w in serial.first_warnings if "several names" in w.message]
@@ -71,9 +71,9 @@ async def test_one_identifier_under_several_names_is_one_practitioner(
         for page in expected[:3]:
             assert [r.rpps for r in page.results].count("10009999995") == 1
 
-        monkeypatch.setattr(importer, "PARALLEL_MIN_CHARS", 0)
-        monkeypatch.setattr(importer, "MAX_WORKERS", 2)
-        monkeypatch.setattr(importer.os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(loading, "PARALLEL_MIN_CHARS", 0)
+        monkeypatch.setattr(loading, "MAX_WORKERS", 2)
+        monkeypatch.setattr(loading.os, "cpu_count", lambda: 2)
         parallel = await import_directory(db, extract)
         assert (parallel.new, parallel.changed, parallel.disappeared) == (0, 0, 0)
         assert parallel.practitioners == serial.practitioners

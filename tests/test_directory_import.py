@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.directory import importer, store
+from bridge.directory import loading, store
 from bridge.directory.importer import (
     DirectoryImportError,
     ImportAbortedError,
     import_directory,
 )
-from tests.bench.rpps_synth import generate
+from tests.bench.rpps_synth import SAVOIR_FAIRE_NAME, generate
 from tests.directory_support import (
     BACKENDS,
     demo_extract,
@@ -243,13 +243,13 @@ async def test_parsing_in_worker_processes_gives_the_same_directory(
     extract = demo_extract(tmp_path, lines=3000, seed=21)
     lines = extract.read_text().splitlines(keepends=True)
     extract.write_text("".join([*lines[:1000], "broken|line|\n", *lines[1000:]]))
-    monkeypatch.setattr(importer, "BATCH_LINES", 257)  # many batches, cut between people
+    monkeypatch.setattr(loading, "BATCH_LINES", 257)  # many batches, cut between people
     async with directory_database(backend, tmp_path) as db:
         single = await import_directory(db, extract)
         expected = [await search(db, q, limit=50) for q in ("martin", "cardio", "75", "ma")]
-        monkeypatch.setattr(importer, "PARALLEL_MIN_CHARS", 0)
-        monkeypatch.setattr(importer, "MAX_WORKERS", 2)
-        monkeypatch.setattr(importer.os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(loading, "PARALLEL_MIN_CHARS", 0)
+        monkeypatch.setattr(loading, "MAX_WORKERS", 2)
+        monkeypatch.setattr(loading.os, "cpu_count", lambda: 2)
         parallel = await import_directory(db, extract)
         assert (parallel.changed, parallel.new, parallel.disappeared) == (0, 0, 0)
         assert (parallel.lines, parallel.records, parallel.practitioners) == (
@@ -261,3 +261,42 @@ async def test_parsing_in_worker_processes_gives_the_same_directory(
         assert [e.line for e in single.first_errors] == [1001]
         got = [await search(db, q, limit=50) for q in ("martin", "cardio", "75", "ma")]
         assert got == expected
+
+
+async def test_savoir_faire_naming_unknown_identifiers_is_reported_the_same_both_ways(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another day's SavoirFaire file beside the extract: the practitioners it names that the
+    # extract lacks are counted and their first lines given; the import goes on.
+    if backend != "sqlite":
+        pytest.skip("the parsers' report does not depend on the database")
+    generated = generate(tmp_path, lines=600, seed=5, separate_savoir_faire=True)
+    savoir_faire = tmp_path / SAVOIR_FAIRE_NAME
+    known = savoir_faire.read_text(encoding="utf-8")
+    cells = known.splitlines()[1].split("|")
+    strangers = []
+    for n in range(7):
+        # The same layout as the file's own lines, under identifiers nobody has.
+        stranger = list(cells)
+        stranger[1], stranger[2] = f"1999999{n:04d}", f"81999999{n:04d}"
+        strangers.append("|".join(stranger) + "\n")
+    savoir_faire.write_text(known + "".join(strangers), encoding="utf-8")
+    first = len(known.splitlines()) + 1
+    monkeypatch.setattr(loading, "BATCH_LINES", 97)
+    reports = []
+    async with directory_database(backend, tmp_path) as db:
+        reports.append(await import_directory(db, generated.paths[0]))
+        monkeypatch.setattr(loading, "PARALLEL_MIN_CHARS", 0)
+        monkeypatch.setattr(loading, "MAX_WORKERS", 2)
+        monkeypatch.setattr(loading.os, "cpu_count", lambda: 2)
+        reports.append(await import_directory(db, generated.paths[0], max_shrink=None))
+        assert (await search(db, "medecine generale")).total > 0
+    lines = ", ".join(str(first + n) for n in range(5))
+    for report in reports:
+        # A warning about the whole file comes before any line's.
+        said = [w.message for w in report.first_warnings[:1]]
+        assert said == [
+            f"the SavoirFaire file {savoir_faire.name} names 7 identifier(s) absent from the "
+            f"extract (lines {lines}, …): their specialties are not used"
+        ]
+        assert report.practitioners > 0 and report.errors == 0

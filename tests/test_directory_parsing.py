@@ -17,12 +17,12 @@ from bridge.directory.rows import (
 from bridge.directory.rpps import (
     ExtractFormatError,
     ExtractParser,
-    SpecialtyIndex,
     iter_records,
     luhn_ok,
     normalise_column,
     read_header,
 )
+from bridge.directory.savoir_faire import SpecialtyIndex
 from tests.bench.rpps_synth import ALT_HEADER_SPELLINGS, HEADER_52, HEADER_56, header_line
 from tests.directory_support import EXAMPLE_LINE
 

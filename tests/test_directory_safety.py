@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,7 +112,7 @@ async def test_the_sqlite_file_does_not_grow_with_each_import(tmp_path: Path) ->
 _KILLED_IMPORT = """
 import asyncio, sys
 from bridge.db import open_database
-from bridge.directory import importer
+from bridge.directory import importer, loading
 
 class Stop:
     def started(self, total): pass
@@ -123,10 +124,10 @@ class Stop:
 
 async def main():
     db = await open_database(sys.argv[1], create=True)
-    importer.PARALLEL_MIN_CHARS = 0
-    importer.MAX_WORKERS = 2
-    importer.BATCH_LINES = 500
-    importer.os.cpu_count = lambda: 2
+    loading.PARALLEL_MIN_CHARS = 0
+    loading.MAX_WORKERS = 2
+    loading.BATCH_LINES = 500
+    loading.os.cpu_count = lambda: 2
     await importer.import_directory(db, sys.argv[2], progress=Stop())
 
 asyncio.run(main())
@@ -172,8 +173,9 @@ def _running(pid: int) -> bool:
 def test_a_killed_import_leaves_no_worker_and_no_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    temp = tmp_path / "tmp"
-    temp.mkdir()
+    # A short folder of its own: the fork server's socket path must fit in 108 bytes, which
+    # a pytest-xdist worker's tmp_path can exceed.
+    temp = Path(tempfile.mkdtemp(prefix="caducee-spill-"))
     extract = demo_extract(tmp_path, lines=8000)
     url = f"sqlite:///{tmp_path / 'bridge.db'}"
     env = {**os.environ, "TMPDIR": str(temp)}
@@ -204,8 +206,11 @@ def test_a_killed_import_leaves_no_worker_and_no_folder(
         async with directory_database("sqlite", tmp_path) as db:
             await import_directory(db, extract)
 
-    asyncio.run(import_again())
-    assert _spills(temp) == []
+    try:
+        asyncio.run(import_again())
+        assert _spills(temp) == []
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_locking_departed_accounts_obeys_the_same_valve() -> None:

@@ -144,3 +144,57 @@ async def test_ranking_is_the_same_whether_done_in_sql_or_on_fetched_rows(
     in_sql = [await search(directory, q, limit=7, offset=2) for q in queries]
     assert in_python == in_sql
     assert sum(p.total for p in in_sql) > 50
+
+
+async def test_a_directory_from_before_the_long_prefix_index_finds_the_same(
+    tmp_path: Path,
+) -> None:
+    # A database imported under the earlier index (prefixes of 2-4 letters) is rebuilt by the
+    # migration from its stored words: the same pages, and the 5-6 letter prefixes indexed.
+    from alembic import command
+    from sqlalchemy import Connection, text
+
+    from bridge.db import alembic_config
+
+    def move(connection: Connection, where: str) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        if where == "down":
+            command.downgrade(config, "0004")
+        else:
+            command.upgrade(config, "head")
+
+    async def fts_definition(db: Database) -> str:
+        async with db.engine.connect() as connection:
+            sql = "SELECT sql FROM sqlite_master WHERE name = 'directory_fts'"
+            return str((await connection.execute(text(sql))).scalar_one())
+
+    queries = ["marie", "claire dub", "martin", "cardio lyon", "franc", "dupon"]
+    async with directory_database("sqlite", tmp_path) as db:
+        await import_directory(db, demo_extract(tmp_path, lines=1500, seed=3))
+        before = [await search(db, q, limit=20) for q in queries]
+        async with db.engine.begin() as connection:
+            await connection.run_sync(move, "down")
+        assert "prefix='2 3 4'" in await fts_definition(db)
+        assert [await search(db, q, limit=20) for q in queries] == before
+        async with db.engine.begin() as connection:
+            await connection.run_sync(move, "up")
+        assert "prefix='2 3 4 5 6'" in await fts_definition(db)
+        assert [await search(db, q, limit=20) for q in queries] == before
+    assert sum(p.total for p in before) > 20
+
+
+async def test_long_prefixes_matched_as_their_words_find_the_same_pages(
+    directory: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite matches a prefix longer than its prefix indexes as the index words it begins;
+    # the pages must be those of the prefix itself, typos included.
+    queries = [*QUERIES, "christine", "mart jean", "dupont jean 13", "marie", "lefevr", "dupnot"]
+    monkeypatch.setattr(search_module, "LONGEST_PREFIX", 99)  # never expanded
+    as_prefixes = [await search(directory, q, limit=20, offset=1) for q in queries]
+    monkeypatch.setattr(search_module, "LONGEST_PREFIX", 1)  # expanded from two letters on
+    as_words = [await search(directory, q, limit=20, offset=1) for q in queries]
+    monkeypatch.setattr(search_module, "MAX_EXPANSION", 2)  # too many words: left as prefixes
+    capped = [await search(directory, q, limit=20, offset=1) for q in queries]
+    assert as_words == as_prefixes == capped
+    assert sum(p.total for p in as_words) > 100

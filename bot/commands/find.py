@@ -28,9 +28,12 @@ def render_results(page: SearchPage) -> Reply:
     if not page.results:
         return Reply(NO_RESULT, escape(NO_RESULT))
     shown = len(page.results)
+    # Past its count cap the directory only knows "at least": say so rather than a number
+    # the doctor would take as exact.
+    total = f"{page.total}+" if page.more else str(page.total)
     head = (
-        f"{shown} résultat(s) sur {page.total} / {shown} result(s) of {page.total}"
-        if page.total > shown
+        f"{shown} résultat(s) sur {total} / {shown} result(s) of {total}"
+        if page.total > shown or page.more
         else f"{shown} résultat(s) / {shown} result(s)"
     )
     text = [head]

@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.directory.query import plan_query
-from bridge.directory.search import _COLUMNS, SearchResult, _result
+from bridge.directory.search import SearchResult, _result
+from bridge.directory.search_sql import COLUMNS
 
 _BY_MATRIX_ID = sa.text(
-    f"SELECT {_COLUMNS} FROM directory_link l "
+    f"SELECT {COLUMNS} FROM directory_link l "
     "JOIN directory_practitioner p ON p.rpps = l.rpps "
     "WHERE l.visible AND l.matrix_id IN :ids"
 ).bindparams(sa.bindparam("ids", expanding=True))

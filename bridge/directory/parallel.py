@@ -29,13 +29,23 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 
 from bridge.directory.model import ParseError, ParseWarning
 from bridge.directory.rows import Grouper, PractitionerRow
-from bridge.directory.rpps import ExtractParser, Layout, SpecialtyIndex
+from bridge.directory.rpps import ExtractParser, Layout
+from bridge.directory.savoir_faire import SpecialtyIndex
 
-BatchResult = tuple[list[PractitionerRow], list[ParseError], list[ParseWarning], list[str], int]
-"""(rows, errors, warnings, new city keys, records) for one batch of lines."""
+BatchResult = tuple[
+    list[PractitionerRow],
+    list[ParseError],
+    list[ParseWarning],
+    list[str],
+    int,
+    tuple[list[int], list[str]],
+]
+"""(rows, errors, warnings, new city keys, records, SavoirFaire identifiers newly named) for
+one batch of lines."""
 
 _parser: ExtractParser | None = None
 _grouper: Grouper | None = None
+_specialties: SpecialtyIndex | None = None
 
 
 _PR_SET_PDEATHSIG = 1
@@ -69,9 +79,12 @@ def _watch(importer: int) -> None:
 
 
 def _start(layout: Layout, specialties: SpecialtyIndex | None, importer: int) -> None:
-    global _parser, _grouper
+    global _parser, _grouper, _specialties
     _die_with_parent()
     threading.Thread(target=_watch, args=(importer,), name="importer-watch", daemon=True).start()
+    if specialties is not None:
+        specialties.track()
+    _specialties = specialties
     _parser = ExtractParser(layout, specialties)
     _grouper = Grouper()
 
@@ -83,7 +96,8 @@ def parse_batch(lines: list[str], first_line_no: int) -> BatchResult:
     rows = _grouper.feed(records) + _grouper.flush()
     cities = list(_grouper.cities)
     _grouper.cities.clear()
-    return rows, errors, warnings, cities, len(records)
+    named = _specialties.take_seen() if _specialties is not None else ([], [])
+    return rows, errors, warnings, cities, len(records), named
 
 
 def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None) -> Executor:

@@ -18,7 +18,7 @@ practitioners.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.directory import rows as w
@@ -275,12 +275,25 @@ def _phrase(
 # --- rendering ------------------------------------------------------------------------------
 
 
-def to_fts5(expr: Expr) -> str:
-    """FTS5 MATCH syntax. Words are [a-z0-9] only, so quoting cannot be escaped."""
+def to_fts5(expr: Expr, expansions: Mapping[str, Sequence[str]] | None = None) -> str:
+    """FTS5 MATCH syntax. Words are [a-z0-9] only, so quoting cannot be escaped.
+
+    `expansions`: prefix words given as the index words they begin (all of them), matched
+    as whole words: the same practitioners, without merging every posting list first.
+    """
     if isinstance(expr, Term):
+        if expr.prefix and expansions and expr.word in expansions:
+            return "(" + " OR ".join(f'"{x}"' for x in expansions[expr.word]) + ")"
         return f'"{expr.word}"' + ("*" if expr.prefix else "")
     joiner = " AND " if expr.op == "and" else " OR "
-    return "(" + joiner.join(to_fts5(i) for i in expr.items) + ")"
+    return "(" + joiner.join(to_fts5(i, expansions) for i in expr.items) + ")"
+
+
+def long_prefixes(expr: Expr, longer_than: int) -> list[str]:
+    """The prefix words of the expression longer than `longer_than` letters, once each."""
+    if isinstance(expr, Term):
+        return [expr.word] if expr.prefix and len(expr.word) > longer_than else []
+    return list(dict.fromkeys(w for i in expr.items for w in long_prefixes(i, longer_than)))
 
 
 def to_tsquery(expr: Expr) -> str:

@@ -12,8 +12,6 @@ the importer goes through 2.2 million of them and an object per line would cost 
 
 from __future__ import annotations
 
-import bisect
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from operator import itemgetter
@@ -143,20 +141,37 @@ class Layout:
         return "national_id" in self.positions
 
 
+def header_cells(header: str) -> list[str]:
+    """The cells of a header line (BOM, line end and the trailing empty cell dropped)."""
+    cells = header.lstrip("\ufeff").rstrip("\r\n").split("|")
+    if cells and cells[-1] == "":
+        cells.pop()
+    return cells
+
+
+def column_positions(cells: Sequence[str]) -> dict[str, int]:
+    """Logical column (`national_id`, `specialty_code`, ...) → its index, first one wins."""
+    positions: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        logical = _NORMALISED.get(normalise_column(cell))
+        if logical is not None and logical not in positions:
+            positions[logical] = index
+    return positions
+
+
+def column_title(logical: str) -> str:
+    """The register's name of a logical column, as errors show it."""
+    return _COLUMNS[logical]
+
+
 def read_header(header: str) -> Layout:
     """Locate the needed columns in the extract's first line.
 
     Raises:
         ExtractFormatError: a required column is missing (named as the register names it).
     """
-    cells = header.lstrip("\ufeff").rstrip("\r\n").split("|")
-    if cells and cells[-1] == "":
-        cells.pop()
-    positions: dict[str, int] = {}
-    for index, cell in enumerate(cells):
-        logical = _NORMALISED.get(normalise_column(cell))
-        if logical is not None and logical not in positions:
-            positions[logical] = index
+    cells = header_cells(header)
+    positions = column_positions(cells)
     missing = [_COLUMNS[name] for name in _REQUIRED if name not in positions]
     if len(missing) == len(_REQUIRED):
         raise ExtractFormatError(
@@ -185,6 +200,7 @@ class ExtractParser:
         self._pick = itemgetter(*(layout.positions.get(name, absent) for name in _PICK))
         self._specialties = specialties
         self._last_checked = ""
+        self._specialty: tuple[str, str] | None = None
         self._departments: dict[str, str] = {}
 
     def _department(self, postcode: str) -> str:
@@ -261,10 +277,12 @@ class ExtractParser:
                     warnings.append(
                         ParseWarning(line_no, f"RPPS {rpps} fails its check digit (imported)")
                     )
-            if lookup is not None and not spec_code:
-                found = lookup(national_id)
-                if found is not None:
-                    spec_code, spec = found
+                # Once per practitioner, whatever the specialty columns hold: the lookup
+                # also tells the SavoirFaire index that the extract names this identifier.
+                if lookup is not None:
+                    self._specialty = lookup(national_id)
+            if not spec_code and self._specialty is not None:
+                spec_code, spec = self._specialty
             if not city or not postcode:
                 cedex_postcode, cedex_city = _split_cedex(cedex)
                 postcode = postcode or cedex_postcode
@@ -319,81 +337,3 @@ def iter_records(
         for row in rows:
             yield PractitionerRecord(*row)  # type: ignore[arg-type]
         line_no += 1
-
-
-# --- SavoirFaire ---------------------------------------------------------------------------
-
-_SF_REQUIRED = ("national_id", "specialty_code", "specialty")
-
-
-class SpecialtyIndex:
-    """Specialty per practitioner from the SavoirFaire file, compactly held in memory.
-
-    The file can hold a million entries; a dict of strings would take hundreds of megabytes, so
-    numeric ids are packed with their (code, label) choice into one sorted array of 64-bit
-    integers (8 bytes an entry) and found by bisection. An ordinal specialty (type "S") wins
-    over other kinds of savoir-faire for the same practitioner.
-    """
-
-    def __init__(self) -> None:
-        self._choices: list[tuple[str, str]] = []
-        self._packed = array("q")
-        self._other: dict[str, int] = {}
-
-    @classmethod
-    def from_lines(cls, lines: Iterable[str]) -> SpecialtyIndex:
-        """Build from the SavoirFaire file's lines (header first).
-
-        Raises:
-            ExtractFormatError: the header lacks a needed column (named).
-        """
-        index = cls()
-        iterator = iter(lines)
-        header = next(iterator, "")
-        cells = header.lstrip("\ufeff").rstrip("\r\n").split("|")
-        positions: dict[str, int] = {}
-        for i, cell in enumerate(cells):
-            logical = _NORMALISED.get(normalise_column(cell))
-            if logical is not None and logical not in positions:
-                positions[logical] = i
-        missing = [_COLUMNS[n] for n in _SF_REQUIRED if n not in positions]
-        if missing:
-            names = ", ".join(f"“{m}”" for m in missing)
-            raise ExtractFormatError(f"the SavoirFaire file's header has no column {names}")
-        i_id, i_code, i_label = (positions[n] for n in _SF_REQUIRED)
-        i_type = positions.get("specialty_type")
-        choice_ids: dict[tuple[str, str], int] = {}
-        packed: list[int] = []
-        for line in iterator:
-            cells = line.rstrip("\r\n").split("|")
-            if len(cells) <= max(i_id, i_code, i_label):
-                continue
-            national_id, code = cells[i_id], cells[i_code]
-            if not national_id or not code:
-                continue
-            pair = (code, cells[i_label])
-            choice = choice_ids.get(pair)
-            if choice is None:
-                choice = choice_ids[pair] = len(index._choices)
-                index._choices.append(pair)
-            rank = 0 if i_type is None or cells[i_type] == "S" else 1
-            value = (rank << 16) | choice
-            if national_id.isdigit() and len(national_id) <= 13 and choice < 65536:
-                packed.append((int(national_id) << 17) | value)
-            elif value < index._other.get(national_id, 1 << 20):
-                index._other[national_id] = value
-        packed.sort()
-        index._packed = array("q", packed)
-        return index
-
-    def __len__(self) -> int:
-        return len(self._packed) + len(self._other)
-
-    def __call__(self, national_id: str) -> tuple[str, str] | None:
-        if national_id.isdigit() and len(national_id) <= 13:
-            key = int(national_id) << 17
-            at = bisect.bisect_left(self._packed, key)
-            if at < len(self._packed) and self._packed[at] >> 17 == key >> 17:
-                return self._choices[self._packed[at] & 0xFFFF]
-        value = self._other.get(national_id)
-        return None if value is None else self._choices[value & 0xFFFF]

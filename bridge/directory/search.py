@@ -23,20 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.directory import rows as w
 from bridge.directory.model import RppsId
-from bridge.directory.params import numbered
-from bridge.directory.query import (
-    ABBREVIATIONS,
-    Expr,
-    Plan,
-    plan_query,
-    to_fts5,
-    to_tsquery,
+from bridge.directory.query import ABBREVIATIONS, Plan, long_prefixes, plan_query
+from bridge.directory.search_sql import (
+    LONGEST_PREFIX,
+    MAX_EXPANSION,
+    Backend,
+    Expansions,
+    Statement,
 )
 
 logger = logging.getLogger(__name__)
 
 _TITLES = {"docteur": "Dr", "professeur": "Pr"}
-_COLUMNS = "p.rpps, p.title, p.first_name, p.last_name, p.profession, p.activities, l.matrix_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,121 +58,6 @@ class SearchPage:
     stop there (a broader query is refined, not paged through)."""
 
 
-class _Statement:
-    """One SQL text with `:name` parameters, ready for either driver's own call."""
-
-    def __init__(self, sql: str, postgres: bool) -> None:
-        self.postgres = postgres
-        self.names: tuple[str, ...] = ()
-        if postgres:
-            sql, self.names = numbered(sql)
-        self.sql = sql
-
-    async def fetch(self, driver: Any, params: dict[str, Any]) -> list[Any]:
-        if self.postgres:
-            return list(await driver.fetch(self.sql, *(params[n] for n in self.names)))
-        return list(await driver.execute_fetchall(self.sql, params))
-
-
-class _Backend:
-    """The SQL of one back end: count matches (two expressions at once), one ordered page.
-
-    A page is one statement even with the two ranking tiers: the exact-name matches and the
-    other matches are each scanned in index order, with limits and offsets computed from the
-    counts, and glued with UNION ALL. Round trips, not the index, dominate small queries, so
-    these statements go straight to the driver (one thread hop with aiosqlite, one network
-    round trip with asyncpg) rather than through SQLAlchemy's result machinery, which costs
-    several hops per statement.
-    """
-
-    def __init__(self, dialect: str) -> None:
-        postgres = self.postgres = dialect == "postgresql"
-        if postgres:
-            where = "WHERE p.tokens @@ CAST({q} AS tsquery)"
-            matches = "SELECT p.id FROM directory_practitioner p " + where
-            count = f"SELECT count(*) FROM (SELECT 1 FROM directory_practitioner p {where}) c"
-        else:
-            matches = "SELECT rowid AS id FROM directory_fts WHERE directory_fts MATCH {q}"
-            count = (
-                "SELECT count(*) FROM (SELECT 1 FROM directory_fts WHERE directory_fts MATCH {q} "
-            )
-            # Counting stops past the cap: a broad query ("médecin 75") matches hundreds of
-            # thousands of practitioners, and counting them all was most of its time.
-            count += "LIMIT :cap) c"
-        tier = "SELECT * FROM (SELECT {n} AS tier, t.id FROM (" + matches + ") t "
-        tier += "ORDER BY t.id LIMIT {limit} OFFSET {offset}) t{n}"
-        select = (
-            f"SELECT {_COLUMNS} FROM ({{tiers}}) m "
-            "JOIN directory_practitioner p ON p.id = m.id "
-            "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
-            "ORDER BY m.tier, m.id"
-        )
-        self._tier_sql, self._select = tier, select
-        self._pages: dict[tuple[int, bool], _Statement] = {}
-        one = tier.format(n=0, q=":q0", limit=":limit0", offset=":offset0")
-        two = tier.format(n=1, q=":q1", limit=":limit1", offset=":offset1")
-        self.page_one = _Statement(select.format(tiers=one), postgres)
-        self.page_two = _Statement(select.format(tiers=f"{one} UNION ALL {two}"), postgres)
-        generation = "(SELECT max(id) FROM directory_import)"
-        self.count_one = _Statement(f"SELECT ({count.format(q=':q0')}), 0, {generation}", postgres)
-        self.generation = _Statement(f"SELECT {generation}", postgres)
-        # The first page with the import's id on each row: when it is not full, it is all
-        # the matches, and no count (a second full-text evaluation) is needed.
-        first = select.format(tiers=one).replace(" FROM (", f", {generation} FROM (", 1)
-        self.page_first = _Statement(first, postgres)
-        by_id = (
-            f"SELECT {_COLUMNS}, {generation} FROM directory_practitioner p "
-            "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible WHERE p.rpps = :rpps"
-        )
-        also = (
-            " AND p.tokens @@ CAST(:q0 AS tsquery)"
-            if postgres
-            else " AND p.id IN (SELECT rowid FROM directory_fts WHERE directory_fts MATCH :q0)"
-        )
-        self.by_id = _Statement(by_id, postgres)
-        self.by_id_and_words = _Statement(by_id + also, postgres)
-        self.places = _Statement("SELECT key FROM directory_place", postgres)
-
-    def render(self, expr: Expr) -> str:
-        return to_tsquery(expr) if self.postgres else to_fts5(expr)
-
-    def tier(self, expr: Expr, condition: Expr | None, earlier: list[Expr]) -> str:
-        """`expr`, meeting `condition` (if any), meeting none of the `earlier` conditions."""
-        render = self.render
-        if self.postgres:
-            text = f"({render(expr)})" + (f" & ({render(condition)})" if condition else "")
-            return text + "".join(f" & !({render(e)})" for e in earlier)
-        text = f"({render(expr)}" + (f" AND {render(condition)}" if condition else "") + ")"
-        if not earlier:
-            return text
-        return f"{text} NOT ({' OR '.join(render(e) for e in earlier)})"
-
-    def page_tiers(self, count: int, *, few: bool = False) -> _Statement:
-        """One page over `count` tiers (see `page_two`), built once per count.
-
-        `few` (PostgreSQL, a few thousand matches at most): sort the matches rather than
-        walk the table in `id` order until the page is full, which the planner prefers when
-        it overestimates a rare match (a typo's variants) and which then reads every row.
-        """
-        key = (count, few and self.postgres)
-        found = self._pages.get(key)
-        if found is None:
-            template = self._tier_sql
-            if key[1]:
-                template = template.replace("ORDER BY t.id ", "ORDER BY t.id + 0 ")
-            parts = " UNION ALL ".join(
-                template.format(n=n, q=f":q{n}", limit=f":limit{n}", offset=f":offset{n}")
-                for n in range(count)
-            )
-            found = self._pages[key] = _Statement(self._select.format(tiers=parts), self.postgres)
-        return found
-
-    def but_not(self, expr: Expr, excluded: Expr) -> str:
-        if self.postgres:
-            return f"{to_tsquery(expr)} & !{to_tsquery(excluded)}"
-        return f"{to_fts5(expr)} NOT {to_fts5(excluded)}"
-
-
 class _Places:
     """The register's city names, kept in memory per database and reloaded after an import.
 
@@ -188,7 +71,7 @@ class _Places:
         self.generation: int | None = -1
         self.keys: frozenset[str] = frozenset()
 
-    async def reload(self, backend: _Backend, driver: Any) -> None:
+    async def reload(self, backend: Backend, driver: Any) -> None:
         [(generation,)] = await backend.generation.fetch(driver, {})
         self.keys = frozenset(row[0] for row in await backend.places.fetch(driver, {}))
         self.generation = generation
@@ -198,7 +81,7 @@ FEW = 2000
 """PostgreSQL: up to this many matches (counted exactly there), a page sorts them."""
 COUNT_CAP = 500
 """Matches are counted up to this many; past it a page says "500+"."""
-_BACKENDS = {name: _Backend(name) for name in ("sqlite", "postgresql")}
+_BACKENDS = {name: Backend(name) for name in ("sqlite", "postgresql")}
 _PLACES: dict[str, _Places] = {}
 
 
@@ -236,7 +119,7 @@ async def search_directory(
     return page
 
 
-Steps = Generator[tuple[_Statement, dict[str, Any]], list[Any], tuple[SearchPage, int | None]]
+Steps = Generator[tuple[Statement, dict[str, Any]], list[Any], tuple[SearchPage, int | None]]
 
 
 def _run_sync(steps: Steps, driver: Any) -> tuple[SearchPage, int | None]:
@@ -262,7 +145,7 @@ async def _run_async(steps: Steps, driver: Any) -> tuple[SearchPage, int | None]
         return result
 
 
-def _steps(backend: _Backend, query: str, cities: frozenset[str], limit: int, offset: int) -> Steps:
+def _steps(backend: Backend, query: str, cities: frozenset[str], limit: int, offset: int) -> Steps:
     """The search as statements to run (sans I/O): yields (statement, parameters), gets rows."""
     plan = plan_query(query, cities)
     if plan.empty or len(plan.identifiers) > 1:  # nobody has two numbers
@@ -277,19 +160,32 @@ def _steps(backend: _Backend, query: str, cities: frozenset[str], limit: int, of
         generation = rows[0][-1] if rows else None
         shown = [_result(row[:-1], plan) for row in rows][offset : offset + limit]
         return SearchPage(len(rows), shown), generation
-    page = yield from _ranked(backend, plan, limit, offset)
+    expansions: dict[str, list[str]] = {}
+    words = [] if backend.postgres else long_prefixes(plan.expression(), LONGEST_PREFIX)
+    if words:
+        create, lookup = backend.vocabulary(len(words))
+        yield create, {}
+        params = {f"p{n}": word for n, word in enumerate(words)}
+        params |= {f"e{n}": word + "{" for n, word in enumerate(words)}  # "{" follows "z"
+        found: dict[int, list[str]] = {}
+        for n, term in (yield lookup, params):
+            found.setdefault(int(n), []).append(str(term))
+        for n, word in enumerate(words):
+            if 0 < len(found.get(n, ())) <= MAX_EXPANSION:
+                expansions[word] = found[n]
+    page = yield from _ranked(backend, plan, limit, offset, expansions)
     if page[0].total == 0 and (typos := plan.with_typos()) is not None:
         # Nothing as typed: one letter off in a long name word (below any exact match,
         # since those come first by construction: there are none).
         typos.name_words.clear()  # name order: the ranking tiers compare the words typed
-        page = yield from _ranked(backend, typos, limit, offset)
+        page = yield from _ranked(backend, typos, limit, offset, expansions)
     return page
 
 
-def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
+def _ranked(backend: Backend, plan: Plan, limit: int, offset: int, expansions: Expansions) -> Steps:
     """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order."""
     expr = plan.expression()
-    q = backend.render(expr)
+    q = backend.render(expr, expansions)
     # Name queries first fetch up to SMALL + 1 matches, unranked queries their page: a
     # narrow query (most of them) is then answered without counting.
     ranked = plan.ranks_exact
@@ -335,14 +231,14 @@ def _ranked(backend: _Backend, plan: Plan, limit: int, offset: int) -> Steps:
     queries: list[str] = []
     sizes: list[int] = []
     for n, condition in enumerate(conditions):
-        tier_q = backend.tier(expr, condition, conditions[:n])
+        tier_q = backend.tier(expr, condition, conditions[:n], expansions)
         [(size, _, _)] = yield backend.count_one, {"q0": tier_q, "cap": needed - sum(sizes)}
         queries.append(tier_q)
         sizes.append(int(size))
         if sum(sizes) >= needed:
             break
     else:
-        queries.append(backend.tier(expr, None, conditions))
+        queries.append(backend.tier(expr, None, conditions, expansions))
         sizes.append(max(0, total - sum(sizes)))
     params: dict[str, Any] = {}
     skip, wanted = offset, limit

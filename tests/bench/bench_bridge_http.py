@@ -31,7 +31,8 @@ from bridge.directory.importer import import_directory
 from bridge.directory.search import search_directory
 from bridge.http.directory_routes import SEARCH_PATH
 from bridge.http.server import serve
-from tests.bench.bench_directory import extract, percentiles, query_mix
+from tests.bench.bench_directory import extract
+from tests.bench.bench_directory_search import percentiles, query_mix
 
 TOKEN = "bench-" + "b" * 40
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         asyncio.run(load())
         print(f"imported {args.lines:,} lines in {time.perf_counter() - started:.1f} s")
-        queries = query_mix(database, args.queries)
+        queries = [query for _, query in query_mix(database, args.queries, seed=1)]
         base, ours = asyncio.run(measure(database, folder, queries))
 
     b, o = percentiles(base), percentiles(ours)

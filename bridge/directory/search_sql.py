@@ -1,0 +1,175 @@
+"""The SQL of a directory search, for SQLite (FTS5) and PostgreSQL (tsquery): the statements
+`bridge.directory.search` drives, built once per back end with `:name` parameters.
+
+Both back ends get the same statements from one template (a count capped past the page's
+needs, pages as UNION ALL of ranking tiers each scanned in id order, lookups by RPPS), so the
+same plan returns the same practitioners in the same order on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bridge.directory.params import numbered
+from bridge.directory.query import Expr, to_fts5, to_tsquery
+
+COLUMNS = "p.rpps, p.title, p.first_name, p.last_name, p.profession, p.activities, l.matrix_id"
+"""The columns of a result row, in the order `search._result` reads them."""
+LONGEST_PREFIX = 6
+"""The longest prefix length FTS5 indexes (migration 0005)."""
+MAX_EXPANSION = 300
+"""A longer prefix beginning more index words than this is left to FTS5 as a prefix."""
+VOCABULARY = "directory_fts_words"
+Expansions = Mapping[str, Sequence[str]]
+
+
+class Statement:
+    """One SQL text with `:name` parameters, ready for either driver's own call."""
+
+    def __init__(self, sql: str, postgres: bool) -> None:
+        self.postgres = postgres
+        self.names: tuple[str, ...] = ()
+        if postgres:
+            sql, self.names = numbered(sql)
+        self.sql = sql
+
+    async def fetch(self, driver: Any, params: dict[str, Any]) -> list[Any]:
+        if self.postgres:
+            return list(await driver.fetch(self.sql, *(params[n] for n in self.names)))
+        return list(await driver.execute_fetchall(self.sql, params))
+
+
+class Backend:
+    """The SQL of one back end: count matches (two expressions at once), one ordered page.
+
+    A page is one statement even with the two ranking tiers: the exact-name matches and the
+    other matches are each scanned in index order, with limits and offsets computed from the
+    counts, and glued with UNION ALL. Round trips, not the index, dominate small queries, so
+    these statements go straight to the driver (one thread hop with aiosqlite, one network
+    round trip with asyncpg) rather than through SQLAlchemy's result machinery, which costs
+    several hops per statement.
+    """
+
+    def __init__(self, dialect: str) -> None:
+        postgres = self.postgres = dialect == "postgresql"
+        if postgres:
+            where = "WHERE p.tokens @@ CAST({q} AS tsquery)"
+            matches = "SELECT p.id FROM directory_practitioner p " + where
+            count = f"SELECT count(*) FROM (SELECT 1 FROM directory_practitioner p {where}) c"
+        else:
+            matches = "SELECT rowid AS id FROM directory_fts WHERE directory_fts MATCH {q}"
+            count = (
+                "SELECT count(*) FROM (SELECT 1 FROM directory_fts WHERE directory_fts MATCH {q} "
+            )
+            # Counting stops past the cap: a broad query ("médecin 75") matches hundreds of
+            # thousands of practitioners, and counting them all was most of its time.
+            count += "LIMIT :cap) c"
+        tier = "SELECT * FROM (SELECT {n} AS tier, t.id FROM (" + matches + ") t "
+        tier += "ORDER BY t.id LIMIT {limit} OFFSET {offset}) t{n}"
+        select = (
+            f"SELECT {COLUMNS} FROM ({{tiers}}) m "
+            "JOIN directory_practitioner p ON p.id = m.id "
+            "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
+            "ORDER BY m.tier, m.id"
+        )
+        self._tier_sql, self._select = tier, select
+        self._pages: dict[tuple[int, bool], Statement] = {}
+        one = tier.format(n=0, q=":q0", limit=":limit0", offset=":offset0")
+        two = tier.format(n=1, q=":q1", limit=":limit1", offset=":offset1")
+        self.page_one = Statement(select.format(tiers=one), postgres)
+        self.page_two = Statement(select.format(tiers=f"{one} UNION ALL {two}"), postgres)
+        generation = "(SELECT max(id) FROM directory_import)"
+        self.count_one = Statement(f"SELECT ({count.format(q=':q0')}), 0, {generation}", postgres)
+        self.generation = Statement(f"SELECT {generation}", postgres)
+        # The first page with the import's id on each row: when it is not full, it is all
+        # the matches, and no count (a second full-text evaluation) is needed.
+        first = select.format(tiers=one).replace(" FROM (", f", {generation} FROM (", 1)
+        self.page_first = Statement(first, postgres)
+        by_id = (
+            f"SELECT {COLUMNS}, {generation} FROM directory_practitioner p "
+            "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible WHERE p.rpps = :rpps"
+        )
+        also = (
+            " AND p.tokens @@ CAST(:q0 AS tsquery)"
+            if postgres
+            else " AND p.id IN (SELECT rowid FROM directory_fts WHERE directory_fts MATCH :q0)"
+        )
+        self.by_id = Statement(by_id, postgres)
+        self.by_id_and_words = Statement(by_id + also, postgres)
+        self.places = Statement("SELECT key FROM directory_place", postgres)
+        self._vocabulary: dict[int, list[Statement]] = {}
+
+    def render(self, expr: Expr, expansions: Expansions | None = None) -> str:
+        return to_tsquery(expr) if self.postgres else to_fts5(expr, expansions)
+
+    def vocabulary(self, count: int) -> list[Statement]:
+        """SQLite: the index words beginning each of `count` prefixes (`:p0`/`:e0`, ...:
+        the prefix and the first string after all its words), word per row with its number.
+
+        Only prefixes of up to LONGEST_PREFIX letters have their own index; a longer one
+        ("christine", "francois") makes FTS5 merge the posting lists of every word it begins
+        at each evaluation, tens of milliseconds on the whole register. Its words, looked up
+        once (a range scan of the index's terms), are matched instead as whole words.
+        """
+        found = self._vocabulary.get(count)
+        if found is None:
+            parts = " UNION ALL ".join(
+                f"SELECT {n}, term FROM (SELECT term FROM temp.{VOCABULARY} "
+                f"WHERE term >= :p{n} AND term < :e{n} LIMIT {MAX_EXPANSION + 1})"
+                for n in range(count)
+            )
+            found = self._vocabulary[count] = [
+                Statement(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCABULARY} "
+                    "USING fts5vocab(main, directory_fts, row)",
+                    postgres=False,
+                ),
+                Statement(parts, postgres=False),
+            ]
+        return found
+
+    def tier(
+        self,
+        expr: Expr,
+        condition: Expr | None,
+        earlier: list[Expr],
+        expansions: Expansions | None = None,
+    ) -> str:
+        """`expr`, meeting `condition` (if any), meeting none of the `earlier` conditions."""
+
+        def render(e: Expr) -> str:
+            return self.render(e, expansions)
+
+        if self.postgres:
+            text = f"({render(expr)})" + (f" & ({render(condition)})" if condition else "")
+            return text + "".join(f" & !({render(e)})" for e in earlier)
+        text = f"({render(expr)}" + (f" AND {render(condition)}" if condition else "") + ")"
+        if not earlier:
+            return text
+        return f"{text} NOT ({' OR '.join(render(e) for e in earlier)})"
+
+    def page_tiers(self, count: int, *, few: bool = False) -> Statement:
+        """One page over `count` tiers (see `page_two`), built once per count.
+
+        `few` (PostgreSQL, a few thousand matches at most): sort the matches rather than
+        walk the table in `id` order until the page is full, which the planner prefers when
+        it overestimates a rare match (a typo's variants) and which then reads every row.
+        """
+        key = (count, few and self.postgres)
+        found = self._pages.get(key)
+        if found is None:
+            template = self._tier_sql
+            if key[1]:
+                template = template.replace("ORDER BY t.id ", "ORDER BY t.id + 0 ")
+            parts = " UNION ALL ".join(
+                template.format(n=n, q=f":q{n}", limit=f":limit{n}", offset=f":offset{n}")
+                for n in range(count)
+            )
+            found = self._pages[key] = Statement(self._select.format(tiers=parts), self.postgres)
+        return found
+
+    def but_not(self, expr: Expr, excluded: Expr) -> str:
+        if self.postgres:
+            return f"{to_tsquery(expr)} & !{to_tsquery(excluded)}"
+        return f"{to_fts5(expr)} NOT {to_fts5(excluded)}"
