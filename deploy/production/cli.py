@@ -131,6 +131,7 @@ def render_command(
     typer.echo(f"  bridge: {rendered.bridge}  bot: {rendered.bot}  element: {rendered.element}")
     typer.echo(f"  backup manifest: {rendered.manifest}")
     typer.echo(f"  data folders, signing key: caducee deploy init --config {rendered.manifest}")
+    typer.echo(f"  the bot's account: caducee deploy bot-account --config {rendered.manifest}")
     for line in registry_reminder(settings, rendered.bridge):
         typer.echo(line)
 
