@@ -142,14 +142,18 @@ async def echo_bot(scale: Scale) -> EchoBot:
 
 
 async def wait_all_joined(
-    scale: Scale, user_id: str, rooms: set[str], timeout: float
+    scale: Scale, user_id: str, rooms: set[str] | int, timeout: float
 ) -> dict[str, float]:
-    """Poll the admin API: when each of `rooms` was first seen joined by `user_id`."""
+    """Poll the admin API: when each of `rooms` (or each of `rooms` new rooms) was first seen
+    joined by `user_id`, in seconds from the call."""
     started = time.perf_counter()
+    before = set() if isinstance(rooms, set) else await joined_rooms(scale, user_id)
+    count = len(rooms) if isinstance(rooms, set) else rooms
     seen: dict[str, float] = {}
-    while len(seen) < len(rooms) and time.perf_counter() - started < timeout:
+    while len(seen) < count and time.perf_counter() - started < timeout:
         now = time.perf_counter() - started
-        for room in (await joined_rooms(scale, user_id)) & rooms:
+        current = await joined_rooms(scale, user_id)
+        for room in current & rooms if isinstance(rooms, set) else current - before:
             seen.setdefault(room, now)
         await asyncio.sleep(0.5)
     return seen
@@ -171,23 +175,32 @@ async def burst_dms(scale: Scale, count: int, echo_id: str) -> dict[str, Any]:
             }
             path = "/_matrix/client/v3/createRoom"
             url = scale.hs(account["where"]).client_url
-            return str((await api(http, url, account["token"], "POST", path, body))["room_id"])
+            room = str((await api(http, url, account["token"], "POST", path, body))["room_id"])
+            created[room] = time.perf_counter() - started
+            return room
 
+        created: dict[str, float] = {}
         started = time.perf_counter()
-        created = asyncio.gather(*(open_dm(a) for a in accounts))
-        rooms = await created
-        opened = time.perf_counter() - started
-    bot, echo = await asyncio.gather(
-        wait_all_joined(scale, scale.bot_id, set(rooms), timeout=180),
-        wait_all_joined(scale, echo_id, set(rooms), timeout=180),
-    )
+        making = asyncio.gather(*(open_dm(a) for a in accounts))
+        # Joins are watched while the rooms are still being created: the bot joins each as
+        # soon as its invitation arrives.
+        bot, echo = await asyncio.gather(
+            wait_all_joined(scale, scale.bot_id, len(accounts), timeout=300),
+            wait_all_joined(scale, echo_id, len(accounts), timeout=300),
+        )
+        rooms = await making
+        opened = max(created.values(), default=0.0)
+    bot = {room: t for room, t in bot.items() if room in created}
+    echo = {room: t for room, t in echo.items() if room in created}
     return {
         "opened": len(rooms),
         "opened_s": opened,
         "joined": len(bot),
-        "times": [t + opened for t in bot.values()],
+        "times": list(bot.values()),
+        "lags": [bot[room] - created[room] for room in bot],
         "echo_joined": len(echo),
-        "echo_times": [t + opened for t in echo.values()],
+        "echo_times": list(echo.values()),
+        "echo_lags": [echo[room] - created[room] for room in echo],
     }
 
 
@@ -366,11 +379,14 @@ def report_bursts(args: argparse.Namespace, r: dict[str, Any]) -> None:
     if "burst_dms" in r:
         d = r["burst_dms"]
         last, echo_last = max(d["times"], default=float("nan")), max(d["echo_times"], default=0.0)
+        lag, echo_lag = max(d["lags"], default=float("nan")), max(d["echo_lags"], default=0.0)
         print(
-            f"burst: {d['opened']} DMs opened at once (created in {d['opened_s']:.1f} s): "
-            f"{d['joined']} joined by the bot, last after {last:.1f} s, p50 "
-            f"{_p(d['times'], 0.5):.1f} s; echo bot {d['echo_joined']} joined, last "
-            f"{echo_last:.1f} s; ratio last {_ratio(last, echo_last)} "
+            f"burst: {d['opened']} DMs opened at once (the homeserver created the last one "
+            f"after {d['opened_s']:.1f} s): {d['joined']} joined by the bot, last {last:.1f} s "
+            f"after the burst (p50 {_p(d['times'], 0.5):.1f} s), at most {lag:.1f} s after its "
+            f"room existed (p50 {_p(d['lags'], 0.5):.1f} s); echo bot {d['echo_joined']} "
+            f"joined, last {echo_last:.1f} s, at most {echo_lag:.1f} s after its room; ratio "
+            f"last {_ratio(last, echo_last)}, lag {_ratio(lag, echo_lag)} "
             f"(target: all within 60 s) [load {d['load']}]"
         )
     if "burst_finds" in r:
