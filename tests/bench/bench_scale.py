@@ -5,16 +5,22 @@ federation sender on PostgreSQL and Redis, production rate limits, a second home
 N practitioners; the Caducée bot (its own process, `caducee bot run`, the rendered
 production configuration) and a bare nio echo bot (the baseline) in R encrypted rooms.
 
-Measured, each with its target and the same-run baseline where one exists:
-1. the bot's RSS after its first sync, and after `--traffic` seconds of 1 message/s;
+Measured, each with its target, the machine's load, and the same-run baseline where one
+exists:
+1. the bot's RSS after its first sync, and after `--traffic` seconds of `--rate` messages/s
+   (E2EE, from the burst doctors in their DMs: people's own limit allows each 0.2/s);
 2. restart to first reply: with the stored sync token, and cold (token deleted);
 3. `!find` p50/p95 against the echo bot, same rooms, same run (ratio <= 1.25);
 4. `!case new` with 5 invitees on both homeservers, p50 <= 500 ms;
-burst: `--burst-dms` practitioners open a DM with the bot at the same moment (each joined
-within 60 s), then `--burst-finds` doctors send `!find` in the same second (each answered
-within 5 s).
+bursts (tests/bench/bench_burst.py runs them alone): `--burst-dms` practitioners open a DM
+with the bot at the same moment (each joined within 60 s), then `--burst-finds` doctors send
+`!find` in the same second (each answered within 5 s); the echo bot is the baseline of both.
 
-    python -m tests.bench scale --practitioners 200 --rooms 500
+    python -m tests.bench scale                  # --size quick: every step runs (minutes)
+    python -m tests.bench scale --size issue     # 2 000 practitioners, 5 000 rooms
+    python -m tests.bench scale --size issue --practitioners 500 --rooms 1250
+
+Measures 5 (expiry on this topology) and 6 (guard cost) are not part of it.
 """
 
 from __future__ import annotations

@@ -270,10 +270,13 @@ async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> f
     production homeserver, as `!case new` does: an invitation *to* the bot over federation
     counts against `rc_invites.per_user` of the bot as recipient (5, then one per 5 min),
     which no override lifts. Peer members join over federation.
+
+    Resumable: the accounts and each room made are saved as they come, so an interrupted
+    build goes on where it stopped.
     """
     if scale.state.get("built"):
         return float(scale.state["build_s"])
-    started = time.perf_counter()
+    started = time.perf_counter() - float(scale.state.get("build_s", 0.0))
     rng = random.Random(16)
     on_peer = int(practitioners * PEER_SHARE) if rooms > practitioners else 0
     wheres = ["prod"] * practitioners + ["peer"] * on_peer
@@ -282,7 +285,12 @@ async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> f
         user = await scale.hs(where).register_user(f"doc{i:05d}", secrets.token_urlsafe(12))
         return {"user_id": user.user_id, "token": user.access_token, "where": where}
 
-    accounts = await bounded(4, [lambda i=i, w=w: register(i, w) for i, w in enumerate(wheres)])
+    accounts: list[dict[str, str]] = scale.state.get("accounts") or await bounded(
+        4, [lambda i=i, w=w: register(i, w) for i, w in enumerate(wheres)]
+    )
+    made: dict[str, str] = scale.state.setdefault("made", {})  # plan index -> room id
+    scale.state.update(accounts=accounts, build_s=time.perf_counter() - started)
+    save(scale)
     local = accounts[:practitioners]
     dms = min(practitioners, rooms)
     plans: list[tuple[dict[str, str], list[dict[str, str]], str | None]] = [
@@ -316,9 +324,16 @@ async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> f
                     refused.append(str(exc)[:300])
             return room_id
 
-        room_ids = await bounded(6, [lambda p=p: make(*p) for p in plans])
+        async def make_once(index: int) -> str:
+            if str(index) not in made:
+                made[str(index)] = await make(*plans[index])
+                if len(made) % 25 == 0:
+                    scale.state["build_s"] = time.perf_counter() - started
+                    save(scale)
+            return made[str(index)]
+
+        room_ids = await bounded(6, [lambda i=i: make_once(i) for i in range(len(plans))])
     scale.state.update(
-        accounts=accounts,
         dms=room_ids[:dms],
         cases=room_ids[dms:],
         built=True,
