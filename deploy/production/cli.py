@@ -137,6 +137,7 @@ def render_command(
     typer.echo(f"  bridge: {rendered.bridge}  bot: {rendered.bot}  element: {rendered.element}")
     typer.echo(f"  backup manifest: {rendered.manifest}")
     typer.echo(f"  data folders, signing key: caducee deploy init --config {rendered.manifest}")
+    typer.echo(f"  the bot's account: caducee deploy bot-account --config {rendered.manifest}")
     for line in registry_reminder(settings, rendered.bridge):
         typer.echo(line)
 
@@ -160,6 +161,51 @@ def init_command(config: ManifestOption) -> None:
         typer.echo(f"created {line}")
     if not made:
         typer.echo("every data folder and the signing key exist already; nothing changed")
+
+
+@deploy_app.command("bot-account")
+def bot_account_command(config: ManifestOption) -> None:
+    """Create the bot's account if missing and lift Synapse's per-account rate limits for it.
+
+    Run once Synapse answers (compose's `bot-account` service, the bot's systemd unit). The
+    bot stays an ordinary account; safe to run again.
+    """
+    import asyncio
+
+    import aiohttp
+
+    from bridge.synapse_admin import SynapseAdminError
+    from deploy.production.bot_account import BotAccountError, ensure_bot_account, load_plan
+
+    try:
+        plan = load_plan(config)
+    except BotAccountError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+
+    async def run() -> tuple[bool, bool]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            report = await ensure_bot_account(http, plan)
+        return report.created, report.exempted
+
+    try:
+        created, exempted = asyncio.run(run())
+    except BotAccountError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except SynapseAdminError as exc:
+        typer.echo(f"Error: Synapse at {plan.synapse_url} refused: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        typer.echo(f"Error: cannot reach Synapse at {plan.synapse_url}: {reason}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    bot = plan.bot_user_id
+    typer.echo(f"{bot}: account {'created' if created else 'already there'} (not a server admin)")
+    typer.echo(
+        f"{bot}: rate limits {'lifted' if exempted else 'already lifted'} "
+        "(Synapse's per-user override; sign-in and federation limits still apply)"
+    )
 
 
 @deploy_app.command("caddyfile")

@@ -325,6 +325,12 @@ def manifest(settings: Settings, topology: Topology) -> dict[str, Any]:
         },
         # What `caducee deploy init` creates where the deployment runs (render writes no data).
         "init": init_section(topology),
+        # Where `caducee deploy bot-account` finds Synapse and the bot's account settings.
+        "bot_account": {
+            "synapse_url": f"http://{topology.main_client.host}:{topology.main_client.port}",
+            "homeserver_config": str(topology.config_dir / "synapse" / "homeserver.yaml"),
+            "bot_config": str(topology.config_dir / "bot" / "bot.yaml"),
+        },
     }
 
 

@@ -5,16 +5,22 @@ federation sender on PostgreSQL and Redis, production rate limits, a second home
 N practitioners; the Caducée bot (its own process, `caducee bot run`, the rendered
 production configuration) and a bare nio echo bot (the baseline) in R encrypted rooms.
 
-Measured, each with its target and the same-run baseline where one exists:
-1. the bot's RSS after its first sync, and after `--traffic` seconds of 1 message/s;
+Measured, each with its target, the machine's load, and the same-run baseline where one
+exists:
+1. the bot's RSS after its first sync, and after `--traffic` seconds of `--rate` messages/s
+   (E2EE, from the burst doctors in their DMs: people's own limit allows each 0.2/s);
 2. restart to first reply: with the stored sync token, and cold (token deleted);
 3. `!find` p50/p95 against the echo bot, same rooms, same run (ratio <= 1.25);
 4. `!case new` with 5 invitees on both homeservers, p50 <= 500 ms;
-burst: `--burst-dms` practitioners open a DM with the bot at the same moment (each joined
-within 60 s), then `--burst-finds` doctors send `!find` in the same second (each answered
-within 5 s).
+bursts (tests/bench/bench_burst.py runs them alone): `--burst-dms` practitioners open a DM
+with the bot at the same moment (each joined within 60 s), then `--burst-finds` doctors send
+`!find` in the same second (each answered within 5 s); the echo bot is the baseline of both.
 
-    python -m tests.bench scale --practitioners 200 --rooms 500
+    python -m tests.bench scale                  # --size quick: every step runs (minutes)
+    python -m tests.bench scale --size issue     # 2 000 practitioners, 5 000 rooms
+    python -m tests.bench scale --size issue --practitioners 500 --rooms 1250
+
+Measures 5 (expiry on this topology) and 6 (guard cost) are not part of it.
 """
 
 from __future__ import annotations
@@ -142,38 +148,71 @@ async def echo_bot(scale: Scale) -> EchoBot:
 
 
 async def wait_all_joined(
-    scale: Scale, user_id: str, rooms: set[str], timeout: float
+    scale: Scale, user_id: str, rooms: set[str] | int, timeout: float
 ) -> dict[str, float]:
-    """Poll the admin API: when each of `rooms` was first seen joined by `user_id`."""
+    """Poll the admin API: when each of `rooms` (or each of `rooms` new rooms) was first seen
+    joined by `user_id`, in seconds from the call."""
     started = time.perf_counter()
+    before = set() if isinstance(rooms, set) else await joined_rooms(scale, user_id)
+    count = len(rooms) if isinstance(rooms, set) else rooms
     seen: dict[str, float] = {}
-    while len(seen) < len(rooms) and time.perf_counter() - started < timeout:
+    while len(seen) < count and time.perf_counter() - started < timeout:
         now = time.perf_counter() - started
-        for room in (await joined_rooms(scale, user_id)) & rooms:
+        current = await joined_rooms(scale, user_id)
+        for room in current & rooms if isinstance(rooms, set) else current - before:
             seen.setdefault(room, now)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
     return seen
 
 
-async def burst_dms(scale: Scale, count: int) -> dict[str, Any]:
-    accounts = scale.state["accounts"][:count]
+async def burst_dms(scale: Scale, count: int, echo_id: str) -> dict[str, Any]:
+    """`count` practitioners open a DM with the bot in the same moment, each inviting the
+    echo bot too (the same-run baseline: a bare client, exempted like the bot). Times run
+    from the burst's start, so they include the homeserver's time to create the rooms."""
+    accounts = [a for a in scale.state["accounts"] if a["where"] == "prod"][:count]
     async with aiohttp.ClientSession() as http:
 
         async def open_dm(account: dict[str, str]) -> str:
-            body = {"is_direct": True, "invite": [scale.bot_id], "initial_state": [ENCRYPTION]}
+            body = {
+                "is_direct": True,
+                "invite": [scale.bot_id, echo_id],
+                "initial_state": [ENCRYPTION],
+                "preset": "private_chat",
+            }
             path = "/_matrix/client/v3/createRoom"
             url = scale.hs(account["where"]).client_url
-            return str((await api(http, url, account["token"], "POST", path, body))["room_id"])
+            room = str((await api(http, url, account["token"], "POST", path, body))["room_id"])
+            created[room] = time.perf_counter() - started
+            return room
 
+        created: dict[str, float] = {}
         started = time.perf_counter()
-        rooms = await asyncio.gather(*(open_dm(a) for a in accounts))
-        opened = time.perf_counter() - started
-    seen = await wait_all_joined(scale, scale.bot_id, set(rooms), timeout=180)
-    times = [t + opened for t in seen.values()]
-    return {"opened": len(rooms), "joined": len(seen), "times": times}
+        making = asyncio.gather(*(open_dm(a) for a in accounts))
+        # Joins are watched while the rooms are still being created: the bot joins each as
+        # soon as its invitation arrives.
+        bot, echo = await asyncio.gather(
+            wait_all_joined(scale, scale.bot_id, len(accounts), timeout=300),
+            wait_all_joined(scale, echo_id, len(accounts), timeout=300),
+        )
+        rooms = await making
+        opened = max(created.values(), default=0.0)
+    bot = {room: t for room, t in bot.items() if room in created}
+    echo = {room: t for room, t in echo.items() if room in created}
+    return {
+        "opened": len(rooms),
+        "opened_s": opened,
+        "joined": len(bot),
+        "times": list(bot.values()),
+        "lags": [bot[room] - created[room] for room in bot],
+        "echo_joined": len(echo),
+        "echo_times": list(echo.values()),
+        "echo_lags": [echo[room] - created[room] for room in echo],
+    }
 
 
 async def burst_finds(doctors: list[Doctor], rooms: list[str], bot_id: str) -> list[float]:
+    """Every doctor sends the same `!find` at once; seconds to each reply (inf: none in 30 s)."""
+
     async def one(doctor: Doctor, room: str) -> float:
         try:
             return await round_trip(doctor, room, bot_id, QUERY)
@@ -192,71 +231,103 @@ async def first_reply_after_start(
     return ready, time.perf_counter() - started
 
 
+async def doctors_with_dms(
+    scale: Scale, tmp: Path, count: int, echo_id: str
+) -> tuple[list[Doctor], list[str], list[str]]:
+    """`count` E2EE cross-signed doctors, each with a DM with the bot and one with the echo
+    bot, keys exchanged both ways (one `!help` each)."""
+    doctors: list[Doctor] = list(
+        await bounded(4, [lambda: Doctor.create(scale.prod, tmp, name="burst")] * count)  # type: ignore[arg-type]
+    )
+    bot_rooms = list(
+        await bounded(4, [lambda d=d: d.dm(scale.bot_id, timeout=120) for d in doctors])
+    )
+    echo_rooms = list(await bounded(4, [lambda d=d: d.dm(echo_id, timeout=120) for d in doctors]))
+    for d, bot_room, echo_room in zip(doctors, bot_rooms, echo_rooms, strict=True):
+        await round_trip(d, bot_room, scale.bot_id, "!help")
+        await round_trip(d, echo_room, echo_id, "!help")
+    return doctors, bot_rooms, echo_rooms
+
+
+async def measure_bursts(
+    args: argparse.Namespace, scale: Scale, echo_id: str, doctors: list[Doctor], rooms: list[str],
+    echo_rooms: list[str], r: dict[str, Any],
+) -> None:  # fmt: skip
+    uptime = load()
+    r["burst_dms"] = await burst_dms(scale, args.burst_dms, echo_id)
+    r["burst_dms"]["load"] = uptime
+    r["burst_finds_load"] = load()
+    r["burst_finds"] = await burst_finds(doctors, rooms, scale.bot_id)
+    r["burst_finds_echo"] = await burst_finds(doctors, echo_rooms, echo_id)
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min), printed with each figure."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 async def measure(args: argparse.Namespace, scale: Scale, tmp: Path) -> dict[str, Any]:
     r: dict[str, Any] = {}
     bot = BotProcess(scale)
     echo = await echo_bot(scale)
+    echo_id = str(echo.client.user_id)
     doctors: list[Doctor] = []
     watchers: list[InviteWatcher] = []
     try:
         r["first_ready_s"] = await bot.start()
-        r["build_s"] = await build(scale, args.practitioners, args.rooms, echo.client.user_id)
+        r["build_s"] = await build(scale, args.practitioners, args.rooms, echo_id)
         r["joins_refused"] = scale.state.get("joins_refused", [])
         built = set(scale.state["dms"]) | set(scale.state["cases"])
-        joined = await wait_all_joined(scale, scale.bot_id, built, timeout=900)
+        joined = await wait_all_joined(scale, scale.bot_id, built, timeout=3600)
         r["bot_rooms"] = len(joined)
         await bot.stop()
+        r["ready_load"] = load()
         r["ready_s"] = await bot.start()
         r["rss_ready"] = bot.rss_mib()
         r["rooms_total"] = len(await joined_rooms(scale, scale.bot_id))
 
-        if args.burst_dms:
-            r["burst_dms"] = await burst_dms(scale, args.burst_dms)
-
-        doctors = list(
-            await bounded(
-                4,
-                [
-                    lambda: Doctor.create(scale.prod, tmp, name="burst")
-                    for _ in range(args.burst_finds)
-                ],
-            )
-        )  # type: ignore[arg-type]
-        dm_rooms = list(
-            await bounded(4, [lambda d=d: d.dm(scale.bot_id, timeout=120) for d in doctors])
+        doctors, dm_rooms, echo_rooms = await doctors_with_dms(
+            scale, tmp, args.burst_finds, echo_id
         )
-        for d, room in zip(doctors, dm_rooms, strict=True):
-            await round_trip(d, room, scale.bot_id, "!help")  # keys shared both ways
-        r["burst_finds"] = await burst_finds(doctors, dm_rooms, scale.bot_id)
+        if args.bursts:
+            await measure_bursts(args, scale, echo_id, doctors, dm_rooms, echo_rooms, r)
 
+        # Doctors take turns: one person sending every command would meet its own limit
+        # (rc_message: 10, then one per 5 s) and time Synapse's 429s, not the bots.
+        n = len(doctors)
         lead, lead_room = doctors[0], dm_rooms[0]
-        echo_room = await lead.dm(echo.client.user_id, timeout=120)
-        await round_trip(lead, echo_room, echo.client.user_id, QUERY)
+        r["find_load"] = load()
         bot_ms, echo_ms = [], []
-        for _ in range(args.finds):
-            bot_ms.append(1000 * await round_trip(lead, lead_room, scale.bot_id, QUERY))
-            echo_ms.append(1000 * await round_trip(lead, echo_room, echo.client.user_id, QUERY))
+        for i in range(args.finds):  # interleaved: both see the same load
+            d = i % n
+            bot_ms.append(1000 * await round_trip(doctors[d], dm_rooms[d], scale.bot_id, QUERY))
+            echo_ms.append(1000 * await round_trip(doctors[d], echo_rooms[d], echo_id, QUERY))
         r["find_bot_ms"], r["find_echo_ms"] = bot_ms, echo_ms
 
         watchers = [
             await _watcher(h) for h in (scale.prod, scale.prod, scale.prod, scale.peer, scale.peer)
         ]  # type: ignore[arg-type]
         who = " ".join(str(w.client.user_id) for w in watchers)
+        r["case_load"] = load()
         r["case_ms"] = [
-            await _case(lead, lead_room, scale.bot_id, who, i, watchers) for i in range(args.cases)
+            await _case(doctors[i % n], dm_rooms[i % n], scale.bot_id, who, i, watchers)
+            for i in range(args.cases)
         ]
 
         started = time.perf_counter()
         sent = 0
+        r["traffic_load"] = load()
         while time.perf_counter() - started < args.traffic:
             d = doctors[sent % len(doctors)]
             await d.send(dm_rooms[sent % len(doctors)], f"note {sent}")
             sent += 1
-            await asyncio.sleep(max(0.0, sent - (time.perf_counter() - started)))
+            await asyncio.sleep(max(0.0, sent / args.rate - (time.perf_counter() - started)))
         r["traffic_messages"] = sent
+        r["traffic_s"] = time.perf_counter() - started
         r["rss_traffic"] = bot.rss_mib()
 
         await bot.stop()
+        r["restart_load"] = load()
         r["restart_warm"] = await first_reply_after_start(bot, lead, lead_room, scale.bot_id)
         await bot.stop()
         r["tokens_dropped"] = bot.forget_sync_token(scale)
@@ -302,12 +373,36 @@ async def _case(
     return 1000 * (max(w.seen[room_id] for w in watchers) - started)
 
 
-def scale_refused(r: dict[str, Any]) -> list[str]:
-    return list(r.get("joins_refused", []))
-
-
 def _p(values: list[float], q: float) -> float:
     return percentile(values, q) if values else float("nan")
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b and b == b and a == a else "n/a"
+
+
+def report_bursts(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    if "burst_dms" in r:
+        d = r["burst_dms"]
+        last, echo_last = max(d["times"], default=float("nan")), max(d["echo_times"], default=0.0)
+        lag, echo_lag = max(d["lags"], default=float("nan")), max(d["echo_lags"], default=0.0)
+        print(
+            f"burst: {d['opened']} DMs opened at once (the homeserver created the last one "
+            f"after {d['opened_s']:.1f} s): {d['joined']} joined by the bot, last {last:.1f} s "
+            f"after the burst (p50 {_p(d['times'], 0.5):.1f} s), at most {lag:.1f} s after its "
+            f"room existed (p50 {_p(d['lags'], 0.5):.1f} s); echo bot {d['echo_joined']} "
+            f"joined, last {echo_last:.1f} s, at most {echo_lag:.1f} s after its room; ratio "
+            f"last {_ratio(last, echo_last)}, lag {_ratio(lag, echo_lag)} "
+            f"(target: all within 60 s) [load {d['load']}]"
+        )
+    if "burst_finds" in r:
+        f, e = r["burst_finds"], r["burst_finds_echo"]
+        print(
+            f"burst: {len(f)} !find in the same second: answered p50 {_p(f, 0.5):.2f} s max "
+            f"{max(f):.2f} s, {sum(1 for x in f if x <= 5)} within 5 s (target: all); echo "
+            f"p50 {_p(e, 0.5):.2f} s max {max(e):.2f} s; ratio max {_ratio(max(f), max(e))} "
+            f"[load {r['burst_finds_load']}]"
+        )
 
 
 def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
@@ -317,55 +412,65 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     )
     print(
         f"1. bot RSS after first sync {r['rss_ready']:.0f} MiB; after {r['traffic_messages']} "
-        f"messages at 1/s {r['rss_traffic']:.0f} MiB; after a cold start {r['rss_cold']:.0f} MiB"
-        f"  (target <= 250 MB)"
+        f"messages in {r['traffic_s']:.0f} s {r['rss_traffic']:.0f} MiB; after a cold start "
+        f"{r['rss_cold']:.0f} MiB (target <= 250 MB) [load {r['ready_load']}]"
     )
     print(f"   start to ready: {r['ready_s']:.1f} s")
     w, c = r["restart_warm"], r["restart_cold"]
     print(
         f"2. restart to first reply: with token {w[1]:.1f} s (ready {w[0]:.1f} s, target <= 30); "
-        f"cold {c[1]:.1f} s (ready {c[0]:.1f} s, target <= 120)"
+        f"cold {c[1]:.1f} s (ready {c[0]:.1f} s, target <= 120) [load {r['restart_load']}]"
     )
     b, e = r["find_bot_ms"], r["find_echo_ms"]
     print(
         f"3. !find x{len(b)}: bot p50 {_p(b, 0.5):.0f} ms p95 {_p(b, 0.95):.0f} ms; echo p50 "
-        f"{_p(e, 0.5):.0f} ms p95 {_p(e, 0.95):.0f} ms; ratio p50 {_p(b, 0.5) / _p(e, 0.5):.2f}x "
-        f"p95 {_p(b, 0.95) / _p(e, 0.95):.2f}x (target <= 1.25x)"
+        f"{_p(e, 0.5):.0f} ms p95 {_p(e, 0.95):.0f} ms; ratio p50 "
+        f"{_ratio(_p(b, 0.5), _p(e, 0.5))} p95 {_ratio(_p(b, 0.95), _p(e, 0.95))} "
+        f"(target <= 1.25x) [load {r['find_load']}]"
     )
     cs = r["case_ms"]
     print(
         f"4. !case new, 5 invitees on 2 homeservers x{len(cs)}: p50 {_p(cs, 0.5):.0f} ms "
-        f"max {max(cs, default=float('nan')):.0f} ms (target p50 <= 500)"
+        f"max {max(cs, default=float('nan')):.0f} ms (target p50 <= 500) [load {r['case_load']}]"
     )
-    if "burst_dms" in r:
-        d = r["burst_dms"]
-        print(
-            f"burst: {d['opened']} DMs opened at once: {d['joined']} joined by the bot, last after "
-            f"{max(d['times'], default=float('nan')):.1f} s, p50 {_p(d['times'], 0.5):.1f} s "
-            f"(target: all within 60 s)"
-        )
-    f = r["burst_finds"]
-    print(
-        f"burst: {len(f)} !find in the same second: answered p50 {_p(f, 0.5):.2f} s max "
-        f"{max(f):.2f} s, {sum(1 for x in f if x <= 5)} within 5 s (target: all)"
-    )
-    refused = scale_refused(r)
+    report_bursts(args, r)
+    refused = list(r.get("joins_refused", []))
     if refused:
         print(f"build: {len(refused)} joins refused, first: {refused[0]}")
     print("5. expiry on this topology and 6. guard cost: not measured by this benchmark")
 
 
-def main(argv: list[str] | None = None) -> None:
+SIZES = {
+    # a check that every step runs (minutes)
+    "quick": {"practitioners": 20, "rooms": 40, "burst_dms": 20, "burst_finds": 5,
+              "finds": 10, "cases": 3, "traffic": 30.0, "rate": 1.0},
+    # the issue's size
+    "issue": {"practitioners": 2000, "rooms": 5000, "burst_dms": 300, "burst_finds": 20,
+              "finds": 50, "cases": 5, "traffic": 900.0, "rate": 4.0},
+}  # fmt: skip
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.bench scale")
-    parser.add_argument("--practitioners", type=int, default=200)
-    parser.add_argument("--rooms", type=int, default=500)
-    parser.add_argument("--burst-dms", type=int, default=100)
-    parser.add_argument("--burst-finds", type=int, default=20)
-    parser.add_argument("--finds", type=int, default=30)
-    parser.add_argument("--cases", type=int, default=5)
-    parser.add_argument("--traffic", type=float, default=120.0, help="seconds at 1 message/s")
+    parser.add_argument("--size", choices=sorted(SIZES), default="quick")
+    for name in SIZES["quick"]:
+        kind = float if name in ("traffic", "rate") else int
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    parser.add_argument("--no-bursts", dest="bursts", action="store_false")
     parser.add_argument("--rebuild", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    args = parser().parse_args(argv)
+    for name, value in SIZES[args.size].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
 
     async def run() -> dict[str, Any]:
         key = f"scale-n{args.practitioners}-r{args.rooms}"
@@ -373,6 +478,7 @@ def main(argv: list[str] | None = None) -> None:
             with tempfile.TemporaryDirectory(prefix="caducee-bench-scale-") as tmp:
                 return await measure(args, scale, Path(tmp))
 
+    print(f"load at start: {load()}", flush=True)
     results = asyncio.run(run())
     report(args, results)
     sys.stdout.flush()

@@ -188,6 +188,8 @@ async def scale_setup(key: str, *, rebuild: bool) -> AsyncIterator[Scale]:
         await asyncio.gather(federation.start(), stack.start())
         if "admin" not in state:
             await _first_start(scale, peer_spec.server_name)
+        assert stack.rendered is not None
+        await _caducee("bot", "init", "--config", str(stack.rendered.bot))  # idempotent
         await stack.wait_guards_follow({prod_name, peer_spec.server_name}, timeout=120)
         yield scale
     finally:
@@ -206,26 +208,19 @@ async def _caducee(*args: str) -> None:
 
 
 async def _first_start(scale: Scale, peer_name: str) -> None:
-    """The operator's steps: member homeserver, bot account, the bot's rate-limit override."""
+    """The operator's steps: member homeserver, bot account with its rate-limit override."""
     rendered = scale.stack.rendered
     assert rendered is not None
     await _caducee("admin", "member", "add", PEER_MEMBER, "-c", str(rendered.bridge))
     await _caducee(
         "admin", "homeserver", "add", peer_name, "--member", PEER_MEMBER, "-c", str(rendered.bridge)
     )
-    secret = scale.prod.shared_secret
-    async with aiohttp.ClientSession() as http:
+    # The deployment's own step: the bot's account, exempted from per-account rate limits.
+    await _caducee("deploy", "bot-account", "--config", str(rendered.manifest))
+    async with aiohttp.ClientSession() as http:  # the benchmark's own admin (joined rooms)
         admin = await SynapseAdmin(http, scale.stack.main_client_url).register(
-            secret, "benchadmin", secrets.token_urlsafe(16), admin=True
+            scale.prod.shared_secret, "benchadmin", secrets.token_urlsafe(16), admin=True
         )
-        await SynapseAdmin(http, scale.stack.main_client_url).register(
-            secret,
-            scale.stack.settings.bot_localpart,
-            scale.stack.settings.secrets["CADUCEE_BOT_PASSWORD"],
-        )
-        await SynapseAdmin(
-            http, scale.stack.main_client_url, admin.access_token
-        ).exempt_from_rate_limits(scale.bot_id)
     scale.state["admin"] = admin.access_token
     save(scale)
 
@@ -243,7 +238,9 @@ async def bounded(limit: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[
 async def api(
     http: aiohttp.ClientSession, url: str, token: str, method: str, path: str, body: Any = None
 ) -> dict[str, Any]:
-    """One client-API call, waiting out 429s (the build runs as people, with their limits)."""
+    """One client-API call, waiting out 429s (the build runs as people, with their limits)
+    and 502s (the other homeserver refused a federation request with its own 429: a burst of
+    invitations across homeservers meets `rc_federation`, as it would between members)."""
     for _ in range(60):
         async with http.request(
             method,
@@ -255,6 +252,9 @@ async def api(
             if response.status == 429:
                 await asyncio.sleep(min(10.0, data.get("retry_after_ms", 1000) / 1000))
                 continue
+            if response.status == 502:
+                await asyncio.sleep(2.0)
+                continue
             if response.status != 200:
                 raise RuntimeError(f"{method} {path}: {response.status} {data}")
             return data
@@ -262,52 +262,59 @@ async def api(
 
 
 async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> float:
-    """Accounts and rooms (skipped when cached); returns the build time in seconds."""
+    """Accounts and rooms (skipped when cached); returns the build time in seconds.
+
+    Every practitioner is on the production homeserver and has a DM with the bot there (a
+    doctor of another homeserver talks to that homeserver's bot); a further PEER_SHARE of
+    them, on the second homeserver, are members of case rooms. Case rooms are created on the
+    production homeserver, as `!case new` does: an invitation *to* the bot over federation
+    counts against `rc_invites.per_user` of the bot as recipient (5, then one per 5 min),
+    which no override lifts. Peer members join over federation.
+
+    Resumable: the accounts and each room made are saved as they come, so an interrupted
+    build goes on where it stopped.
+    """
     if scale.state.get("built"):
         return float(scale.state["build_s"])
-    started = time.perf_counter()
+    started = time.perf_counter() - float(scale.state.get("build_s", 0.0))
     rng = random.Random(16)
-    on_peer = int(practitioners * PEER_SHARE)
-    wheres = ["peer"] * on_peer + ["prod"] * (practitioners - on_peer)
+    on_peer = int(practitioners * PEER_SHARE) if rooms > practitioners else 0
+    wheres = ["prod"] * practitioners + ["peer"] * on_peer
 
     async def register(i: int, where: str) -> dict[str, str]:
         user = await scale.hs(where).register_user(f"doc{i:05d}", secrets.token_urlsafe(12))
         return {"user_id": user.user_id, "token": user.access_token, "where": where}
 
-    accounts = await bounded(4, [lambda i=i, w=w: register(i, w) for i, w in enumerate(wheres)])
-    dms = min(practitioners, rooms * 2 // 5)
+    accounts: list[dict[str, str]] = scale.state.get("accounts") or await bounded(
+        4, [lambda i=i, w=w: register(i, w) for i, w in enumerate(wheres)]
+    )
+    made: dict[str, str] = scale.state.setdefault("made", {})  # plan index -> room id
+    scale.state.update(accounts=accounts, build_s=time.perf_counter() - started)
+    save(scale)
+    local = accounts[:practitioners]
+    dms = min(practitioners, rooms)
     plans: list[tuple[dict[str, str], list[dict[str, str]], str | None]] = [
-        (accounts[i], [], None) for i in range(dms)
+        (local[i], [], None) for i in range(dms)
     ]
     for k in range(rooms - dms):
-        members = rng.sample(accounts, rng.randint(1, 4))  # + creator, bot, echo: 3-6
-        creator = next((m for m in members if m["where"] == "prod"), members[0])
-        plans.append((creator, [m for m in members if m is not creator], f"Case {k}"))
+        creator = rng.choice(local)
+        others = [m for m in rng.sample(accounts, rng.randint(1, 4)) if m is not creator]
+        plans.append((creator, others, f"Case {k}"))  # + creator, bot, echo: 3-7 members
     refused: list[str] = []
     async with aiohttp.ClientSession() as http:
 
         async def make(
             creator: dict[str, str], others: list[dict[str, str]], name: str | None
         ) -> str:
-            hs = scale.hs(creator["where"])
             body: dict[str, Any] = {
                 "invite": [scale.bot_id, echo_id, *(o["user_id"] for o in others)],
                 "initial_state": [ENCRYPTION],
                 "preset": "private_chat",
             }
             body.update({"name": name} if name else {"is_direct": True})
-            room_id = str(
-                (
-                    await api(
-                        http,
-                        hs.client_url,
-                        creator["token"],
-                        "POST",
-                        "/_matrix/client/v3/createRoom",
-                        body,
-                    )
-                )["room_id"]
-            )
+            path = "/_matrix/client/v3/createRoom"
+            made = await api(http, scale.prod.client_url, creator["token"], "POST", path, body)
+            room_id = str(made["room_id"])
             for other in others:
                 path = f"/_matrix/client/v3/join/{room_id}"
                 try:
@@ -317,9 +324,16 @@ async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> f
                     refused.append(str(exc)[:300])
             return room_id
 
-        room_ids = await bounded(6, [lambda p=p: make(*p) for p in plans])
+        async def make_once(index: int) -> str:
+            if str(index) not in made:
+                made[str(index)] = await make(*plans[index])
+                if len(made) % 25 == 0:
+                    scale.state["build_s"] = time.perf_counter() - started
+                    save(scale)
+            return made[str(index)]
+
+        room_ids = await bounded(6, [lambda i=i: make_once(i) for i in range(len(plans))])
     scale.state.update(
-        accounts=accounts,
         dms=room_ids[:dms],
         cases=room_ids[dms:],
         built=True,
