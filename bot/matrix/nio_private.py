@@ -5,6 +5,9 @@ nio parse and apply its answer, to encrypt one Olm message for a chosen device, 
 how it handles a sync. The bot needs all four, so it reaches past nio's public surface here,
 and only here. `tests/test_bot_nio_private.py` pins each behaviour relied on against the
 installed nio (pinned in `pyproject.toml`): a nio upgrade that changes one fails there.
+The crypto state the bot reads and writes under public-looking but undocumented names
+(outbound group sessions, `session_store`, `tracked_users`, `members_synced`...) is pinned
+the same way in `tests/test_bot_nio_crypto_state.py`.
 """
 
 from __future__ import annotations
