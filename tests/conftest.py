@@ -51,21 +51,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def root_logging_restored() -> Iterator[None]:
     """A command run in-process (CliRunner) configures logging for its terminal, whose stream
     is closed afterwards: put the root logger back so later tests neither write to a closed
-    stream nor see INFO lines in their output."""
+    stream nor see INFO lines in their output.
+
+    Levels are put back for the loggers whose `setLevel` was called (which `basicConfig` and
+    `dictConfig` use), rather than by walking every logger Synapse and Twisted created before
+    and after each test, which cost more than many of the tests themselves."""
     root = logging.getLogger()
     handlers = list(root.handlers)
-    levels = {
-        name: logger.level
-        for name, logger in logging.Logger.manager.loggerDict.items()
-        if isinstance(logger, logging.Logger)
-    }
-    root_level = root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(root_level)
-    for name, logger in logging.Logger.manager.loggerDict.items():
-        if isinstance(logger, logging.Logger):
-            logger.setLevel(levels.get(name, logging.NOTSET))
+    before: dict[logging.Logger, int] = {}
+    set_level = logging.Logger.setLevel
+
+    def recording(logger: logging.Logger, level: int | str) -> None:
+        before.setdefault(logger, logger.level)
+        set_level(logger, level)
+
+    logging.Logger.setLevel = recording  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        logging.Logger.setLevel = set_level  # type: ignore[method-assign]
+        root.handlers[:] = handlers
+        for logger, level in before.items():
+            set_level(logger, level)
 
 
 @pytest.fixture(scope="session", autouse=True)

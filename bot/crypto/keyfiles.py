@@ -204,7 +204,9 @@ class PinStore:
             PendingReset(user, self._pinned.get(user, ""), seen, self._changed_at.get(user, 0))
             for user, seen in self._changed.items()
         ]
-        return sorted(found, key=lambda p: (p.since_ms, p.user_id))
+        # A stable sort: two resets flagged in the same millisecond keep the order they
+        # were flagged in (the file keeps insertion order).
+        return sorted(found, key=lambda p: p.since_ms)
 
     @contextlib.contextmanager
     def _update(self) -> Iterator[None]:
