@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         raw_times = searching.time_raw(folder / "directory.db", mix)
         print(f"search, {len(mix)} queries (targets: p95 <= 5 ms, p99 <= 10 ms):", flush=True)
         figures: dict[str, Any] = {"sqlite": searching.report("SQLite    ", ours_times)}
+        searching.slowest(mix, ours_times)
         print("  raw FTS5 (count + first page of the same plan):", flush=True)
         figures["raw_fts5"] = searching.report("raw FTS5  ", raw_times)
         ratios = {
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             if pg is not None:
                 print(f"  PostgreSQL import: {pg['import_s']:.1f} s", flush=True)
                 figures["postgres"] = searching.report("PostgreSQL", pg["times"])
+                searching.slowest(mix, pg["times"])
         print(f"import ratio to the raw insert: {ratio:.2f}x (target <= 1.5x)", flush=True)
         print(json.dumps({"import": ours, "reimport": again, "raw_insert": raw, "search": figures}))
 

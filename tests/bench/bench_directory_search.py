@@ -200,3 +200,12 @@ def report(label: str, times: dict[str, list[float]]) -> dict[str, dict[str, flo
                 )
             print(line, flush=True)
     return figures
+
+
+def slowest(mix: list[tuple[str, str]], times: dict[str, list[float]], count: int = 10) -> None:
+    """Print the queries that cost the most processor time (the p95/p99 tail to work on);
+    `times` comes from `time_ours`, whose "cpu all" follows the mix's order."""
+    ranked = sorted(zip(times["cpu all"], mix, strict=True), reverse=True)[:count]
+    print(f"  slowest {len(ranked)} (processor time):", flush=True)
+    for used, (kind, query) in ranked:
+        print(f"    {used:6.2f} ms  {kind:<18} {query}", flush=True)
