@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             if pg is not None:
                 print(f"  PostgreSQL import: {pg['import_s']:.1f} s", flush=True)
                 figures["postgres"] = searching.report("PostgreSQL", pg["times"])
-                searching.slowest(mix, pg["times"])
+                searching.slowest(mix, pg["times"], clock="wall")
         print(f"import ratio to the raw insert: {ratio:.2f}x (target <= 1.5x)", flush=True)
         print(json.dumps({"import": ours, "reimport": again, "raw_insert": raw, "search": figures}))
 

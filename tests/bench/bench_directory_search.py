@@ -202,10 +202,19 @@ def report(label: str, times: dict[str, list[float]]) -> dict[str, dict[str, flo
     return figures
 
 
-def slowest(mix: list[tuple[str, str]], times: dict[str, list[float]], count: int = 10) -> None:
-    """Print the queries that cost the most processor time (the p95/p99 tail to work on);
-    `times` comes from `time_ours`, whose "cpu all" follows the mix's order."""
-    ranked = sorted(zip(times["cpu all"], mix, strict=True), reverse=True)[:count]
-    print(f"  slowest {len(ranked)} (processor time):", flush=True)
+def slowest(
+    mix: list[tuple[str, str]],
+    times: dict[str, list[float]],
+    *,
+    clock: str = "cpu",
+    count: int = 10,
+) -> None:
+    """Print the queries that cost the most (the p95/p99 tail to work on); `times` comes from
+    `time_ours`, whose lists follow the mix's order. `clock` is "cpu" (this process's
+    processor time: SQLite runs here) or "wall" (PostgreSQL works in its own processes)."""
+    key = "cpu all" if clock == "cpu" else "all"
+    ranked = sorted(zip(times[key], mix, strict=True), reverse=True)[:count]
+    label = "processor" if clock == "cpu" else "wall"
+    print(f"  slowest {len(ranked)} ({label} time):", flush=True)
     for used, (kind, query) in ranked:
         print(f"    {used:6.2f} ms  {kind:<18} {query}", flush=True)
