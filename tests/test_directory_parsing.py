@@ -216,14 +216,28 @@ def test_titles_and_empty_queries() -> None:
 
 
 def test_names_are_indexed_joined_whole_and_one_letter_off() -> None:
-    from bridge.directory.rows import deletions, name_words
+    from bridge.directory.rows import Vocabulary, deletions, name_words
 
     found = name_words("de la fontaine", "helene")
     assert {"de", "la", "fontaine", "delafontaine", "lafontaine", "helene"} <= set(found)
     assert "9ldelafontaine" in found
-    assert "9tfntaine" in found and "9tfontain" in found  # typo variants of "fontaine"
-    assert not [x for x in name_words("le guen", "yann") if x.startswith("9t")]  # too short
+    assert not [x for x in found if x.startswith("9t")]  # typo variants: their own table
     assert deletions("anna") == ["nna", "ana", "ann"]
+    vocabulary = Vocabulary()
+    vocabulary.add_surname("de la fontaine")
+    vocabulary.add_surname("le guen")
+    vocabulary.add_first("helene")
+    typos = set(vocabulary.typo_rows())
+    assert ("fntaine", "fontaine") in typos and ("fontain", "fontaine") in typos
+    assert not [v for v, word in typos if word in ("le", "guen")]  # too short
+    # A joined run remembers its shortest first word: "lafontaine" from "la", and a run
+    # that is also a plain word elsewhere is a plain word (0).
+    assert vocabulary.words["delafontaine"] == 2 and vocabulary.words["fontaine"] == 0
+    vocabulary.add_surname("delafontaine")
+    assert vocabulary.words["delafontaine"] == 0
+    other = Vocabulary(words={"leguen": 1, "fontaine": 3})
+    vocabulary.update(other)
+    assert vocabulary.words["leguen"] == 1 and vocabulary.words["fontaine"] == 0
 
 
 def test_particles_abbreviations_and_typos_in_queries() -> None:
@@ -231,9 +245,16 @@ def test_particles_abbreviations_and_typos_in_queries() -> None:
     assert plan.groups[0] == Node("or", (Term("st"), Term("saint")))
     assert plan_query("le guen").groups == [Term("guen", prefix=True)]
     assert plan_query("le").groups == [Term("le", prefix=True)]  # alone: what was typed
-    typos = plan_query("matrin").with_typos()
+    from bridge.directory.query import typo_keys
+
+    plan = plan_query("matrin")
+    assert plan.typo_words() == ["matrin"]
+    assert "marin" in typo_keys("matrin")  # "martin" minus t, "matrin" minus t
+    typos = plan.with_typos({"matrin": ["martin"]})
     assert typos is not None
     [group] = typos.groups
-    assert isinstance(group, Node) and Term("9tmarin") in group.items  # "martin" minus t
-    assert plan_query("paul").with_typos() is not None  # 4 letters: a 5-letter name, minus one
-    assert plan_query("luc").with_typos() is None
+    assert isinstance(group, Node) and Term("martin") in group.items
+    assert Term("matrn") in group.items  # one letter extra: a variant may be the name
+    assert plan_query("paul").typo_words() == ["paul"]  # a 5-letter name, minus one
+    assert typo_keys("paul") == ["paul"]
+    assert plan_query("luc").with_typos({}) is None

@@ -24,7 +24,9 @@ from bridge.directory.generations import (
     PLACE,
     PRACTITIONER,
     PRACTITIONER_COLUMNS,
+    TYPO,
     UPDATE_IMPORT,
+    WORD,
     ImportBusyError,
     ImportFacts,
     SwapResult,
@@ -32,10 +34,10 @@ from bridge.directory.generations import (
     check_shrink,
 )
 from bridge.directory.params import numbered
-from bridge.directory.rows import ROW_SEP, PractitionerRow
+from bridge.directory.rows import ROW_SEP, PractitionerRow, Vocabulary
 from bridge.directory.spill import DuplicateNameError, Merged, Spill
 
-_SWAPPED = (PRACTITIONER, PLACE)
+_SWAPPED = (PRACTITIONER, PLACE, WORD, TYPO)
 _LOCK_KEY = 0x43414455  # "CADU": one directory import at a time per database
 _STAGE = "directory_stage"
 
@@ -105,7 +107,7 @@ class PostgresGeneration:
         assert self._spill is not None
         self._spill.add(list(rows))
 
-    async def build(self, cities: Sequence[str]) -> None:
+    async def build(self, vocabulary: Vocabulary) -> None:
         """Load practitioners in name order (ids 1..n), then constraints and indexes."""
         assert self._spill is not None
         pg = self.pg
@@ -128,7 +130,13 @@ class PostgresGeneration:
         )
         await pg.execute(f"DROP TABLE {_STAGE}")
         await pg.copy_records_to_table(
-            f"{PLACE}{NEXT}", records=[(c,) for c in sorted(cities)], columns=["key"]
+            f"{PLACE}{NEXT}", records=[(c,) for c in sorted(vocabulary.cities)], columns=["key"]
+        )
+        await pg.copy_records_to_table(
+            f"{WORD}{NEXT}", records=list(vocabulary.words.items()), columns=["word", "head"]
+        )
+        await pg.copy_records_to_table(
+            f"{TYPO}{NEXT}", records=list(vocabulary.typo_rows()), columns=["variant", "word"]
         )
         await pg.execute("SET maintenance_work_mem = '256MB'")
         for table in _SWAPPED:

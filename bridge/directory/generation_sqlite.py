@@ -25,17 +25,19 @@ from bridge.directory.generations import (
     PLACE,
     PRACTITIONER,
     PRACTITIONER_COLUMNS,
+    TYPO,
     UPDATE_IMPORT,
+    WORD,
     ImportBusyError,
     ImportFacts,
     SwapResult,
     change_report_sql,
     check_shrink,
 )
-from bridge.directory.rows import ROW_SEP, PractitionerRow
+from bridge.directory.rows import ROW_SEP, PractitionerRow, Vocabulary
 from bridge.directory.spill import DuplicateNameError, Merged, Spill
 
-_SWAPPED = (PRACTITIONER, PLACE, FTS)
+_SWAPPED = (PRACTITIONER, PLACE, FTS, WORD, TYPO)
 _COMPARE_INDEX = "directory_practitioner_next_compare"
 _INCREMENTAL = 2  # PRAGMA auto_vacuum
 
@@ -121,7 +123,7 @@ class SqliteGeneration:
         assert self._spill is not None
         self._spill.add(list(rows))
 
-    async def build(self, cities: Sequence[str]) -> None:
+    async def build(self, vocabulary: Vocabulary) -> None:
         """Write the practitioners in name order (ids 1..n), then index their words."""
         assert self._spill is not None
         db = self.db
@@ -146,7 +148,16 @@ class SqliteGeneration:
         self._spill.close()
         await db.execute(f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}) VALUES ('optimize')")
         await db.executemany(
-            f"INSERT INTO {PLACE}{NEXT} (key) VALUES (?)", [(c,) for c in sorted(cities)]
+            f"INSERT INTO {PLACE}{NEXT} (key) VALUES (?)", [(c,) for c in sorted(vocabulary.cities)]
+        )
+        # Both are WITHOUT ROWID tables keyed by what they are searched by: inserted in key
+        # order, each row lands at the end of its b-tree.
+        await db.executemany(
+            f"INSERT INTO {WORD}{NEXT} (word, head) VALUES (?, ?)", sorted(vocabulary.words.items())
+        )
+        await db.executemany(
+            f"INSERT INTO {TYPO}{NEXT} (variant, word) VALUES (?, ?)",
+            sorted(vocabulary.typo_rows()),
         )
         await db.execute("COMMIT")
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bridge.directory.rows import ROW_FIELDS, PractitionerRow
+from bridge.directory.rows import ROW_FIELDS, PractitionerRow, Vocabulary
 from bridge.directory.spill import Merged
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ NEXT = "_next"
 PRACTITIONER = "directory_practitioner"
 PLACE = "directory_place"
 FTS = "directory_fts"
+WORD = "directory_word"
+TYPO = "directory_typo"
 PRACTITIONER_COLUMNS = ", ".join(ROW_FIELDS)
 """In `PractitionerRow` order."""
 _COMPARED = ("id_type", "last_name", "first_name", "title", "profession_code", "profession")
@@ -102,7 +104,7 @@ class Generation(Protocol):
     def merged(self) -> list[Merged]: ...
     async def begin(self) -> None: ...
     async def add(self, rows: Sequence[PractitionerRow]) -> None: ...
-    async def build(self, cities: Sequence[str]) -> None: ...
+    async def build(self, vocabulary: Vocabulary) -> None: ...
     async def swap(self, facts: ImportFacts) -> SwapResult: ...
     async def discard(self) -> None: ...
 
@@ -154,7 +156,9 @@ __all__ = [
     "PLACE",
     "PRACTITIONER",
     "PRACTITIONER_COLUMNS",
+    "TYPO",
     "UPDATE_IMPORT",
+    "WORD",
     "Generation",
     "ImportBusyError",
     "ImportFacts",

@@ -128,7 +128,7 @@ async def import_directory(
             raise ImportRefusedError(_nothing_found(tally))
         if progress is not None:
             progress.phase("building the search index")
-        await generation.build(sorted(grouper.cities))
+        await generation.build(grouper.vocabulary)
         if generation.merged:
             tally.note(merge_warnings_for(source, generation.merged))
         if progress is not None:

@@ -172,10 +172,10 @@ async def _load_in_workers(
     carried: list[str] = []
 
     async def collect() -> None:
-        rows, errors, warnings, cities, records, named = await in_flight.popleft()
+        rows, errors, warnings, learnt, records, named = await in_flight.popleft()
         tally.records += records
         tally.count(errors, warnings)
-        grouper.cities.update(cities)
+        grouper.vocabulary.update(learnt)
         if specialties is not None:
             specialties.add_seen(*named)
         await generation.add(rows)

@@ -28,7 +28,7 @@ import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 
 from bridge.directory.model import ParseError, ParseWarning
-from bridge.directory.rows import Grouper, PractitionerRow
+from bridge.directory.rows import Grouper, PractitionerRow, Vocabulary
 from bridge.directory.rpps import ExtractParser, Layout
 from bridge.directory.savoir_faire import SpecialtyIndex
 
@@ -36,12 +36,12 @@ BatchResult = tuple[
     list[PractitionerRow],
     list[ParseError],
     list[ParseWarning],
-    list[str],
+    Vocabulary,
     int,
     tuple[list[int], list[str]],
 ]
-"""(rows, errors, warnings, new city keys, records, SavoirFaire identifiers newly named) for
-one batch of lines."""
+"""(rows, errors, warnings, vocabulary learnt, records, SavoirFaire identifiers newly named)
+for one batch of lines."""
 
 _parser: ExtractParser | None = None
 _grouper: Grouper | None = None
@@ -94,10 +94,9 @@ def parse_batch(lines: list[str], first_line_no: int) -> BatchResult:
     assert _parser is not None and _grouper is not None, "worker not started"
     records, errors, warnings = _parser.parse(lines, first_line_no)
     rows = _grouper.feed(records) + _grouper.flush()
-    cities = list(_grouper.cities)
-    _grouper.cities.clear()
+    learnt = _grouper.vocabulary.take()
     named = _specialties.take_seen() if _specialties is not None else ([], [])
-    return rows, errors, warnings, cities, len(records), named
+    return rows, errors, warnings, learnt, len(records), named
 
 
 def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None) -> Executor:

@@ -99,28 +99,35 @@ class Plan:
             self.expression(exact=True),
         ]
 
-    def with_typos(self) -> Plan | None:
-        """The same query with each name word of five letters or more one edit away (see
-        bridge.directory.rows); None when no word is long enough."""
+    def typo_words(self) -> list[str]:
+        """The name words typed that may carry a typo: a five-letter name typed with a letter
+        missing has four letters."""
+        return [
+            g.word
+            for g in self.groups
+            if isinstance(g, Term) and g.prefix and len(g.word) >= w.TYPO_MIN_LETTERS - 1
+        ]
+
+    def with_typos(self, corrections: Mapping[str, Sequence[str]]) -> Plan | None:
+        """The same query with each `typo_words` word one edit away from a name word too
+        (see bridge.directory.rows): `corrections` are the surname words found in the typo
+        table for each (`typo_keys`); None when no word is long enough."""
         groups: list[Expr] = []
         changed = False
         for group in self.groups:
-            # A five-letter name typed with a letter missing has four.
             if (
                 isinstance(group, Term)
                 and group.prefix
                 and len(group.word) >= w.TYPO_MIN_LETTERS - 1
             ):
-                # Only the variants a five-letter-or-more name can meet: typed one letter
-                # short, the word is one of the name's variants; one wrong or swapped, they
-                # share one; one extra (six letters or more), one of its variants is the name.
+                # Typed one letter short, wrong or swapped: the surname words found from the
+                # word's variants; one letter extra (six letters or more): one of the word's
+                # variants is the name word, whichever it is.
                 word = group.word
-                terms = [group, Term(w.TYPO + word)]
-                if len(word) >= w.TYPO_MIN_LETTERS:
-                    terms += [Term(w.TYPO + v) for v in w.deletions(word)]
+                terms = [group, *(Term(c) for c in corrections.get(word, ()))]
                 if len(word) > w.TYPO_MIN_LETTERS:
                     terms += [Term(v) for v in w.deletions(word)]
-                groups.append(Node("or", tuple(terms)))
+                groups.append(Node("or", tuple(dict.fromkeys(terms))))
                 changed = True
             else:
                 groups.append(group)
@@ -136,6 +143,13 @@ class Plan:
             self.departments,
             self.identifiers,
         )
+
+
+def typo_keys(word: str) -> list[str]:
+    """What to look up in the typo table for a word typed: a surname word with a letter
+    deleted equals the word (a letter missing) or one of its own variants (one wrong or two
+    swapped: they share one)."""
+    return [word, *w.deletions(word)] if len(word) >= w.TYPO_MIN_LETTERS else [word]
 
 
 def _exact(expr: Expr) -> Expr:

@@ -18,12 +18,18 @@ Name words are also indexed the other ways doctors type them (`name_words`):
 - `9l<surname>`: the whole surname joined ("9lmartin", "9laitalimartin"), so that a query can
   rank a practitioner whose surname IS the word typed ("martin") before one whose surname only
   contains it (AÏT-ALI-MARTIN), and a surname that starts with it before a first name;
-- `9t<variant>`: each surname word of five letters or more with one letter deleted, the
+
+Beside the rows, an import learns its `Vocabulary`, stored in tables of their own:
+- every name word, with for a joined run the length of its first word: a long prefix typed
+  ("sanchez") is matched as the words it begins (`directory_word`), and a run beginning with a
+  whole word that already begins with the prefix ("sanchezadam") adds nobody, so it is left out;
+- each surname word of five letters or more with one letter deleted (`directory_typo`), the
   deletion neighbourhood of symmetric-delete spelling correction (SymSpell): a query word and
   a surname word are one edit apart (a letter missing, extra, wrong, or two swapped) exactly
-  when one equals the other with a letter deleted, or both do with a letter deleted each. A
-  query's variants are looked up as plain words, the same way on SQLite and PostgreSQL, so a
-  typo finds the same practitioners on both back ends.
+  when one equals the other with a letter deleted, or both do with a letter deleted each. The
+  query's variants are looked up there, the same way on SQLite and PostgreSQL, and the surname
+  words found are matched as plain words, so a typo finds the same practitioners on both back
+  ends. (Indexed per practitioner, these variants were 40 % of the word index's size.)
 
 A practitioner with several activity lines becomes ONE row: the words of all their activities
 together (a search for "cardio lyon" finds them if any activity is a cardiology one in Lyon),
@@ -35,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridge.directory.model import PractitionerRecord, RppsId
 from bridge.directory.rpps import RecordRow
@@ -47,7 +53,6 @@ CITY = "9c"
 POSTCODE = "9z"
 DEPARTMENT = "9d"
 SURNAME = "9l"
-TYPO = "9t"
 TYPO_MIN_LETTERS = 5
 """Shorter words are not typo-tolerant: one edit away from a four-letter name is too many
 other names."""
@@ -75,18 +80,71 @@ def name_words(last: str, first: str) -> list[str]:
 
 
 def surname_words(last: str) -> list[str]:
-    """The index words of a folded surname: its words, joined runs, `9l` and `9t` words."""
-    surname = last.split()
-    found = list(surname)
+    """The index words of a folded surname: its words, joined runs and the `9l` word."""
+    found = list(_runs(last.split()))
+    if found:
+        found.append(SURNAME + last.replace(" ", ""))
+    return list(dict.fromkeys(found))
+
+
+def _runs(surname: list[str]) -> Iterator[str]:
+    """The surname's words, then its runs of two words or more joined."""
+    yield from surname
     for start in range(len(surname) - 1):
         for end in range(start + 2, len(surname) + 1):
-            found.append("".join(surname[start:end]))
-    if surname:
-        found.append(SURNAME + "".join(surname))
-    for word in surname:
-        if len(word) >= TYPO_MIN_LETTERS:
-            found += [TYPO + d for d in deletions(word)]
-    return list(dict.fromkeys(found))
+            yield "".join(surname[start:end])
+
+
+@dataclass(slots=True)
+class Vocabulary:
+    """What an import learns besides the practitioners (see the module docstring).
+
+    `words`: name word -> 0 for a word of a name, else (a joined run only) the length of the
+    shortest first word it was joined from. `surnames`: surname words long enough for typos.
+    """
+
+    cities: set[str] = field(default_factory=set)
+    words: dict[str, int] = field(default_factory=dict)
+    surnames: set[str] = field(default_factory=set)
+
+    def add_surname(self, last: str) -> None:
+        """A folded surname (words joined by spaces)."""
+        surname = last.split()
+        known = self.words
+        for word in surname:
+            known[word] = 0
+            if len(word) >= TYPO_MIN_LETTERS:
+                self.surnames.add(word)
+        for start in range(len(surname) - 1):
+            head = len(surname[start])
+            for end in range(start + 2, len(surname) + 1):
+                run = "".join(surname[start:end])
+                if known.get(run, head + 1) > head:
+                    known[run] = head
+
+    def add_first(self, first: str) -> None:
+        for word in first.split():
+            self.words[word] = 0
+
+    def update(self, other: Vocabulary) -> None:
+        self.cities |= other.cities
+        self.surnames |= other.surnames
+        known = self.words
+        for word, head in other.words.items():
+            if known.get(word, head + 1) > head:
+                known[word] = head
+
+    def take(self) -> Vocabulary:
+        """What was learnt since the last `take` (this one is then empty)."""
+        taken = Vocabulary(self.cities, self.words, self.surnames)
+        self.cities, self.words, self.surnames = set(), {}, set()
+        return taken
+
+    def typo_rows(self) -> Iterator[tuple[str, str]]:
+        """(variant, surname word): each surname word with a letter deleted, each way."""
+        for word in self.surnames:
+            for variant in deletions(word):
+                yield variant, word
 
 
 def surname_key(last: str) -> str:
@@ -143,12 +201,13 @@ class Grouper:
         self._places: dict[tuple[str, str, str], str] = {}
         self._kinds: dict[tuple[str, str], str] = {}
         self._spelled: dict[str, str] = {}
+        self._firsts: set[str] = set()
         self._rpps = ""
         self._head: RecordRow = ()
         self._activities: list[str] = []
         self._tokens: list[str] = []
-        self.cities: set[str] = set()
-        """Every city key seen: the place names a query can recognise."""
+        self.vocabulary = Vocabulary()
+        """Every city key and name word seen (`Vocabulary`)."""
 
     def _name(self, text: str) -> str:
         found = self._names.get(text)
@@ -159,7 +218,7 @@ class Grouper:
     def _place(self, postcode: str, city: str, department: str) -> str:
         key = city_key(city)
         if key:
-            self.cities.add(key)
+            self.vocabulary.cities.add(key)
         parts = [
             POSTCODE + postcode if postcode else "",
             city_token(key) if key else "",
@@ -219,6 +278,10 @@ class Grouper:
         spelled = self._spelled.get(last)
         if spelled is None:
             spelled = self._spelled[last] = " ".join(surname_words(last))
+            self.vocabulary.add_surname(last)
+        if first not in self._firsts:
+            self._firsts.add(first)
+            self.vocabulary.add_first(first)
         tokens.append(spelled)
         tokens.append(first)
         return ROW_SEP.join(

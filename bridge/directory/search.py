@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.directory import rows as w
 from bridge.directory.model import RppsId
-from bridge.directory.query import ABBREVIATIONS, Plan, long_prefixes, plan_query
+from bridge.directory.query import ABBREVIATIONS, Plan, long_prefixes, plan_query, typo_keys
 from bridge.directory.search_sql import (
     LONGEST_PREFIX,
     MAX_EXPANSION,
@@ -163,20 +163,33 @@ def _steps(backend: Backend, query: str, cities: frozenset[str], limit: int, off
     expansions: dict[str, list[str]] = {}
     words = [] if backend.postgres else long_prefixes(plan.expression(), LONGEST_PREFIX)
     if words:
-        create, lookup = backend.vocabulary(len(words))
-        yield create, {}
-        params = {f"p{n}": word for n, word in enumerate(words)}
+        params: dict[str, Any] = {f"p{n}": word for n, word in enumerate(words)}
         params |= {f"e{n}": word + "{" for n, word in enumerate(words)}  # "{" follows "z"
+        params |= {f"h{n}": len(word) for n, word in enumerate(words)}
         found: dict[int, list[str]] = {}
-        for n, term in (yield lookup, params):
+        for n, term in (yield backend.vocabulary(len(words)), params):
             found.setdefault(int(n), []).append(str(term))
         for n, word in enumerate(words):
             if 0 < len(found.get(n, ())) <= MAX_EXPANSION:
                 expansions[word] = found[n]
     page = yield from _ranked(backend, plan, limit, offset, expansions)
-    if page[0].total == 0 and (typos := plan.with_typos()) is not None:
+    typed = plan.typo_words() if page[0].total == 0 else []
+    if typed:
         # Nothing as typed: one letter off in a long name word (below any exact match,
         # since those come first by construction: there are none).
+        keys = {word: typo_keys(word) for word in typed}
+        variants = list(dict.fromkeys(k for found_keys in keys.values() for k in found_keys))
+        rows = yield (
+            backend.typo_lookup(len(variants)),
+            {f"v{n}": v for n, v in enumerate(variants)},
+        )
+        corrections: dict[str, list[str]] = {}
+        for variant, surname in rows:
+            for word, word_keys in keys.items():
+                if variant in word_keys:
+                    corrections.setdefault(word, []).append(str(surname))
+        typos = plan.with_typos(corrections)
+        assert typos is not None
         typos.name_words.clear()  # name order: the ranking tiers compare the words typed
         page = yield from _ranked(backend, typos, limit, offset, expansions)
     return page

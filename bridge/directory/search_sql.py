@@ -20,7 +20,8 @@ LONGEST_PREFIX = 6
 """The longest prefix length FTS5 indexes (migration 0005)."""
 MAX_EXPANSION = 300
 """A longer prefix beginning more index words than this is left to FTS5 as a prefix."""
-VOCABULARY = "directory_fts_words"
+WORD = "directory_word"
+TYPO = "directory_typo"
 Expansions = Mapping[str, Sequence[str]]
 
 
@@ -98,35 +99,42 @@ class Backend:
         self.by_id = Statement(by_id, postgres)
         self.by_id_and_words = Statement(by_id + also, postgres)
         self.places = Statement("SELECT key FROM directory_place", postgres)
-        self._vocabulary: dict[int, list[Statement]] = {}
+        self._vocabulary: dict[int, Statement] = {}
+        self._typos: dict[int, Statement] = {}
 
     def render(self, expr: Expr, expansions: Expansions | None = None) -> str:
         return to_tsquery(expr) if self.postgres else to_fts5(expr, expansions)
 
-    def vocabulary(self, count: int) -> list[Statement]:
-        """SQLite: the index words beginning each of `count` prefixes (`:p0`/`:e0`, ...:
-        the prefix and the first string after all its words), word per row with its number.
+    def vocabulary(self, count: int) -> Statement:
+        """SQLite: the name words beginning each of `count` prefixes (`:p0`/`:e0`/`:h0`, ...:
+        the prefix, the first string after all its words, its length), with its number.
 
         Only prefixes of up to LONGEST_PREFIX letters have their own index; a longer one
         ("christine", "francois") makes FTS5 merge the posting lists of every word it begins
         at each evaluation, tens of milliseconds on the whole register. Its words, looked up
-        once (a range scan of the index's terms), are matched instead as whole words.
+        once in `directory_word`, are matched instead as whole words. A joined run whose
+        first word is at least as long as the prefix ("sanchezadam" for "sanchez") is left
+        out: whoever has it has that first word too, which begins with the prefix.
         """
         found = self._vocabulary.get(count)
         if found is None:
             parts = " UNION ALL ".join(
-                f"SELECT {n}, term FROM (SELECT term FROM temp.{VOCABULARY} "
-                f"WHERE term >= :p{n} AND term < :e{n} LIMIT {MAX_EXPANSION + 1})"
+                f"SELECT {n}, word FROM (SELECT word FROM {WORD} "
+                f"WHERE word >= :p{n} AND word < :e{n} AND head < :h{n} "
+                f"LIMIT {MAX_EXPANSION + 1})"
                 for n in range(count)
             )
-            found = self._vocabulary[count] = [
-                Statement(
-                    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCABULARY} "
-                    "USING fts5vocab(main, directory_fts, row)",
-                    postgres=False,
-                ),
-                Statement(parts, postgres=False),
-            ]
+            found = self._vocabulary[count] = Statement(parts, postgres=False)
+        return found
+
+    def typo_lookup(self, count: int) -> Statement:
+        """The surname words one letter away from `count` variants (`:v0`, ...), with the
+        variant found."""
+        found = self._typos.get(count)
+        if found is None:
+            marks = ", ".join(f":v{n}" for n in range(count))
+            sql = f"SELECT variant, word FROM {TYPO} WHERE variant IN ({marks})"
+            found = self._typos[count] = Statement(sql, self.postgres)
         return found
 
     def tier(
