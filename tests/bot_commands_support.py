@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.commands.context import MatrixActionError
+from bot.cases.resume import REQUEST_MARK
+from bot.commands.context import CreationRefused, MatrixActionError
 from bot.ids import EventId, RoomId, UserId, server_of
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -57,6 +58,9 @@ class FakeMatrix:
         self.calls: list[tuple[str, ...]] = []
         self.refuse_invites: dict[str, str] = {}
         self.fail_create: str | None = None
+        # A /createRoom naming invitees refused before any room exists (a guard's check of
+        # the request), as (message, request_over); request_over False: a 5xx.
+        self.refuse_creation_with_invites: tuple[str, bool] | None = None
         self.fail_kick: str | None = None
         self._n = 0
 
@@ -107,14 +111,30 @@ class FakeMatrix:
         if body.get("room_version") == "12" and self.user_id in override.get("users", {}):
             # What Synapse answers (400) for room version 12.
             raise MatrixActionError(f"Creator user {self.user_id} must not appear in content.users")
+        if body.get("invite") and self.refuse_creation_with_invites is not None:
+            message, request_over = self.refuse_creation_with_invites
+            self.calls.append(("create_room refused",))
+            raise CreationRefused(message, request_over=request_over)
         room_id = RoomId(self._next("!"))
         self.calls.append(("create_room", room_id))
         room = FakeRoom(room_id, body, joined={self.user_id}, power=dict(override.get("users", {})))
-        room.invited.update(UserId(u) for u in body.get("invite", []))
         for event in body.get("initial_state", []):
             room.state[(event["type"], event.get("state_key", ""))] = event["content"]
         self.rooms[room_id] = room
+        # As Synapse: the room first, then each invitation in turn; the first refused one
+        # fails the request, the room and the invitations before it stay.
+        for user_id in body.get("invite", []):
+            try:
+                await self.invite(room_id, UserId(user_id))
+            except MatrixActionError as exc:
+                raise CreationRefused(exc.message, request_over=True) from exc
         return room_id
+
+    async def find_created_room(self, request: EventId) -> RoomId | None:
+        for room_id, room in self.rooms.items():
+            if room.body.get("creation_content", {}).get(REQUEST_MARK) == request:
+                return room_id
+        return None
 
     async def invite(self, room_id: RoomId, user_id: UserId) -> None:
         room = self._room(room_id)

@@ -278,7 +278,10 @@ async def test_case_new_creates_a_protected_room_invites_and_links(bot: Bot) -> 
     )
     (room_id,) = [r for r in bot.matrix.rooms if r != bot.dm]
     room = bot.matrix.rooms[room_id]
-    assert room.body["name"] == "Cas · suivi genou" and room.body["invite"] == []
+    assert room.body["name"] == "Cas · suivi genou"
+    # Invited by the creation itself, in the order asked, the requester (who gets the link
+    # in the reply anyway) last.
+    assert room.body["invite"] == [CAROL, BOB, ALICE]
     assert room.state[("m.room.encryption", "")] == {"algorithm": "m.megolm.v1.aes-sha2"}
     assert room.state[("m.room.retention", "")] == {
         "max_lifetime": 2 * 86400 * 1000 + PURGE_MARGIN_MS

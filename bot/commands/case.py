@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
+from typing import Any
 
 from bot.cases.journal import CaseJournal
 from bot.cases.lifetime import close_confirmation_text
@@ -14,11 +15,19 @@ from bot.cases.warnings import warn_if_due
 from bot.commands import texts
 from bot.commands.context import (
     CommandSettings,
+    CreationRefused,
     ListsInvitedMembers,
     MatrixActionError,
     MatrixActions,
 )
-from bot.commands.invitees import Invitee, invite_all, resolve_invitees, summarise
+from bot.commands.invitees import (
+    Invitee,
+    in_request_order,
+    invite_all,
+    resolve_invitees,
+    summarise,
+    to_invite,
+)
 from bot.commands.parsing import ArgumentError
 from bot.commands.policy import (
     CaseNewArgs,
@@ -37,7 +46,7 @@ from bot.commands.registry import (
 )
 from bot.commands.rooms import build_case_room_body, matrix_to_link
 from bot.durations import format_duration
-from bot.ids import RoomId, UserId, server_of
+from bot.ids import EventId, RoomId, UserId, server_of
 from bot.store import BotStore, CaseRoom
 
 logger = logging.getLogger(__name__)
@@ -47,9 +56,15 @@ CONFIRM_WORDS = frozenset({"confirm", "confirmer"})
 
 
 async def _find_or_create_room(
-    invocation: Invocation, journal: CaseJournal, label: str, ttl_seconds: int
+    invocation: Invocation,
+    journal: CaseJournal,
+    label: str,
+    ttl_seconds: int,
+    invite: Sequence[UserId],
 ) -> tuple[RoomId, bool]:
-    """The case room of this request: the one an interrupted run created, else a new one.
+    """The case room of this request: the one an interrupted run created, else a new one
+    with ``invite`` invited by the creation itself. Returns the room and whether everyone
+    in ``invite`` is known to be invited.
 
     The intent is committed before the room is asked for and the room id right after, so
     whatever the moment the bot stops, the next run finds the room (by the journal, or by
@@ -61,15 +76,20 @@ async def _find_or_create_room(
     room_id = request.room_id
     if room_id is None and not request.fresh and isinstance(actions, FindsCreatedRoom):
         room_id = await actions.find_created_room(msg.event_id)
+    all_invited = False
     if room_id is None:
-        body = build_case_room_body(
-            label=label,
-            requester=msg.sender,
-            bot=actions.user_id,
-            ttl_seconds=ttl_seconds,
-            request=msg.event_id,
-        )
-        room_id = await actions.create_room(body)
+
+        def body(invite: Sequence[UserId]) -> dict[str, Any]:
+            return build_case_room_body(
+                label=label,
+                requester=msg.sender,
+                bot=actions.user_id,
+                ttl_seconds=ttl_seconds,
+                invite=invite,
+                request=msg.event_id,
+            )
+
+        room_id, all_invited = await _create_with_invitations(actions, msg.event_id, body, invite)
     else:
         logger.info("case request resumed: room %s already exists", room_id)
     if request.room_id is None:
@@ -84,7 +104,39 @@ async def _find_or_create_room(
                 created_ms=invocation.services.store.database.now_ms(),
             )
         )
-    return room_id, not request.fresh
+    return room_id, all_invited
+
+
+async def _create_with_invitations(
+    actions: MatrixActions,
+    request: EventId,
+    body: Callable[[Sequence[UserId]], dict[str, Any]],
+    invite: Sequence[UserId],
+) -> tuple[RoomId, bool]:
+    """Create the room with everyone invited in the same request; on a refusal, the room
+    without them. Returns the room and whether everyone was invited.
+
+    Inviting within the creation is what makes ``!case new`` quick: the homeserver writes
+    the invitations right after the room's first events, without a request per person. But
+    one refused invitation (a colleague's server down or refusing us) fails the whole
+    request after the room exists. The room is then found by its request mark and the
+    command goes on as a resumed one: the people already invited are kept, the others are
+    invited one by one, so whoever refuses is reported and everyone else is invited. A
+    shell that cannot find a room by its mark gets the invitations one by one from the start.
+    """
+    if not invite or not isinstance(actions, FindsCreatedRoom):
+        return await actions.create_room(body(())), False
+    try:
+        return await actions.create_room(body(invite)), True
+    except CreationRefused as exc:
+        logger.info("case room creation with its invitations refused: %s", exc.message)
+        room_id = await actions.find_created_room(request)
+        if room_id is not None:
+            logger.info("case room %s exists: inviting one by one", room_id)
+            return room_id, False
+        if not exc.request_over:
+            raise  # the room may still appear: never risk a second one
+    return await actions.create_room(body(())), False
 
 
 async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
@@ -95,19 +147,32 @@ async def run_case_new(invocation: Invocation, args: CaseNewArgs) -> Reply:
     invitees = await resolve_invitees(
         args.invitees, services.directory, services.settings.member_servers
     )
-    # No invitations in the creation request: one refused invitation would fail it after
-    # the room exists. The room is recorded first, then everyone is invited (concurrently).
-    journal = CaseJournal(services.store.database)
-    room_id, resumed = await _find_or_create_room(invocation, journal, label, args.ttl_seconds)
-    logger.info("case room %s created with %d invitee(s)", room_id, len(invitees))
     requester = Invitee(str(msg.sender), user_id=msg.sender)
-    present: set[UserId] = {actions.user_id}
-    if resumed:  # invite only those the interrupted run did not reach
+    todo = to_invite([requester, *invitees], skip={actions.user_id})
+    # The requester last: the reply, which follows every invitation, brings them the link
+    # anyway, and the colleagues, who have only the invitation, get it a little sooner.
+    invite = [i.user_id for i in todo if i is not requester and i.user_id is not None]
+    invite.append(msg.sender)
+    journal = CaseJournal(services.store.database)
+    room_id, all_invited = await _find_or_create_room(
+        invocation, journal, label, args.ttl_seconds, invite
+    )
+    logger.info("case room %s created with %d invitee(s)", room_id, len(invitees))
+    if all_invited:
+        everyone = in_request_order(
+            [requester, *invitees], {i.user_id: i for i in todo if i.user_id}
+        )
+        reached: list[Invitee] = []
+    else:
+        # Resumed, or the creation refused someone: invite only those not reached yet.
+        present: set[UserId] = {actions.user_id}
         present.update(await actions.joined_members(room_id))
         if isinstance(actions, ListsInvitedMembers):
             present.update(await actions.invited_members(room_id))
-    reached = [i for i in invitees if i.user_id in present and i.user_id != actions.user_id]
-    everyone = await invite_all(actions, room_id, [requester, *invitees], skip=frozenset(present))
+        reached = [i for i in invitees if i.user_id in present and i.user_id != actions.user_id]
+        everyone = await invite_all(
+            actions, room_id, [requester, *invitees], skip=frozenset(present)
+        )
     own = next((i for i in everyone if i.shown == requester.shown), requester)
     outcomes = [i for i in everyone if i is not own] + reached
     case = await services.store.get_case(room_id)

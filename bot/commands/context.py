@@ -24,6 +24,21 @@ class MatrixActionError(Exception):
         self.message = message
 
 
+class CreationRefused(MatrixActionError):
+    """The homeserver answered a /createRoom with a refusal.
+
+    When the request named people to invite, the room may exist all the same: Synapse makes
+    the room first and invites afterwards, one by one, and fails the whole request on the
+    first refused invitation. ``request_over``: the homeserver itself answered (a 4xx), so
+    nothing more will come of the request; after a 5xx (possibly a proxy giving up while
+    the homeserver works on) a room may still appear.
+    """
+
+    def __init__(self, message: str, *, request_over: bool) -> None:
+        super().__init__(message)
+        self.request_over = request_over
+
+
 class MatrixActions(Protocol):
     """What commands may do on Matrix. Implemented by the nio shell; faked in unit tests.
 
@@ -48,6 +63,7 @@ class MatrixActions(Protocol):
         """POST /createRoom with `body` (built by a pure function of the commands).
 
         Returns once the room is ready for encrypted messages (synced, members tracked).
+        Raises `CreationRefused` when the homeserver answers with an error.
         """
         ...
 

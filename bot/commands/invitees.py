@@ -8,7 +8,7 @@ explain: invited, not on the network yet, not a member server, unknown number, r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.commands import texts
@@ -59,6 +59,33 @@ async def resolve_invitees(
     return out
 
 
+def to_invite(invitees: Sequence[Invitee], skip: Container[UserId]) -> list[Invitee]:
+    """Those of ``invitees`` who can be invited, once each, leaving out ``skip``."""
+    seen: set[UserId] = set()
+    todo: list[Invitee] = []
+    for invitee in invitees:
+        user_id = invitee.user_id
+        if user_id is not None and user_id not in skip and user_id not in seen:
+            seen.add(user_id)
+            todo.append(invitee)
+    return todo
+
+
+def in_request_order(
+    invitees: Sequence[Invitee], results: Mapping[UserId, Invitee]
+) -> list[Invitee]:
+    """Outcomes in the order people were asked for: the unresolvable ones as they are, each
+    invited person once (their result in ``results``), the others (skipped) left out."""
+    pending = dict(results)
+    out: list[Invitee] = []
+    for invitee in invitees:
+        if invitee.user_id is None:
+            out.append(invitee)
+        elif invitee.user_id in pending:
+            out.append(pending.pop(invitee.user_id))
+    return out
+
+
 async def invite_all(
     actions: MatrixActions,
     room_id: RoomId,
@@ -69,14 +96,7 @@ async def invite_all(
 
     People in ``skip`` (the requester, the bot) are left out silently; duplicates once.
     """
-    seen: set[UserId] = set(skip)
-    todo: list[Invitee] = []
-    for invitee in invitees:
-        if invitee.user_id is None:
-            continue
-        if invitee.user_id not in seen:
-            seen.add(invitee.user_id)
-            todo.append(invitee)
+    todo = to_invite(invitees, skip)
 
     async def one(invitee: Invitee) -> Invitee:
         assert invitee.user_id is not None
@@ -87,14 +107,9 @@ async def invite_all(
         return invitee
 
     results = await asyncio.gather(*(one(i) for i in todo))
-    by_user = {i.user_id: r for i, r in zip(todo, results, strict=True)}
-    out: list[Invitee] = []
-    for invitee in invitees:
-        if invitee.user_id is None:
-            out.append(invitee)
-        elif invitee.user_id in by_user:
-            out.append(by_user.pop(invitee.user_id))
-    return out
+    return in_request_order(
+        invitees, {i.user_id: r for i, r in zip(todo, results, strict=True) if i.user_id}
+    )
 
 
 def summarise(outcomes: Sequence[Invitee]) -> list[str]:

@@ -56,9 +56,9 @@ def build_case_room_body(
     - ``request``: the requesting command's event id, kept in the creation content so an
       interrupted ``!case new`` finds its room again (`bot.cases.resume`).
 
-    ``invite`` is left empty by the commands (invitees are invited one by one so that one
-    refused invite does not fail the whole creation) but is accepted for callers that want
-    a single request.
+    ``invite``: invited by the creation itself, in this order (``!case new`` passes its
+    invitees, and falls back to one invitation at a time when the homeserver refuses one:
+    `bot.commands.case`).
     """
     users: dict[str, int] = {requester: FULL_POWER}
     if room_version not in _CREATORS_PRIVILEGED:

@@ -13,6 +13,7 @@ from typing import Any
 from nio import (
     ErrorResponse,
     JoinedMembersResponse,
+    JoinedRoomsResponse,
     OlmUnverifiedDeviceError,
     RoomCreateResponse,
     RoomGetStateEventResponse,
@@ -20,7 +21,7 @@ from nio import (
     RoomSendResponse,
 )
 
-from bot.commands.context import MatrixActionError
+from bot.commands.context import CreationRefused, MatrixActionError
 from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.signing import Json
 from bot.ids import EventId, RoomId, UserId, server_of
@@ -138,7 +139,11 @@ class NioActions:
         )
         if not isinstance(response, RoomCreateResponse):
             logger.warning("Room creation failed: %s", _error_text(response))
-            raise MatrixActionError(f"the room could not be created ({_error_text(response)})")
+            status = getattr(getattr(response, "transport_response", None), "status", 500)
+            raise CreationRefused(
+                f"the room could not be created ({_error_text(response)})",
+                request_over=isinstance(status, int) and status < 500,
+            )
         room_id = RoomId(response.room_id)
         if not await self._wait_for_room(room_id, ROOM_READY_TIMEOUT):
             raise MatrixActionError("the new room did not appear in time; try again")
@@ -184,10 +189,24 @@ class NioActions:
         return answer
 
     async def find_created_room(self, request: EventId) -> RoomId | None:
-        """The case room created for the ``request`` command event (`bot.cases.resume`)."""
+        """The case room created for the ``request`` command event (`bot.cases.resume`).
+
+        Asks the homeserver which rooms the bot is in: a room made moments ago (a creation
+        that failed on an invitation) may not have reached the bot's sync yet. Those unknown
+        to the sync come first, then the known ones newest first, so the room just made is
+        found at once instead of after reading every room's creation.
+        """
         from bot.cases.resume import find_marked_room
 
-        return await find_marked_room(list(self._client.rooms), self._create_event, request)
+        known = list(self._client.rooms)
+        response = await self._client.joined_rooms()
+        if not isinstance(response, JoinedRoomsResponse):
+            logger.warning("Could not list the bot's rooms: %s", _error_text(response))
+            return await find_marked_room(known[::-1], self._create_event, request)
+        joined = set(response.rooms)
+        rooms = [r for r in response.rooms if r not in self._client.rooms]
+        rooms += [r for r in reversed(known) if r in joined]
+        return await find_marked_room(rooms, self._create_event, request)
 
     async def invited_members(self, room_id: RoomId) -> list[UserId]:
         """Who is invited but has not joined (``!case close`` revokes these invitations)."""
