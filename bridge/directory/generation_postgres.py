@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,8 +33,8 @@ from bridge.directory.generations import (
     check_shrink,
 )
 from bridge.directory.params import numbered
-from bridge.directory.rows import ROW_SEP, PractitionerRow, Vocabulary
-from bridge.directory.spill import DuplicateNameError, Merged, Spill
+from bridge.directory.rows import ROW_SEP, Vocabulary
+from bridge.directory.spill import Bucketed, DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, WORD, TYPO)
 _LOCK_KEY = 0x43414455  # "CADU": one directory import at a time per database
@@ -103,9 +102,9 @@ class PostgresGeneration:
         """Identifiers found under several names (known once `build` has run)."""
         return [] if self._spill is None else self._spill.merged
 
-    async def add(self, rows: Sequence[PractitionerRow]) -> None:
+    async def add(self, batch: Bucketed) -> None:
         assert self._spill is not None
-        self._spill.add(list(rows))
+        self._spill.add(batch)
 
     async def build(self, vocabulary: Vocabulary) -> None:
         """Load practitioners in name order (ids 1..n), then constraints and indexes."""

@@ -13,7 +13,7 @@ import fcntl
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import aiosqlite
@@ -34,8 +34,8 @@ from bridge.directory.generations import (
     change_report_sql,
     check_shrink,
 )
-from bridge.directory.rows import ROW_SEP, PractitionerRow, Vocabulary
-from bridge.directory.spill import DuplicateNameError, Merged, Spill
+from bridge.directory.rows import ROW_SEP, Vocabulary
+from bridge.directory.spill import Bucketed, DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS, WORD, TYPO)
 _COMPARE_INDEX = "directory_practitioner_next_compare"
@@ -119,9 +119,9 @@ class SqliteGeneration:
         """Identifiers found under several names (known once `build` has run)."""
         return [] if self._spill is None else self._spill.merged
 
-    async def add(self, rows: Sequence[PractitionerRow]) -> None:
+    async def add(self, batch: Bucketed) -> None:
         assert self._spill is not None
-        self._spill.add(list(rows))
+        self._spill.add(batch)
 
     async def build(self, vocabulary: Vocabulary) -> None:
         """Write the practitioners in name order (ids 1..n), then index their words."""

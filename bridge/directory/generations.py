@@ -18,12 +18,11 @@ bridge.directory.search).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bridge.directory.rows import ROW_FIELDS, PractitionerRow, Vocabulary
-from bridge.directory.spill import Merged
+from bridge.directory.rows import ROW_FIELDS, Vocabulary
+from bridge.directory.spill import Bucketed, Merged
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ class Generation(Protocol):
     @property
     def merged(self) -> list[Merged]: ...
     async def begin(self) -> None: ...
-    async def add(self, rows: Sequence[PractitionerRow]) -> None: ...
+    async def add(self, batch: Bucketed) -> None: ...
     async def build(self, vocabulary: Vocabulary) -> None: ...
     async def swap(self, facts: ImportFacts) -> SwapResult: ...
     async def discard(self) -> None: ...

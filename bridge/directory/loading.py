@@ -25,7 +25,7 @@ from bridge.directory.import_tally import (
     Tally,
 )
 from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
-from bridge.directory.rows import Grouper
+from bridge.directory.rows import Grouper, PractitionerRow
 from bridge.directory.rpps import (
     RECORD_FIELDS,
     ExtractFormatError,
@@ -36,7 +36,7 @@ from bridge.directory.rpps import (
 )
 from bridge.directory.savoir_faire import SpecialtyIndex
 from bridge.directory.sources import Source, open_activity, open_savoir_faire
-from bridge.directory.spill import Merged
+from bridge.directory.spill import Merged, bucketed
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +76,10 @@ class _Writer:
         self._generation = generation
         self._pending: asyncio.Task[None] | None = None
 
-    async def write(self, rows: Sequence[object]) -> None:
+    async def write(self, rows: list[PractitionerRow]) -> None:
         await self.drain()
         if rows:
-            self._pending = asyncio.ensure_future(self._generation.add(rows))  # type: ignore[arg-type]
+            self._pending = asyncio.ensure_future(self._generation.add(bucketed(rows)))
 
     async def drain(self) -> None:
         if self._pending is not None:

@@ -28,20 +28,21 @@ import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 
 from bridge.directory.model import ParseError, ParseWarning
-from bridge.directory.rows import Grouper, PractitionerRow, Vocabulary
+from bridge.directory.rows import Grouper, Vocabulary
 from bridge.directory.rpps import ExtractParser, Layout
 from bridge.directory.savoir_faire import SpecialtyIndex
+from bridge.directory.spill import Bucketed, bucketed
 
 BatchResult = tuple[
-    list[PractitionerRow],
+    Bucketed,
     list[ParseError],
     list[ParseWarning],
     Vocabulary,
     int,
     tuple[list[int], list[str]],
 ]
-"""(rows, errors, warnings, vocabulary learnt, records, SavoirFaire identifiers newly named)
-for one batch of lines."""
+"""(rows cut for the spill, errors, warnings, vocabulary learnt, records, SavoirFaire
+identifiers newly named) for one batch of lines."""
 
 _parser: ExtractParser | None = None
 _grouper: Grouper | None = None
@@ -93,7 +94,7 @@ def parse_batch(lines: list[str], first_line_no: int) -> BatchResult:
     """In a worker: one batch of whole practitioners, parsed and gathered."""
     assert _parser is not None and _grouper is not None, "worker not started"
     records, errors, warnings = _parser.parse(lines, first_line_no)
-    rows = _grouper.feed(records) + _grouper.flush()
+    rows = bucketed(_grouper.feed(records) + _grouper.flush())
     learnt = _grouper.vocabulary.take()
     named = _specialties.take_seen() if _specialties is not None else ([], [])
     return rows, errors, warnings, learnt, len(records), named

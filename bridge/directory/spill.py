@@ -35,7 +35,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -51,7 +51,6 @@ from bridge.directory.rows import (
 
 _IDENTITY = slice(2, 8)  # id_type, last_name, first_name, title, profession code and label
 
-_FLUSH_ROWS = 4096
 _SECOND = ("c", "f", "i", "l", "o", "r", "u")  # bucket boundaries on a name's second letter
 
 
@@ -123,6 +122,43 @@ def sweep(directory: str | None = None) -> list[Path]:
     return removed
 
 
+@dataclass(frozen=True, slots=True)
+class Bucketed:
+    """Rows cut the way the spill files them (`bucketed`), as text ready to append: per
+    bucket, the rows' lines; per identifier key, the identifiers' lines; and how many rows."""
+
+    rows: dict[str, str]
+    ids: dict[str, str]
+    count: int
+
+
+def bucketed(rows: Iterable[PractitionerRow]) -> Bucketed:
+    """Cut rows for `Spill.add`. Pure: the parsing processes run it, so that the importer's
+    own process only appends a few large texts per batch instead of handling every row."""
+    buckets: dict[str, list[PractitionerRow]] = {}
+    by_prefix: dict[str, list[PractitionerRow]] = {}
+    ids: dict[str, list[str]] = {}
+    count = 0
+    for row in rows:
+        count += 1
+        prefix = row[:2]
+        found = by_prefix.get(prefix)
+        if found is None:
+            found = by_prefix[prefix] = buckets.setdefault(bucket_of(prefix), [])
+        found.append(row)
+        rpps = row.split(ROW_SEP, 2)[1]
+        key = rpps[-2:]
+        same = ids.get(key)
+        if same is None:
+            same = ids[key] = []
+        same.append(rpps)
+    return Bucketed(
+        {k: "\n".join(v) + "\n" for k, v in buckets.items()},
+        {k: "\n".join(v) + "\n" for k, v in ids.items()},
+        count,
+    )
+
+
 class Spill:
     """Accumulates practitioner rows on disk; gives them back sorted by name, then RPPS."""
 
@@ -132,47 +168,31 @@ class Spill:
         self._owner = os.open(self._dir / _OWNER, os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._owner, fcntl.LOCK_EX)
         self._files: dict[str, TextIO] = {}
-        self._buffers: dict[str, list[PractitionerRow]] = {}
-        self._ids: dict[str, list[str]] = {}
         self._id_files: dict[str, TextIO] = {}
         self.rows = 0
         self.merged: list[Merged] = []
         """Identifiers found under several names, once `sorted_batches` has started."""
 
-    def add(self, rows: list[PractitionerRow]) -> None:
-        buffers = self._buffers
-        for row in rows:
-            buffer = buffers.get(row[:2])
-            if buffer is None:
-                buffer = buffers[row[:2]] = self._bucket(row[:2])
-            buffer.append(row)
-            if len(buffer) >= _FLUSH_ROWS:
-                self._flush(bucket_of(row[:2]), buffer)
-            rpps = row.split(ROW_SEP, 2)[1]
-            ids = self._ids.get(rpps[-2:])
-            if ids is None:
-                ids = self._ids[rpps[-2:]] = []
-            ids.append(rpps)
-            if len(ids) >= _FLUSH_ROWS:
-                self._flush_ids(rpps[-2:], ids)
-        self.rows += len(rows)
+    def add(self, batch: Bucketed | list[PractitionerRow]) -> None:
+        if isinstance(batch, list):
+            batch = bucketed(batch)
+        for key, text in batch.rows.items():
+            self._flush(self._files, "b", key, text)
+        for key, text in batch.ids.items():
+            self._flush(self._id_files, "i", key, text)
+        self.rows += batch.count
 
-    def _flush_ids(self, key: str, ids: list[str]) -> None:
-        handle = self._id_files.get(key)
+    def _flush(self, files: dict[str, TextIO], kind: str, key: str, text: str) -> None:
+        handle = files.get(key)
         if handle is None:
-            path = self._dir / f"i{len(self._id_files)}"
-            handle = self._id_files[key] = path.open("w", encoding="utf-8", newline="")
-        handle.write("\n".join(ids))
-        handle.write("\n")
-        ids.clear()
+            path = self._dir / f"{kind}{len(files)}"
+            handle = files[key] = path.open("w", encoding="utf-8", newline="")
+        handle.write(text)
 
     def _repeated_ids(self) -> set[str]:
         """Identifiers that came in more than one row (rows of one name are merged later, so
         this over-counts; `_gather` keeps only those with several names)."""
         repeated: set[str] = set()
-        for key, ids in self._ids.items():
-            if ids:
-                self._flush_ids(key, ids)
         for handle in self._id_files.values():
             handle.close()
             path = Path(handle.name)
@@ -183,7 +203,6 @@ class Spill:
                 ids.sort()
                 repeated.update(a for a, b in itertools.pairwise(ids) if a == b)
         self._id_files.clear()
-        self._ids.clear()
         return repeated
 
     def _gather(self, repeated: set[str]) -> dict[str, PractitionerRow]:
@@ -224,29 +243,9 @@ class Spill:
             )
         return winners
 
-    def _bucket(self, prefix: str) -> list[PractitionerRow]:
-        """The buffer of the prefix's bucket (prefixes of one bucket share one buffer)."""
-        key = bucket_of(prefix)
-        for other, buffer in self._buffers.items():
-            if bucket_of(other) == key:
-                return buffer
-        return []
-
-    def _flush(self, key: str, buffer: list[PractitionerRow]) -> None:
-        handle = self._files.get(key)
-        if handle is None:
-            path = self._dir / f"b{len(self._files)}"
-            handle = self._files[key] = path.open("w", encoding="utf-8", newline="")
-        handle.write("\n".join(buffer))
-        handle.write("\n")
-        buffer.clear()
-
     def sorted_batches(self) -> Iterator[list[PractitionerRow]]:
         """Every row, in (name, RPPS) order, one bucket per batch; a practitioner whose lines
         were apart in the file comes back as one row."""
-        for prefix, buffer in self._buffers.items():
-            if buffer:
-                self._flush(bucket_of(prefix), buffer)
         repeated = self._repeated_ids()
         replaced = self._gather(repeated) if repeated else {}
         for key in sorted(self._files):
@@ -301,4 +300,13 @@ def _replace(
     return out
 
 
-__all__ = ["DuplicateNameError", "Merged", "Spill", "bucket_of", "identity_rank", "sweep"]
+__all__ = [
+    "Bucketed",
+    "DuplicateNameError",
+    "Merged",
+    "Spill",
+    "bucket_of",
+    "bucketed",
+    "identity_rank",
+    "sweep",
+]
