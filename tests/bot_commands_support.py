@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.cases.resume import REQUEST_MARK
 from bot.commands.context import CreationRefused, MatrixActionError
 from bot.ids import EventId, RoomId, UserId, server_of
 
@@ -127,14 +126,8 @@ class FakeMatrix:
             try:
                 await self.invite(room_id, UserId(user_id))
             except MatrixActionError as exc:
-                raise CreationRefused(exc.message, request_over=True) from exc
+                raise CreationRefused(exc.message, request_over=True, room_id=room_id) from exc
         return room_id
-
-    async def find_created_room(self, request: EventId) -> RoomId | None:
-        for room_id, room in self.rooms.items():
-            if room.body.get("creation_content", {}).get(REQUEST_MARK) == request:
-                return room_id
-        return None
 
     async def invite(self, room_id: RoomId, user_id: UserId) -> None:
         room = self._room(room_id)

@@ -42,7 +42,8 @@ class Killed(BaseException):
 
 class CrashingMatrix(FakeMatrix):
     """The in-memory Matrix, able to kill the bot right after a chosen step took effect
-    (every later call of the dead process fails)."""
+    (every later call of the dead process fails), and to find a room by its request mark
+    as the nio shell does."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,6 +91,12 @@ class CrashingMatrix(FakeMatrix):
         if self.crash_after == "notice":
             self._die()
         return await super().send_notice(room_id, body, html)
+
+    async def find_created_room(self, request: EventId) -> RoomId | None:
+        for room_id, room in self.rooms.items():
+            if room.body.get("creation_content", {}).get(REQUEST_MARK) == request:
+                return room_id
+        return None
 
 
 # -- the lifetime in the topic ---------------------------------------------------------------

@@ -46,7 +46,7 @@ from bot.commands.registry import (
 )
 from bot.commands.rooms import build_case_room_body, matrix_to_link
 from bot.durations import format_duration
-from bot.ids import EventId, RoomId, UserId, server_of
+from bot.ids import RoomId, UserId, server_of
 from bot.store import BotStore, CaseRoom
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ async def _find_or_create_room(
                 request=msg.event_id,
             )
 
-        room_id, all_invited = await _create_with_invitations(actions, msg.event_id, body, invite)
+        room_id, all_invited = await _create_with_invitations(actions, body, invite)
     else:
         logger.info("case request resumed: room %s already exists", room_id)
     if request.room_id is None:
@@ -109,7 +109,6 @@ async def _find_or_create_room(
 
 async def _create_with_invitations(
     actions: MatrixActions,
-    request: EventId,
     body: Callable[[Sequence[UserId]], dict[str, Any]],
     invite: Sequence[UserId],
 ) -> tuple[RoomId, bool]:
@@ -119,21 +118,18 @@ async def _create_with_invitations(
     Inviting within the creation is what makes ``!case new`` quick: the homeserver writes
     the invitations right after the room's first events, without a request per person. But
     one refused invitation (a colleague's server down or refusing us) fails the whole
-    request after the room exists. The room is then found by its request mark and the
-    command goes on as a resumed one: the people already invited are kept, the others are
-    invited one by one, so whoever refuses is reported and everyone else is invited. A
-    shell that cannot find a room by its mark gets the invitations one by one from the start.
+    request after the room exists. The shell names that room (`CreationRefused.room_id`)
+    and the command goes on as a resumed one: the people already invited are kept, the
+    others are invited one by one, so whoever refuses is reported and everyone else is
+    invited.
     """
-    if not invite or not isinstance(actions, FindsCreatedRoom):
-        return await actions.create_room(body(())), False
     try:
         return await actions.create_room(body(invite)), True
     except CreationRefused as exc:
         logger.info("case room creation with its invitations refused: %s", exc.message)
-        room_id = await actions.find_created_room(request)
-        if room_id is not None:
-            logger.info("case room %s exists: inviting one by one", room_id)
-            return room_id, False
+        if exc.room_id is not None:
+            logger.info("case room %s exists: inviting one by one", exc.room_id)
+            return exc.room_id, False
         if not exc.request_over:
             raise  # the room may still appear: never risk a second one
     return await actions.create_room(body(())), False

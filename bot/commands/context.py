@@ -29,14 +29,16 @@ class CreationRefused(MatrixActionError):
 
     When the request named people to invite, the room may exist all the same: Synapse makes
     the room first and invites afterwards, one by one, and fails the whole request on the
-    first refused invitation. ``request_over``: the homeserver itself answered (a 4xx), so
-    nothing more will come of the request; after a 5xx (possibly a proxy giving up while
-    the homeserver works on) a room may still appear.
+    first refused invitation. ``room_id`` is that room, when the request made one.
+    ``request_over``: the homeserver itself answered (a 4xx), so nothing more will come of
+    the request; after a 5xx (possibly a proxy giving up while the homeserver works on) a
+    room may still appear.
     """
 
-    def __init__(self, message: str, *, request_over: bool) -> None:
+    def __init__(self, message: str, *, request_over: bool, room_id: RoomId | None = None) -> None:
         super().__init__(message)
         self.request_over = request_over
+        self.room_id = room_id
 
 
 class MatrixActions(Protocol):
@@ -63,7 +65,9 @@ class MatrixActions(Protocol):
         """POST /createRoom with `body` (built by a pure function of the commands).
 
         Returns once the room is ready for encrypted messages (synced, members tracked).
-        Raises `CreationRefused` when the homeserver answers with an error.
+        Raises `CreationRefused` when the homeserver answers with an error; when `body`
+        names people to invite, its ``room_id`` is the room the request made before an
+        invitation was refused (found by the request mark of `body`'s creation content).
         """
         ...
 

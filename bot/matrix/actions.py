@@ -134,6 +134,7 @@ class NioActions:
 
     async def create_room(self, body: dict[str, Any]) -> RoomId:
         request = requests.create_room(body)
+        known_before = set(self._client.rooms)
         response = await send_parsed(
             self._client, RoomCreateResponse, request.method, request.path, body_text(request)
         )
@@ -143,6 +144,9 @@ class NioActions:
             raise CreationRefused(
                 f"the room could not be created ({_error_text(response)})",
                 request_over=isinstance(status, int) and status < 500,
+                room_id=await self._room_made_by(body, known_before)
+                if body.get("invite")
+                else None,
             )
         room_id = RoomId(response.room_id)
         if not await self._wait_for_room(room_id, ROOM_READY_TIMEOUT):
@@ -188,25 +192,27 @@ class NioActions:
         self._create_events[room_id] = answer
         return answer
 
-    async def find_created_room(self, request: EventId) -> RoomId | None:
-        """The case room created for the ``request`` command event (`bot.cases.resume`).
+    async def _room_made_by(self, body: dict[str, Any], known_before: set[str]) -> RoomId | None:
+        """The room a refused /createRoom made before failing, if any: among the rooms the
+        homeserver says the bot is in that the bot did not know before the request (a few
+        at most, however many rooms the bot is in), the one with this request's mark."""
+        from bot.cases.resume import REQUEST_MARK, find_marked_room
 
-        Asks the homeserver which rooms the bot is in: a room made moments ago (a creation
-        that failed on an invitation) may not have reached the bot's sync yet. Those unknown
-        to the sync come first, then the known ones newest first, so the room just made is
-        found at once instead of after reading every room's creation.
-        """
-        from bot.cases.resume import find_marked_room
-
-        known = list(self._client.rooms)
+        mark = (body.get("creation_content") or {}).get(REQUEST_MARK)
+        if not isinstance(mark, str):
+            return None
         response = await self._client.joined_rooms()
         if not isinstance(response, JoinedRoomsResponse):
             logger.warning("Could not list the bot's rooms: %s", _error_text(response))
-            return await find_marked_room(known[::-1], self._create_event, request)
-        joined = set(response.rooms)
-        rooms = [r for r in response.rooms if r not in self._client.rooms]
-        rooms += [r for r in reversed(known) if r in joined]
-        return await find_marked_room(rooms, self._create_event, request)
+            return None
+        new_rooms = [r for r in response.rooms if r not in known_before]
+        return await find_marked_room(new_rooms, self._create_event, EventId(mark))
+
+    async def find_created_room(self, request: EventId) -> RoomId | None:
+        """The case room created for the ``request`` command event (`bot.cases.resume`)."""
+        from bot.cases.resume import find_marked_room
+
+        return await find_marked_room(list(self._client.rooms), self._create_event, request)
 
     async def invited_members(self, room_id: RoomId) -> list[UserId]:
         """Who is invited but has not joined (``!case close`` revokes these invitations)."""
