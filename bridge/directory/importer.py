@@ -12,10 +12,13 @@ Ctrl-C included. Warnings (an RPPS failing its check digit) never stop an import
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import sqlite3
 import time
 import zipfile
 import zlib
+from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +84,20 @@ class ImportReport:
     first_warnings: list[ParseWarning] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while the directory is written: the build makes millions
+    of short-lived rows that hold no cycles, and the collections they trigger walk everything
+    the import holds (about a second of the build's 13 on the whole register)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def generation_for(db: Database) -> Generation:
     """The staging/swap implementation for the database's back end."""
     url = db.engine.url
@@ -128,7 +145,8 @@ async def import_directory(
             raise ImportRefusedError(_nothing_found(tally))
         if progress is not None:
             progress.phase("building the search index")
-        await generation.build(grouper.vocabulary)
+        with _collector_paused():
+            await generation.build(grouper.vocabulary)
         if generation.merged:
             tally.note(merge_warnings_for(source, generation.merged))
         if progress is not None:
