@@ -89,6 +89,13 @@ def make_engine(url: str, *, create: bool = False, **options: Any) -> AsyncEngin
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     options.setdefault("pool_pre_ping", True)
+    # Directory searches send their full-text query as a parameter of a few statement
+    # shapes. After five runs PostgreSQL would plan a shape once for any query ("generic
+    # plan"), blind to how many practitioners the words match, and walk 1.5 million rows
+    # for a page it could sort from a few thousand: plan each query for its own words.
+    arguments = options.setdefault("connect_args", {})
+    settings = arguments.setdefault("server_settings", {})
+    settings.setdefault("plan_cache_mode", "force_custom_plan")
     return _create_async_engine(full, **options)
 
 

@@ -77,8 +77,6 @@ class _Places:
         self.generation = generation
 
 
-FEW = 2000
-"""PostgreSQL: up to this many matches (counted exactly there), a page sorts them."""
 COUNT_CAP = 500
 """Matches are counted up to this many; past it a page says "500+"."""
 _BACKENDS = {name: Backend(name) for name in ("sqlite", "postgresql")}
@@ -191,12 +189,23 @@ def _steps(backend: Backend, query: str, cities: frozenset[str], limit: int, off
         typos = plan.with_typos(corrections)
         assert typos is not None
         typos.name_words.clear()  # name order: the ranking tiers compare the words typed
-        page = yield from _ranked(backend, typos, limit, offset, expansions)
+        page = yield from _ranked(backend, typos, limit, offset, expansions, gathered=True)
     return page
 
 
-def _ranked(backend: Backend, plan: Plan, limit: int, offset: int, expansions: Expansions) -> Steps:
-    """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order."""
+def _ranked(
+    backend: Backend,
+    plan: Plan,
+    limit: int,
+    offset: int,
+    expansions: Expansions,
+    *,
+    gathered: bool = False,
+) -> Steps:
+    """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order.
+
+    `gathered`: the matches sit in one stretch of the name order (the surnames a typo was
+    corrected to), which PostgreSQL must sort rather than walk to (see `page_tiers`)."""
     expr = plan.expression()
     q = backend.render(expr, expansions)
     # Name queries first fetch up to SMALL + 1 matches, unranked queries their page: a
@@ -222,7 +231,7 @@ def _ranked(backend: Backend, plan: Plan, limit: int, offset: int, expansions: E
             page = [_result(r, plan) for r in rows[offset : offset + limit]]
             return SearchPage(len(rows), page), generation
     [(total, _, generation)] = yield backend.count_one, {"q0": q, "cap": COUNT_CAP + 1}
-    total = counted = int(total)  # exact on PostgreSQL, at most COUNT_CAP + 1 on SQLite
+    total = int(total)  # at most COUNT_CAP + 1
     more = total > COUNT_CAP
     if more:
         total = COUNT_CAP
@@ -234,7 +243,7 @@ def _ranked(backend: Backend, plan: Plan, limit: int, offset: int, expansions: E
         if window:
             rows = [row[:-1] for row in fetched]
         else:
-            page_sql = backend.page_tiers(1, few=counted < FEW)
+            page_sql = backend.page_tiers(1, sort=[not more or gathered])
             rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
         return SearchPage(total, [_result(row, plan) for row in rows[:limit]], more), generation
     # Each tier is counted only as far as the page needs: "martin" fills a first page
@@ -245,7 +254,8 @@ def _ranked(backend: Backend, plan: Plan, limit: int, offset: int, expansions: E
     sizes: list[int] = []
     for n, condition in enumerate(conditions):
         tier_q = backend.tier(expr, condition, conditions[:n], expansions)
-        [(size, _, _)] = yield backend.count_one, {"q0": tier_q, "cap": needed - sum(sizes)}
+        counter = backend.count_gathered if n < 2 else backend.count_one
+        [(size, _, _)] = yield counter, {"q0": tier_q, "cap": needed - sum(sizes)}
         queries.append(tier_q)
         sizes.append(int(size))
         if sum(sizes) >= needed:
@@ -260,7 +270,10 @@ def _ranked(backend: Backend, plan: Plan, limit: int, offset: int, expansions: E
         params |= {f"q{n}": tier_q, f"limit{n}": take, f"offset{n}": min(skip, size)}
         skip = max(0, skip - size)
         wanted -= take
-    rows = yield backend.page_tiers(len(queries), few=counted < FEW), params
+    # The first two tiers (the surname is, or begins with, a word typed) gather in one
+    # stretch of the name order: sorted, whatever their size.
+    sort = [not more or n < 2 for n in range(len(queries))]
+    rows = yield backend.page_tiers(len(queries), sort=sort), params
     return SearchPage(total, [_result(row, plan) for row in rows], more), generation
 
 
