@@ -181,9 +181,10 @@ class PostgresGeneration:
             import_id = int(await pg.fetchval(*_pos(INSERT_IMPORT, params)))
             counts = {"new": practitioners if initial else 0, "changed": 0, "disappeared": 0}
             if not initial:
-                for kind, sql in change_report_sql():
-                    status = await pg.execute(*_pos(sql, {"import_id": import_id}))
-                    counts[kind] = int(status.rsplit(" ", 1)[-1])
+                insert, counted = change_report_sql()
+                await pg.execute(*_pos(insert, {"import_id": import_id}))
+                rows = await pg.fetch(*_pos(counted, {"import_id": import_id}))
+                counts |= {str(kind): int(n) for kind, n in rows}
             check_shrink(live, practitioners, counts["disappeared"], facts.max_shrink)
             await pg.execute(*_pos(UPDATE_IMPORT, {**counts, "import_id": import_id}))
             for table in _SWAPPED:

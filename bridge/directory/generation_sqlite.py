@@ -40,6 +40,7 @@ _SWAPPED = (PRACTITIONER, PLACE, FTS, WORD, TYPO)
 _COMPARE_INDEX = "directory_practitioner_next_compare"
 _INCREMENTAL = 2  # PRAGMA auto_vacuum
 _HASH_BYTES = 256 * 1024 * 1024
+_COMPARE_CACHE_KIB = 256 * 1024
 
 
 class SqliteGeneration:
@@ -201,16 +202,19 @@ class SqliteGeneration:
                 import_id = int((await cursor.fetchone() or (0,))[0])
             counts = {"new": practitioners if initial else 0, "changed": 0, "disappeared": 0}
             if not initial:
+                # The comparison reads both generations by RPPS, in no order of the pages:
+                # with SQLite's default 2 MB of cache it read most pages several times.
+                await db.execute(f"PRAGMA cache_size = -{_COMPARE_CACHE_KIB}")
                 # Comparing with the live directory needs the new practitioners indexed by
                 # RPPS; the index under its real name is built after the swap (SQLite cannot
                 # rename one), this one goes with the renamed table's drop below.
                 await db.execute(
                     f"CREATE UNIQUE INDEX {_COMPARE_INDEX} ON {PRACTITIONER}{NEXT} (rpps)"
                 )
-                for kind, sql in change_report_sql():
-                    cursor = await db.execute(sql, {"import_id": import_id})
-                    counts[kind] = cursor.rowcount
-                    await cursor.close()
+                insert, counted = change_report_sql()
+                await db.execute(insert, {"import_id": import_id})
+                async with db.execute(counted, {"import_id": import_id}) as cursor:
+                    counts |= {str(kind): int(n) for kind, n in await cursor.fetchall()}
                 await db.execute(f"DROP INDEX {_COMPARE_INDEX}")
             check_shrink(live, practitioners, counts["disappeared"], facts.max_shrink)
             await db.execute(UPDATE_IMPORT, {**counts, "import_id": import_id})
