@@ -246,6 +246,14 @@ def _ranked(
             page_sql = backend.page_tiers(1, sort=[not more or gathered])
             rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
         return SearchPage(total, [_result(row, plan) for row in rows[:limit]], more), generation
+    if total <= SMALL:
+        # PostgreSQL, counted first (see above): few enough to rank as fetched, in one
+        # statement rather than a count per tier and a page.
+        rows = yield backend.page_tiers(1, sort=[True]), {"q0": q, "limit0": total, "offset0": 0}
+        rows.sort(key=lambda row: _tier(row, plan))
+        return SearchPage(
+            total, [_result(r, plan) for r in rows[offset : offset + limit]]
+        ), generation
     # Each tier is counted only as far as the page needs: "martin" fills a first page
     # from its exact surnames after counting ten of them.
     conditions = plan.tiers()
