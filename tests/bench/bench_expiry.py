@@ -506,6 +506,7 @@ async def measure(
         await bot_process.start()
 
         sent: dict[str, str] = {}
+        send_latency: list[float] = []
         halfway = asyncio.Event()
 
         async def send_all() -> None:
@@ -515,7 +516,11 @@ async def measure(
             async def send(i: int) -> None:
                 room = rooms[i % len(rooms)]
                 async with send_gate:
+                    began = time.monotonic()
                     sent[await (alice if i % 2 else bob).post(room)] = room
+                    # The homeserver answers once the event is persisted: how far behind
+                    # its persistence runs (the bot cannot see an event before that).
+                    send_latency.append(time.monotonic() - began)
 
             tasks = []
             for i in range(events):
@@ -570,6 +575,7 @@ async def measure(
     result["never_scheduled"] = sum(1 for e in sent if e not in in_schedule)
     result["engine_ack_lateness_while_up_s"] = summary(acks[0])
     result["engine_ack_lateness_after_back_s"] = summary(acks[1])
+    result["send_latency_s"] = summary(send_latency)
     result["load_while_sending"] = load_while_sending
     result["load_at_baseline"] = baseline_load
     return result
