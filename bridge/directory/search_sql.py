@@ -91,7 +91,6 @@ class Backend:
         # order: a capped count the planner answers by reading the table until the cap is
         # reached reads most of it when that stretch is near the end ("ro": 300 ms). Their
         # matches are gathered from the index first (a CTE is planned without the cap).
-        gathered = count
         if postgres:
             gathered = (
                 "WITH m AS MATERIALIZED (SELECT 1 FROM directory_practitioner p "
