@@ -33,7 +33,7 @@ from bridge.directory.generations import (
     change_report_sql,
     check_shrink,
 )
-from bridge.directory.rows import ROW_SEP, TOKENS, Vocabulary
+from bridge.directory.rows import ROW_FIELDS, ROW_SEP, TOKENS, Vocabulary
 from bridge.directory.spill import Bucketed, DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS, WORD, TYPO)
@@ -168,13 +168,16 @@ class SqliteGeneration:
         await db.execute("COMMIT")
 
     async def _write(self, sql: str, batch: list[str], after: int) -> None:
-        rows = [row.split(ROW_SEP) for row in batch]
-        await self.db.executemany(sql, rows)
+        # Every field of the batch in one list, cut once at C speed; the rows are then
+        # columns zipped back together (a split per row was 2 s of the build).
+        cells = ROW_SEP.join(batch).split(ROW_SEP)
+        columns = [cells[i :: len(ROW_FIELDS)] for i in range(len(ROW_FIELDS))]
+        await self.db.executemany(sql, zip(*columns, strict=True))
         # The words go to the index from here rather than read back from the table just
         # written (a second pass over the whole directory's pages).
         await self.db.executemany(
             f"INSERT INTO {FTS}{NEXT} (rowid, tokens) VALUES (?, ?)",
-            ((after + n, row[TOKENS]) for n, row in enumerate(rows, 1)),
+            zip(range(after + 1, after + 1 + len(batch)), columns[TOKENS], strict=True),
         )
 
     async def swap(self, facts: ImportFacts) -> SwapResult:
