@@ -153,7 +153,7 @@ CASES = [
         "10 MB line",
         _from_clean("PS_LibreAcces_Personne_activite_l.txt", _with_long_line),
         0,
-        "line 2: line of 10,000,005 characters",
+        "line 2: line of 10,000,004 characters",
     ),
     Case(
         "binary garbage",

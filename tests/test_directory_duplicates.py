@@ -52,7 +52,7 @@ async def test_one_identifier_under_several_names_is_one_practitioner(
     backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extract, at = _extract(tmp_path)
-    monkeypatch.setattr(loading, "BATCH_LINES", 301)
+    monkeypatch.setattr(loading, "BLOCK_CHARS", 90_000)
     async with directory_database(backend, tmp_path) as db:
         serial = await import_directory(db, extract)
         notes = [w for w in serial.first_warnings if "several names" in w.message]

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bridge.directory import loading, store
+from bridge.db import Database
+from bridge.directory import importer, loading, store
+from bridge.directory.generations import Generation
 from bridge.directory.importer import (
     DirectoryImportError,
     ImportAbortedError,
     import_directory,
 )
+from bridge.directory.rows import Vocabulary
 from tests.bench.rpps_synth import SAVOIR_FAIRE_NAME, generate
 from tests.directory_support import (
     BACKENDS,
@@ -113,22 +116,40 @@ async def test_interrupted_import_leaves_the_previous_directory(
         assert await leftover_tables(db) == []
 
 
-async def test_searches_keep_answering_during_an_import(backend: str, tmp_path: Path) -> None:
+async def test_searches_keep_answering_during_an_import(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The build waits until the search has answered: the search runs while the new
+    # generation is being built, however fast the machine builds it.
+    building, searched = asyncio.Event(), asyncio.Event()
+    make_generation = importer.generation_for
+
+    def held_generation(db: Database) -> Generation:
+        generation = make_generation(db)
+        build = generation.build
+
+        async def held_build(vocabulary: Vocabulary) -> None:
+            building.set()
+            await searched.wait()
+            await build(vocabulary)
+
+        generation.build = held_build  # type: ignore[method-assign]
+        return generation
+
     async with directory_database(backend, tmp_path) as db:
         await import_directory(db, demo_extract(tmp_path, lines=200, seed=1))
         old = await search(db, "medecin")
         other = tmp_path / "other"
         other.mkdir()
-        probe = Probe()
+        monkeypatch.setattr(importer, "generation_for", held_generation)
 
         async def search_while_building() -> None:
-            await probe.building.wait()
+            await building.wait()
             assert await search(db, "medecin") == old
+            searched.set()
 
         importing = asyncio.ensure_future(
-            import_directory(
-                db, demo_extract(other, lines=3000, seed=3), progress=probe, max_shrink=None
-            )
+            import_directory(db, demo_extract(other, lines=3000, seed=3), max_shrink=None)
         )
         await asyncio.wait_for(search_while_building(), timeout=60)
         report = await importing
@@ -243,7 +264,7 @@ async def test_parsing_in_worker_processes_gives_the_same_directory(
     extract = demo_extract(tmp_path, lines=3000, seed=21)
     lines = extract.read_text().splitlines(keepends=True)
     extract.write_text("".join([*lines[:1000], "broken|line|\n", *lines[1000:]]))
-    monkeypatch.setattr(loading, "BATCH_LINES", 257)  # many batches, cut between people
+    monkeypatch.setattr(loading, "BLOCK_CHARS", 50_000)  # many blocks, cut between people
     async with directory_database(backend, tmp_path) as db:
         single = await import_directory(db, extract)
         expected = [await search(db, q, limit=50) for q in ("martin", "cardio", "75", "ma")]
@@ -281,7 +302,7 @@ async def test_savoir_faire_naming_unknown_identifiers_is_reported_the_same_both
         strangers.append("|".join(stranger) + "\n")
     savoir_faire.write_text(known + "".join(strangers), encoding="utf-8")
     first = len(known.splitlines()) + 1
-    monkeypatch.setattr(loading, "BATCH_LINES", 97)
+    monkeypatch.setattr(loading, "BLOCK_CHARS", 30_000)
     reports = []
     async with directory_database(backend, tmp_path) as db:
         reports.append(await import_directory(db, generated.paths[0]))
@@ -299,3 +320,40 @@ async def test_savoir_faire_naming_unknown_identifiers_is_reported_the_same_both
             f"extract (lines {lines}, …): their specialties are not used"
         ]
         assert report.practitioners > 0 and report.errors == 0
+
+
+async def test_control_characters_in_any_source_never_break_a_practitioner(
+    backend: str, tmp_path: Path
+) -> None:
+    # An attacker's (or a broken exporter's) register: the separators the directory stores
+    # rows and activities with, a line break inside a FHIR name, a NUL. Each practitioner is
+    # stored whole, the characters as spaces, and their page still opens.
+    extract = demo_extract(tmp_path, lines=100)
+    lines = extract.read_text(encoding="utf-8").split("\n")
+    at = next(i for i, x in enumerate(lines) if x.split("|")[1:2] == ["10009999995"])
+    lines[at] = lines[at].replace("CABINET DR MARTIN", "CABINET\x1e DR\x1f\x1d MARTIN\x00")
+    extract.write_text("\n".join(lines), encoding="utf-8")
+    bundle = tmp_path / "fhir" / "register.json"
+    bundle.parent.mkdir()
+    bundle.write_text(
+        json.dumps(
+            {
+                "resourceType": "Practitioner",
+                "identifier": [{"system": "https://rpps.esante.gouv.fr", "value": "10002222221"}],
+                "name": [{"family": "LE\nFÈVRE\x1e", "given": ["THO\x1dMAS"]}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    async with directory_database(backend, tmp_path) as db:
+        report = await import_directory(db, extract)
+        assert report.errors == 0
+        async with db.sessions() as session:
+            records = await store.get_practitioner(session, "10009999995")
+        assert {r.organisation for r in records} >= {"CABINET  DR   MARTIN -LÉGER"}
+        assert (await search(db, "martin leger")).total >= 1
+        await import_directory(db, bundle, max_shrink=None)
+        async with db.sessions() as session:
+            [record] = await store.get_practitioner(session, "10002222221")
+        assert (record.last_name, record.first_name) == ("LE FÈVRE", "THO MAS")
+        assert (await search(db, "le fevre tho mas")).total == 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
 from bridge.directory.query import Node, Term, phrases_to_look_up, plan_query, to_fts5, to_tsquery
 from bridge.directory.rows import (
     ACTIVITIES,
+    ROW_FIELDS,
     ROW_SEP,
     TOKENS,
     Grouper,
@@ -20,7 +23,9 @@ from bridge.directory.rpps import (
     iter_records,
     luhn_ok,
     normalise_column,
+    read_blocks,
     read_header,
+    text_lines,
 )
 from bridge.directory.savoir_faire import SpecialtyIndex
 from tests.bench.rpps_synth import ALT_HEADER_SPELLINGS, HEADER_52, HEADER_56, header_line
@@ -258,3 +263,34 @@ def test_particles_abbreviations_and_typos_in_queries() -> None:
     assert plan_query("paul").typo_words() == ["paul"]  # a 5-letter name, minus one
     assert typo_keys("paul") == ["paul"]
     assert plan_query("luc").with_typos({}) is None
+
+
+# Ends of lines as the register's files have them: Windows, old Mac, mixed, a blank line,
+# a last line without an end, a line longer than a block.
+_MIXED = "a|1\r\nb|2\rc|3\n\nd|" + "x" * 100 + "\r\n\r" + "e|5"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 4096])
+def test_blocks_end_lines_where_reading_the_file_line_by_line_does(size: int) -> None:
+    expected = [line.rstrip("\r\n") for line in io.StringIO(_MIXED, newline="")]
+    blocks = list(read_blocks(io.StringIO(_MIXED, newline=""), size))
+    assert all(block.endswith("\n") for block in blocks)
+    assert [line for block in blocks for line in text_lines(block)] == expected
+    assert sum(block.count("\n") for block in blocks) == len(expected)
+
+
+def test_control_characters_in_a_line_never_cut_a_stored_row() -> None:
+    # A name holding the separators the directory stores rows with, a tab, a NUL: each
+    # becomes a space, the line is one record with its fields where they belong.
+    cells = EXAMPLE_LINE.split("|")
+    at = cells.index("MARTIN-LÉGER")
+    cells[at] = "MAR\x1dTIN\x1e-\x1fLÉ\tGER\x00"
+    parser = ExtractParser(read_header(header_line(HEADER_52)))
+    rows, errors, _ = parser.parse_text("|".join(cells) + "\n", 2)
+    assert errors == []
+    assert rows[0][2] == "MAR TIN - LÉ GER "
+    grouper = Grouper()
+    [row] = grouper.feed(rows) + grouper.flush()
+    fields = row.split(ROW_SEP)
+    assert len(fields) == len(ROW_FIELDS)
+    assert len(decode_activities(fields[ACTIVITIES])) == 1

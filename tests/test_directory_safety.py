@@ -126,7 +126,7 @@ async def main():
     db = await open_database(sys.argv[1], create=True)
     loading.PARALLEL_MIN_CHARS = 0
     loading.MAX_WORKERS = 2
-    loading.BATCH_LINES = 500
+    loading.BLOCK_CHARS = 150_000
     loading.os.cpu_count = lambda: 2
     await importer.import_directory(db, sys.argv[2], progress=Stop())
 

@@ -14,6 +14,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TextIO
 
 from bridge.directory import parallel
 from bridge.directory.duplicates import first_lines, merge_warnings
@@ -27,11 +28,14 @@ from bridge.directory.import_tally import (
 from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
 from bridge.directory.rows import Grouper, PractitionerRow
 from bridge.directory.rpps import (
+    BLOCK_CHARS,
     RECORD_FIELDS,
     ExtractFormatError,
     ExtractParser,
     Layout,
     RecordRow,
+    clean_field,
+    read_blocks,
     read_header,
 )
 from bridge.directory.savoir_faire import SpecialtyIndex
@@ -40,7 +44,6 @@ from bridge.directory.spill import Merged, bucketed
 
 logger = logging.getLogger(__name__)
 
-BATCH_LINES = 20_000
 MAX_WORKERS = 4
 PARALLEL_MIN_CHARS = 50_000_000
 """Smaller files are parsed in the importer's process: starting workers would cost more."""
@@ -61,7 +64,7 @@ def batches_of_records(
         warnings: list[ParseWarning] = []
         for item in chunk:
             if isinstance(item, PractitionerRecord):
-                rows.append(tuple(getattr(item, name) for name in getters))
+                rows.append(tuple(clean_field(getattr(item, name)) for name in getters))
             elif isinstance(item, ParseError):
                 errors.append(item)
             else:
@@ -122,7 +125,7 @@ async def load_extract(
 
 
 async def _load_here(
-    text: Iterator[str],
+    text: TextIO,
     header: str,
     layout: Layout,
     specialties: SpecialtyIndex | None,
@@ -137,15 +140,16 @@ async def _load_here(
     done = len(header)
     line_no = 2
     try:
-        while batch := list(itertools.islice(text, BATCH_LINES)):
-            rows, errors, warnings = parser.parse(batch, line_no)
-            line_no += len(batch)
-            tally.lines += len(batch)
+        for block in read_blocks(text, BLOCK_CHARS):
+            rows, errors, warnings = parser.parse_text(block, line_no)
+            lines = block.count("\n")
+            line_no += lines
+            tally.lines += lines
             tally.records += len(rows)
             tally.count(errors, warnings)
             await writer.write(grouper.feed(rows))
             if progress is not None:
-                done += sum(map(len, batch))
+                done += len(block)
                 progress.advanced(done, tally.lines)
         await writer.write(grouper.flush())
     finally:
@@ -153,7 +157,7 @@ async def _load_here(
 
 
 async def _load_in_workers(
-    text: Iterator[str],
+    text: TextIO,
     header: str,
     layout: Layout,
     specialties: SpecialtyIndex | None,
@@ -169,7 +173,7 @@ async def _load_in_workers(
     in_flight: deque[asyncio.Future[parallel.BatchResult]] = deque()
     done = len(header)
     line_no = 2
-    carried: list[str] = []
+    carried = ""
 
     async def collect() -> None:
         rows, errors, warnings, learnt, records, named = await in_flight.popleft()
@@ -180,25 +184,27 @@ async def _load_in_workers(
             specialties.add_seen(*named)
         await generation.add(rows)
 
+    def send(batch: str) -> None:
+        nonlocal line_no
+        in_flight.append(loop.run_in_executor(executor, parallel.parse_block, batch, line_no))
+        lines = batch.count("\n")
+        line_no += lines
+        tally.lines += lines
+
     with parallel.pool(workers, layout, specialties) as executor:
         try:
-            while True:
-                fresh = list(itertools.islice(text, BATCH_LINES))
-                batch = carried + fresh
-                if not batch:
-                    break
-                cut = parallel.cut_point(batch, rpps_column) if fresh else len(batch)
-                batch, carried = (batch[:cut], batch[cut:]) if cut else (batch, [])
-                in_flight.append(
-                    loop.run_in_executor(executor, parallel.parse_batch, batch, line_no)
-                )
-                line_no += len(batch)
-                tally.lines += len(batch)
+            for block in read_blocks(text, BLOCK_CHARS):
+                batch = carried + block
+                cut = parallel.cut_point(batch, rpps_column)
+                batch, carried = (batch[:cut], batch[cut:]) if cut else (batch, "")
+                send(batch)
                 if len(in_flight) > workers:
                     await collect()
                 if progress is not None:
-                    done += sum(map(len, fresh))
+                    done += len(block)
                     progress.advanced(done, tally.lines)
+            if carried:
+                send(carried)
             while in_flight:
                 await collect()
         finally:

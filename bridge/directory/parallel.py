@@ -1,10 +1,10 @@
 """Parsing a large extract on several processor cores.
 
 Parsing and gathering 2.2 million lines is pure Python and takes most of an import's time on
-one core. For large files the importer hands batches of lines to worker processes, each
+one core. For large files the importer hands blocks of lines to worker processes, each
 running the same pure code (`ExtractParser`, `Grouper`) and sending back practitioner rows
 as text; the importer's process only reads the file, writes the rows to the spill and counts
-errors. Batches are cut between two practitioners, so a practitioner's lines stay together.
+errors. Blocks are cut between two practitioners, so a practitioner's lines stay together.
 
 Workers start from a clean interpreter (`forkserver`), never as a fork of the importer, which
 runs database threads.
@@ -90,10 +90,10 @@ def _start(layout: Layout, specialties: SpecialtyIndex | None, importer: int) ->
     _grouper = Grouper()
 
 
-def parse_batch(lines: list[str], first_line_no: int) -> BatchResult:
-    """In a worker: one batch of whole practitioners, parsed and gathered."""
+def parse_block(block: str, first_line_no: int) -> BatchResult:
+    """In a worker: one block of whole practitioners' lines, parsed and gathered."""
     assert _parser is not None and _grouper is not None, "worker not started"
-    records, errors, warnings = _parser.parse(lines, first_line_no)
+    records, errors, warnings = _parser.parse_text(block, first_line_no)
     rows = bucketed(_grouper.feed(records) + _grouper.flush())
     learnt = _grouper.vocabulary.take()
     named = _specialties.take_seen() if _specialties is not None else ([], [])
@@ -110,19 +110,23 @@ def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None) -> Ex
     )
 
 
-def cut_point(lines: list[str], rpps_column: int) -> int:
-    """Where to end a batch so that the last practitioner's lines all go to the next one.
+def cut_point(block: str, rpps_column: int) -> int:
+    """Where to end a block of whole lines so that the last practitioner's lines all go to
+    the next one.
 
-    Returns the index of the first line of the batch's last practitioner (0 when the whole
-    batch is one practitioner: then the batch is kept whole).
+    Returns the offset of the first line of the block's last practitioner (0 when the whole
+    block is one practitioner: then the block is kept whole).
     """
 
     def rpps(line: str) -> str:
         cells = line.split("|", rpps_column + 1)
         return cells[rpps_column] if len(cells) > rpps_column else ""
 
-    last = rpps(lines[-1])
-    at = len(lines) - 1
-    while at > 0 and rpps(lines[at - 1]) == last:
-        at -= 1
+    at = block.rfind("\n", 0, len(block) - 1) + 1
+    last = rpps(block[at:])
+    while at > 0:
+        start = block.rfind("\n", 0, at - 1) + 1
+        if rpps(block[start:at]) != last:
+            break
+        at = start
     return at
