@@ -71,7 +71,10 @@ def client_config(pickle_key: str) -> AsyncClientConfig:
     )
 
 
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 600.0
+"""How long the first sync may take before the bot gives up. A bot in thousands of rooms
+without a sync token (a cold start) downloads every room's state first: at 4 300 rooms on a
+loaded homeserver that took more than the 60 s this used to be, and the bot never started."""
 
 HandlerFactory = Callable[[NioActions, AsyncExitStack], Awaitable[MessageHandler]]
 
