@@ -38,7 +38,7 @@ from bot.session import (
     save_session,
     token_still_valid,
 )
-from bot.sync_filter import SYNC_FILTER
+from bot.sync_filter import START_FILTER, SYNC_FILTER
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,10 @@ class BotRunner:
         """Holds back the commands of doctors whose identity reset is pending."""
         self.cross_signing: CrossSigningOutcome | None = None
         self._checkpoints: SyncCheckpoints | None = None
+        self._cold = True
+        """No sync token at start: the first sync takes `START_FILTER`."""
+        self._full_state_first = False
+        """The joined rooms could not be listed: the first sync asks for every room's state."""
         self.member_servers: Container[str] = config.effective_member_servers
         """Whose users the bot serves; follows the registry once started with follow_registry."""
 
@@ -166,6 +170,7 @@ class BotRunner:
                 "matrix-nio is installed with its e2e extra and store_dir is writable"
             )
         client.loaded_sync_token = client.store.load_sync_token() or ""
+        self._cold = not client.loaded_sync_token
         self._checkpoints = SyncCheckpoints(client.store.save_sync_token)
         if client.should_upload_keys:
             uploaded = await client.keys_upload()
@@ -212,6 +217,10 @@ class BotRunner:
         for listener in self._listeners:
             self.router.add_listener(listener)
         self.router.register()
+        if not self._cold:  # the first sync brings only what changed: know every room first
+            known = await client.know_joined_rooms()
+            self._full_state_first = known is None
+            logger.info("Resuming from the sync token; %s rooms listed", known)
         client.add_response_callback(self._on_sync, object)
         self._sync_task = asyncio.create_task(self._sync_loop(), name="bot sync")
         self._tick_task = asyncio.create_task(self._tick_loop(), name="bot ticks")
@@ -250,7 +259,10 @@ class BotRunner:
             started = time.monotonic()
             try:
                 await self.client.sync_forever(
-                    timeout=SYNC_TIMEOUT_MS, sync_filter=SYNC_FILTER, full_state=first
+                    timeout=SYNC_TIMEOUT_MS,
+                    sync_filter=SYNC_FILTER,
+                    first_sync_filter=START_FILTER if first and self._cold else None,
+                    full_state=first and self._full_state_first,
                 )
             except asyncio.CancelledError:
                 raise

@@ -11,6 +11,11 @@ at every start. So:
   it marks the room's members as unknown again (`forget_members_after_gaps`).
 - the timeline is short: a gap is back-filled by the expiry engine, and a command older than
   the last few events of a sync is too old to answer anyway.
+- a restart does not ask for every room's state again: the bot already knows which rooms are
+  encrypted (nio keeps that list in its store) and reads the rest of a room's state when it
+  needs it. A restart with its sync token syncs only what changed (`full_state` off) and
+  lists the joined rooms with one `/joined_rooms`; a start without a token (a cold start)
+  takes `START_FILTER`: every room, with only its encryption state and its latest event.
 - device-list changes are matched against the users whose devices the bot tracks (a set),
   not against every room's member list (nio's way: O(rooms) per changed user, and blind to
   members that lazy loading has not shown yet).
@@ -39,6 +44,19 @@ SYNC_FILTER: dict[str, Any] = {
 }
 """The filter every sync of the bot carries (to-device messages and device lists are never
 filtered: they carry the keys)."""
+
+START_FILTER: dict[str, Any] = {
+    **SYNC_FILTER,
+    "room": {
+        **SYNC_FILTER["room"],
+        "state": {"types": ["m.room.encryption"]},
+        "timeline": {"limit": 1, "lazy_load_members": True},
+    },
+}
+"""The first sync of a bot without a sync token: each joined room with its encryption state
+and latest event only. What happened before is read back where it matters (the expiry
+engine's catch-up reads every open case from its own records at start); members are fetched
+before a message goes out. A limit of 1, not 0: Synapse reads 0 as no limit at all."""
 
 
 def changed_tracked_users(

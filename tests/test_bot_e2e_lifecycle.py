@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -359,3 +360,110 @@ def config_file(config: BotConfig) -> Path:
     path = config.store_dir.parent / "bot.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+class FirstSync(Recorder):
+    """Also notes, for each sync response, the joined rooms it carried and their state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.responses: list[Any] = []
+
+    async def after_sync(self, response: Any) -> None:
+        self.responses.append(response)
+
+
+async def _restarted(config: BotConfig) -> tuple[BotRunner, FirstSync]:
+    bot = production_runner(config)
+    seen = FirstSync()
+    bot.add_listener(seen)
+    await bot.start()
+    return bot, seen
+
+
+async def _answered_encrypted(doctor: Doctor, room_id: str, bot_id: str) -> None:
+    """`!help` in `room_id` is answered, and the answer crossed the homeserver encrypted."""
+    mark = len(doctor.seen)
+    await doctor.send(room_id, "!help")
+    reply = await doctor.wait_for_text(bot_id, lambda b: "!find" in b, after=mark)
+    assert reply.decrypted, f"the bot answered in the clear in {room_id}"
+    path = f"/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=20"
+    status, page = await NioJson(doctor.client).request_json("GET", path, None)
+    assert status == 200, page
+    sent = [e for e in page["chunk"] if e["sender"] == bot_id and "state_key" not in e]
+    assert sent and {e["type"] for e in sent} == {"m.room.encrypted"}, sent
+
+
+async def test_a_restart_syncs_only_changed_rooms_yet_speaks_encrypted_in_every_room(
+    bots: Bots, hs_a: Homeserver, tmp_path: Path
+) -> None:
+    """A bot in thousands of rooms cannot have the state of each sent at every restart: the
+    first sync carries only the rooms where something happened. A room it knows only from the
+    list of joined rooms still gets encrypted answers, even one its store forgot was
+    encrypted (the bot asks the homeserver rather than believe the room is in the clear)."""
+    config, bot = await bots()
+    doctor = await Doctor.create(hs_a, tmp_path)
+    try:
+        busy, idle, forgotten = [await doctor.dm(bot.user_id) for _ in range(3)]
+        for room_id in (busy, idle, forgotten):
+            await _answered_encrypted(doctor, room_id, bot.user_id)
+        user, device = bot.user_id, bot.device_id
+        await bot.stop()
+        store = DefaultStore(user, device, str(config.store_dir), config.resolve_pickle_key())
+        store.delete_encrypted_room(forgotten)
+        assert forgotten not in store.load_encrypted_rooms()
+        store.database.close()
+        mark = len(doctor.seen)
+        await doctor.send(busy, "!help")  # sent while the bot is down
+
+        bot, seen = await _restarted(config)
+        assert bot.client is not None
+        first = seen.responses[0]
+        assert busy in first.rooms.join
+        assert idle not in first.rooms.join and forgotten not in first.rooms.join
+        assert {busy, idle, forgotten} <= set(bot.client.rooms)
+        assert all(bot.client.rooms[r].encrypted for r in (busy, idle, forgotten))
+        await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b, after=mark)
+        await _answered_encrypted(doctor, forgotten, bot.user_id)
+        await _answered_encrypted(doctor, idle, bot.user_id)
+    finally:
+        await doctor.close()
+        await bot.stop()
+
+
+async def test_a_start_without_sync_token_asks_only_for_encryption_and_latest_events(
+    bots: Bots, hs_a: Homeserver, tmp_path: Path
+) -> None:
+    """A start without a sync token lists every room once, with its encryption and latest
+    event only, and still speaks encrypted everywhere. Here the whole store is lost (a new
+    device: no sync token, no list of encrypted rooms), so what the first sync says about
+    encryption is all the bot knows: a room it took as unencrypted would get answers in
+    the clear. (A new device, too, because Synapse answers a repeated identical first sync
+    from its two-minute response cache, which would hide the first sync from this test.)"""
+    config, bot = await bots()
+    doctor = await Doctor.create(hs_a, tmp_path)
+    try:
+        rooms = [await doctor.dm(bot.user_id) for _ in range(2)]
+        for room_id in rooms:
+            for _ in range(2):
+                await _answered_encrypted(doctor, room_id, bot.user_id)
+        old_device = bot.device_id
+        await bot.stop()
+        (config.store_dir / SESSION_FILE).unlink()  # new device: a store of its own
+
+        bot, seen = await _restarted(config)
+        assert bot.client is not None and bot.device_id != old_device
+        first = seen.responses[0]
+        for room_id in rooms:
+            info = first.rooms.join[room_id]
+            assert {e.source["type"] for e in info.state} == {"m.room.encryption"}, info.state
+            assert len(info.timeline.events) == 1 and info.timeline.limited
+            assert bot.client.rooms[room_id].encrypted
+        for room_id in rooms:
+            # The doctor's client shares a new room key, which the bot's new device gets.
+            doctor.client.olm.outbound_group_sessions.pop(room_id, None)
+            await doctor.wait_devices_known(bot.user_id)
+            await _answered_encrypted(doctor, room_id, bot.user_id)
+    finally:
+        await doctor.close()
+        await bot.stop()

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from nio import AsyncClient, KeysQueryResponse
+from nio import (
+    AsyncClient,
+    JoinedRoomsResponse,
+    KeysQueryResponse,
+    MatrixRoom,
+    RoomGetStateEventError,
+    RoomGetStateEventResponse,
+)
 from nio.api import Api
 
 from bot.crypto.signing import Json
@@ -152,6 +159,45 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         status, _ = await NioJson(self).request_json(*request)
         if status != 200:
             logger.info("Could not send withheld notices in %s (HTTP %d)", room_id, status)
+
+    async def know_joined_rooms(self) -> int | None:
+        """Register every room the bot is joined to, without its state; returns how many were
+        added, or None when the homeserver would not list them.
+
+        For a restart with a sync token: asking for the full state instead makes the
+        homeserver send the state of every room the bot sits in (minutes at thousands of
+        rooms). Members are fetched before a message goes out (`members_synced` stays False);
+        whether a room is encrypted comes from nio's store, which lists every room the bot
+        has seen encrypted. A room missing from that list is asked for its encryption state,
+        and taken as encrypted unless the homeserver answers that it has none: the bot never
+        sends in the clear to a room it only believes unencrypted.
+        """
+        response = await self.joined_rooms()
+        if not isinstance(response, JoinedRoomsResponse):
+            logger.warning("Could not list the joined rooms: %s", getattr(response, "message", ""))
+            return None
+        new = [room_id for room_id in response.rooms if room_id not in self.rooms]
+        unsure = [room_id for room_id in new if room_id not in self.encrypted_rooms]
+        answers = await asyncio.gather(*(self._is_encrypted(room_id) for room_id in unsure))
+        plain = {room_id for room_id, sure in zip(unsure, answers, strict=True) if not sure}
+        found = set(unsure) - plain
+        if found:
+            self.encrypted_rooms.update(found)
+            if self.store is not None:
+                self.store.save_encrypted_rooms(found)
+        for room_id in new:
+            self.rooms[room_id] = MatrixRoom(room_id, self.user_id, room_id not in plain)
+        return len(new)
+
+    async def _is_encrypted(self, room_id: str) -> bool:
+        """Whether the room has ``m.room.encryption`` (True unless the homeserver says no)."""
+        response = await self.room_get_state_event(room_id, "m.room.encryption")
+        if isinstance(response, RoomGetStateEventResponse):
+            return True
+        if isinstance(response, RoomGetStateEventError) and response.status_code == "M_NOT_FOUND":
+            return False
+        logger.warning("Could not read the encryption of %s; taking it as encrypted", room_id)
+        return True
 
     async def keys_query(self) -> Any:
         """Query outdated device lists; nothing (None) when none is left to query.
