@@ -19,6 +19,7 @@ with the bot at the same moment (each joined within 60 s), then `--burst-finds` 
     python -m tests.bench scale                  # --size quick: every step runs (minutes)
     python -m tests.bench scale --size issue     # 2 000 practitioners, 5 000 rooms
     python -m tests.bench scale --size issue --practitioners 500 --rooms 1250
+    python -m tests.bench scale --size issue --build-for 3600  # measure what an hour built
 
 Measures 5 (expiry on this topology) and 6 (guard cost) are not part of it.
 """
@@ -275,7 +276,10 @@ async def measure(args: argparse.Namespace, scale: Scale, tmp: Path) -> dict[str
     watchers: list[InviteWatcher] = []
     try:
         r["first_ready_s"] = await bot.start()
-        r["build_s"] = await build(scale, args.practitioners, args.rooms, echo_id)
+        r["build_s"] = await build(
+            scale, args.practitioners, args.rooms, echo_id, for_s=args.build_for
+        )
+        r["built"] = bool(scale.state.get("built"))
         r["joins_refused"] = scale.state.get("joins_refused", [])
         built = set(scale.state["dms"]) | set(scale.state["cases"])
         joined = await wait_all_joined(scale, scale.bot_id, built, timeout=3600)
@@ -409,6 +413,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print(
         f"setup: {args.practitioners} practitioners, bot in {r['rooms_total']} rooms "
         f"({r['bot_rooms']} built, build {r['build_s']:.0f} s, cached in {CACHE})"
+        + ("" if r["built"] else f"; PARTIAL build: {r['bot_rooms']} of {args.rooms} rooms")
     )
     print(
         f"1. bot RSS after first sync {r['rss_ready']:.0f} MiB; after {r['traffic_messages']} "
@@ -458,6 +463,14 @@ def parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
     parser.add_argument("--no-bursts", dest="bursts", action="store_false")
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--build-for",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop building new rooms after this long and measure what is built (the next "
+        "run goes on building)",
+    )
     return parser
 
 

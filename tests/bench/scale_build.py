@@ -261,7 +261,9 @@ async def api(
     raise RuntimeError(f"{method} {path}: still rate-limited")
 
 
-async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> float:
+async def build(
+    scale: Scale, practitioners: int, rooms: int, echo_id: str, *, for_s: float | None = None
+) -> float:
     """Accounts and rooms (skipped when cached); returns the build time in seconds.
 
     Every practitioner is on the production homeserver and has a DM with the bot there (a
@@ -272,7 +274,9 @@ async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> f
     which no override lifts. Peer members join over federation.
 
     Resumable: the accounts and each room made are saved as they come, so an interrupted
-    build goes on where it stopped.
+    build goes on where it stopped. With `for_s`, no room is started after that many seconds
+    of this run: the measures then run on the rooms made so far (`state["dms"]`,
+    `state["cases"]`), and the next run goes on building.
     """
     if scale.state.get("built"):
         return float(scale.state["build_s"])
@@ -324,8 +328,12 @@ async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> f
                     refused.append(str(exc)[:300])
             return room_id
 
-        async def make_once(index: int) -> str:
+        deadline = None if for_s is None else time.perf_counter() + for_s
+
+        async def make_once(index: int) -> str | None:
             if str(index) not in made:
+                if deadline is not None and time.perf_counter() > deadline:
+                    return None
                 made[str(index)] = await make(*plans[index])
                 if len(made) % 25 == 0:
                     scale.state["build_s"] = time.perf_counter() - started
@@ -334,9 +342,9 @@ async def build(scale: Scale, practitioners: int, rooms: int, echo_id: str) -> f
 
         room_ids = await bounded(6, [lambda i=i: make_once(i) for i in range(len(plans))])
     scale.state.update(
-        dms=room_ids[:dms],
-        cases=room_ids[dms:],
-        built=True,
+        dms=[r for r in room_ids[:dms] if r is not None],
+        cases=[r for r in room_ids[dms:] if r is not None],
+        built=None not in room_ids,
         joins_refused=refused,
         build_s=time.perf_counter() - started,
     )
