@@ -217,6 +217,7 @@ class BotRunner:
         for listener in self._listeners:
             self.router.add_listener(listener)
         self.router.register()
+        self.router.starting_cold = self._cold
         if not self._cold:  # the first sync brings only what changed: know every room first
             known = await client.know_joined_rooms()
             self._full_state_first = known is None

@@ -49,14 +49,17 @@ START_FILTER: dict[str, Any] = {
     **SYNC_FILTER,
     "room": {
         **SYNC_FILTER["room"],
-        "state": {"types": ["m.room.encryption"]},
+        "state": {"types": ["m.room.encryption"], "lazy_load_members": True},
         "timeline": {"limit": 1, "lazy_load_members": True},
     },
 }
 """The first sync of a bot without a sync token: each joined room with its encryption state
 and latest event only. What happened before is read back where it matters (the expiry
 engine's catch-up reads every open case from its own records at start); members are fetched
-before a message goes out. A limit of 1, not 0: Synapse reads 0 as no limit at all."""
+before a message goes out. A limit of 1, not 0: Synapse reads 0 as no limit at all. Members
+stay lazy-loaded: Synapse takes lazy loading from the state filter alone, and without it reads
+every member of every room, and leaves out the rooms whose state is still partial (joined
+over federation moments ago) until a sync without lazy loading, which never comes."""
 
 
 def changed_tracked_users(

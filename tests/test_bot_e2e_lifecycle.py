@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from nio import MegolmEvent, ToDeviceMessage, UnknownToDeviceEvent
+from nio import Event, MegolmEvent, RoomCreateResponse, ToDeviceMessage, UnknownToDeviceEvent
 from nio.store import DefaultStore
 from typer.testing import CliRunner
 
@@ -394,19 +394,45 @@ async def _answered_encrypted(doctor: Doctor, room_id: str, bot_id: str) -> None
     assert sent and {e["type"] for e in sent} == {"m.room.encrypted"}, sent
 
 
+async def _caught_up(bot: BotRunner, doctor: Doctor, room_id: str) -> None:
+    """Send a last message and wait until the bot has seen it and saved its sync position:
+    a stop before that would replay the end of the conversation at the next start."""
+    client = bot.client
+    assert client is not None
+    seen: set[str] = set()
+
+    async def note(room: Any, event: Any) -> None:
+        seen.add(str(getattr(event, "event_id", "")))
+
+    client.add_event_callback(note, Event)
+    marker = await doctor.send(room_id, "merci")
+
+    async def saved() -> bool | None:
+        done = marker in seen and client.store.load_sync_token() == client.next_batch
+        return True if done else None
+
+    await eventually(saved)
+
+
 async def test_a_restart_syncs_only_changed_rooms_yet_speaks_encrypted_in_every_room(
     bots: Bots, hs_a: Homeserver, tmp_path: Path
 ) -> None:
     """A bot in thousands of rooms cannot have the state of each sent at every restart: the
     first sync carries only the rooms where something happened. A room it knows only from the
     list of joined rooms still gets encrypted answers, even one its store forgot was
-    encrypted (the bot asks the homeserver rather than believe the room is in the clear)."""
+    encrypted (the bot asks the homeserver rather than believe the room is in the clear).
+    A room asked for without encryption is encrypted too: the guard adds it."""
     config, bot = await bots()
     doctor = await Doctor.create(hs_a, tmp_path)
     try:
         busy, idle, forgotten = [await doctor.dm(bot.user_id) for _ in range(3)]
-        for room_id in (busy, idle, forgotten):
+        made = await doctor.client.room_create(invite=[bot.user_id])
+        assert isinstance(made, RoomCreateResponse), made
+        plain = str(made.room_id)
+        await doctor.wait_joined(plain, bot.user_id)
+        for room_id in (idle, forgotten, busy):
             await _answered_encrypted(doctor, room_id, bot.user_id)
+        await _caught_up(bot, doctor, busy)
         user, device = bot.user_id, bot.device_id
         await bot.stop()
         store = DefaultStore(user, device, str(config.store_dir), config.resolve_pickle_key())
@@ -420,12 +446,34 @@ async def test_a_restart_syncs_only_changed_rooms_yet_speaks_encrypted_in_every_
         assert bot.client is not None
         first = seen.responses[0]
         assert busy in first.rooms.join
-        assert idle not in first.rooms.join and forgotten not in first.rooms.join
-        assert {busy, idle, forgotten} <= set(bot.client.rooms)
-        assert all(bot.client.rooms[r].encrypted for r in (busy, idle, forgotten))
+        assert not {idle, forgotten, plain} & set(first.rooms.join)
+        assert {busy, idle, forgotten, plain} <= set(bot.client.rooms)
+        assert all(bot.client.rooms[r].encrypted for r in (busy, idle, forgotten, plain))
         await doctor.wait_for_text(bot.user_id, lambda b: "!find" in b, after=mark)
         await _answered_encrypted(doctor, forgotten, bot.user_id)
         await _answered_encrypted(doctor, idle, bot.user_id)
+    finally:
+        await doctor.close()
+        await bot.stop()
+
+
+async def test_a_room_the_client_holds_as_unencrypted_still_gets_encrypted_answers(
+    bots: Bots, hs_a: Homeserver, tmp_path: Path
+) -> None:
+    """Whatever made nio hold an encrypted room as unencrypted (a room first met in a sync
+    that carried only what changed, a store that lost its list), the bot asks the homeserver
+    before its first message there and encrypts."""
+    _config, bot = await bots()
+    doctor = await Doctor.create(hs_a, tmp_path)
+    try:
+        room_id = await doctor.dm(bot.user_id)
+        await _answered_encrypted(doctor, room_id, bot.user_id)
+        client = bot.client
+        assert client is not None
+        client.rooms[room_id].encrypted = False
+        client.encrypted_rooms.discard(room_id)
+        await _answered_encrypted(doctor, room_id, bot.user_id)
+        assert client.rooms[room_id].encrypted and room_id in client.encrypted_rooms
     finally:
         await doctor.close()
         await bot.stop()
@@ -456,7 +504,8 @@ async def test_a_start_without_sync_token_asks_only_for_encryption_and_latest_ev
         first = seen.responses[0]
         for room_id in rooms:
             info = first.rooms.join[room_id]
-            assert {e.source["type"] for e in info.state} == {"m.room.encryption"}, info.state
+            kinds = {e.source["type"] for e in info.state}
+            assert "m.room.encryption" in kinds and kinds <= {"m.room.encryption", "m.room.member"}
             assert len(info.timeline.events) == 1 and info.timeline.limited
             assert bot.client.rooms[room_id].encrypted
         for room_id in rooms:

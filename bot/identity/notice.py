@@ -49,6 +49,8 @@ async def send_readable(client: Any, room_id: RoomId, body: str) -> EventId:
     room = client.rooms.get(room_id)
     if olm is None or room is None:
         raise NoticeNotSent("the bot is not in that room")
+    if not room.members_synced:  # lazy loading, or a room known only by its id since a restart
+        await client.joined_members(room_id)
     devices = _devices(client, room)
     missing: dict[str, list[str]] = {}
     for device in devices:

@@ -22,8 +22,6 @@ from nio import (
     JoinedRoomsResponse,
     KeysQueryResponse,
     MatrixRoom,
-    RoomGetStateEventError,
-    RoomGetStateEventResponse,
 )
 from nio.api import Api
 
@@ -64,6 +62,8 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         self.on_keys_query: Callable[[Json], object] | None = None
         self._claimed_at: dict[tuple[str, str], float] = {}
         self.gate = RequestGate()
+        self._plain: set[str] = set()
+        """Rooms the homeserver said have no encryption (asked before the first send)."""
 
     async def send(
         self, method: str, path: str, *args: Any, **kwargs: Any
@@ -73,8 +73,29 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         return await (call() if _SYNC_PATH.match(path) else self.gate.through(call))
 
     async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> Any:
+        await self._confirm_encryption(room_id)
         await self._give_room_key_to_late_devices(room_id)
         return await super().room_send(room_id, *args, **kwargs)
+
+    async def _confirm_encryption(self, room_id: str) -> None:
+        """nio sends in the clear to a room it holds as unencrypted. It can hold an encrypted
+        room so when it never saw the room's ``m.room.encryption`` event (a room first met in
+        a sync that carried only what changed, a store that lost its list): before the first
+        message to such a room, ask the homeserver, and encrypt unless it says there is no
+        encryption."""
+        room = self.rooms.get(room_id)
+        if room is None or room.encrypted or room_id in self._plain:
+            return
+        if await self._is_encrypted(room_id):
+            room.encrypted = True
+            self._remember_encrypted({room_id})
+        else:
+            self._plain.add(room_id)
+
+    def _remember_encrypted(self, room_ids: set[str]) -> None:
+        self.encrypted_rooms.update(room_ids)
+        if self.store is not None:
+            self.store.save_encrypted_rooms(room_ids)
 
     async def _give_room_key_to_late_devices(self, room_id: str) -> None:
         """Reach the devices that did not get the current room key.
@@ -172,31 +193,36 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         and taken as encrypted unless the homeserver answers that it has none: the bot never
         sends in the clear to a room it only believes unencrypted.
         """
-        response = await self.joined_rooms()
-        if not isinstance(response, JoinedRoomsResponse):
-            logger.warning("Could not list the joined rooms: %s", getattr(response, "message", ""))
+        try:
+            response = await self.joined_rooms()
+            if not isinstance(response, JoinedRoomsResponse):
+                logger.warning("Could not list the joined rooms: %s", response)
+                return None
+            new = [room_id for room_id in response.rooms if room_id not in self.rooms]
+            unsure = [room_id for room_id in new if room_id not in self.encrypted_rooms]
+            answers = await asyncio.gather(*(self._is_encrypted(room_id) for room_id in unsure))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("Could not list the joined rooms: %s", type(exc).__name__)
             return None
-        new = [room_id for room_id in response.rooms if room_id not in self.rooms]
-        unsure = [room_id for room_id in new if room_id not in self.encrypted_rooms]
-        answers = await asyncio.gather(*(self._is_encrypted(room_id) for room_id in unsure))
         plain = {room_id for room_id, sure in zip(unsure, answers, strict=True) if not sure}
-        found = set(unsure) - plain
-        if found:
-            self.encrypted_rooms.update(found)
-            if self.store is not None:
-                self.store.save_encrypted_rooms(found)
+        self._plain.update(plain)
+        if found := set(unsure) - plain:
+            self._remember_encrypted(found)
         for room_id in new:
             self.rooms[room_id] = MatrixRoom(room_id, self.user_id, room_id not in plain)
         return len(new)
 
     async def _is_encrypted(self, room_id: str) -> bool:
         """Whether the room has ``m.room.encryption`` (True unless the homeserver says no)."""
-        response = await self.room_get_state_event(room_id, "m.room.encryption")
-        if isinstance(response, RoomGetStateEventResponse):
-            return True
-        if isinstance(response, RoomGetStateEventError) and response.status_code == "M_NOT_FOUND":
+        status, answer = await NioJson(self).request_json(*requests.room_encryption(room_id))
+        if status == 404 and answer.get("errcode") == "M_NOT_FOUND":
             return False
-        logger.warning("Could not read the encryption of %s; taking it as encrypted", room_id)
+        if status != 200:
+            logger.warning(
+                "Could not read the encryption of %s (HTTP %d); taking it as encrypted",
+                room_id,
+                status,
+            )
         return True
 
     async def keys_query(self) -> Any:

@@ -55,6 +55,11 @@ def room_create_event(room_id: str) -> Request:
     return Request("GET", path, None)
 
 
+def room_encryption(room_id: str) -> Request:
+    """The room's ``m.room.encryption`` content (404 ``M_NOT_FOUND``: the room has none)."""
+    return Request("GET", build_path(["rooms", room_id, "state", "m.room.encryption", ""]), None)
+
+
 def invited_members(room_id: str) -> Request:
     path = build_path(["rooms", room_id, "members"], {"membership": "invite"})
     return Request("GET", path, None)
