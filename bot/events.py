@@ -163,10 +163,6 @@ class EventRouter:
         self._held_invites: OrderedDict[str, str] = OrderedDict()
         """Invites ignored because the inviter's server was not a member (room -> inviter):
         the member servers can follow the registry, so they are looked at again."""
-        self.starting_cold = False
-        """The next sync is the first without a sync token: it cuts every room's timeline
-        to its latest event, by design (`bot.sync_filter.START_FILTER`), so its gaps are
-        expected and not worth a warning each."""
 
     def add_listener(self, listener: SyncListener) -> None:
         self._listeners.append(listener)
@@ -366,13 +362,13 @@ class EventRouter:
         for room_id, info in response.rooms.join.items():
             timeline = info.timeline
             if timeline.limited:
-                if not self._joined_in(timeline.events) and not self.starting_cold:
+                if not self._joined_in(timeline.events):
                     logger.warning(
                         "Gappy sync in %s: events before %s were skipped",
                         room_id,
                         timeline.prev_batch,
                     )
-                else:  # a first sync of the room (our join) or of the bot is cut by design
+                else:  # the sync that brings our own join is always cut to the latest events
                     logger.debug("First sync of %s starts at %s", room_id, timeline.prev_batch)
                 for listener in self._listeners:
                     self._tasks.spawn(
@@ -381,5 +377,4 @@ class EventRouter:
         for listener in self._listeners:
             if isinstance(listener, SyncCommitListener):
                 self._tasks.spawn(listener.after_sync(response), "listener commit")
-        self.starting_cold = False
         self.retry_pending(time.monotonic())

@@ -112,7 +112,8 @@ class BotRunner:
         self.cross_signing: CrossSigningOutcome | None = None
         self._checkpoints: SyncCheckpoints | None = None
         self._cold = True
-        """No sync token at start: the first sync takes `START_FILTER`."""
+        """No sync token at start: the first sync takes `START_FILTER` (no room), pending
+        invitations are read in the background."""
         self._full_state_first = False
         """The joined rooms could not be listed: the first sync asks for every room's state."""
         self.member_servers: Container[str] = config.effective_member_servers
@@ -217,11 +218,15 @@ class BotRunner:
         for listener in self._listeners:
             self.router.add_listener(listener)
         self.router.register()
-        self.router.starting_cold = self._cold
-        if not self._cold:  # the first sync brings only what changed: know every room first
-            known = await client.know_joined_rooms()
-            self._full_state_first = known is None
-            logger.info("Resuming from the sync token; %s rooms listed", known)
+        # The first sync brings only what changed (nothing at all on a cold start): know every
+        # joined room first.
+        known = await client.know_joined_rooms()
+        self._full_state_first = known is None
+        logger.info(
+            "%s; %s joined rooms listed",
+            "Cold start (no sync token)" if self._cold else "Resuming from the sync token",
+            known,
+        )
         client.add_response_callback(self._on_sync, object)
         self._sync_task = asyncio.create_task(self._sync_loop(), name="bot sync")
         self._tick_task = asyncio.create_task(self._tick_loop(), name="bot ticks")
@@ -235,6 +240,14 @@ class BotRunner:
                 self._sync_task.result()  # re-raise the sync failure
             raise TimeoutError("the first sync did not complete in time")
         logger.info("Bot %s ready (device %s)", session.user_id, session.device_id)
+        if self._cold:
+            self._tasks.spawn(self._sweep_invites(client), "invite sweep")
+
+    async def _sweep_invites(self, client: CaduceeClient) -> None:
+        """Pending invitations are in no incremental sync: read them once after a cold start."""
+        found = await client.sweep_invites()
+        if found is not None:
+            logger.info("Invitations pending since before the start: %d", found)
 
     async def _on_sync(self, response: Any) -> None:
         from nio import SyncResponse

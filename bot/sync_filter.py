@@ -46,20 +46,32 @@ SYNC_FILTER: dict[str, Any] = {
 filtered: they carry the keys)."""
 
 START_FILTER: dict[str, Any] = {
-    **SYNC_FILTER,
+    "presence": NOTHING,
+    "account_data": NOTHING,
+    "room": {"rooms": []},
+}
+"""The first sync of a bot without a sync token (a cold start): no room at all, so the
+homeserver skips building an entry for each of thousands of rooms (55 s at 1 250 rooms on a
+loaded 2-core machine) and answers with a sync position, the to-device messages and
+nothing else. The joined rooms are listed with `/joined_rooms`, as after any restart; what
+happened before is read back where it matters (the expiry engine's catch-up reads every
+open case from its own records at start); invitations that came while the bot had no token
+are found by `INVITE_SWEEP_FILTER`, in the background."""
+
+INVITE_SWEEP_FILTER: dict[str, Any] = {
+    "presence": NOTHING,
+    "account_data": NOTHING,
     "room": {
-        **SYNC_FILTER["room"],
-        "state": {"types": ["m.room.encryption"], "lazy_load_members": True},
+        "state": {"types": [], "lazy_load_members": True},
         "timeline": {"limit": 1, "lazy_load_members": True},
+        "ephemeral": NOTHING,
+        "account_data": NOTHING,
     },
 }
-"""The first sync of a bot without a sync token: each joined room with its encryption state
-and latest event only. What happened before is read back where it matters (the expiry
-engine's catch-up reads every open case from its own records at start); members are fetched
-before a message goes out. A limit of 1, not 0: Synapse reads 0 as no limit at all. Members
-stay lazy-loaded: Synapse takes lazy loading from the state filter alone, and without it reads
-every member of every room, and leaves out the rooms whose state is still partial (joined
-over federation moments ago) until a sync without lazy loading, which never comes."""
+"""One initial sync after a cold start, read for its invitations only: pending invitations
+appear in no incremental sync and no other endpoint lists them. As light as Synapse allows:
+no state, one event per room (a limit of 0 would mean no limit at all), members
+lazy-loaded (without it Synapse reads every member of every room)."""
 
 
 def changed_tracked_users(

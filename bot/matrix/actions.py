@@ -95,6 +95,7 @@ class NioActions:
             room_id, ROOM_READY_TIMEOUT
         ):
             raise MatrixActionError("the bot is not in that room")
+        await client.confirm_encryption(room_id)  # before the members are read for the key
         await self._refresh_keys(room_id)
         for _attempt in range(3):
             try:

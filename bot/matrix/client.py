@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -22,13 +23,15 @@ from nio import (
     JoinedRoomsResponse,
     KeysQueryResponse,
     MatrixRoom,
+    SyncResponse,
 )
 from nio.api import Api
 
 from bot.crypto.signing import Json
 from bot.matrix import requests
 from bot.matrix.homeserver import NioJson
-from bot.matrix.nio_private import LeanSync, send_parsed
+from bot.matrix.nio_private import LeanSync, apply_invites, build_path, send_parsed
+from bot.sync_filter import INVITE_SWEEP_FILTER
 from bot.throttle import RequestGate
 from bot.unreadable import WITHHELD_TYPE
 
@@ -52,6 +55,7 @@ class RawKeysQueryResponse(KeysQueryResponse):  # type: ignore[misc]
 
 
 LATE_CLAIM_INTERVAL_S = 60.0
+INVITE_SWEEP_TIMEOUT_S = 900.0
 
 
 class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
@@ -73,11 +77,11 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         return await (call() if _SYNC_PATH.match(path) else self.gate.through(call))
 
     async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> Any:
-        await self._confirm_encryption(room_id)
+        await self.confirm_encryption(room_id)
         await self._give_room_key_to_late_devices(room_id)
         return await super().room_send(room_id, *args, **kwargs)
 
-    async def _confirm_encryption(self, room_id: str) -> None:
+    async def confirm_encryption(self, room_id: str) -> None:
         """nio sends in the clear to a room it holds as unencrypted. It can hold an encrypted
         room so when it never saw the room's ``m.room.encryption`` event (a room first met in
         a sync that carried only what changed, a store that lost its list): before the first
@@ -185,32 +189,54 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         """Register every room the bot is joined to, without its state; returns how many were
         added, or None when the homeserver would not list them.
 
-        For a restart with a sync token: asking for the full state instead makes the
-        homeserver send the state of every room the bot sits in (minutes at thousands of
-        rooms). Members are fetched before a message goes out (`members_synced` stays False);
-        whether a room is encrypted comes from nio's store, which lists every room the bot
-        has seen encrypted. A room missing from that list is asked for its encryption state,
-        and taken as encrypted unless the homeserver answers that it has none: the bot never
-        sends in the clear to a room it only believes unencrypted.
+        For any start: asking for the full state instead makes the homeserver build the
+        state of every room the bot sits in (minutes at thousands of rooms). Members are
+        fetched before a message goes out (`members_synced` stays False). Encryption comes
+        from nio's store, which lists every room the bot has seen encrypted; a room missing
+        there is asked about before the bot's first message to it (`confirm_encryption`).
         """
         try:
             response = await self.joined_rooms()
-            if not isinstance(response, JoinedRoomsResponse):
-                logger.warning("Could not list the joined rooms: %s", response)
-                return None
-            new = [room_id for room_id in response.rooms if room_id not in self.rooms]
-            unsure = [room_id for room_id in new if room_id not in self.encrypted_rooms]
-            answers = await asyncio.gather(*(self._is_encrypted(room_id) for room_id in unsure))
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("Could not list the joined rooms: %s", type(exc).__name__)
             return None
-        plain = {room_id for room_id, sure in zip(unsure, answers, strict=True) if not sure}
-        self._plain.update(plain)
-        if found := set(unsure) - plain:
-            self._remember_encrypted(found)
+        if not isinstance(response, JoinedRoomsResponse):
+            logger.warning("Could not list the joined rooms: %s", response)
+            return None
+        new = [room_id for room_id in response.rooms if room_id not in self.rooms]
         for room_id in new:
-            self.rooms[room_id] = MatrixRoom(room_id, self.user_id, room_id not in plain)
+            self.rooms[room_id] = MatrixRoom(room_id, self.user_id, room_id in self.encrypted_rooms)
         return len(new)
+
+    async def sweep_invites(self, timeout: float = INVITE_SWEEP_TIMEOUT_S) -> int | None:
+        """After a cold start: read the pending invitations with one initial sync
+        (`INVITE_SWEEP_FILTER`) and hand them to nio as if its own sync had brought them.
+        Returns how many there were, None when the homeserver did not answer.
+
+        Slow at thousands of rooms (the homeserver builds an entry for each), so it runs in
+        the background, once, with a long timeout of its own.
+        """
+        path = build_path(["sync"], {"filter": json.dumps(INVITE_SWEEP_FILTER), "timeout": "0"})
+        headers = {"Authorization": f"Bearer {self.access_token}"}
+        try:
+            answer = await super().send("GET", path, None, headers, timeout=timeout)
+            status, body = answer.status, await answer.json(content_type=None)
+            answer.release()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            logger.warning("Could not read the pending invitations: %s", type(exc).__name__)
+            return None
+        invites = (body.get("rooms") or {}).get("invite") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(body, dict):
+            logger.warning("Could not read the pending invitations (HTTP %d)", status)
+            return None
+        response = SyncResponse.from_dict(
+            {"next_batch": body.get("next_batch", ""), "rooms": {"invite": invites or {}}}
+        )
+        if not isinstance(response, SyncResponse):
+            logger.warning("Could not read the pending invitations: %s", response)
+            return None
+        await apply_invites(self, response)
+        return len(response.rooms.invite)
 
     async def _is_encrypted(self, room_id: str) -> bool:
         """Whether the room has ``m.room.encryption`` (True unless the homeserver says no)."""

@@ -43,6 +43,13 @@ def olm_encrypt(olm: Any, session: Any, device: Any, event_type: str, content: A
     return olm._olm_encrypt(session, device, event_type, content)
 
 
+async def apply_invites(client: Any, response: Any) -> None:
+    """Let nio take the invitations of a sync response read outside its sync loop
+    (`AsyncClient._handle_invited_rooms`): each lands in `invited_rooms` and goes through the
+    event callbacks, as from a sync of nio's own."""
+    await client._handle_invited_rooms(response)
+
+
 class LeanSync:
     """nio's sync handling made O(changed rooms); mixed into the bot's `AsyncClient` ahead of it.
 

@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 from nio import AsyncClient, AsyncClientConfig, InviteMemberEvent, RoomMessageText
 
+from bot.matrix.homeserver import NioJson
 from tests.bench.bench_bot import EchoBot, InviteWatcher, percentile, round_trip
 from tests.bench.scale_build import (
     CACHE,
@@ -55,6 +56,7 @@ from tests.deploy_stack import CADUCEE
 from tests.matrix_helpers import ENCRYPTION, Doctor, unique
 
 QUERY = "!find cardiologue lyon"
+CREATE_ROOM = "/_matrix/client/v3/createRoom"
 
 
 class BotProcess:
@@ -313,10 +315,12 @@ async def measure(args: argparse.Namespace, scale: Scale, tmp: Path) -> dict[str
         ]  # type: ignore[arg-type]
         who = " ".join(str(w.client.user_id) for w in watchers)
         r["case_load"] = load()
-        r["case_ms"] = [
-            await _case(doctors[i % n], dm_rooms[i % n], scale.bot_id, who, i, watchers)
-            for i in range(args.cases)
-        ]
+        r["case_ms"], r["case_bare_ms"] = [], []
+        for i in range(args.cases):  # interleaved: both see the same load
+            r["case_ms"].append(
+                await _case(doctors[i % n], dm_rooms[i % n], scale.bot_id, who, i, watchers)
+            )
+            r["case_bare_ms"].append(await _bare_case(echo.client, scale.bot_id, i, watchers))
 
         started = time.perf_counter()
         sent = 0
@@ -369,6 +373,34 @@ async def _case(
     reply = await doctor.wait_for_text(bot_id, after=mark, timeout=60)
     room_id = "!" + reply.body.split("/#/!", 1)[1].split("?", 1)[0].split()[0]
     room_id = room_id.replace("%3A", ":")
+    deadline = time.perf_counter() + 60
+    while not all(room_id in w.seen for w in watchers):
+        if time.perf_counter() > deadline:
+            raise AssertionError(f"not every invitee saw {room_id}")
+        await asyncio.sleep(0.005)
+    return 1000 * (max(w.seen[room_id] for w in watchers) - started)
+
+
+async def _bare_case(
+    client: AsyncClient, bot_id: str, i: int, watchers: list[InviteWatcher]
+) -> float:
+    """The baseline of measure 4: a bare client (the echo bot) creates the same case room in
+    one /createRoom, same invitees: the homeserver's own time for what `!case new` asks."""
+    from bot.commands.rooms import build_case_room_body
+    from bot.ids import UserId
+
+    body = build_case_room_body(
+        label=f"Bare-{i}",
+        requester=UserId(str(client.user_id)),
+        bot=UserId(bot_id),
+        ttl_seconds=86_400,
+        invite=[UserId(str(w.client.user_id)) for w in watchers],
+    )
+    started = time.perf_counter()
+    status, answer = await NioJson(client).request_json("POST", CREATE_ROOM, body)
+    if status != 200:
+        raise AssertionError(f"createRoom: {status} {answer}")
+    room_id = str(answer["room_id"])
     deadline = time.perf_counter() + 60
     while not all(room_id in w.seen for w in watchers):
         if time.perf_counter() > deadline:
@@ -433,10 +465,12 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
         f"{_ratio(_p(b, 0.5), _p(e, 0.5))} p95 {_ratio(_p(b, 0.95), _p(e, 0.95))} "
         f"(target <= 1.25x) [load {r['find_load']}]"
     )
-    cs = r["case_ms"]
+    cs, bare = r["case_ms"], r["case_bare_ms"]
     print(
         f"4. !case new, 5 invitees on 2 homeservers x{len(cs)}: p50 {_p(cs, 0.5):.0f} ms "
-        f"max {max(cs, default=float('nan')):.0f} ms (target p50 <= 500) [load {r['case_load']}]"
+        f"max {max(cs, default=float('nan')):.0f} ms (target p50 <= 500); the same room by a "
+        f"bare /createRoom p50 {_p(bare, 0.5):.0f} ms, ratio {_ratio(_p(cs, 0.5), _p(bare, 0.5))} "
+        f"[load {r['case_load']}]"
     )
     report_bursts(args, r)
     refused = list(r.get("joins_refused", []))
