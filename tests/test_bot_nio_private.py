@@ -12,6 +12,8 @@ before a doctor meets it:
   room key it carries.
 - `LeanSync` (`_handle_olm_events`, `_handle_joined_rooms`): nio still calls both from a sync,
   with the arguments the overrides read.
+- `apply_invites` (`AsyncClient._handle_invited_rooms`): the invitations of a sync read outside
+  nio's loop land in `invited_rooms` and reach the invite callbacks.
 - The names `CaduceeClient` and `LeanSync` define shadow only the nio methods they mean to,
   and no other module of the bot reaches into another object's private attributes.
 
@@ -31,7 +33,14 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from nio import AsyncClient, AsyncClientConfig, ErrorResponse, RoomCreateResponse, SyncResponse
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    InviteMemberEvent,
+    RoomCreateResponse,
+    SyncResponse,
+)
 from nio.crypto import OlmDevice
 from nio.crypto.sessions import OutboundGroupSession
 from nio.events import OlmEvent, RoomKeyEvent
@@ -39,7 +48,7 @@ from nio.rooms import MatrixRoom
 
 from bot.matrix import requests
 from bot.matrix.client import CaduceeClient, RawKeysQueryResponse
-from bot.matrix.nio_private import LeanSync, build_path, olm_encrypt, send_parsed
+from bot.matrix.nio_private import LeanSync, apply_invites, build_path, olm_encrypt, send_parsed
 
 BOT = "@caducee:clinic.test"
 DOCTOR = "@doctor:clinic.test"
@@ -264,6 +273,41 @@ async def test_a_sync_goes_through_both_lean_sync_overrides(tmp_path: Path) -> N
         await bot.close()
 
 
+async def test_invitations_read_outside_the_sync_loop_reach_nio_and_its_callbacks(
+    tmp_path: Path,
+) -> None:
+    bot = offline_client(tmp_path / "bot", BOT, "BOTDEVICE")
+    seen: list[tuple[str, str]] = []
+
+    async def on_invite(room: Any, event: Any) -> None:
+        seen.append((room.room_id, event.sender))
+
+    bot.add_event_callback(on_invite, InviteMemberEvent)
+    member = {"type": "m.room.member", "state_key": BOT, "sender": DOCTOR}
+    try:
+        answer = SyncResponse.from_dict(
+            {
+                "next_batch": "s1",
+                "rooms": {
+                    "invite": {
+                        "!case:clinic.test": {
+                            "invite_state": {
+                                "events": [{**member, "content": {"membership": "invite"}}]
+                            }
+                        }
+                    }
+                },
+            }
+        )
+        assert isinstance(answer, SyncResponse)
+        await apply_invites(bot, answer)
+        assert "!case:clinic.test" in bot.invited_rooms
+        assert seen == [("!case:clinic.test", DOCTOR)]
+        assert bot.next_batch != "s1"  # only the invitations were applied, not the position
+    finally:
+        await bot.close()
+
+
 def test_the_overridden_sync_steps_still_have_the_shape_the_overrides_assume() -> None:
     olm_events = AsyncClient._handle_olm_events
     joined = AsyncClient._handle_joined_rooms
@@ -315,7 +359,7 @@ def test_only_nio_private_reaches_into_private_attributes() -> None:
         if path != ALLOWED and (reaches := private_reaches(path.read_text()))
     }
     assert offending == {}
-    assert len(private_reaches(ALLOWED.read_text())) == 4  # the scan sees the four it holds
+    assert len(private_reaches(ALLOWED.read_text())) == 5  # the scan sees the five it holds
 
 
 def test_the_private_reach_scan_sees_each_form() -> None:
