@@ -15,7 +15,8 @@ at every start. So:
   encrypted (nio keeps that list in its store) and reads the rest of a room's state when it
   needs it. A restart with its sync token syncs only what changed (`full_state` off) and
   lists the joined rooms with one `/joined_rooms`; a start without a token (a cold start)
-  takes `START_FILTER`: every room, with only its encryption state and its latest event.
+  first syncs no room at all (`START_FILTER`), and reads the pending invitations once, in
+  the background (`INVITE_SWEEP_FILTER`).
 - device-list changes are matched against the users whose devices the bot tracks (a set),
   not against every room's member list (nio's way: O(rooms) per changed user, and blind to
   members that lazy loading has not shown yet).

@@ -220,17 +220,19 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         headers = {"Authorization": f"Bearer {self.access_token}"}
         try:
             answer = await super().send("GET", path, None, headers, timeout=timeout)
-            status, body = answer.status, await answer.json(content_type=None)
-            answer.release()
+            try:
+                status, body = answer.status, await answer.json(content_type=None)
+            finally:
+                answer.release()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             logger.warning("Could not read the pending invitations: %s", type(exc).__name__)
             return None
-        invites = (body.get("rooms") or {}).get("invite") if isinstance(body, dict) else None
         if status != 200 or not isinstance(body, dict):
             logger.warning("Could not read the pending invitations (HTTP %d)", status)
             return None
+        invites = (body.get("rooms") or {}).get("invite") or {}
         response = SyncResponse.from_dict(
-            {"next_batch": body.get("next_batch", ""), "rooms": {"invite": invites or {}}}
+            {"next_batch": body.get("next_batch", ""), "rooms": {"invite": invites}}
         )
         if not isinstance(response, SyncResponse):
             logger.warning("Could not read the pending invitations: %s", response)
