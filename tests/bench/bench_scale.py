@@ -320,7 +320,7 @@ async def measure(args: argparse.Namespace, scale: Scale, tmp: Path) -> dict[str
             r["case_ms"].append(
                 await _case(doctors[i % n], dm_rooms[i % n], scale.bot_id, who, i, watchers)
             )
-            r["case_bare_ms"].append(await _bare_case(echo.client, scale.bot_id, i, watchers))
+            r["case_bare_ms"].append(await _bare_case(echo.client, i, watchers))
 
         started = time.perf_counter()
         sent = 0
@@ -381,18 +381,16 @@ async def _case(
     return 1000 * (max(w.seen[room_id] for w in watchers) - started)
 
 
-async def _bare_case(
-    client: AsyncClient, bot_id: str, i: int, watchers: list[InviteWatcher]
-) -> float:
+async def _bare_case(client: AsyncClient, i: int, watchers: list[InviteWatcher]) -> float:
     """The baseline of measure 4: a bare client (the echo bot) creates the same case room in
     one /createRoom, same invitees: the homeserver's own time for what `!case new` asks."""
     from bot.commands.rooms import build_case_room_body
     from bot.ids import UserId
 
-    body = build_case_room_body(
+    body = build_case_room_body(  # the bare client in the bot's place (the room's creator)
         label=f"Bare-{i}",
-        requester=UserId(str(client.user_id)),
-        bot=UserId(bot_id),
+        requester=UserId(str(watchers[0].client.user_id)),
+        bot=UserId(str(client.user_id)),
         ttl_seconds=86_400,
         invite=[UserId(str(w.client.user_id)) for w in watchers],
     )
