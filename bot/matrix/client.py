@@ -29,7 +29,7 @@ from nio.api import Api
 
 from bot.crypto.signing import Json
 from bot.matrix import requests
-from bot.matrix.homeserver import NioJson
+from bot.matrix.homeserver import NioJson, send_json
 from bot.matrix.nio_private import LeanSync, apply_invites, build_path, send_parsed
 from bot.sync_filter import INVITE_SWEEP_FILTER
 from bot.throttle import RequestGate
@@ -90,16 +90,13 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         room = self.rooms.get(room_id)
         if room is None or room.encrypted or room_id in self._plain:
             return
-        if await self._is_encrypted(room_id):
-            room.encrypted = True
-            self._remember_encrypted({room_id})
-        else:
+        if not await self._is_encrypted(room_id):
             self._plain.add(room_id)
-
-    def _remember_encrypted(self, room_ids: set[str]) -> None:
-        self.encrypted_rooms.update(room_ids)
+            return
+        room.encrypted = True
+        self.encrypted_rooms.add(room_id)
         if self.store is not None:
-            self.store.save_encrypted_rooms(room_ids)
+            self.store.save_encrypted_rooms({room_id})
 
     async def _give_room_key_to_late_devices(self, room_id: str) -> None:
         """Reach the devices that did not get the current room key.
@@ -217,17 +214,13 @@ class CaduceeClient(LeanSync, AsyncClient):  # type: ignore[misc]
         the background, once, with a long timeout of its own.
         """
         path = build_path(["sync"], {"filter": json.dumps(INVITE_SWEEP_FILTER), "timeout": "0"})
-        headers = {"Authorization": f"Bearer {self.access_token}"}
-        try:
-            answer = await super().send("GET", path, None, headers, timeout=timeout)
-            try:
-                status, body = answer.status, await answer.json(content_type=None)
-            finally:
-                answer.release()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        token = self.access_token
+        try:  # a sync: outside the request gate, like nio's own
+            status, body = await send_json(self, "GET", path, None, token, timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("Could not read the pending invitations: %s", type(exc).__name__)
             return None
-        if status != 200 or not isinstance(body, dict):
+        if status != 200:
             logger.warning("Could not read the pending invitations (HTTP %d)", status)
             return None
         invites = (body.get("rooms") or {}).get("invite") or {}

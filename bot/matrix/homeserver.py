@@ -32,15 +32,22 @@ class NioJson:
 
 
 async def send_json(
-    client: Any, method: str, path: str, body: Json | None, token: str | None
+    client: Any,
+    method: str,
+    path: str,
+    body: Json | None,
+    token: str | None,
+    *,
+    timeout: float | None = None,
 ) -> tuple[int, Json]:
     """One JSON call through `client.send`, as `token` (none for a login); returns the HTTP
-    status and the decoded JSON body ({} when not a JSON object)."""
+    status and the decoded JSON body ({} when not a JSON object). `timeout`: seconds, nio's
+    `request_timeout` when None."""
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     data = None if body is None else json.dumps(body)
-    response = await client.send(method, path, data, headers)
+    response = await client.send(method, path, data, headers, timeout=timeout)
     try:
         parsed = await response.json(content_type=None)
     except ValueError:

@@ -40,6 +40,8 @@ from typing import Any
 import aiohttp
 from nio import AsyncClient, AsyncClientConfig, InviteMemberEvent, RoomMessageText
 
+from bot.commands.rooms import build_case_room_body
+from bot.ids import UserId
 from bot.matrix.homeserver import NioJson
 from tests.bench.bench_bot import EchoBot, InviteWatcher, percentile, round_trip
 from tests.bench.scale_build import (
@@ -364,6 +366,16 @@ async def _watcher(hs: Any) -> InviteWatcher:
     return watcher
 
 
+async def _invited_ms(room_id: str, watchers: list[InviteWatcher], started: float) -> float:
+    """Milliseconds from `started` until every watcher has seen its invitation to `room_id`."""
+    deadline = time.perf_counter() + 60
+    while not all(room_id in w.seen for w in watchers):
+        if time.perf_counter() > deadline:
+            raise AssertionError(f"not every invitee saw {room_id}")
+        await asyncio.sleep(0.005)
+    return 1000 * (max(w.seen[room_id] for w in watchers) - started)
+
+
 async def _case(
     doctor: Doctor, room: str, bot_id: str, who: str, i: int, watchers: list[InviteWatcher]
 ) -> float:
@@ -373,20 +385,12 @@ async def _case(
     reply = await doctor.wait_for_text(bot_id, after=mark, timeout=60)
     room_id = "!" + reply.body.split("/#/!", 1)[1].split("?", 1)[0].split()[0]
     room_id = room_id.replace("%3A", ":")
-    deadline = time.perf_counter() + 60
-    while not all(room_id in w.seen for w in watchers):
-        if time.perf_counter() > deadline:
-            raise AssertionError(f"not every invitee saw {room_id}")
-        await asyncio.sleep(0.005)
-    return 1000 * (max(w.seen[room_id] for w in watchers) - started)
+    return await _invited_ms(room_id, watchers, started)
 
 
 async def _bare_case(client: AsyncClient, i: int, watchers: list[InviteWatcher]) -> float:
     """The baseline of measure 4: a bare client (the echo bot) creates the same case room in
     one /createRoom, same invitees: the homeserver's own time for what `!case new` asks."""
-    from bot.commands.rooms import build_case_room_body
-    from bot.ids import UserId
-
     body = build_case_room_body(  # the bare client in the bot's place (the room's creator)
         label=f"Bare-{i}",
         requester=UserId(str(watchers[0].client.user_id)),
@@ -399,12 +403,7 @@ async def _bare_case(client: AsyncClient, i: int, watchers: list[InviteWatcher])
     if status != 200:
         raise AssertionError(f"createRoom: {status} {answer}")
     room_id = str(answer["room_id"])
-    deadline = time.perf_counter() + 60
-    while not all(room_id in w.seen for w in watchers):
-        if time.perf_counter() > deadline:
-            raise AssertionError(f"not every invitee saw {room_id}")
-        await asyncio.sleep(0.005)
-    return 1000 * (max(w.seen[room_id] for w in watchers) - started)
+    return await _invited_ms(room_id, watchers, started)
 
 
 def _p(values: list[float], q: float) -> float:
