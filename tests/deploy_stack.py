@@ -127,7 +127,13 @@ def stack_topology(base: Path, databases: dict[str, str]) -> Topology:
         main_replication=Endpoint(local, free_port()),
         main_metrics_port=free_port(),
         workers=(
-            Worker("generic_worker1", "generic", Endpoint(local, free_port())),
+            Worker(
+                "generic_worker1",
+                "generic",
+                Endpoint(local, free_port()),
+                replication=Endpoint(local, free_port()),
+                writes_events=True,
+            ),
             Worker("federation_sender1", "federation_sender", None, Endpoint(local, free_port())),
         ),
         redis=Endpoint(local, REDIS_PORT),

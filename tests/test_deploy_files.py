@@ -207,6 +207,9 @@ def test_compose_synapse_processes_match_the_worker_configuration(
     assert shared["redis"]["host"] in services and shared["redis"]["port"] == 6379
     assert shared["database"]["args"]["host"] in services
     assert shared["federation_sender_instances"] == ["federation_sender1"]
+    # The worker that serves clients persists their events: no hop to the main process.
+    assert shared["stream_writers"] == {"events": ["generic_worker1"]}
+    assert [w.name for w in TOPOLOGY.event_writers] == ["generic_worker1"]
     assert f"localhost:{TOPOLOGY.main_client.port}/health" in " ".join(main["healthcheck"]["test"])
     config_args = [a.split("=", 1)[1] for a in main["command"] if a.startswith("--config-path")]
     assert [_in_container(root, a) for a in config_args] == [files.homeserver]
@@ -230,6 +233,19 @@ def test_compose_synapse_processes_match_the_worker_configuration(
             assert f"{endpoint.host}:{endpoint.port}" in CADDYFILE
             names = own["worker_listeners"][0]["resources"][0]["names"]
             assert set(names) == {"client", "federation"}
+        if worker.replication is not None:  # the other processes reach it at this address
+            assert worker.replication.host == endpoint.host
+            assert shared["instance_map"][worker.name] == {
+                "host": worker.replication.host,
+                "port": worker.replication.port,
+            }
+            replication = [
+                item
+                for item in own["worker_listeners"]
+                if item["resources"][0]["names"] == ["replication"]
+            ]
+            assert [item["port"] for item in replication] == [worker.replication.port]
+            assert f":{worker.replication.port}" not in CADDYFILE  # never routed from outside
         assert Path(own["worker_log_config"]).is_file()  # rendered under the test root
     for service in ("bridge", "bot"):
         config = services[service]["command"][-1]

@@ -152,11 +152,20 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
                 "main": {
                     "host": topology.main_replication.host,
                     "port": topology.main_replication.port,
-                }
+                },
+                **{
+                    w.name: {"host": w.replication.host, "port": w.replication.port}
+                    for w in topology.workers
+                    if w.replication is not None
+                },
             },
             "replication_secret": settings.secrets["SYNAPSE_WORKER_REPLICATION_SECRET"],
             "federation_sender_instances": [w.name for w in topology.federation_senders],
-            "stream_writers": {},
+            # Reason: the process that serves clients writes their events itself. Each event
+            # a client sends (a message, a case room's creation, a redaction) is then
+            # persisted where it is created, instead of crossing to the main process and
+            # waiting for the new position to come back through Redis.
+            "stream_writers": events_writers(topology),
         },
         "log_config": str(topology.config_dir / "synapse" / "log-main.yaml"),
         "signing_key_path": str(data / "signing.key"),
@@ -183,6 +192,15 @@ def synapse_values(settings: Settings, topology: Topology, tuning: Tuning) -> di
     }
 
 
+def events_writers(topology: Topology) -> dict[str, list[str]]:
+    """Synapse's `stream_writers`: who persists room events (the main process if nobody)."""
+    writers = topology.event_writers
+    for worker in writers:
+        if worker.replication is None:
+            raise ValueError(f"{worker.name} writes events but has no replication listener")
+    return {"events": [w.name for w in writers]} if writers else {}
+
+
 def worker_config(worker: Worker, topology: Topology) -> dict[str, Any]:
     """A worker's own file: only what differs per process (Synapse's worker documentation)."""
     listeners: list[dict[str, Any]] = []
@@ -194,6 +212,15 @@ def worker_config(worker: Worker, topology: Topology) -> dict[str, Any]:
                 "bind_addresses": [topology.bind],
                 "x_forwarded": True,
                 "resources": [{"names": ["client", "federation"], "compress": False}],
+            }
+        )
+    if worker.replication is not None:
+        listeners.append(
+            {
+                "type": "http",
+                "port": worker.replication.port,
+                "bind_addresses": [topology.bind],
+                "resources": [{"names": ["replication"]}],
             }
         )
     if worker.health is not None:

@@ -126,6 +126,10 @@ class Worker:
     role: str  # "generic" (client + federation HTTP) or "federation_sender"
     http: Endpoint | None  # its HTTP listener (client + federation), if it serves requests
     health: Endpoint | None = None  # a health-only listener for supervisors
+    # Its replication listener, when other processes send it work: a worker that writes the
+    # room events (Synapse's `stream_writers.events`) has one.
+    replication: Endpoint | None = None
+    writes_events: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,11 @@ class Topology:
         return tuple(w for w in self.workers if w.role == "generic")
 
     @property
+    def event_writers(self) -> tuple[Worker, ...]:
+        """The workers that persist room events (the main process does when there is none)."""
+        return tuple(w for w in self.workers if w.writes_events)
+
+    @property
     def federation_senders(self) -> tuple[Worker, ...]:
         return tuple(w for w in self.workers if w.role == "federation_sender")
 
@@ -172,7 +181,13 @@ class Topology:
             main_replication=Endpoint("synapse", 9093),
             main_metrics_port=9000,
             workers=(
-                Worker("generic_worker1", "generic", Endpoint("synapse-generic-worker", 8083)),
+                Worker(
+                    "generic_worker1",
+                    "generic",
+                    Endpoint("synapse-generic-worker", 8083),
+                    replication=Endpoint("synapse-generic-worker", 9094),
+                    writes_events=True,
+                ),
                 Worker(
                     "federation_sender1",
                     "federation_sender",
@@ -200,7 +215,13 @@ class Topology:
             main_replication=Endpoint(local, 9093),
             main_metrics_port=9000,
             workers=(
-                Worker("generic_worker1", "generic", Endpoint(local, 8083)),
+                Worker(
+                    "generic_worker1",
+                    "generic",
+                    Endpoint(local, 8083),
+                    replication=Endpoint(local, 9094),
+                    writes_events=True,
+                ),
                 Worker("federation_sender1", "federation_sender", None, Endpoint(local, 8085)),
             ),
             redis=Endpoint(local, 6379),

@@ -446,6 +446,9 @@ async def production_topology(base: Path, http: aiohttp.ClientSession) -> AsyncI
                 await bot_process.stop()
         with contextlib.suppress(OSError):
             shutil.copy(CACHE / key / "bot.log", base / "bot.log")
+        for log in (CACHE / key / "prod" / "synapse" / "logs").glob("*.log"):
+            with contextlib.suppress(OSError):  # kept with the bench's files on failure
+                shutil.copy(log, base / f"synapse-{log.name}")
         for name in databases.values():
             with contextlib.suppress(Exception):
                 await drop_database(name)

@@ -54,7 +54,7 @@ CACHE = Path(os.environ.get("CADUCEE_BENCH_CACHE", Path.home() / ".cache" / "cad
 PORT_NAMES = (
     *("tls", "plain", "peer_client", "peer_federation", "peer_extra"),
     *("main_client", "main_federation", "main_replication", "metrics"),
-    *("worker", "sender", "bridge"),
+    *("worker", "worker_replication", "sender", "bridge"),
 )
 PEER_SHARE = 0.3  # practitioners on the second homeserver
 PEER_MEMBER = "Hôpital du pair"
@@ -103,7 +103,13 @@ def _topology(base: Path, databases: dict[str, str], p: dict[str, int]) -> Topol
         main_replication=Endpoint(local, p["main_replication"]),
         main_metrics_port=p["metrics"],
         workers=(
-            Worker("generic_worker1", "generic", Endpoint(local, p["worker"])),
+            Worker(
+                "generic_worker1",
+                "generic",
+                Endpoint(local, p["worker"]),
+                replication=Endpoint(local, p["worker_replication"]),
+                writes_events=True,
+            ),
             Worker("federation_sender1", "federation_sender", None, Endpoint(local, p["sender"])),
         ),
         redis=Endpoint(local, REDIS_PORT),
@@ -151,6 +157,8 @@ async def scale_setup(key: str, *, rebuild: bool) -> AsyncIterator[Scale]:
         state = await _fresh_state(base, key)
     else:
         state = json.loads(state_file.read_text())
+        for name in PORT_NAMES:  # a listener added since the cache was built
+            state["ports"].setdefault(name, free_port())
     p = state["ports"]
     prod_name = f"localhost:{p['tls']}"
     peer_spec = HomeserverSpec(
