@@ -113,6 +113,7 @@ def production_handler(config: BotConfig, runner: BotRunner) -> HandlerFactory:
         store = BotStore(database)
         if runner.identity_gate is not None:
             runner.identity_gate.audit = store.record_audit
+        runner.on_direct_join = lambda room, inviter: store.record_direct_room(inviter, room)
         schedule = ExpiryStore(database)
 
         admin = None

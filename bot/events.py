@@ -46,6 +46,8 @@ JOIN_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_HELD_INVITES = 1000
 
 MessageHandler = Callable[[IncomingMessage], Awaitable[None]]
+DirectJoinHook = Callable[[RoomId, UserId], Awaitable[None]]
+"""Told of each room the bot joined on an invitation marked direct (room, inviter)."""
 
 
 class SyncListener(Protocol):
@@ -146,8 +148,10 @@ class EventRouter:
         grace_seconds: float,
         tasks: TaskSet,
         gate: CommandGate | None = None,
+        on_direct_join: DirectJoinHook | None = None,
     ) -> None:
         self._client = client
+        self._on_direct_join = on_direct_join
         self._gate = gate
         self._actions = actions
         self._handler = handler
@@ -191,11 +195,12 @@ class EventRouter:
                 self._held_invites.popitem(last=False)
             return
         self._held_invites.pop(room.room_id, None)
-        self._start_join(room.room_id, event.sender)
+        direct = isinstance(event.content, dict) and event.content.get("is_direct") is True
+        self._start_join(room.room_id, event.sender, direct=direct)
 
-    def _start_join(self, room_id: str, inviter: str) -> None:
+    def _start_join(self, room_id: str, inviter: str, *, direct: bool = False) -> None:
         self._joining.add(room_id)
-        self._tasks.spawn(self._join(room_id, inviter), f"join {room_id}")
+        self._tasks.spawn(self._join(room_id, inviter, direct), f"join {room_id}")
 
     def retry_held_invites(self) -> None:
         """Accept the invites ignored earlier whose inviter's homeserver is a member now (it
@@ -213,14 +218,17 @@ class EventRouter:
                 )
                 self._start_join(room_id, inviter)
 
-    async def _join(self, room_id: str, inviter: str) -> None:
+    async def _join(self, room_id: str, inviter: str, direct: bool = False) -> None:
         """Join, retrying briefly: over federation the inviter's server may not have settled
-        the invite yet ("You are not invited to this room") when ours already shows it."""
+        the invite yet ("You are not invited to this room") when ours already shows it.
+        A room the inviter marked as a direct chat is recorded as theirs with the bot."""
         try:
             for delay in JOIN_RETRY_DELAYS:
                 response = await self._client.join(room_id)
                 if not isinstance(response, JoinError):
                     logger.info("Joined %s, invited by %s", room_id, inviter)
+                    if direct and self._on_direct_join is not None:
+                        await self._on_direct_join(RoomId(room_id), UserId(inviter))
                     return
                 logger.info("Joining %s failed (%s); retrying", room_id, response.message)
                 await asyncio.sleep(delay)

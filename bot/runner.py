@@ -25,7 +25,7 @@ from bot.config import BotConfig, TrustMode
 from bot.crypto.bootstrap import CrossSigningOutcome, ensure_cross_signed
 from bot.crypto.device_trust import DeviceTrust
 from bot.crypto.keyfiles import PinStore, ensure_private_dir, ensure_private_file
-from bot.events import EventRouter, MessageHandler, SyncListener, TaskSet
+from bot.events import DirectJoinHook, EventRouter, MessageHandler, SyncListener, TaskSet
 from bot.identity.gate import IdentityGate
 from bot.matrix.actions import NioActions
 from bot.matrix.client import CaduceeClient
@@ -108,6 +108,8 @@ class BotRunner:
         self.actions: NioActions | None = None
         self.router: EventRouter | None = None
         self.identity_gate: IdentityGate | None = None
+        self.on_direct_join: DirectJoinHook | None = None
+        """Set by the handler factory: told of each direct chat the bot joins."""
         """Holds back the commands of doctors whose identity reset is pending."""
         self.cross_signing: CrossSigningOutcome | None = None
         self._checkpoints: SyncCheckpoints | None = None
@@ -214,6 +216,7 @@ class BotRunner:
             grace_seconds=config.undecryptable_grace_seconds,
             tasks=self._tasks,
             gate=self.identity_gate,
+            on_direct_join=self.on_direct_join,
         )
         for listener in self._listeners:
             self.router.add_listener(listener)

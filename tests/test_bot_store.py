@@ -195,6 +195,22 @@ async def test_case_rooms_open_close_and_lifetime(store: BotStore) -> None:
     assert await store.get_case(RoomId("!nope:hs-a.test")) is None
 
 
+async def test_direct_rooms_are_recorded_replaced_and_forgotten_per_user(store: BotStore) -> None:
+    bob = UserId("@bob:hs-b.test")
+    first, second = RoomId("!dm1:hs-a.test"), RoomId("!dm2:hs-a.test")
+    assert await store.direct_room(ALICE) is None
+    await store.record_direct_room(ALICE, first)
+    await store.record_direct_room(bob, second)
+    assert await store.direct_room(ALICE) == first
+    await asyncio.gather(*(store.record_direct_room(ALICE, second) for _ in range(4)))
+    assert await store.direct_room(ALICE) == second  # one row per user, the latest room
+    await store.forget_direct_room(ALICE, first)  # an older room: the newer record stays
+    assert await store.direct_room(ALICE) == second
+    await store.forget_direct_room(ALICE, second)
+    assert await store.direct_room(ALICE) is None
+    assert await store.direct_room(bob) == second  # others' records untouched
+
+
 async def test_prune_forgets_only_old_finished_commands(store: BotStore) -> None:
     for event, at in (("$old", 10), ("$new", 1000)):
         await store.claim_command(EventId(event), ROOM, "find", at_ms=at)

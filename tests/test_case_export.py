@@ -262,6 +262,37 @@ async def test_without_a_dm_the_bot_opens_one_and_the_case_room_only_hears_where
     assert "avis" not in answer and filename not in answer  # nothing of the content
 
 
+@pytest.mark.parametrize("intruder", ["joined", "invited", "left"])
+async def test_the_recorded_dm_is_used_until_it_holds_anyone_but_the_requester_and_the_bot(
+    bot: Bot, intruder: str
+) -> None:
+    """The DM comes from the requester's record, not from the rooms held in memory (after a
+    restart an idle DM has no members loaded there, and a second DM was opened). A recorded
+    DM where someone else has joined or is invited, or that the requester left, never gets
+    the export: the record is forgotten and a new DM is opened."""
+    room_id = await _open_case(bot)
+    dm = bot.matrix.add_room([ALICE])
+    await bot.store.record_direct_room(ALICE, dm)  # as the bot records it on joining
+    port = FakePort(None)  # no DM among the rooms in memory
+    _history(port)
+    _with_export(bot, port)
+    await bot.say("!case export", room=room_id)
+    assert port.opened == []
+    assert [d for d, _, _ in port.delivered] == [dm]
+
+    if intruder == "joined":
+        bot.matrix.join(dm, BOB)
+    elif intruder == "invited":
+        bot.matrix.rooms[dm].invited.add(UserId(BOB))
+    else:
+        bot.matrix.rooms[dm].joined.discard(UserId(ALICE))
+    await bot.say("!case export", room=room_id)
+    assert port.opened == [(ALICE, SETTINGS.default_ttl_seconds)]
+    assert [d for d, _, _ in port.delivered] == [dm, port.dm]
+    assert port.dm != dm
+    assert await bot.store.direct_room(ALICE) == port.dm  # the new one, from now on
+
+
 async def test_a_closed_case_says_nothing_is_left(bot: Bot) -> None:
     room_id = await _open_case(bot)
     port = FakePort(bot.dm)

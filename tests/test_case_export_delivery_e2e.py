@@ -185,3 +185,31 @@ async def test_without_a_dm_the_export_opens_one_and_expires_on_its_lifetime(
     finally:
         await alice.close()
         await bot.stop()
+
+
+async def test_after_a_restart_the_export_goes_to_the_dm_she_already_has(
+    config: BotConfig, hs_a: Homeserver, tmp_path: Path
+) -> None:
+    """The bot restarts (sync token kept): her DM, idle since, has no members loaded in the
+    bot's memory. The export still goes there, found by the record the bot made on joining
+    the DM she opened, and no second DM is opened."""
+    bot = await start_bot(config)
+    alice = await Doctor.create(hs_a, tmp_path, name="alice")
+    try:
+        case = await open_case(bot.user_id, alice, [], "export-apres-redemarrage ttl=1h")
+        await alice.send(case.room, "avis à garder")
+        await bot.stop()
+        bot = await start_bot(config)
+        mark = len(alice.seen)
+        await alice.send(case.room, "!case export")
+        told = await alice.wait_for_text(
+            bot.user_id, lambda b: "Export sent" in b, after=mark, timeout=90
+        )
+        assert "new encrypted" not in told.body  # said only when a DM had to be opened
+        (zip_event,) = await _zips_in(alice, case.dm, bot.user_id)
+        file = zip_event.source["content"]["file"]
+        downloaded = await alice.client.download(mxc=file["url"])
+        assert PDF_NAME in _unzip(downloaded.body, file)
+    finally:
+        await alice.close()
+        await bot.stop()

@@ -68,3 +68,16 @@ class AuditRow(Base):
     room_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     command: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
+
+
+class DirectRoomRow(Base):
+    """A practitioner's direct conversation with the bot, as the bot last knew it: the room
+    they invited the bot to as a direct chat, or the one the bot opened to send them an
+    export. Found by identifier, whatever the number of rooms the bot is in; checked against
+    the room's members before each use (they may have left)."""
+
+    __tablename__ = "direct_rooms"
+
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    recorded_ms: Mapped[int] = mapped_column(BigInteger)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.ids import EventId, RoomId, UserId
 from bot.store.database import BotDatabase, StoreError
-from bot.store.models import AuditRow, CaseRoomRow, ProcessedCommandRow
+from bot.store.models import AuditRow, CaseRoomRow, DirectRoomRow, ProcessedCommandRow
 from bot.store.records import AuditEntry, CaseRoom, Claim
 
 
@@ -229,3 +229,40 @@ class BotStore:
                 .values(closed_ms=self._now_ms() if at_ms is None else at_ms)
             )
             return bool(getattr(result, "rowcount", 0))
+
+    # -- direct rooms --------------------------------------------------------------------
+
+    async def record_direct_room(self, user_id: UserId, room_id: RoomId) -> None:
+        """``room_id`` is now ``user_id``'s direct conversation with the bot."""
+        values = {"room_id": room_id, "recorded_ms": self._now_ms()}
+        async with self._sessions.begin() as session:
+            changed = await session.execute(
+                update(DirectRoomRow).where(DirectRoomRow.user_id == user_id).values(**values)
+            )
+            if getattr(changed, "rowcount", 0):
+                return
+        try:
+            async with self._sessions.begin() as session:
+                session.add(DirectRoomRow(user_id=user_id, **values))
+        except IntegrityError:  # recorded meanwhile by a concurrent call: the later one wins
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(DirectRoomRow).where(DirectRoomRow.user_id == user_id).values(**values)
+                )
+
+    async def direct_room(self, user_id: UserId) -> RoomId | None:
+        """The direct conversation last recorded for ``user_id`` (unchecked: see
+        `record_direct_room`'s callers, who check the members before using it)."""
+        async with self._sessions() as session:
+            row = await session.get(DirectRoomRow, user_id)
+            return RoomId(row.room_id) if row is not None else None
+
+    async def forget_direct_room(self, user_id: UserId, room_id: RoomId) -> None:
+        """Forget ``room_id`` as ``user_id``'s direct conversation (they left it); a newer
+        record for another room is kept."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(DirectRoomRow).where(
+                    DirectRoomRow.user_id == user_id, DirectRoomRow.room_id == room_id
+                )
+            )

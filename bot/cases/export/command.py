@@ -5,7 +5,9 @@ Exactly once: before anything is sent, the DM is recorded under the command's ev
 intent), and the message goes out with a transaction id fixed by that event id. A run that
 finds the intent (the bot stopped around the delivery) looks in the DM for that message and
 sends nothing if it is there; if it sends again, the homeserver keeps the first message of
-that transaction. A requester without a DM with the bot gets a new one (encrypted, with the
+that transaction. The DM is the one recorded for the requester (the room they invited the bot
+to as a direct chat, or the last one the bot opened for them), checked to hold the two of
+them and nobody else; a requester without one gets a new DM (encrypted, with the
 federation's default lifetime); the case room is only told that the export went there.
 The export's message is redacted on the DM's lifetime by the expiry engine. The bot keeps
 no copy (the archive lives in memory during the command); the audit line says who exported
@@ -26,9 +28,17 @@ from bot.cases.export.model import Attachment, CaseExport, Member, RawEvent
 from bot.cases.export.render import render_zip
 from bot.cases.export.resolve import file_info, resolve_messages
 from bot.cases.journal import CaseJournal
-from bot.commands.context import CommandSettings, MatrixActionError
+from bot.commands.context import CommandSettings, ListsInvitedMembers, MatrixActionError
 from bot.commands.parsing import ArgumentError
-from bot.commands.registry import Command, DirectorySearch, Invocation, Permission, Reply, Scope
+from bot.commands.registry import (
+    Command,
+    DirectorySearch,
+    Invocation,
+    Permission,
+    Reply,
+    Scope,
+    Services,
+)
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotStore
 
@@ -102,6 +112,31 @@ class KnowsAccounts(Protocol):
     """The directory's lookup of Matrix accounts (`bot.bridge_client.DirectoryClient`)."""
 
     async def accounts(self, user_ids: Sequence[UserId]) -> dict[UserId, Practitioner]: ...
+
+
+async def _recorded_direct_room(
+    services: Services, user_id: UserId, *, exclude: RoomId
+) -> RoomId | None:
+    """``user_id``'s recorded direct conversation with the bot, if it still holds the two of
+    them and nobody else, joined or invited (two requests, however many rooms the bot is
+    in); a record that no longer holds is forgotten. The rooms held in memory are looked at
+    next (`ExportPort.direct_room`): conversations from before the bot recorded them."""
+    store = services.store
+    room = await store.direct_room(user_id)
+    if room is None or room == exclude:
+        return None
+    actions = services.actions
+    if not isinstance(actions, ListsInvitedMembers):
+        return None  # pending invitations unknown: the record cannot be checked
+    try:
+        members = set(await actions.joined_members(room))
+        if members == {user_id, actions.user_id} and not await actions.invited_members(room):
+            return room
+    except MatrixActionError:
+        pass  # the bot is no longer in it
+    logger.info("direct room %s no longer holds the requester and the bot alone", room)
+    await store.forget_direct_room(user_id, room)
+    return None
 
 
 def delivery_txn_id(command_event: str) -> str:
@@ -302,10 +337,13 @@ def export_command(
             return Reply(refusal)
         dm, opened = request.room_id, False
         if dm is None:
+            dm = await _recorded_direct_room(services, msg.sender, exclude=case.room_id)
+        if dm is None:
             dm = port.direct_room(msg.sender, exclude={case.room_id})
         if dm is None:
             dm = await port.open_direct_room(msg.sender, services.settings.default_ttl_seconds)
             opened = True
+        await services.store.record_direct_room(msg.sender, dm)
         # The intent, before anything is sent: a resumed run looks in, and sends to, this DM.
         await journal.set_request_room(msg.event_id, dm)
         people = await services.actions.joined_members(case.room_id)

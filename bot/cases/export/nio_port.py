@@ -85,7 +85,9 @@ class NioExportPort:
         return name or user_id
 
     def direct_room(self, user_id: str, exclude: set[str]) -> RoomId | None:
-        """An encrypted room with exactly the bot and ``user_id`` (their DM with the bot)."""
+        """An encrypted room with exactly the bot and ``user_id`` (their DM with the bot),
+        among the rooms whose members the client holds: the fallback for a DM from before
+        the bot recorded DMs (`BotStore.direct_room`)."""
         for room_id, room in self._client.rooms.items():
             if room_id in exclude or not room.encrypted:
                 continue
