@@ -113,11 +113,18 @@ async def test_an_export_killed_right_after_its_delivery_is_not_sent_again(
         assert len(captions) == 1
         replies = [e for e in alice.seen[mark:] if "Export sent" in getattr(e, "body", "")]
         assert len(replies) <= 1
-        # Found by its transaction id, not sent again and merely deduplicated.
-        assert (
-            "export already delivered, not sent again" in caplog.text
-            or "finished 1 interrupted case export(s)" in caplog.text
-        )
+
+        # Found by its transaction id, not sent again and merely deduplicated. The line is
+        # logged just after the journal's mark, which the test may see first.
+        async def found_not_resent() -> bool | None:
+            text = caplog.text
+            seen = (
+                "export already delivered, not sent again" in text
+                or "finished 1 interrupted case export(s)" in text
+            )
+            return True if seen else None
+
+        await eventually(found_not_resent, timeout=30)
         downloaded = await alice.client.download(mxc=zip_event.source["content"]["file"]["url"])
         assert PDF_NAME in _unzip(downloaded.body, zip_event.source["content"]["file"])
     finally:
