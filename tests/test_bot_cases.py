@@ -6,7 +6,7 @@ case, and ``!case new`` stopped at every step opens exactly one room."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from bot.cases.journal import CaseJournal
 from bot.cases.lifetime import lifetime_topic, warning_due_ms
-from bot.cases.resume import REQUEST_MARK
+from bot.cases.resume import REQUEST_MARK, find_marked_room
 from bot.cases.warnings import warn_due_cases
 from bot.commands.case import finish_interrupted_closes
 from bot.commands.dispatcher import CommandDispatcher
@@ -92,8 +92,12 @@ class CrashingMatrix(FakeMatrix):
             self._die()
         return await super().send_notice(room_id, body, html)
 
-    async def find_created_room(self, request: EventId) -> RoomId | None:
+    async def find_created_room(
+        self, request: EventId, skip: Collection[str] = ()
+    ) -> RoomId | None:
         for room_id, room in self.rooms.items():
+            if room_id in skip:
+                continue
             if room.body.get("creation_content", {}).get(REQUEST_MARK) == request:
                 return room_id
         return None
@@ -367,3 +371,21 @@ async def test_the_journal_remembers_requests_and_marks(journal: CaseJournal) ->
     assert await journal.exported_ms(room) == 7 and await journal.warned_ms(room) == 5
     other = RoomId("!o:hs-a.test")
     assert await journal.unwarned([room, other]) == [other]
+
+
+async def test_only_a_room_the_bot_created_can_be_taken_for_an_interrupted_request() -> None:
+    """Anyone who can invite the bot can write any creation content, the request's mark
+    included: a resumed ``!case new`` takes only a room whose creator is the bot."""
+    bot_id, request = "@caducee:hs-a.test", EventId("$request")
+    created = {
+        "!forged:hs-b.test": {"sender": "@mallory:hs-b.test", "content": {REQUEST_MARK: request}},
+        "!other:hs-a.test": {"sender": bot_id, "content": {REQUEST_MARK: "$another"}},
+        "!case:hs-a.test": {"sender": bot_id, "content": {REQUEST_MARK: request}},
+    }
+
+    async def create_event(room_id: RoomId) -> dict[str, Any]:
+        return created[room_id]
+
+    found = await find_marked_room(list(created), create_event, request, bot_id)
+    assert found == "!case:hs-a.test"
+    assert await find_marked_room(["!forged:hs-b.test"], create_event, request, bot_id) is None

@@ -75,7 +75,8 @@ async def _find_or_create_room(
     request = await journal.begin_request(msg.event_id, msg.sender)
     room_id = request.room_id
     if room_id is None and not request.fresh and isinstance(actions, FindsCreatedRoom):
-        room_id = await actions.find_created_room(msg.event_id)
+        recorded = await services.store.recorded_rooms()
+        room_id = await actions.find_created_room(msg.event_id, skip=recorded)
     all_invited = False
     if room_id is None:
 

@@ -7,7 +7,7 @@ Every nio call's answer is checked against `ErrorResponse`; failures become
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from nio import (
@@ -207,13 +207,18 @@ class NioActions:
             logger.warning("Could not list the bot's rooms: %s", _error_text(response))
             return None
         new_rooms = [r for r in response.rooms if r not in known_before]
-        return await find_marked_room(new_rooms, self._create_event, EventId(mark))
+        return await find_marked_room(new_rooms, self._create_event, EventId(mark), self.user_id)
 
-    async def find_created_room(self, request: EventId) -> RoomId | None:
-        """The case room created for the ``request`` command event (`bot.cases.resume`)."""
+    async def find_created_room(
+        self, request: EventId, skip: Collection[str] = ()
+    ) -> RoomId | None:
+        """The case room created for the ``request`` command event (`bot.cases.resume`),
+        among the rooms the bot is in but for ``skip``."""
         from bot.cases.resume import find_marked_room
 
-        return await find_marked_room(list(self._client.rooms), self._create_event, request)
+        skipped = set(skip)
+        rooms = [r for r in self._client.rooms if r not in skipped]
+        return await find_marked_room(rooms, self._create_event, request, self.user_id)
 
     async def invited_members(self, room_id: RoomId) -> list[UserId]:
         """Who is invited but has not joined (``!case close`` revokes these invitations)."""

@@ -257,6 +257,15 @@ class BotStore:
             row = await session.get(DirectRoomRow, user_id)
             return RoomId(row.room_id) if row is not None else None
 
+    async def recorded_rooms(self) -> set[str]:
+        """Every room the bot has recorded as a case (open or closed) or as a direct room:
+        what an interrupted ``!case new`` need not look in for the room it created."""
+        async with self._sessions() as session:
+            cases = await session.scalars(select(CaseRoomRow.room_id))
+            found = set(cases)
+            found.update(await session.scalars(select(DirectRoomRow.room_id)))
+            return found
+
     async def forget_direct_room(self, user_id: UserId, room_id: RoomId) -> None:
         """Forget ``room_id`` as ``user_id``'s direct conversation (they left it); a newer
         record for another room is kept."""
