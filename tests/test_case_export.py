@@ -28,7 +28,7 @@ from bot.cases.journal import CaseJournal
 from bot.commands.dispatcher import CommandDispatcher
 from bot.ids import EventId, RoomId, UserId
 from bot.store import BotDatabase, BotStore
-from tests.bot_commands_support import sqlite_url
+from tests.bot_commands_support import FakeRoom, sqlite_url
 from tests.test_bot_commands_dispatch import (
     ALICE,
     BOB,
@@ -291,6 +291,22 @@ async def test_the_recorded_dm_is_used_until_it_holds_anyone_but_the_requester_a
     assert [d for d, _, _ in port.delivered] == [dm, port.dm]
     assert port.dm != dm
     assert await bot.store.direct_room(ALICE) == port.dm  # the new one, from now on
+
+
+async def test_a_dm_opened_for_an_export_and_not_yet_accepted_gets_the_next_one_too(
+    bot: Bot,
+) -> None:
+    room_id = await _open_case(bot)
+    port = FakePort(None)
+    _history(port)
+    _with_export(bot, port)
+    await bot.say("!case export", room=room_id)
+    (opened,) = [d for d, _, _ in port.delivered]
+    bot.matrix.rooms[opened] = FakeRoom(opened, {}, joined={bot.matrix.user_id}, invited={ALICE})
+    port.dm = None  # not among the rooms in memory either
+    await bot.say("!case export", room=room_id)
+    assert len(port.opened) == 1  # she is invited there, and nobody else: no second DM
+    assert [d for d, _, _ in port.delivered] == [opened, opened]
 
 
 async def test_a_closed_case_says_nothing_is_left(bot: Bot) -> None:

@@ -119,8 +119,10 @@ async def _recorded_direct_room(
 ) -> RoomId | None:
     """``user_id``'s recorded direct conversation with the bot, if it still holds the two of
     them and nobody else, joined or invited (two requests, however many rooms the bot is
-    in); a record that no longer holds is forgotten. The rooms held in memory are looked at
-    next (`ExportPort.direct_room`): conversations from before the bot recorded them."""
+    in). The requester may still be invited only: a DM the bot opened for an earlier export
+    that they have not accepted yet is used again, not doubled. A record that no longer
+    holds is forgotten. The rooms held in memory are looked at next
+    (`ExportPort.direct_room`): conversations from before the bot recorded them."""
     store = services.store
     room = await store.direct_room(user_id)
     if room is None or room == exclude:
@@ -129,9 +131,11 @@ async def _recorded_direct_room(
     if not isinstance(actions, ListsInvitedMembers):
         return None  # pending invitations unknown: the record cannot be checked
     try:
-        members = set(await actions.joined_members(room))
-        if members == {user_id, actions.user_id} and not await actions.invited_members(room):
-            return room
+        joined = set(await actions.joined_members(room))
+        if actions.user_id in joined and joined <= {user_id, actions.user_id}:
+            invited = set(await actions.invited_members(room))
+            if joined | invited == {user_id, actions.user_id} and invited <= {user_id}:
+                return room
     except MatrixActionError:
         pass  # the bot is no longer in it
     logger.info("direct room %s no longer holds the requester and the bot alone", room)
