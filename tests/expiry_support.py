@@ -105,10 +105,12 @@ class Raw:
 
 @dataclass
 class Witness:
-    """Syncs as a member and records the redactions it receives: redacted id → redaction ts."""
+    """Syncs as a member and records the redactions it receives: redacted id → redaction ts;
+    and the encrypted messages: event id → origin ts (what the homeserver may purge later)."""
 
     member: Raw
     redactions: dict[str, int] = field(default_factory=dict)
+    messages: dict[str, int] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -129,6 +131,8 @@ class Witness:
                     if event.get("type") == "m.room.redaction":
                         redacts = event.get("redacts") or event.get("content", {}).get("redacts")
                         self.redactions.setdefault(str(redacts), int(event["origin_server_ts"]))
+                    elif event.get("type") == "m.room.encrypted":
+                        self.messages[str(event["event_id"])] = int(event["origin_server_ts"])
 
     async def wait_redacted(self, event_ids: list[str], timeout: float = 30.0) -> dict[str, int]:
         async def all_seen() -> dict[str, int] | None:
