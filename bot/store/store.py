@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from bot.ids import EventId, RoomId, UserId
@@ -233,22 +235,17 @@ class BotStore:
     # -- direct rooms --------------------------------------------------------------------
 
     async def record_direct_room(self, user_id: UserId, room_id: RoomId) -> None:
-        """``room_id`` is now ``user_id``'s direct conversation with the bot."""
-        values = {"room_id": room_id, "recorded_ms": self._now_ms()}
+        """``room_id`` is now ``user_id``'s direct conversation with the bot (one atomic
+        upsert: of concurrent records for one user, the last one wins)."""
+        dialect: Any = postgresql if self._database.dialect == "postgresql" else sqlite
+        values = {"user_id": user_id, "room_id": room_id, "recorded_ms": self._now_ms()}
+        statement = dialect.insert(DirectRoomRow).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[DirectRoomRow.user_id],
+            set_={"room_id": room_id, "recorded_ms": values["recorded_ms"]},
+        )
         async with self._sessions.begin() as session:
-            changed = await session.execute(
-                update(DirectRoomRow).where(DirectRoomRow.user_id == user_id).values(**values)
-            )
-            if getattr(changed, "rowcount", 0):
-                return
-        try:
-            async with self._sessions.begin() as session:
-                session.add(DirectRoomRow(user_id=user_id, **values))
-        except IntegrityError:  # recorded meanwhile by a concurrent call: the later one wins
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(DirectRoomRow).where(DirectRoomRow.user_id == user_id).values(**values)
-                )
+            await session.execute(statement)
 
     async def direct_room(self, user_id: UserId) -> RoomId | None:
         """The direct conversation last recorded for ``user_id`` (unchecked: see
