@@ -340,14 +340,16 @@ def export_command(
         if refusal is not None:
             return Reply(refusal)
         dm, opened = request.room_id, False
+        recorded = None
         if dm is None:
-            dm = await _recorded_direct_room(services, msg.sender, exclude=case.room_id)
+            dm = recorded = await _recorded_direct_room(services, msg.sender, exclude=case.room_id)
         if dm is None:
             dm = port.direct_room(msg.sender, exclude={case.room_id})
         if dm is None:
             dm = await port.open_direct_room(msg.sender, services.settings.default_ttl_seconds)
             opened = True
-        await services.store.record_direct_room(msg.sender, dm)
+        if dm != recorded:  # found in memory, opened, or resumed: the record follows it
+            await services.store.record_direct_room(msg.sender, dm)
         # The intent, before anything is sent: a resumed run looks in, and sends to, this DM.
         await journal.set_request_room(msg.event_id, dm)
         people = await services.actions.joined_members(case.room_id)
