@@ -294,3 +294,10 @@ def test_control_characters_in_a_line_never_cut_a_stored_row() -> None:
     fields = row.split(ROW_SEP)
     assert len(fields) == len(ROW_FIELDS)
     assert len(decode_activities(fields[ACTIVITIES])) == 1
+
+
+@pytest.mark.parametrize("control", [*range(0x0A), *range(0x0B, 0x20), 0x7F])
+def test_every_control_character_alone_in_a_block_becomes_a_space(control: int) -> None:
+    # Each one alone, anywhere in the block: the block's search must find every one of them.
+    block = "a|1\nb|2" + chr(control) + "x\nc|3\n"
+    assert text_lines(block) == ["a|1", "b|2 x", "c|3"]

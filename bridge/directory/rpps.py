@@ -118,11 +118,16 @@ def clean_field(value: str) -> str:
     return _CONTROL_IN_FIELD.sub(" ", value) if _CONTROL_IN_FIELD.search(value) else value
 
 
+_CONTROLS_BUT_NEWLINE = tuple(chr(c) for c in (*range(0x0A), *range(0x0B, 0x20), 0x7F))
+
+
 def text_lines(block: str) -> list[str]:
     """The lines of a block of whole lines (each ended by "\n"), their control characters
-    turned into spaces (see `clean_field`). One search over the whole block: a clean
-    register pays nothing per line."""
-    if _CONTROL_IN_TEXT.search(block):
+    turned into spaces (see `clean_field`). A clean register pays nothing per line: the
+    block is searched once for each control character, a substring search at memory speed
+    (a regular expression's character class over the same block cost ten times more, a
+    tenth of the parsing)."""
+    if any(control in block for control in _CONTROLS_BUT_NEWLINE):
         block = _CONTROL_IN_TEXT.sub(" ", block)
     lines = block.split("\n")
     if lines[-1] == "":
