@@ -6,6 +6,7 @@ saying why, when no server answers (CADUCEE_TEST_POSTGRES_URL or 127.0.0.1:5432)
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -92,3 +93,8 @@ async def leftover_tables(db: Database) -> list[str]:
     async with db.engine.connect() as conn:
         names = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
     return sorted(n for n in names if n.endswith("_next"))
+
+
+def scratch_disk_full(rows: str) -> None:
+    """In the scratch writer's process (`bridge.directory.scratch.write`): the disk is full."""
+    raise sqlite3.OperationalError("database or disk is full")

@@ -13,10 +13,12 @@ import fcntl
 import os
 import re
 import sqlite3
+from collections import deque
 from datetime import UTC, datetime
 
 import aiosqlite
 
+from bridge.directory import parallel, scratch
 from bridge.directory.generations import (
     FTS,
     INSERT_IMPORT,
@@ -41,6 +43,10 @@ _COMPARE_INDEX = "directory_practitioner_next_compare"
 _INCREMENTAL = 2  # PRAGMA auto_vacuum
 _HASH_BYTES = 256 * 1024 * 1024
 _COMPARE_CACHE_KIB = 256 * 1024
+SCRATCH_MIN_ROWS = 200_000
+"""From this many practitioners on, their rows are written by a process of their own
+(`scratch`); below, starting it would cost more than it saves."""
+_WRITES_IN_FLIGHT = 2
 
 
 class SqliteGeneration:
@@ -54,6 +60,7 @@ class SqliteGeneration:
         self._lock: int | None = None
         self._spill: Spill | None = None
         self._indexes: list[str] = []
+        self._practitioner_ddl = ""
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -109,6 +116,8 @@ class SqliteGeneration:
             )
             if count != 1:
                 raise RuntimeError(f"{table}: unexpected definition {tables[0][:60]!r}")
+            if table == PRACTITIONER:
+                self._practitioner_ddl = ddl
             await self.db.execute(ddl)
         await self.db.execute(
             f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}, rank) VALUES ('automerge', 0)"
@@ -132,26 +141,26 @@ class SqliteGeneration:
         self._spill.add(batch)
 
     async def build(self, vocabulary: Vocabulary) -> None:
-        """Write the practitioners in name order (ids 1..n), then index their words."""
+        """Write the practitioners in name order (ids 1..n), then index their words.
+
+        A large import has its rows written by a process of its own (`scratch`) while this
+        connection indexes their words, then copies them in.
+        """
         assert self._spill is not None
         db = self.db
+        beside = self._spill.rows >= SCRATCH_MIN_ROWS
+        path = str(self._spill.folder / "practitioners.db")
+        if beside:
+            # Attached and created before the transaction (SQLite attaches outside one).
+            await db.execute(f"ATTACH DATABASE ? AS {scratch.SCHEMA}", (path,))
+            await db.execute(
+                self._practitioner_ddl.replace(" TABLE ", f" TABLE {scratch.SCHEMA}.", 1)
+            )
         await db.execute("BEGIN")
-        insert = (
-            f"INSERT INTO {PRACTITIONER}{NEXT} ({PRACTITIONER_COLUMNS}) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)"
-        )
-        pending: asyncio.Future[None] | None = None
-        base = 0
-        for batch in self._spill.sorted_batches():
-            if pending is not None:
-                await pending
-            # `id` is the rowid: numbered in insertion order, that is name order. The
-            # bucket is indexed while the next one is read and sorted.
-            pending = asyncio.ensure_future(self._write(insert, batch, base))
-            base += len(batch)
-        if pending is not None:
-            await pending
-        self._spill.close()
+        if beside:
+            await self._write_beside(path)
+        else:
+            await self._write_here()
         await db.execute(f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}) VALUES ('optimize')")
         await db.executemany(
             f"INSERT INTO {PLACE}{NEXT} (key) VALUES (?)", [(c,) for c in sorted(vocabulary.cities)]
@@ -165,7 +174,72 @@ class SqliteGeneration:
             f"INSERT INTO {TYPO}{NEXT} (variant, word) VALUES (?, ?)",
             sorted(vocabulary.typo_rows()),
         )
+        if beside:
+            # The same definition on both sides: SQLite copies the records as they are.
+            await db.execute(
+                f"INSERT INTO main.{PRACTITIONER}{NEXT} "
+                f"SELECT * FROM {scratch.SCHEMA}.{PRACTITIONER}{NEXT}"
+            )
         await db.execute("COMMIT")
+        if beside:
+            await db.execute(f"DETACH DATABASE {scratch.SCHEMA}")
+        self._spill.close()
+
+    async def _write_here(self) -> None:
+        """Rows and words through this connection, a bucket being written while the next one
+        is read and sorted."""
+        assert self._spill is not None
+        insert = (
+            f"INSERT INTO {PRACTITIONER}{NEXT} ({PRACTITIONER_COLUMNS}) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)"
+        )
+        pending: asyncio.Future[None] | None = None
+        base = 0
+        for batch in self._spill.sorted_batches():
+            if pending is not None:
+                await pending
+            # `id` is the rowid: numbered in insertion order, that is name order.
+            pending = asyncio.ensure_future(self._write(insert, batch, base))
+            base += len(batch)
+        if pending is not None:
+            await pending
+
+    async def _write_beside(self, path: str) -> None:
+        """Rows to the scratch database's writer process, words through this connection."""
+        assert self._spill is not None
+        loop = asyncio.get_running_loop()
+        written: deque[asyncio.Future[None]] = deque()
+        indexed: asyncio.Future[None] | None = None
+        base = 0
+        with parallel.guarded_pool(1, scratch.start, (path, f"{PRACTITIONER}{NEXT}")) as writer:
+            try:
+                for batch in self._spill.sorted_batches():
+                    # One process appends the batches in the order they are sent: its ids
+                    # are numbered in name order, as the index's are here.
+                    written.append(loop.run_in_executor(writer, scratch.write, ROW_SEP.join(batch)))
+                    tokens = [row[row.rfind(ROW_SEP) + 1 :] for row in batch]  # the last field
+                    if indexed is not None:
+                        await indexed
+                    indexed = asyncio.ensure_future(self._index(tokens, base))
+                    base += len(batch)
+                    while len(written) > _WRITES_IN_FLIGHT:
+                        await written.popleft()
+                if indexed is not None:
+                    await indexed
+                while written:
+                    await written.popleft()
+                await loop.run_in_executor(writer, scratch.finish)
+            finally:
+                for future in written:
+                    future.cancel()
+                if indexed is not None and not indexed.done():
+                    indexed.cancel()
+
+    async def _index(self, tokens: list[str], after: int) -> None:
+        await self.db.executemany(
+            f"INSERT INTO {FTS}{NEXT} (rowid, tokens) VALUES (?, ?)",
+            zip(range(after + 1, after + 1 + len(tokens)), tokens, strict=True),
+        )
 
     async def _write(self, sql: str, batch: list[str], after: int) -> None:
         # Every field of the batch in one list, cut once at C speed; the rows are then

@@ -1,4 +1,4 @@
-"""Parsing a large extract on several processor cores.
+"""Parsing a large extract on several processor cores (and the processes an import starts).
 
 Parsing and gathering 2.2 million lines is pure Python and takes most of an import's time on
 one core. For large files the importer hands blocks of lines to worker processes, each
@@ -25,7 +25,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
 
 from bridge.directory.model import ParseError, ParseWarning
 from bridge.directory.rows import Grouper, Vocabulary
@@ -79,10 +81,28 @@ def _watch(importer: int) -> None:
     os._exit(1)  # the importer is gone: nobody will read this worker's results
 
 
-def _start(layout: Layout, specialties: SpecialtyIndex | None, importer: int) -> None:
-    global _parser, _grouper, _specialties
+def _guarded(importer: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+    """A worker's start: bound to the importer's life, then `initializer(*initargs)`."""
     _die_with_parent()
     threading.Thread(target=_watch, args=(importer,), name="importer-watch", daemon=True).start()
+    initializer(*initargs)
+
+
+def guarded_pool(
+    workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]
+) -> ProcessPoolExecutor:
+    """Worker processes started clean (`forkserver`) that never outlive the importer (see the
+    module docstring), each set up by `initializer(*initargs)`."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_guarded,
+        initargs=(os.getpid(), initializer, initargs),
+    )
+
+
+def _start(layout: Layout, specialties: SpecialtyIndex | None) -> None:
+    global _parser, _grouper, _specialties
     if specialties is not None:
         specialties.track()
     _specialties = specialties
@@ -101,13 +121,8 @@ def parse_block(block: str, first_line_no: int) -> BatchResult:
 
 
 def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None) -> Executor:
-    context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_start,
-        initargs=(layout, specialties, os.getpid()),
-    )
+    """The parsing processes (`parse_block`)."""
+    return guarded_pool(workers, _start, (layout, specialties))
 
 
 def cut_point(block: str, rpps_column: int) -> int:

@@ -173,6 +173,11 @@ class Spill:
         self.merged: list[Merged] = []
         """Identifiers found under several names, once `sorted_batches` has started."""
 
+    @property
+    def folder(self) -> Path:
+        """The import's private folder (removed on `close`, swept if the import dies)."""
+        return self._dir
+
     def add(self, batch: Bucketed | list[PractitionerRow]) -> None:
         if isinstance(batch, list):
             batch = bucketed(batch)
