@@ -95,6 +95,7 @@ async def leftover_tables(db: Database) -> list[str]:
     return sorted(n for n in names if n.endswith("_next"))
 
 
-def scratch_disk_full(rows: str) -> None:
-    """In the scratch writer's process (`bridge.directory.scratch.write`): the disk is full."""
+def scratch_disk_full(text: str, number: int) -> None:
+    """In a build process (`bridge.directory.scratch.index` or `write_rows`): the disk is
+    full."""
     raise sqlite3.OperationalError("database or disk is full")

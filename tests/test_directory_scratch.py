@@ -1,7 +1,7 @@
-"""A large SQLite import writes its practitioners in a process of its own (`scratch`).
+"""A large SQLite import indexes its practitioners' words in a process of its own (`scratch`).
 
-The rows go to a scratch database written by another process while the importer's connection
-indexes their words, then are copied in. The directory must be the same as when one
+The words go to an index in a scratch database built by another process while the importer's
+connection writes the rows, then the index is copied in. The directory must be the same as when one
 connection writes both, and a failure on the scratch side must leave the live directory, the
 database and the temporary folder as they were.
 """
@@ -49,6 +49,10 @@ def short_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _spills(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.startswith(PREFIX)]
+
+
 def _contents(path: Path) -> dict[str, list[tuple[object, ...]]]:
     """Every stored row, and what the word index finds for some words, in id order."""
     with sqlite3.connect(path) as conn:
@@ -69,7 +73,7 @@ def _contents(path: Path) -> dict[str, list[tuple[object, ...]]]:
     return found
 
 
-async def test_the_scratch_writer_gives_the_same_directory(
+async def test_the_index_built_beside_gives_the_same_directory(
     tmp_path: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extract = demo_extract(tmp_path, lines=4000, seed=23)
@@ -92,15 +96,16 @@ async def test_the_scratch_writer_gives_the_same_directory(
         two = await import_directory(db, extract)
         assert [await search(db, q, limit=50) for q in _QUERIES] == pages
         assert await leftover_tables(db) == []
-    assert len(used) == 1  # the scratch writer did write this one
+    assert len(used) == 1  # this one was indexed beside
     assert (two.practitioners, two.records, two.new) == (one.practitioners, one.records, one.new)
     assert one.practitioners > 1000
     assert _contents(beside / "bridge.db") == _contents(here / "bridge.db")
-    assert [p for p in short_tmp.iterdir() if p.name.startswith(PREFIX)] == []
+    assert _spills(short_tmp) == []
 
 
-async def test_a_failing_scratch_writer_leaves_everything_as_it_was(
-    tmp_path: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("failing", ["index", "write_rows"])
+async def test_a_failing_build_process_leaves_everything_as_it_was(
+    failing: str, tmp_path: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extract = demo_extract(tmp_path, lines=2000, seed=29)
     (tmp_path / "new").mkdir()
@@ -109,14 +114,14 @@ async def test_a_failing_scratch_writer_leaves_everything_as_it_was(
         before = await table_counts(db)
         found = await search(db, "martin", limit=50)
         monkeypatch.setattr(generation_sqlite, "SCRATCH_MIN_ROWS", 0)
-        # The writer's process runs the real start and finish; its writes find the disk full.
-        failing = SimpleNamespace(
-            SCHEMA=scratch.SCHEMA,
-            start=scratch.start,
-            write=scratch_disk_full,
-            finish=scratch.finish,
-        )
-        monkeypatch.setattr(generation_sqlite, "scratch", failing)
+        # The processes run the real functions, except that one of them finds the disk full.
+        functions = {
+            name: getattr(scratch, name)
+            for name in ("SCHEMA", "start", "index", "finish", "start_rows", "finish_rows")
+        }
+        functions["write_rows"] = scratch.write_rows
+        functions[failing] = scratch_disk_full
+        monkeypatch.setattr(generation_sqlite, "scratch", SimpleNamespace(**functions))
         with pytest.raises(DirectoryImportError, match="database or disk is full"):
             await import_directory(db, demo_extract(tmp_path / "new", lines=2500, seed=31))
         assert await table_counts(db) == before
@@ -126,4 +131,4 @@ async def test_a_failing_scratch_writer_leaves_everything_as_it_was(
         monkeypatch.setattr(generation_sqlite, "scratch", scratch)
         again = await import_directory(db, extract)
         assert (again.new, again.changed, again.disappeared) == (0, 0, 0)
-    assert [p for p in short_tmp.iterdir() if p.name.startswith(PREFIX)] == []
+    assert _spills(short_tmp) == []

@@ -44,9 +44,14 @@ _INCREMENTAL = 2  # PRAGMA auto_vacuum
 _HASH_BYTES = 256 * 1024 * 1024
 _COMPARE_CACHE_KIB = 256 * 1024
 SCRATCH_MIN_ROWS = 200_000
-"""From this many practitioners on, their rows are written by a process of their own
-(`scratch`); below, starting it would cost more than it saves."""
-_WRITES_IN_FLIGHT = 2
+"""From this many practitioners on, their rows are written and their words indexed by
+processes of their own (`scratch`); below, starting them would cost more than it saves."""
+_BATCHES_IN_FLIGHT = 2
+_BUSY_MS = 30_000
+_INSERT_PRACTITIONER = (
+    f"INSERT INTO {PRACTITIONER}{NEXT} ({PRACTITIONER_COLUMNS}) "
+    f"VALUES ({','.join('?' * len(ROW_FIELDS))})"
+)
 
 
 class SqliteGeneration:
@@ -60,7 +65,7 @@ class SqliteGeneration:
         self._lock: int | None = None
         self._spill: Spill | None = None
         self._indexes: list[str] = []
-        self._practitioner_ddl = ""
+        self._fts_ddl = ""
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -79,7 +84,7 @@ class SqliteGeneration:
             raise ImportBusyError("another import into this directory is running") from None
         self._lock = lock
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        for pragma in ("busy_timeout=30000", "journal_mode=WAL", "synchronous=NORMAL"):
+        for pragma in (f"busy_timeout={_BUSY_MS}", "journal_mode=WAL", "synchronous=NORMAL"):
             await self.db.execute(f"PRAGMA {pragma}")
         await self._drop_next()
         await self._compactable()
@@ -116,20 +121,23 @@ class SqliteGeneration:
             )
             if count != 1:
                 raise RuntimeError(f"{table}: unexpected definition {tables[0][:60]!r}")
-            if table == PRACTITIONER:
-                self._practitioner_ddl = ddl
+            if table == FTS:
+                self._fts_ddl = ddl
             await self.db.execute(ddl)
-        await self.db.execute(
-            f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}, rank) VALUES ('automerge', 0)"
-        )
+        await self._fts_settings("main")
+        await self.db.execute("COMMIT")
+
+    async def _fts_settings(self, schema: str) -> None:
+        """The settings of the word index being built (kept with it: the live one has them)."""
+        table = f"{schema}.{FTS}{NEXT}"
+        await self.db.execute(f"INSERT INTO {table} ({FTS}{NEXT}, rank) VALUES ('automerge', 0)")
         # FTS5 writes its pending words out as a new segment every megabyte by default, and
         # the final 'optimize' then merges hundreds of them: held in memory up to the size
         # of the whole register's index, the words go out in one segment, in half the time.
         with contextlib.suppress(sqlite3.OperationalError):  # an SQLite without the option
             await self.db.execute(
-                f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}, rank) VALUES ('hashsize', {_HASH_BYTES})"
+                f"INSERT INTO {table} ({FTS}{NEXT}, rank) VALUES ('hashsize', {_HASH_BYTES})"
             )
-        await self.db.execute("COMMIT")
 
     @property
     def merged(self) -> list[Merged]:
@@ -143,25 +151,27 @@ class SqliteGeneration:
     async def build(self, vocabulary: Vocabulary) -> None:
         """Write the practitioners in name order (ids 1..n), then index their words.
 
-        A large import has its rows written by a process of its own (`scratch`) while this
-        connection indexes their words, then copies them in.
+        A large import has its rows written and its words indexed by two processes of their
+        own (`scratch`) while this one sorts the rows; the finished index is copied in.
         """
         assert self._spill is not None
         db = self.db
         beside = self._spill.rows >= SCRATCH_MIN_ROWS
-        path = str(self._spill.folder / "practitioners.db")
         if beside:
-            # Attached and created before the transaction (SQLite attaches outside one).
+            path = str(self._spill.folder / "index.db")
+            # Attached and created before any transaction (SQLite attaches outside one).
             await db.execute(f"ATTACH DATABASE ? AS {scratch.SCHEMA}", (path,))
-            await db.execute(
-                self._practitioner_ddl.replace(" TABLE ", f" TABLE {scratch.SCHEMA}.", 1)
-            )
-        await db.execute("BEGIN")
-        if beside:
+            await db.execute(self._fts_ddl.replace(" TABLE ", f" TABLE {scratch.SCHEMA}.", 1))
+            await self._fts_settings(scratch.SCHEMA)
+            # The rows' process writes this database meanwhile: this connection holds no
+            # transaction until it has committed.
             await self._write_beside(path)
+            await db.execute("BEGIN")
+            await self._copy_index()
         else:
+            await db.execute("BEGIN")
             await self._write_here()
-        await db.execute(f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}) VALUES ('optimize')")
+            await db.execute(f"INSERT INTO {FTS}{NEXT} ({FTS}{NEXT}) VALUES ('optimize')")
         await db.executemany(
             f"INSERT INTO {PLACE}{NEXT} (key) VALUES (?)", [(c,) for c in sorted(vocabulary.cities)]
         )
@@ -174,12 +184,6 @@ class SqliteGeneration:
             f"INSERT INTO {TYPO}{NEXT} (variant, word) VALUES (?, ?)",
             sorted(vocabulary.typo_rows()),
         )
-        if beside:
-            # The same definition on both sides: SQLite copies the records as they are.
-            await db.execute(
-                f"INSERT INTO main.{PRACTITIONER}{NEXT} "
-                f"SELECT * FROM {scratch.SCHEMA}.{PRACTITIONER}{NEXT}"
-            )
         await db.execute("COMMIT")
         if beside:
             await db.execute(f"DETACH DATABASE {scratch.SCHEMA}")
@@ -189,64 +193,73 @@ class SqliteGeneration:
         """Rows and words through this connection, a bucket being written while the next one
         is read and sorted."""
         assert self._spill is not None
-        insert = (
-            f"INSERT INTO {PRACTITIONER}{NEXT} ({PRACTITIONER_COLUMNS}) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)"
-        )
         pending: asyncio.Future[None] | None = None
         base = 0
         for batch in self._spill.sorted_batches():
             if pending is not None:
                 await pending
             # `id` is the rowid: numbered in insertion order, that is name order.
-            pending = asyncio.ensure_future(self._write(insert, batch, base))
+            pending = asyncio.ensure_future(self._write(batch, base))
             base += len(batch)
         if pending is not None:
             await pending
 
     async def _write_beside(self, path: str) -> None:
-        """Rows to the scratch database's writer process, words through this connection."""
+        """Words to the indexing process, rows to the writing process, in name order."""
         assert self._spill is not None
         loop = asyncio.get_running_loop()
-        written: deque[asyncio.Future[None]] = deque()
-        indexed: asyncio.Future[None] | None = None
+        sent: deque[asyncio.Future[None]] = deque()
         base = 0
-        with parallel.guarded_pool(1, scratch.start, (path, f"{PRACTITIONER}{NEXT}")) as writer:
+        rows_args = (self._path, f"{PRACTITIONER}{NEXT}", PRACTITIONER_COLUMNS, _BUSY_MS)
+        with (
+            parallel.guarded_pool(1, scratch.start, (path, f"{FTS}{NEXT}")) as indexer,
+            parallel.guarded_pool(1, scratch.start_rows, rows_args) as writer,
+        ):
             try:
                 for batch in self._spill.sorted_batches():
-                    # One process appends the batches in the order they are sent: its ids
-                    # are numbered in name order, as the index's are here.
-                    written.append(loop.run_in_executor(writer, scratch.write, ROW_SEP.join(batch)))
-                    tokens = [row[row.rfind(ROW_SEP) + 1 :] for row in batch]  # the last field
-                    if indexed is not None:
-                        await indexed
-                    indexed = asyncio.ensure_future(self._index(tokens, base))
+                    # Each process takes its batches in the order they are sent: both number
+                    # the practitioners in name order. A row's words are its last field.
+                    words = "\n".join(row[row.rfind(ROW_SEP) + 1 :] for row in batch)
+                    sent.append(loop.run_in_executor(indexer, scratch.index, words, base))
+                    rows = ROW_SEP.join(batch)
+                    sent.append(
+                        loop.run_in_executor(writer, scratch.write_rows, rows, len(ROW_FIELDS))
+                    )
                     base += len(batch)
-                    while len(written) > _WRITES_IN_FLIGHT:
-                        await written.popleft()
-                if indexed is not None:
-                    await indexed
-                while written:
-                    await written.popleft()
-                await loop.run_in_executor(writer, scratch.finish)
+                    while len(sent) > 2 * _BATCHES_IN_FLIGHT:
+                        await sent.popleft()
+                while sent:
+                    await sent.popleft()
+                await asyncio.gather(
+                    loop.run_in_executor(indexer, scratch.finish),
+                    loop.run_in_executor(writer, scratch.finish_rows),
+                )
             finally:
-                for future in written:
+                for future in sent:
                     future.cancel()
-                if indexed is not None and not indexed.done():
-                    indexed.cancel()
 
-    async def _index(self, tokens: list[str], after: int) -> None:
-        await self.db.executemany(
-            f"INSERT INTO {FTS}{NEXT} (rowid, tokens) VALUES (?, ?)",
-            zip(range(after + 1, after + 1 + len(tokens)), tokens, strict=True),
-        )
+    async def _copy_index(self) -> None:
+        """The index built in the scratch database, into this one's `_next` index: FTS5 keeps
+        an index in ordinary tables of its own (its shadow tables: segments, their terms,
+        its settings), which are copied whole, replacing those of the empty one."""
+        async with self.db.execute(
+            f"SELECT name FROM {scratch.SCHEMA}.sqlite_master WHERE type = 'table' "
+            "AND substr(name, 1, ?) = ?",
+            (len(FTS + NEXT) + 1, f"{FTS}{NEXT}_"),
+        ) as cursor:
+            shadows = [str(name) for (name,) in await cursor.fetchall()]
+        if not shadows:
+            raise RuntimeError("the scratch database holds no index")
+        for name in shadows:
+            await self.db.execute(f"DELETE FROM main.{name}")
+            await self.db.execute(f"INSERT INTO main.{name} SELECT * FROM {scratch.SCHEMA}.{name}")
 
-    async def _write(self, sql: str, batch: list[str], after: int) -> None:
+    async def _write(self, batch: list[str], after: int) -> None:
         # Every field of the batch in one list, cut once at C speed; the rows are then
         # columns zipped back together (a split per row was 2 s of the build).
         cells = ROW_SEP.join(batch).split(ROW_SEP)
         columns = [cells[i :: len(ROW_FIELDS)] for i in range(len(ROW_FIELDS))]
-        await self.db.executemany(sql, zip(*columns, strict=True))
+        await self.db.executemany(_INSERT_PRACTITIONER, zip(*columns, strict=True))
         # The words go to the index from here rather than read back from the table just
         # written (a second pass over the whole directory's pages).
         await self.db.executemany(

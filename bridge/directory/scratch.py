@@ -1,59 +1,95 @@
-"""The practitioners' table written by a process of its own while the importer indexes them.
+"""The build's two halves, each in a process of its own: the word index and the rows.
 
 On the whole register the build is two jobs of about the same size: writing 1.7 million
 practitioner rows, and indexing their words. SQLite lets one connection write a database at a
 time, so done in the importer's connection they take one processor core, one after the other,
-while the parsing processes' cores sit idle. For a large import, the rows go instead to a
-scratch database in the import's private folder (`Spill.folder`), written in this worker
-process on another core while the importer's connection builds the word index; the importer
-then copies the finished table into its `_next` table in one statement (`INSERT ... SELECT *`
-between two tables of the same definition, which SQLite copies record by record without
-decoding them).
+and share it with the sorting of the rows, while the parsing processes' cores sit idle. For a
+large import the importer only reads and sorts the rows, and hands them out:
+- their words to an FTS5 index of the same definition in a scratch database in the import's
+  private folder (`Spill.folder`), built by one worker process (`start`, `index`, `finish`);
+  the importer then copies the finished index in: FTS5 keeps an index in ordinary tables of
+  its own (segments, their terms, its settings), copied as they are, a fifth of the rows'
+  size;
+- the rows themselves to the `_next` table of the database being imported into, written by
+  another worker process with a connection of its own (`start_rows`, `write_rows`,
+  `finish_rows`), while the importer's connection writes nothing.
 
 The scratch database holds nothing that the spill cannot give again and goes with the import's
-folder, so it is written without a journal and without syncing. Pure functions for the
-worker process (`parallel.guarded_pool`): `start`, then `write` per batch, then `finish`.
+folder, so it is written without a journal and without syncing. The workers come from
+`parallel.guarded_pool` and die with the importer.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from bridge.directory.generations import PRACTITIONER_COLUMNS
-from bridge.directory.rows import ROW_FIELDS, ROW_SEP
+from bridge.directory.rows import ROW_SEP
 
 SCHEMA = "scratch"
 """The name the importer's connection attaches the scratch database under."""
 
 _db: sqlite3.Connection | None = None
-_insert = ""
+_table = ""
 
 
 def start(path: str, table: str) -> None:
-    """In the worker: open the scratch database, whose `table` the importer created."""
-    global _db, _insert
+    """In the worker: open the scratch database, whose index `table` the importer created."""
+    global _db, _table
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = OFF")
     db.execute("PRAGMA synchronous = OFF")
     db.execute("BEGIN")
-    marks = ",".join("?" * len(ROW_FIELDS))
-    _insert = f"INSERT INTO {table} ({PRACTITIONER_COLUMNS}) VALUES ({marks})"
-    _db = db
+    _db, _table = db, table
 
 
-def write(rows: str) -> None:
-    """Append practitioner rows, in id order: `PractitionerRow`s joined by `ROW_SEP` (every
-    field of the batch in one text, cut once here)."""
+def index(words: str, after: int) -> None:
+    """Index practitioners `after + 1`, `after + 2`, ...: their words, one line each."""
     assert _db is not None, "start() first"
-    cells = rows.split(ROW_SEP)
-    columns = [cells[i :: len(ROW_FIELDS)] for i in range(len(ROW_FIELDS))]
-    _db.executemany(_insert, zip(*columns, strict=True))
+    lines = words.split("\n")
+    _db.executemany(
+        f"INSERT INTO {_table} (rowid, tokens) VALUES (?, ?)",
+        zip(range(after + 1, after + 1 + len(lines)), lines, strict=True),
+    )
 
 
 def finish() -> None:
-    """Commit and close: the table is complete on disk for the importer to copy."""
+    """Merge the index into one segment, commit and close: it is ready to be copied."""
     global _db
     assert _db is not None, "start() first"
     db, _db = _db, None
+    db.execute(f"INSERT INTO {_table} ({_table}) VALUES ('optimize')")
+    db.execute("COMMIT")
+    db.close()
+
+
+_rows: sqlite3.Connection | None = None
+_insert = ""
+
+
+def start_rows(path: str, table: str, columns: str, busy_ms: int) -> None:
+    """In the other worker: open the database being imported into, to write `table`."""
+    global _rows, _insert
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("BEGIN IMMEDIATE")
+    marks = ",".join("?" * len(columns.split(",")))
+    _rows, _insert = db, f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+
+
+def write_rows(rows: str, fields: int) -> None:
+    """Append practitioner rows in id order: `PractitionerRow`s of `fields` fields joined by
+    `ROW_SEP` (every field of the batch in one text, cut once here)."""
+    assert _rows is not None, "start_rows() first"
+    cells = rows.split(ROW_SEP)
+    columns = [cells[i::fields] for i in range(fields)]
+    _rows.executemany(_insert, zip(*columns, strict=True))
+
+
+def finish_rows() -> None:
+    """Commit and close: the rows are in the `_next` table."""
+    global _rows
+    assert _rows is not None, "start_rows() first"
+    db, _rows = _rows, None
     db.execute("COMMIT")
     db.close()
