@@ -165,7 +165,7 @@ async def import_directory(
     except BrokenProcessPool:
         await asyncio.shield(generation.discard())
         raise DirectoryImportError(
-            f"{source.path.name}: a parsing process stopped unexpectedly (out of memory?)"
+            f"{source.path.name}: a process of the import stopped unexpectedly (out of memory?)"
         ) from None
     except (DuplicateNameError, ImportRefusedError, *_FILE_ERRORS) as exc:
         await asyncio.shield(generation.discard())
