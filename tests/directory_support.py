@@ -95,7 +95,7 @@ async def leftover_tables(db: Database) -> list[str]:
     return sorted(n for n in names if n.endswith("_next"))
 
 
-def scratch_disk_full(text: str, number: int) -> None:
+def scratch_disk_full(*args: object) -> None:
     """In a build process (`bridge.directory.scratch.index` or `write_rows`): the disk is
     full."""
     raise sqlite3.OperationalError("database or disk is full")

@@ -35,7 +35,7 @@ from bridge.directory.generations import (
     change_report_sql,
     check_shrink,
 )
-from bridge.directory.rows import ROW_FIELDS, ROW_SEP, TOKENS, Vocabulary
+from bridge.directory.rows import ROW_FIELDS, ROW_SEP, TOKENS, Vocabulary, field_columns
 from bridge.directory.spill import Bucketed, DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS, WORD, TYPO)
@@ -52,6 +52,8 @@ _INSERT_PRACTITIONER = (
     f"INSERT INTO {PRACTITIONER}{NEXT} ({PRACTITIONER_COLUMNS}) "
     f"VALUES ({','.join('?' * len(ROW_FIELDS))})"
 )
+_INSERT_WORDS = f"INSERT INTO {FTS}{NEXT} (rowid, tokens) VALUES (?, ?)"
+"""The same in the scratch database's connection (its index has the same name there)."""
 
 
 class SqliteGeneration:
@@ -210,9 +212,10 @@ class SqliteGeneration:
         loop = asyncio.get_running_loop()
         sent: deque[asyncio.Future[None]] = deque()
         base = 0
-        rows_args = (self._path, f"{PRACTITIONER}{NEXT}", PRACTITIONER_COLUMNS, _BUSY_MS)
+        index_args = (path, f"{FTS}{NEXT}", _INSERT_WORDS)
+        rows_args = (self._path, _INSERT_PRACTITIONER, _BUSY_MS)
         with (
-            parallel.guarded_pool(1, scratch.start, (path, f"{FTS}{NEXT}")) as indexer,
+            parallel.guarded_pool(1, scratch.start, index_args) as indexer,
             parallel.guarded_pool(1, scratch.start_rows, rows_args) as writer,
         ):
             try:
@@ -222,9 +225,7 @@ class SqliteGeneration:
                     words = "\n".join(row[row.rfind(ROW_SEP) + 1 :] for row in batch)
                     sent.append(loop.run_in_executor(indexer, scratch.index, words, base))
                     rows = ROW_SEP.join(batch)
-                    sent.append(
-                        loop.run_in_executor(writer, scratch.write_rows, rows, len(ROW_FIELDS))
-                    )
+                    sent.append(loop.run_in_executor(writer, scratch.write_rows, rows))
                     base += len(batch)
                     while len(sent) > 2 * _BATCHES_IN_FLIGHT:
                         await sent.popleft()
@@ -255,17 +256,11 @@ class SqliteGeneration:
             await self.db.execute(f"INSERT INTO main.{name} SELECT * FROM {scratch.SCHEMA}.{name}")
 
     async def _write(self, batch: list[str], after: int) -> None:
-        # Every field of the batch in one list, cut once at C speed; the rows are then
-        # columns zipped back together (a split per row was 2 s of the build).
-        cells = ROW_SEP.join(batch).split(ROW_SEP)
-        columns = [cells[i :: len(ROW_FIELDS)] for i in range(len(ROW_FIELDS))]
+        columns = field_columns(ROW_SEP.join(batch))
         await self.db.executemany(_INSERT_PRACTITIONER, zip(*columns, strict=True))
         # The words go to the index from here rather than read back from the table just
         # written (a second pass over the whole directory's pages).
-        await self.db.executemany(
-            f"INSERT INTO {FTS}{NEXT} (rowid, tokens) VALUES (?, ?)",
-            zip(range(after + 1, after + 1 + len(batch)), columns[TOKENS], strict=True),
-        )
+        await self.db.executemany(_INSERT_WORDS, enumerate(columns[TOKENS], after + 1))
 
     async def swap(self, facts: ImportFacts) -> SwapResult:
         db = self.db

@@ -186,6 +186,14 @@ ROW_FIELDS = (
 NAME_KEY, RPPS, ACTIVITIES, TOKENS = 0, 1, 8, 9
 
 
+def field_columns(rows: str) -> list[list[str]]:
+    """`PractitionerRow`s joined by `ROW_SEP`, as one list per field of `ROW_FIELDS`: every
+    field cut at once at C speed, then taken column by column (a split per row was 2 s of
+    the build on the whole register)."""
+    cells = rows.split(ROW_SEP)
+    return [cells[i :: len(ROW_FIELDS)] for i in range(len(ROW_FIELDS))]
+
+
 class Grouper:
     """Gathers consecutive record rows of the same practitioner into one `PractitionerRow`.
 

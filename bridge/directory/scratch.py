@@ -23,33 +23,31 @@ from __future__ import annotations
 
 import sqlite3
 
-from bridge.directory.rows import ROW_SEP
+from bridge.directory.rows import field_columns
 
 SCHEMA = "scratch"
 """The name the importer's connection attaches the scratch database under."""
 
 _db: sqlite3.Connection | None = None
 _table = ""
+_index_insert = ""
 
 
-def start(path: str, table: str) -> None:
-    """In the worker: open the scratch database, whose index `table` the importer created."""
-    global _db, _table
+def start(path: str, table: str, insert: str) -> None:
+    """In the worker: open the scratch database, whose index `table` the importer created;
+    `insert` adds one (rowid, words) to it."""
+    global _db, _table, _index_insert
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = OFF")
     db.execute("PRAGMA synchronous = OFF")
     db.execute("BEGIN")
-    _db, _table = db, table
+    _db, _table, _index_insert = db, table, insert
 
 
 def index(words: str, after: int) -> None:
     """Index practitioners `after + 1`, `after + 2`, ...: their words, one line each."""
     assert _db is not None, "start() first"
-    lines = words.split("\n")
-    _db.executemany(
-        f"INSERT INTO {_table} (rowid, tokens) VALUES (?, ?)",
-        zip(range(after + 1, after + 1 + len(lines)), lines, strict=True),
-    )
+    _db.executemany(_index_insert, enumerate(words.split("\n"), after + 1))
 
 
 def finish() -> None:
@@ -63,27 +61,24 @@ def finish() -> None:
 
 
 _rows: sqlite3.Connection | None = None
-_insert = ""
+_rows_insert = ""
 
 
-def start_rows(path: str, table: str, columns: str, busy_ms: int) -> None:
-    """In the other worker: open the database being imported into, to write `table`."""
-    global _rows, _insert
+def start_rows(path: str, insert: str, busy_ms: int) -> None:
+    """In the other worker: open the database being imported into; `insert` adds one row
+    (`ROW_FIELDS`) to its `_next` table."""
+    global _rows, _rows_insert
     db = sqlite3.connect(path, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("BEGIN IMMEDIATE")
-    marks = ",".join("?" * len(columns.split(",")))
-    _rows, _insert = db, f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+    _rows, _rows_insert = db, insert
 
 
-def write_rows(rows: str, fields: int) -> None:
-    """Append practitioner rows in id order: `PractitionerRow`s of `fields` fields joined by
-    `ROW_SEP` (every field of the batch in one text, cut once here)."""
+def write_rows(rows: str) -> None:
+    """Append practitioner rows in id order: `PractitionerRow`s joined by `ROW_SEP`."""
     assert _rows is not None, "start_rows() first"
-    cells = rows.split(ROW_SEP)
-    columns = [cells[i::fields] for i in range(fields)]
-    _rows.executemany(_insert, zip(*columns, strict=True))
+    _rows.executemany(_rows_insert, zip(*field_columns(rows), strict=True))
 
 
 def finish_rows() -> None:
