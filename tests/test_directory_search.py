@@ -129,9 +129,17 @@ async def test_both_back_ends_give_identical_pages(tmp_path: Path) -> None:
     for backend in BACKENDS:
         async with directory_database(backend, tmp_path) as db:
             await import_directory(db, extract)
-            pages[backend] = [await search(db, q, limit=20, offset=3) for q in QUERIES]
+            # Offsets inside the first page, across the ranking tiers' boundaries ("martin":
+            # exact surnames, then surnames beginning with it, then the rest) and past the
+            # count's cap.
+            pages[backend] = [
+                await search(db, q, limit=20, offset=offset)
+                for q in QUERIES
+                for offset in (3, 17, 40)
+            ]
     assert pages["sqlite"] == pages["postgres"]
     assert sum(p.total for p in pages["sqlite"]) > 100
+    assert sum(len(p.results) for p in pages["sqlite"]) > 150
 
 
 async def test_ranking_is_the_same_whether_done_in_sql_or_on_fetched_rows(

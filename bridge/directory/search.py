@@ -7,13 +7,15 @@ the query (the Lyon practice for "cardio lyon"), else of their first activity in
 Ranking: practitioners whose name words match exactly ("martin") come before those matching
 only as a prefix ("martinez"), then name order. Practitioners are numbered in name order at
 import (bridge.directory.generations), so each tier comes out of the index already sorted: a
-page costs a count and an ordered scan that stops after `limit` rows, however many match.
+page costs a count and an ordered scan that stops after `limit` rows, however many match (on
+SQLite one scan serves both: the identifiers of the first matches, up to the count's cap).
 The same plan (bridge.directory.query) is rendered for FTS5 and for tsquery, so both back ends
 return the same practitioners in the same order.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -206,30 +208,13 @@ def _ranked(
 
     `gathered`: the matches sit in one stretch of the name order (the surnames a typo was
     corrected to), which PostgreSQL must sort rather than walk to (see `page_tiers`)."""
+    if not backend.postgres:
+        return (yield from _ranked_by_ids(backend, plan, limit, offset, expansions))
     expr = plan.expression()
     q = backend.render(expr, expansions)
-    # Name queries first fetch up to SMALL + 1 matches, unranked queries their page: a
-    # narrow query (most of them) is then answered without counting.
-    ranked = plan.ranks_exact
-    window = SMALL + 1 if ranked else limit if offset == 0 else 0
-    if backend.postgres:
-        # PostgreSQL's planner reads "ORDER BY id LIMIT n" or "LIMIT 501" over a full-text
-        # match it expects to be common as "scan the table in order and stop early", which
-        # for a rare match (a typo's variants) reads the whole table: count first, exactly.
-        window = 0
-    fetched: list[Any] = []
-    if window:
-        fetched = yield backend.page_first, {"q0": q, "limit0": window, "offset0": 0}
-        if len(fetched) < window:
-            if not fetched:
-                [(generation,)] = yield backend.generation, {}
-                return SearchPage(0, []), generation
-            generation = fetched[0][-1]
-            rows = [row[:-1] for row in fetched]
-            if ranked:
-                rows.sort(key=lambda row: _tier(row, plan))
-            page = [_result(r, plan) for r in rows[offset : offset + limit]]
-            return SearchPage(len(rows), page), generation
+    # PostgreSQL's planner reads "ORDER BY id LIMIT n" or "LIMIT 501" over a full-text match
+    # it expects to be common as "scan the table in order and stop early", which for a rare
+    # match (a typo's variants) reads the whole table: count first, exactly.
     [(total, _, generation)] = yield backend.count_one, {"q0": q, "cap": COUNT_CAP + 1}
     total = int(total)  # at most COUNT_CAP + 1
     more = total > COUNT_CAP
@@ -239,16 +224,13 @@ def _ranked(
         return SearchPage(total, [], more), generation
     if offset + limit > total:
         limit = total - offset
-    if not ranked:
-        if window:
-            rows = [row[:-1] for row in fetched]
-        else:
-            page_sql = backend.page_tiers(1, sort=[not more or gathered])
-            rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
+    if not plan.ranks_exact:
+        page_sql = backend.page_tiers(1, sort=[not more or gathered])
+        rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
         return SearchPage(total, [_result(row, plan) for row in rows[:limit]], more), generation
     if total <= SMALL:
-        # PostgreSQL, counted first (see above): few enough to rank as fetched, in one
-        # statement rather than a count per tier and a page.
+        # Few enough to rank as fetched, in one statement rather than a count per tier and a
+        # page.
         rows = yield backend.page_tiers(1, sort=[True]), {"q0": q, "limit0": total, "offset0": 0}
         rows.sort(key=lambda row: _tier(row, plan))
         return SearchPage(
@@ -283,6 +265,58 @@ def _ranked(
     sort = [not more or n < 2 for n in range(len(queries))]
     rows = yield backend.page_tiers(len(queries), sort=sort), params
     return SearchPage(total, [_result(row, plan) for row in rows], more), generation
+
+
+def _ranked_by_ids(
+    backend: Backend, plan: Plan, limit: int, offset: int, expansions: Expansions
+) -> Steps:
+    """`_ranked` on SQLite: each full-text expression is evaluated once, for the identifiers
+    of its first matches, and the page is then read by identifier.
+
+    FTS5 pays for an expression whole before returning its first row (a prefix longer than
+    its prefix indexes, "9lguill"*, merges the postings of every word it begins), so a count
+    followed by a page of the same expression paid twice. The identifiers up to the count's
+    cap are both the count and, in name order, the candidates of the page.
+    """
+    expr = plan.expression()
+    q = backend.render(expr, expansions)
+    [(generation, found)] = yield backend.match_ids, {"q0": q, "cap": COUNT_CAP + 1}
+    ids = _ids(found)
+    more = len(ids) > COUNT_CAP
+    del ids[COUNT_CAP:]
+    total = len(ids)
+    if not total or offset >= total:
+        return SearchPage(total, [], more), generation
+    if not plan.ranks_exact:
+        chosen = ids[offset : offset + limit]
+    elif total <= SMALL:
+        rows = yield backend.by_ids, {"ids": json.dumps(ids)}
+        rows.sort(key=lambda row: (_tier(row, plan), row[-1]))
+        page = [_result(row[:-1], plan) for row in rows[offset : offset + limit]]
+        return SearchPage(total, page), generation
+    else:
+        # Each tier is read only as far as the page needs: "martin" fills a first page from
+        # its exact surnames after ten of them.
+        conditions = plan.tiers()
+        needed = min(offset + limit, total)
+        ranked: list[int] = []
+        for n, condition in enumerate([*conditions, None]):
+            earlier = conditions[:n] if condition is not None else conditions
+            tier_q = backend.tier(expr, condition, earlier, expansions)
+            [(_, found)] = yield backend.match_ids, {"q0": tier_q, "cap": needed - len(ranked)}
+            ranked += _ids(found)
+            if len(ranked) >= needed:
+                break
+        chosen = ranked[offset : offset + limit]
+    rows = yield backend.by_ids, {"ids": json.dumps(chosen)}
+    by_id = {row[-1]: row[:-1] for row in rows}
+    page = [_result(by_id[i], plan) for i in chosen if i in by_id]
+    return SearchPage(total, page, more), generation
+
+
+def _ids(found: str | None) -> list[int]:
+    """The identifiers `Backend.match_ids` gathered, in name order."""
+    return sorted(map(int, found.split(","))) if found else []
 
 
 def _tier(row: Any, plan: Plan) -> int:

@@ -1,9 +1,12 @@
 """The SQL of a directory search, for SQLite (FTS5) and PostgreSQL (tsquery): the statements
 `bridge.directory.search` drives, built once per back end with `:name` parameters.
 
-Both back ends get the same statements from one template (a count capped past the page's
-needs, pages as UNION ALL of ranking tiers each scanned in id order, lookups by RPPS), so the
-same plan returns the same practitioners in the same order on either.
+Both back ends get the same full-text expressions and ranking tiers from one template, so the
+same plan returns the same practitioners in the same order on either. PostgreSQL counts (capped
+past the page's needs) and reads a page as UNION ALL of the tiers, each scanned in id order;
+SQLite reads each expression once, as the identifiers of its first matches in id order, and
+the page by identifier (see `search._ranked_by_ids`). Both look RPPS numbers up in the
+register's own index.
 """
 
 from __future__ import annotations
@@ -42,14 +45,14 @@ class Statement:
 
 
 class Backend:
-    """The SQL of one back end: count matches (two expressions at once), one ordered page.
+    """The SQL of one back end: count matches, one ordered page.
 
-    A page is one statement even with the two ranking tiers: the exact-name matches and the
-    other matches are each scanned in index order, with limits and offsets computed from the
-    counts, and glued with UNION ALL. Round trips, not the index, dominate small queries, so
-    these statements go straight to the driver (one thread hop with aiosqlite, one network
-    round trip with asyncpg) rather than through SQLAlchemy's result machinery, which costs
-    several hops per statement.
+    On PostgreSQL a page is one statement even with several ranking tiers: the exact-name
+    matches and the other matches are each scanned in index order, with limits and offsets
+    computed from the counts, and glued with UNION ALL. Round trips, not the index, dominate
+    small queries, so these statements go straight to the driver (one thread hop with
+    aiosqlite, one network round trip with asyncpg) rather than through SQLAlchemy's result
+    machinery, which costs several hops per statement.
     """
 
     def __init__(self, dialect: str) -> None:
@@ -101,10 +104,19 @@ class Backend:
             gathered = count.format(q=":q0")
         self.count_gathered = Statement(f"SELECT ({gathered}), 0, {generation}", postgres)
         self.generation = Statement(f"SELECT {generation}", postgres)
-        # The first page with the import's id on each row: when it is not full, it is all
-        # the matches, and no count (a second full-text evaluation) is needed.
-        first = select.format(tiers=one).replace(" FROM (", f", {generation} FROM (", 1)
-        self.page_first = Statement(first, postgres)
+        # SQLite: the import's id and the identifiers of the first `cap` matches, in one
+        # row (see `search._ranked_by_ids`), then the rows of the page by identifier.
+        self.match_ids = Statement(
+            f"SELECT {generation}, group_concat(id) FROM ({matches.format(q=':q0')} "
+            "ORDER BY rowid LIMIT :cap)",
+            postgres,
+        )
+        self.by_ids = Statement(
+            f"SELECT {COLUMNS}, p.id FROM directory_practitioner p "
+            "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
+            "WHERE p.id IN (SELECT value FROM json_each(:ids))",
+            postgres,
+        )
         by_id = (
             f"SELECT {COLUMNS}, {generation} FROM directory_practitioner p "
             "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible WHERE p.rpps = :rpps"
