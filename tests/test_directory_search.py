@@ -154,6 +154,32 @@ async def test_ranking_is_the_same_whether_done_in_sql_or_on_fetched_rows(
     assert sum(p.total for p in in_sql) > 50
 
 
+async def test_surname_tiers_read_from_the_matches_rank_as_the_word_index_does(
+    directory: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every match is known (fewer than the count's cap), SQLite ranks the surname tiers
+    from the matches' own words; the word index must agree, page by page."""
+    if directory.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL ranks every tier in the word index")
+    queries = ["martin", "mart", "ma", "le", "ma cardio", "dupon", "mar mar", "jean", "b"]
+    offsets = (0, 7, 30)
+    monkeypatch.setattr(search_module, "SMALL", 0)  # rank every result set in SQL
+    from_words = [await search(directory, q, limit=10, offset=o) for q in queries for o in offsets]
+
+    def from_index(
+        backend: object, plan: object, expansions: object, ids: list[int], needed: int
+    ) -> search_module.Ranking:
+        return search_module._tiers_from_index(backend, plan, expansions, needed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search_module, "_tiers_of", from_index)
+    from_index_pages = [
+        await search(directory, q, limit=10, offset=o) for q in queries for o in offsets
+    ]
+    assert from_words == from_index_pages
+    ranked = [p for p in from_words if 0 < p.total < search_module.COUNT_CAP]
+    assert len(ranked) >= 12 and sum(len(p.results) for p in ranked) > 100
+
+
 async def test_a_directory_from_before_the_long_prefix_index_finds_the_same(
     tmp_path: Path,
 ) -> None:

@@ -120,6 +120,8 @@ async def search_directory(
 
 
 Steps = Generator[tuple[Statement, dict[str, Any]], list[Any], tuple[SearchPage, int | None]]
+Ranking = Generator[tuple[Statement, dict[str, Any]], list[Any], list[int]]
+"""Steps that end with identifiers in rank order."""
 
 
 def _run_sync(steps: Steps, driver: Any) -> tuple[SearchPage, int | None]:
@@ -276,7 +278,9 @@ def _ranked_by_ids(
     FTS5 pays for an expression whole before returning its first row (a prefix longer than
     its prefix indexes, "9lguill"*, merges the postings of every word it begins), so a count
     followed by a page of the same expression paid twice. The identifiers up to the count's
-    cap are both the count and, in name order, the candidates of the page.
+    cap are both the count and, in name order, the candidates of the page. When they are all
+    the matches, the ranking tiers are sorted out from them (`_tiers_of`); past the cap, each
+    tier is read from the index as far as the page needs (`_tiers_from_index`).
     """
     expr = plan.expression()
     q = backend.render(expr, expansions)
@@ -295,23 +299,67 @@ def _ranked_by_ids(
         page = [_result(row[:-1], plan) for row in rows[offset : offset + limit]]
         return SearchPage(total, page), generation
     else:
-        # Each tier is read only as far as the page needs: "martin" fills a first page from
-        # its exact surnames after ten of them.
-        conditions = plan.tiers()
         needed = min(offset + limit, total)
-        ranked: list[int] = []
-        for n, condition in enumerate([*conditions, None]):
-            earlier = conditions[:n] if condition is not None else conditions
-            tier_q = backend.tier(expr, condition, earlier, expansions)
-            [(_, found)] = yield backend.match_ids, {"q0": tier_q, "cap": needed - len(ranked)}
-            ranked += _ids(found)
-            if len(ranked) >= needed:
-                break
+        if more:
+            ranked = yield from _tiers_from_index(backend, plan, expansions, needed)
+        else:
+            ranked = yield from _tiers_of(backend, plan, expansions, ids, needed)
         chosen = ranked[offset : offset + limit]
     rows = yield backend.by_ids, {"ids": json.dumps(chosen)}
     by_id = {row[-1]: row[:-1] for row in rows}
     page = [_result(by_id[i], plan) for i in chosen if i in by_id]
     return SearchPage(total, page, more), generation
+
+
+def _tiers_from_index(backend: Backend, plan: Plan, expansions: Expansions, needed: int) -> Ranking:
+    """The first `needed` matches in rank order, each tier read from the word index only as
+    far as the page needs: "martin" fills a first page from its exact surnames after ten of
+    them."""
+    expr = plan.expression()
+    conditions = plan.tiers()
+    ranked: list[int] = []
+    for n, condition in enumerate([*conditions, None]):
+        earlier = conditions[:n] if condition is not None else conditions
+        tier_q = backend.tier(expr, condition, earlier, expansions)
+        [(_, found)] = yield backend.match_ids, {"q0": tier_q, "cap": needed - len(ranked)}
+        ranked += _ids(found)
+        if len(ranked) >= needed:
+            break
+    return ranked
+
+
+def _tiers_of(
+    backend: Backend, plan: Plan, expansions: Expansions, ids: list[int], needed: int
+) -> Ranking:
+    """`_tiers_from_index` when every match is known (`ids`, fewer than the count's cap).
+
+    The surname tiers are read from the matches' own index words (their `9l` words: the
+    surname is, or begins with, a word typed) rather than asked of the word index: there a
+    surname prefix of five letters or more ("9lguill"*) merges the postings of hundreds of
+    surnames at each evaluation. Only the whole-word tier still asks the index (whole words
+    are single postings).
+    """
+    rows = yield backend.words_by_ids, {"ids": json.dumps(ids)}
+    exact = {w.SURNAME + c for c in plan.surname_candidates()}
+    starts = tuple(exact)
+    surname, beginning, others = [], [], []
+    for row_id, tokens in rows:
+        found = [t for t in tokens.split() if t.startswith(w.SURNAME)]
+        if not exact.isdisjoint(found):
+            surname.append(row_id)
+        elif any(t.startswith(starts) for t in found):
+            beginning.append(row_id)
+        else:
+            others.append(row_id)
+    ranked = sorted(surname) + sorted(beginning)
+    if len(ranked) < needed and others:
+        conditions = plan.tiers()
+        whole = backend.tier(plan.expression(), conditions[2], [], expansions)
+        [(_, found_ids)] = yield backend.match_ids, {"q0": whole, "cap": COUNT_CAP + 1}
+        words = set(_ids(found_ids))
+        ranked += sorted(i for i in others if i in words)
+        ranked += sorted(i for i in others if i not in words)
+    return ranked
 
 
 def _ids(found: str | None) -> list[int]:

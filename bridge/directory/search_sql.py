@@ -111,6 +111,11 @@ class Backend:
             "ORDER BY rowid LIMIT :cap)",
             postgres,
         )
+        self.words_by_ids = Statement(
+            "SELECT p.id, p.tokens FROM directory_practitioner p "
+            "WHERE p.id IN (SELECT value FROM json_each(:ids))",
+            postgres,
+        )
         self.by_ids = Statement(
             f"SELECT {COLUMNS}, p.id FROM directory_practitioner p "
             "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
