@@ -11,6 +11,7 @@ import pytest_asyncio
 from bridge.db import Database
 from bridge.directory import search as search_module
 from bridge.directory.importer import import_directory
+from bridge.directory.query import Node, Term, matches
 from bridge.directory.rows import city_key, words
 from bridge.directory.search import SearchPage
 from tests.directory_support import BACKENDS, demo_extract, directory_database, search
@@ -142,40 +143,32 @@ async def test_both_back_ends_give_identical_pages(tmp_path: Path) -> None:
     assert sum(len(p.results) for p in pages["sqlite"]) > 150
 
 
-async def test_ranking_is_the_same_whether_done_in_sql_or_on_fetched_rows(
-    directory: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    queries = ["martin", "mart", "dupon", "le", "ma cardio"]
-    monkeypatch.setattr(search_module, "SMALL", 10**9)  # rank every result set in Python
-    in_python = [await search(directory, q, limit=7, offset=2) for q in queries]
-    monkeypatch.setattr(search_module, "SMALL", 0)  # rank every result set in SQL
-    in_sql = [await search(directory, q, limit=7, offset=2) for q in queries]
-    assert in_python == in_sql
-    assert sum(p.total for p in in_sql) > 50
+def test_an_expression_is_met_by_words_as_the_word_index_meets_it() -> None:
+    words = {"9lmartinleger", "martin", "leger", "anne", "sophie", "9p10"}
+    assert matches(Term("mart", prefix=True), words)
+    assert not matches(Term("mart"), words)  # a whole word only
+    assert matches(Term("martin"), words) and matches(Term("9lmartin", prefix=True), words)
+    assert not matches(Term("9lmartin"), words)
+    either = Node("or", (Term("9p60"), Term("sop", prefix=True)))
+    assert matches(Node("and", (either, Term("leger"))), words)
+    assert not matches(Node("and", (either, Term("paul", prefix=True))), words)
+    assert not matches(Node("or", (Term("9p60"), Term("x", prefix=True))), words)
 
 
-async def test_surname_tiers_read_from_the_matches_rank_as_the_word_index_does(
+async def test_ranking_from_the_matches_words_is_the_word_index_ranking(
     directory: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When every match is known (fewer than the count's cap), SQLite ranks the surname tiers
-    from the matches' own words; the word index must agree, page by page."""
-    if directory.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL ranks every tier in the word index")
+    """Up to the count's cap, the matches are ranked from their own index words; the index
+    asked tier by tier must give the same pages, within and across the tiers."""
     queries = ["martin", "mart", "ma", "le", "ma cardio", "dupon", "mar mar", "jean", "b"]
     offsets = (0, 7, 30)
-    monkeypatch.setattr(search_module, "SMALL", 0)  # rank every result set in SQL
-    from_words = [await search(directory, q, limit=10, offset=o) for q in queries for o in offsets]
 
-    def from_index(
-        backend: object, plan: object, expansions: object, ids: list[int], needed: int
-    ) -> search_module.Ranking:
-        return search_module._tiers_from_index(backend, plan, expansions, needed)  # type: ignore[arg-type]
+    async def pages() -> list[SearchPage]:
+        return [await search(directory, q, limit=10, offset=o) for q in queries for o in offsets]
 
-    monkeypatch.setattr(search_module, "_tiers_of", from_index)
-    from_index_pages = [
-        await search(directory, q, limit=10, offset=o) for q in queries for o in offsets
-    ]
-    assert from_words == from_index_pages
+    from_words = await pages()
+    monkeypatch.setattr(search_module, "WORDS_RANKED", 0)  # every page tier by tier
+    assert await pages() == from_words
     ranked = [p for p in from_words if 0 < p.total < search_module.COUNT_CAP]
     assert len(ranked) >= 12 and sum(len(p.results) for p in ranked) > 100
 

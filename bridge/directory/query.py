@@ -18,7 +18,7 @@ practitioners.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.directory import rows as w
@@ -308,6 +308,18 @@ def long_prefixes(expr: Expr, longer_than: int) -> list[str]:
     if isinstance(expr, Term):
         return [expr.word] if expr.prefix and len(expr.word) > longer_than else []
     return list(dict.fromkeys(w for i in expr.items for w in long_prefixes(i, longer_than)))
+
+
+def matches(expr: Expr, words: Collection[str]) -> bool:
+    """Whether a practitioner with these index words meets the expression, as FTS5 and
+    tsquery decide it: a word matches itself, a prefix any word it begins."""
+    if isinstance(expr, Term):
+        if expr.prefix:
+            return any(word.startswith(expr.word) for word in words)
+        return expr.word in words
+    if expr.op == "and":
+        return all(matches(item, words) for item in expr.items)
+    return any(matches(item, words) for item in expr.items)
 
 
 def to_tsquery(expr: Expr) -> str:

@@ -15,7 +15,6 @@ return the same practitioners in the same order.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -25,7 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.directory import rows as w
 from bridge.directory.model import RppsId
-from bridge.directory.query import ABBREVIATIONS, Plan, long_prefixes, plan_query, typo_keys
+from bridge.directory.query import (
+    Plan,
+    long_prefixes,
+    matches,
+    plan_query,
+    typo_keys,
+)
 from bridge.directory.search_sql import (
     LONGEST_PREFIX,
     MAX_EXPANSION,
@@ -81,6 +86,9 @@ class _Places:
 
 COUNT_CAP = 500
 """Matches are counted up to this many; past it a page says "500+"."""
+WORDS_RANKED = COUNT_CAP
+"""Up to this many matches, they are ranked from their own words (`rank_by_words`), else tier
+by tier in the index (`_tier_by_tier`)."""
 _BACKENDS = {name: Backend(name) for name in ("sqlite", "postgresql")}
 _PLACES: dict[str, _Places] = {}
 
@@ -120,8 +128,6 @@ async def search_directory(
 
 
 Steps = Generator[tuple[Statement, dict[str, Any]], list[Any], tuple[SearchPage, int | None]]
-Ranking = Generator[tuple[Statement, dict[str, Any]], list[Any], list[int]]
-"""Steps that end with identifiers in rank order."""
 
 
 def _run_sync(steps: Steps, driver: Any) -> tuple[SearchPage, int | None]:
@@ -208,115 +214,98 @@ def _ranked(
 ) -> Steps:
     """One page of the plan's matches, ranked by `Plan.tiers`, each tier in name order.
 
+    The expression is evaluated once, for the first matches up to the count's cap: they are
+    the count and, when there are fewer, all the matches, ranked from their own index words
+    (`rank_by_words`) and read by identifier for the page. Past the cap, each tier is read
+    from the index as far as the page needs (`_tier_by_tier`).
+
     `gathered`: the matches sit in one stretch of the name order (the surnames a typo was
     corrected to), which PostgreSQL must sort rather than walk to (see `page_tiers`)."""
-    if not backend.postgres:
-        return (yield from _ranked_by_ids(backend, plan, limit, offset, expansions))
-    expr = plan.expression()
-    q = backend.render(expr, expansions)
-    # PostgreSQL's planner reads "ORDER BY id LIMIT n" or "LIMIT 501" over a full-text match
-    # it expects to be common as "scan the table in order and stop early", which for a rare
-    # match (a typo's variants) reads the whole table: count first, exactly.
-    [(total, _, generation)] = yield backend.count_one, {"q0": q, "cap": COUNT_CAP + 1}
-    total = int(total)  # at most COUNT_CAP + 1
-    more = total > COUNT_CAP
-    if more:
-        total = COUNT_CAP
-    if not total or offset >= total:
-        return SearchPage(total, [], more), generation
-    if offset + limit > total:
-        limit = total - offset
+    q = backend.render(plan.expression(), expansions)
+    params = {"q0": q, "cap": COUNT_CAP + 1}
+    generation: int | None
+    if backend.postgres:
+        # With their words: a second evaluation costs more than carrying them.
+        rows = yield backend.match_words, params
+        generation = rows[0][-1] if rows else None
+        found: list[tuple[int, str]] = [(row[0], row[1]) for row in rows]
+    else:
+        [(generation, text)] = yield backend.match_ids, params
+        found = [(row_id, "") for row_id in _ids(text)]
+    if not found:
+        if generation is None:
+            [(generation,)] = yield backend.generation, {}
+        return SearchPage(0, []), generation
+    more = len(found) > COUNT_CAP  # then `found` is not all of them
+    if more or len(found) > WORDS_RANKED:
+        total = min(len(found), COUNT_CAP)
+        tiered = yield from _tier_by_tier(
+            backend, plan, limit, offset, expansions, total, more=more, gathered=gathered
+        )
+        return tiered, generation
     if not plan.ranks_exact:
-        page_sql = backend.page_tiers(1, sort=[not more or gathered])
-        rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
-        return SearchPage(total, [_result(row, plan) for row in rows[:limit]], more), generation
-    if total <= SMALL:
-        # Few enough to rank as fetched, in one statement rather than a count per tier and a
-        # page.
-        rows = yield backend.page_tiers(1, sort=[True]), {"q0": q, "limit0": total, "offset0": 0}
-        rows.sort(key=lambda row: _tier(row, plan))
-        return SearchPage(
-            total, [_result(r, plan) for r in rows[offset : offset + limit]]
-        ), generation
-    # Each tier is counted only as far as the page needs: "martin" fills a first page
-    # from its exact surnames after counting ten of them.
-    conditions = plan.tiers()
+        ranked = sorted(row_id for row_id, _ in found)
+    else:
+        if not backend.postgres:
+            ids = backend.id_list([row_id for row_id, _ in found])
+            found = yield backend.words_by_ids, {"ids": ids}
+        ranked = rank_by_words(plan, found)
+    results = yield from _read(backend, plan, ranked[offset : offset + limit])
+    return SearchPage(len(found), results), generation
+
+
+def _tier_by_tier(
+    backend: Backend,
+    plan: Plan,
+    limit: int,
+    offset: int,
+    expansions: Expansions,
+    total: int,
+    *,
+    more: bool,
+    gathered: bool,
+) -> Generator[tuple[Statement, dict[str, Any]], list[Any], SearchPage]:
+    """A page of `total` matches (`more`: past the count's cap, shown as "500+"), each
+    ranking tier read from the index only as far as the page needs: "martin" fills a first
+    page from its exact surnames after ten of them."""
+    if offset >= total:
+        return SearchPage(total, [], more)
+    limit = min(limit, total - offset)
+    expr = plan.expression()
+    conditions = plan.tiers() if plan.ranks_exact else []
     needed = offset + limit
-    queries: list[str] = []
-    sizes: list[int] = []
-    for n, condition in enumerate(conditions):
-        tier_q = backend.tier(expr, condition, conditions[:n], expansions)
-        counter = backend.count_gathered if n < 2 else backend.count_one
-        [(size, _, _)] = yield counter, {"q0": tier_q, "cap": needed - sum(sizes)}
-        queries.append(tier_q)
-        sizes.append(int(size))
-        if sum(sizes) >= needed:
-            break
-    else:
-        queries.append(backend.tier(expr, None, conditions, expansions))
-        sizes.append(max(0, total - sum(sizes)))
-    params: dict[str, Any] = {}
-    skip, wanted = offset, limit
-    for n, (tier_q, size) in enumerate(zip(queries, sizes, strict=True)):
-        take = max(0, min(wanted, size - skip))
-        params |= {f"q{n}": tier_q, f"limit{n}": take, f"offset{n}": min(skip, size)}
-        skip = max(0, skip - size)
-        wanted -= take
-    # The first two tiers (the surname is, or begins with, a word typed) gather in one
-    # stretch of the name order: sorted, whatever their size.
-    sort = [not more or n < 2 for n in range(len(queries))]
-    rows = yield backend.page_tiers(len(queries), sort=sort), params
-    return SearchPage(total, [_result(row, plan) for row in rows], more), generation
-
-
-def _ranked_by_ids(
-    backend: Backend, plan: Plan, limit: int, offset: int, expansions: Expansions
-) -> Steps:
-    """`_ranked` on SQLite: each full-text expression is evaluated once, for the identifiers
-    of its first matches, and the page is then read by identifier.
-
-    FTS5 pays for an expression whole before returning its first row (a prefix longer than
-    its prefix indexes, "9lguill"*, merges the postings of every word it begins), so a count
-    followed by a page of the same expression paid twice. The identifiers up to the count's
-    cap are both the count and, in name order, the candidates of the page. When they are all
-    the matches, the ranking tiers are sorted out from them (`_tiers_of`); past the cap, each
-    tier is read from the index as far as the page needs (`_tiers_from_index`).
-    """
-    expr = plan.expression()
-    q = backend.render(expr, expansions)
-    [(generation, found)] = yield backend.match_ids, {"q0": q, "cap": COUNT_CAP + 1}
-    ids = _ids(found)
-    more = len(ids) > COUNT_CAP
-    del ids[COUNT_CAP:]
-    total = len(ids)
-    if not total or offset >= total:
-        return SearchPage(total, [], more), generation
-    if not plan.ranks_exact:
-        chosen = ids[offset : offset + limit]
-    elif total <= SMALL:
-        rows = yield backend.by_ids, {"ids": json.dumps(ids)}
-        rows.sort(key=lambda row: (_tier(row, plan), row[-1]))
-        page = [_result(row[:-1], plan) for row in rows[offset : offset + limit]]
-        return SearchPage(total, page), generation
-    else:
-        needed = min(offset + limit, total)
-        if more:
-            ranked = yield from _tiers_from_index(backend, plan, expansions, needed)
-        else:
-            ranked = yield from _tiers_of(backend, plan, expansions, ids, needed)
-        chosen = ranked[offset : offset + limit]
-    rows = yield backend.by_ids, {"ids": json.dumps(chosen)}
-    by_id = {row[-1]: row[:-1] for row in rows}
-    page = [_result(by_id[i], plan) for i in chosen if i in by_id]
-    return SearchPage(total, page, more), generation
-
-
-def _tiers_from_index(backend: Backend, plan: Plan, expansions: Expansions, needed: int) -> Ranking:
-    """The first `needed` matches in rank order, each tier read from the word index only as
-    far as the page needs: "martin" fills a first page from its exact surnames after ten of
-    them."""
-    expr = plan.expression()
-    conditions = plan.tiers()
+    if backend.postgres:
+        if not conditions:
+            page_sql = backend.page_tiers(1, sort=[not more or gathered])
+            q = backend.render(expr, expansions)
+            rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
+            return SearchPage(total, [_result(row, plan) for row in rows], more)
+        queries: list[str] = []
+        sizes: list[int] = []
+        for n, condition in enumerate([*conditions, None]):
+            earlier = conditions[:n] if condition is not None else conditions
+            tier_q = backend.tier(expr, condition, earlier, expansions)
+            queries.append(tier_q)
+            if condition is None:
+                sizes.append(max(0, total - sum(sizes)))
+                break
+            counter = backend.count_gathered if n < 2 else backend.count_one
+            [(size, _, _)] = yield counter, {"q0": tier_q, "cap": needed - sum(sizes)}
+            sizes.append(int(size))
+            if sum(sizes) >= needed:
+                break
+        params: dict[str, Any] = {}
+        skip, wanted = offset, limit
+        for n, (tier_q, size) in enumerate(zip(queries, sizes, strict=True)):
+            take = max(0, min(wanted, size - skip))
+            params |= {f"q{n}": tier_q, f"limit{n}": take, f"offset{n}": min(skip, size)}
+            skip = max(0, skip - size)
+            wanted -= take
+        # The first two tiers (the surname is, or begins with, a word typed) gather in one
+        # stretch of the name order: sorted, whatever their size.
+        sort = [not more or n < 2 for n in range(len(queries))]
+        rows = yield backend.page_tiers(len(queries), sort=sort), params
+        return SearchPage(total, [_result(row, plan) for row in rows], more)
     ranked: list[int] = []
     for n, condition in enumerate([*conditions, None]):
         earlier = conditions[:n] if condition is not None else conditions
@@ -325,65 +314,40 @@ def _tiers_from_index(backend: Backend, plan: Plan, expansions: Expansions, need
         ranked += _ids(found)
         if len(ranked) >= needed:
             break
-    return ranked
+    page = yield from _read(backend, plan, ranked[offset : offset + limit])
+    return SearchPage(total, page, more)
 
 
-def _tiers_of(
-    backend: Backend, plan: Plan, expansions: Expansions, ids: list[int], needed: int
-) -> Ranking:
-    """`_tiers_from_index` when every match is known (`ids`, fewer than the count's cap).
+def _read(
+    backend: Backend, plan: Plan, chosen: list[int]
+) -> Generator[tuple[Statement, dict[str, Any]], list[Any], list[SearchResult]]:
+    """The page's practitioners, read by identifier, in the order given."""
+    if not chosen:
+        return []
+    rows = yield backend.by_ids, {"ids": backend.id_list(chosen)}
+    by_id = {row[-1]: row[:-1] for row in rows}
+    return [_result(by_id[i], plan) for i in chosen if i in by_id]
 
-    The surname tiers are read from the matches' own index words (their `9l` words: the
-    surname is, or begins with, a word typed) rather than asked of the word index: there a
+
+def rank_by_words(plan: Plan, rows: list[tuple[int, str]]) -> list[int]:
+    """Every match's identifier in rank order (`Plan.tiers`, each tier in name order), from
+    (identifier, index words) rows, all of the matches: the order the word index gives tier
+    by tier, at a fraction of the cost. There each tier evaluates the words typed again: a
     surname prefix of five letters or more ("9lguill"*) merges the postings of hundreds of
-    surnames at each evaluation. Only the whole-word tier still asks the index (whole words
-    are single postings).
-    """
-    rows = yield backend.words_by_ids, {"ids": json.dumps(ids)}
-    exact = {w.SURNAME + c for c in plan.surname_candidates()}
-    starts = tuple(exact)
-    surname, beginning, others = [], [], []
-    for row_id, tokens in rows:
-        found = [t for t in tokens.split() if t.startswith(w.SURNAME)]
-        if not exact.isdisjoint(found):
-            surname.append(row_id)
-        elif any(t.startswith(starts) for t in found):
-            beginning.append(row_id)
-        else:
-            others.append(row_id)
-    ranked = sorted(surname) + sorted(beginning)
-    if len(ranked) < needed and others:
-        conditions = plan.tiers()
-        whole = backend.tier(plan.expression(), conditions[2], [], expansions)
-        [(_, found_ids)] = yield backend.match_ids, {"q0": whole, "cap": COUNT_CAP + 1}
-        words = set(_ids(found_ids))
-        ranked += sorted(i for i in others if i in words)
-        ranked += sorted(i for i in others if i not in words)
-    return ranked
+    surnames (FTS5), and a short prefix unions those of thousands of words (PostgreSQL's GIN:
+    60 ms for "mar mar")."""
+    conditions = plan.tiers()
+    tiers: list[list[int]] = [[] for _ in range(len(conditions) + 1)]
+    for row_id, text in sorted(rows):
+        words = set(text.split())
+        tier = next((n for n, c in enumerate(conditions) if matches(c, words)), len(conditions))
+        tiers[tier].append(row_id)
+    return [row_id for tier in tiers for row_id in tier]
 
 
 def _ids(found: str | None) -> list[int]:
     """The identifiers `Backend.match_ids` gathered, in name order."""
     return sorted(map(int, found.split(","))) if found else []
-
-
-def _tier(row: Any, plan: Plan) -> int:
-    """`Plan.tiers` computed on a fetched row (same answer as the SQL, on fewer rows)."""
-    last, first = w.words(row[3]), w.words(row[2])
-    surname = "".join(last)
-    candidates = plan.surname_candidates()
-    if surname in candidates:
-        return 0
-    if any(surname.startswith(q) for q in candidates):
-        return 1
-    known = set(w.name_words(" ".join(last), " ".join(first)))
-    if all(q in known or ABBREVIATIONS.get(q, "") in known for q in plan.name_words):
-        return 2
-    return 3
-
-
-SMALL = 50
-"""Up to this many matches, exact-name-first ranking is done on the fetched rows."""
 
 
 def _score(activity: w.Activity, plan: Plan) -> int:

@@ -5,12 +5,13 @@ Both back ends get the same full-text expressions and ranking tiers from one tem
 same plan returns the same practitioners in the same order on either. PostgreSQL counts (capped
 past the page's needs) and reads a page as UNION ALL of the tiers, each scanned in id order;
 SQLite reads each expression once, as the identifiers of its first matches in id order, and
-the page by identifier (see `search._ranked_by_ids`). Both look RPPS numbers up in the
+the page by identifier (see `search._ranked`). Both look RPPS numbers up in the
 register's own index.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -104,22 +105,35 @@ class Backend:
             gathered = count.format(q=":q0")
         self.count_gathered = Statement(f"SELECT ({gathered}), 0, {generation}", postgres)
         self.generation = Statement(f"SELECT {generation}", postgres)
-        # SQLite: the import's id and the identifiers of the first `cap` matches, in one
-        # row (see `search._ranked_by_ids`), then the rows of the page by identifier.
+        # The first `cap` matches (`search._ranked`). SQLite: the import's id and their
+        # identifiers in one row, then, for ranking, their words by identifier; PostgreSQL:
+        # identifier, words and import's id, in one evaluation (GIN evaluates a query whole).
+        # Then the rows of the page by identifier.
         self.match_ids = Statement(
             f"SELECT {generation}, group_concat(id) FROM ({matches.format(q=':q0')} "
             "ORDER BY rowid LIMIT :cap)",
             postgres,
         )
+        self.match_words = Statement(
+            "SELECT p.id, array_to_string(tsvector_to_array(p.tokens), ' '), "
+            f"{generation} FROM directory_practitioner p {where.format(q=':q0')} LIMIT :cap"
+            if postgres
+            else "SELECT NULL",
+            postgres,
+        )
+        in_ids = (
+            "= ANY(CAST(:ids AS integer[]))"
+            if postgres
+            else "IN (SELECT value FROM json_each(:ids))"
+        )
         self.words_by_ids = Statement(
-            "SELECT p.id, p.tokens FROM directory_practitioner p "
-            "WHERE p.id IN (SELECT value FROM json_each(:ids))",
+            f"SELECT p.id, p.tokens FROM directory_practitioner p WHERE p.id {in_ids}",
             postgres,
         )
         self.by_ids = Statement(
             f"SELECT {COLUMNS}, p.id FROM directory_practitioner p "
             "LEFT JOIN directory_link l ON l.rpps = p.rpps AND l.visible "
-            "WHERE p.id IN (SELECT value FROM json_each(:ids))",
+            f"WHERE p.id {in_ids}",
             postgres,
         )
         by_id = (
@@ -136,6 +150,10 @@ class Backend:
         self.places = Statement("SELECT key FROM directory_place", postgres)
         self._vocabulary: dict[int, Statement] = {}
         self._typos: dict[int, Statement] = {}
+
+    def id_list(self, ids: list[int]) -> Any:
+        """Identifiers as the `:ids` parameter: an array for asyncpg, JSON for SQLite."""
+        return list(ids) if self.postgres else json.dumps(ids)
 
     def render(self, expr: Expr, expansions: Expansions | None = None) -> str:
         return to_tsquery(expr) if self.postgres else to_fts5(expr, expansions)
