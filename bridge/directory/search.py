@@ -4,13 +4,15 @@ One result per practitioner (not per activity line): inviting "result 2" must me
 The city, postcode and specialty shown are those of the practitioner's activity that best fits
 the query (the Lyon practice for "cardio lyon"), else of their first activity in the register.
 
-Ranking: practitioners whose name words match exactly ("martin") come before those matching
-only as a prefix ("martinez"), then name order. Practitioners are numbered in name order at
-import (bridge.directory.generations), so each tier comes out of the index already sorted: a
-page costs a count and an ordered scan that stops after `limit` rows, however many match (on
-SQLite one scan serves both: the identifiers of the first matches, up to the count's cap).
-The same plan (bridge.directory.query) is rendered for FTS5 and for tsquery, so both back ends
-return the same practitioners in the same order.
+Ranking: practitioners whose surname is a word typed come first, then those whose surname
+begins with one, then those whose name words match whole ("martin" before "martinez"), each
+tier in name order. Practitioners are numbered in name order at import
+(bridge.directory.generations), so matches come out of the index already sorted. A page costs
+one evaluation of the query, for its first matches up to the count's cap (the count), and a
+read of the page's rows by identifier: below the cap the matches are ranked from their own
+index words; past it each tier is an ordered scan that stops once the page is full, however
+many match. The same plan (bridge.directory.query) is rendered for FTS5 and for tsquery, so
+both back ends return the same practitioners in the same order.
 """
 
 from __future__ import annotations
