@@ -18,7 +18,7 @@ practitioners.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.directory import rows as w
@@ -310,16 +310,24 @@ def long_prefixes(expr: Expr, longer_than: int) -> list[str]:
     return list(dict.fromkeys(w for i in expr.items for w in long_prefixes(i, longer_than)))
 
 
-def matches(expr: Expr, words: Collection[str]) -> bool:
-    """Whether a practitioner with these index words meets the expression, as FTS5 and
-    tsquery decide it: a word matches itself, a prefix any word it begins."""
+def matcher(expr: Expr) -> Callable[[str], bool]:
+    """A test of one practitioner's index words (as stored: words separated by spaces) that
+    says whether they meet the expression, as FTS5 and tsquery decide it: a word matches
+    itself, a prefix any word it begins. Built once per query: ranking runs it on up to
+    COUNT_CAP practitioners, where searching the text for " word " or " prefix" costs less
+    than splitting it into words."""
     if isinstance(expr, Term):
-        if expr.prefix:
-            return any(word.startswith(expr.word) for word in words)
-        return expr.word in words
+        needle = " " + expr.word + ("" if expr.prefix else " ")
+        return lambda padded: needle in padded
+    tests = [matcher(item) for item in expr.items]
     if expr.op == "and":
-        return all(matches(item, words) for item in expr.items)
-    return any(matches(item, words) for item in expr.items)
+        return lambda padded: all(test(padded) for test in tests)
+    return lambda padded: any(test(padded) for test in tests)
+
+
+def matches(expr: Expr, words: str) -> bool:
+    """`matcher(expr)` on one practitioner's words."""
+    return matcher(expr)(f" {words} ")
 
 
 def to_tsquery(expr: Expr) -> str:

@@ -29,7 +29,7 @@ from bridge.directory.model import RppsId
 from bridge.directory.query import (
     Plan,
     long_prefixes,
-    matches,
+    matcher,
     plan_query,
     typo_keys,
 )
@@ -338,11 +338,11 @@ def rank_by_words(plan: Plan, rows: list[tuple[int, str]]) -> list[int]:
     surname prefix of five letters or more ("9lguill"*) merges the postings of hundreds of
     surnames (FTS5), and a short prefix unions those of thousands of words (PostgreSQL's GIN:
     60 ms for "mar mar")."""
-    conditions = plan.tiers()
-    tiers: list[list[int]] = [[] for _ in range(len(conditions) + 1)]
+    tests = [matcher(condition) for condition in plan.tiers()]
+    tiers: list[list[int]] = [[] for _ in range(len(tests) + 1)]
     for row_id, text in sorted(rows):
-        words = set(text.split())
-        tier = next((n for n, c in enumerate(conditions) if matches(c, words)), len(conditions))
+        padded = f" {text} "
+        tier = next((n for n, test in enumerate(tests) if test(padded)), len(tests))
         tiers[tier].append(row_id)
     return [row_id for tier in tiers for row_id in tier]
 
