@@ -85,10 +85,6 @@ class Backend:
         )
         self._tier_sql, self._select = tier, select
         self._pages: dict[tuple[int, tuple[bool, ...]], Statement] = {}
-        one = tier.format(n=0, q=":q0", limit=":limit0", offset=":offset0")
-        two = tier.format(n=1, q=":q1", limit=":limit1", offset=":offset1")
-        self.page_one = Statement(select.format(tiers=one), postgres)
-        self.page_two = Statement(select.format(tiers=f"{one} UNION ALL {two}"), postgres)
         generation = "(SELECT max(id) FROM directory_import)"
         self.count_one = Statement(f"SELECT ({count.format(q=':q0')}), 0, {generation}", postgres)
         # The surname tiers gather in one stretch of the name order, which is the table's
@@ -211,7 +207,8 @@ class Backend:
         return f"{text} NOT ({' OR '.join(render(e) for e in earlier)})"
 
     def page_tiers(self, count: int, *, sort: Sequence[bool] = ()) -> Statement:
-        """One page over `count` tiers (see `page_two`), built once per shape.
+        """One page over `count` tiers, glued with UNION ALL (PostgreSQL, past the count's
+        cap), built once per shape.
 
         `sort` (PostgreSQL, per tier): sort the tier's matches rather than walk the table in
         `id` order until the page is full. The walk suits matches spread over the register
@@ -234,8 +231,3 @@ class Backend:
             )
             found = self._pages[key] = Statement(self._select.format(tiers=parts), self.postgres)
         return found
-
-    def but_not(self, expr: Expr, excluded: Expr) -> str:
-        if self.postgres:
-            return f"{to_tsquery(expr)} & !{to_tsquery(excluded)}"
-        return f"{to_fts5(expr)} NOT {to_fts5(excluded)}"
