@@ -2,11 +2,11 @@
 `bridge.directory.search` drives, built once per back end with `:name` parameters.
 
 Both back ends get the same full-text expressions and ranking tiers from one template, so the
-same plan returns the same practitioners in the same order on either. PostgreSQL counts (capped
-past the page's needs) and reads a page as UNION ALL of the tiers, each scanned in id order;
-SQLite reads each expression once, as the identifiers of its first matches in id order, and
-the page by identifier (see `search._ranked`). Both look RPPS numbers up in the
-register's own index.
+same plan returns the same practitioners in the same order on either. A query is evaluated
+once, for its first matches up to the count's cap, and the page is read by identifier (see
+`search._ranked`). Past the cap, PostgreSQL reads a page as UNION ALL of the ranking tiers,
+each scanned or sorted in id order, and SQLite the identifiers of each tier as far as the page
+needs. Both look RPPS numbers up in the register's own index.
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ class Statement:
 
 
 class Backend:
-    """The SQL of one back end: count matches, one ordered page.
+    """The SQL of one back end: the first matches, one ordered page.
 
-    On PostgreSQL a page is one statement even with several ranking tiers: the exact-name
-    matches and the other matches are each scanned in index order, with limits and offsets
-    computed from the counts, and glued with UNION ALL. Round trips, not the index, dominate
-    small queries, so these statements go straight to the driver (one thread hop with
-    aiosqlite, one network round trip with asyncpg) rather than through SQLAlchemy's result
-    machinery, which costs several hops per statement.
+    Past the count's cap, a PostgreSQL page is one statement even with several ranking
+    tiers: the exact-name matches and the other matches are each scanned in index order, with
+    limits and offsets computed from the counts, and glued with UNION ALL. Round trips, not
+    the index, dominate small queries, so these statements go straight to the driver (one
+    thread hop with aiosqlite, one network round trip with asyncpg) rather than through
+    SQLAlchemy's result machinery, which costs several hops per statement.
     """
 
     def __init__(self, dialect: str) -> None:
@@ -101,21 +101,25 @@ class Backend:
             gathered = count.format(q=":q0")
         self.count_gathered = Statement(f"SELECT ({gathered}), 0, {generation}", postgres)
         self.generation = Statement(f"SELECT {generation}", postgres)
-        # The first `cap` matches (`search._ranked`). SQLite: the import's id and their
-        # identifiers in one row, then, for ranking, their words by identifier; PostgreSQL:
-        # identifier, words and import's id, in one evaluation (GIN evaluates a query whole).
-        # Then the rows of the page by identifier.
+        # The first `cap` matches (`search._ranked`), valid on both back ends; each uses
+        # the cheaper one. SQLite: the import's id and the identifiers in one row (a row per
+        # match costs more than their words are worth unless ranking needs them:
+        # `words_by_ids`). PostgreSQL: identifier, words and import's id per match (GIN
+        # evaluates a query whole, so a second evaluation costs more than carrying them).
+        aggregate = "string_agg(CAST(id AS text), ',')" if postgres else "group_concat(id)"
         self.match_ids = Statement(
-            f"SELECT {generation}, group_concat(id) FROM ({matches.format(q=':q0')} "
-            "ORDER BY rowid LIMIT :cap)",
+            f"SELECT {generation}, {aggregate} FROM ({matches.format(q=':q0')} "
+            "ORDER BY id LIMIT :cap) f",
             postgres,
         )
-        self.match_words = Statement(
-            "SELECT p.id, array_to_string(tsvector_to_array(p.tokens), ' '), "
-            f"{generation} FROM directory_practitioner p {where.format(q=':q0')} LIMIT :cap"
+        words = "array_to_string(tsvector_to_array(p.tokens), ' ')" if postgres else "p.tokens"
+        found = (
+            f"{where.format(q=':q0')} LIMIT :cap"
             if postgres
-            else "SELECT NULL",
-            postgres,
+            else f"WHERE p.id IN ({matches.format(q=':q0')} ORDER BY id LIMIT :cap)"
+        )
+        self.match_words = Statement(
+            f"SELECT p.id, {words}, {generation} FROM directory_practitioner p {found}", postgres
         )
         in_ids = (
             "= ANY(CAST(:ids AS integer[]))"
@@ -123,8 +127,7 @@ class Backend:
             else "IN (SELECT value FROM json_each(:ids))"
         )
         self.words_by_ids = Statement(
-            f"SELECT p.id, p.tokens FROM directory_practitioner p WHERE p.id {in_ids}",
-            postgres,
+            f"SELECT p.id, {words} FROM directory_practitioner p WHERE p.id {in_ids}", postgres
         )
         self.by_ids = Statement(
             f"SELECT {COLUMNS}, p.id FROM directory_practitioner p "
