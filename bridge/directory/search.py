@@ -273,22 +273,26 @@ def _tier_by_tier(
     if offset >= total:
         return SearchPage(total, [], more)
     limit = min(limit, total - offset)
+    # The tiers' expressions, best first; the last one is the matches meeting none of the
+    # ranking conditions (the only one when the query has no name word).
     expr = plan.expression()
     conditions = plan.tiers() if plan.ranks_exact else []
+    tiers = [
+        backend.tier(expr, condition, conditions[:n], expansions)
+        for n, condition in enumerate(conditions)
+    ]
+    tiers.append(backend.tier(expr, None, conditions, expansions))
     needed = offset + limit
     if backend.postgres:
         if not conditions:
             page_sql = backend.page_tiers(1, sort=[not more or gathered])
-            q = backend.render(expr, expansions)
-            rows = yield page_sql, {"q0": q, "limit0": limit, "offset0": offset}
+            rows = yield page_sql, {"q0": tiers[0], "limit0": limit, "offset0": offset}
             return SearchPage(total, [_result(row, plan) for row in rows], more)
         queries: list[str] = []
         sizes: list[int] = []
-        for n, condition in enumerate([*conditions, None]):
-            earlier = conditions[:n] if condition is not None else conditions
-            tier_q = backend.tier(expr, condition, earlier, expansions)
+        for n, tier_q in enumerate(tiers):
             queries.append(tier_q)
-            if condition is None:
+            if n == len(conditions):
                 sizes.append(max(0, total - sum(sizes)))
                 break
             counter = backend.count_gathered if n < 2 else backend.count_one
@@ -309,9 +313,7 @@ def _tier_by_tier(
         rows = yield backend.page_tiers(len(queries), sort=sort), params
         return SearchPage(total, [_result(row, plan) for row in rows], more)
     ranked: list[int] = []
-    for n, condition in enumerate([*conditions, None]):
-        earlier = conditions[:n] if condition is not None else conditions
-        tier_q = backend.tier(expr, condition, earlier, expansions)
+    for tier_q in tiers:
         [(_, found)] = yield backend.match_ids, {"q0": tier_q, "cap": needed - len(ranked)}
         ranked += _ids(found)
         if len(ranked) >= needed:
