@@ -311,11 +311,11 @@ def long_prefixes(expr: Expr, longer_than: int) -> list[str]:
 
 
 def matcher(expr: Expr) -> Callable[[str], bool]:
-    """A test of one practitioner's index words (as stored: words separated by spaces) that
-    says whether they meet the expression, as FTS5 and tsquery decide it: a word matches
-    itself, a prefix any word it begins. Built once per query: ranking runs it on up to
-    COUNT_CAP practitioners, where searching the text for " word " or " prefix" costs less
-    than splitting it into words."""
+    """A test of one practitioner's index words that says whether they meet the expression,
+    as FTS5 and tsquery decide it: a word matches itself, a prefix any word it begins. The
+    test takes the words as stored (separated by spaces) with a space added at each end.
+    Built once per query: ranking runs it on up to COUNT_CAP practitioners, where searching
+    the text for " word " or " prefix" costs less than splitting it into words."""
     if isinstance(expr, Term):
         needle = " " + expr.word + ("" if expr.prefix else " ")
         return lambda padded: needle in padded
@@ -323,11 +323,6 @@ def matcher(expr: Expr) -> Callable[[str], bool]:
     if expr.op == "and":
         return lambda padded: all(test(padded) for test in tests)
     return lambda padded: any(test(padded) for test in tests)
-
-
-def matches(expr: Expr, words: str) -> bool:
-    """`matcher(expr)` on one practitioner's words."""
-    return matcher(expr)(f" {words} ")
 
 
 def to_tsquery(expr: Expr) -> str:
