@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,13 @@ from bridge.directory.rpps import (
     text_lines,
 )
 from bridge.directory.savoir_faire import SpecialtyIndex
-from tests.bench.rpps_synth import ALT_HEADER_SPELLINGS, HEADER_52, HEADER_56, header_line
+from tests.bench.rpps_synth import (
+    ALT_HEADER_SPELLINGS,
+    HEADER_52,
+    HEADER_56,
+    generate,
+    header_line,
+)
 from tests.directory_support import EXAMPLE_LINE
 
 
@@ -277,6 +284,65 @@ def test_blocks_end_lines_where_reading_the_file_line_by_line_does(size: int) ->
     assert all(block.endswith("\n") for block in blocks)
     assert [line for block in blocks for line in text_lines(block)] == expected
     assert sum(block.count("\n") for block in blocks) == len(expected)
+
+
+@pytest.mark.parametrize("block_lines", [1, 7, 1000])
+def test_gathering_lines_as_they_are_parsed_gives_what_parsing_then_gathering_gives(
+    tmp_path: Path, block_lines: int
+) -> None:
+    """An extract's lines are gathered inside the parser's loop (`gather_text`); the
+    record rows of other sources through `Grouper.feed`. Both must give the same rows,
+    counts, errors, warnings and vocabulary, whatever the blocks the file comes in."""
+    generate(tmp_path / "extract.txt", lines=400, seed=11)
+    header, *lines = (tmp_path / "extract.txt").read_text(encoding="utf-8").splitlines(True)
+    fails_luhn = EXAMPLE_LINE.replace("10009999995", "10009999996")
+    # Hard cases among generated lines: the same activity twice, a practitioner whose lines
+    # surround a broken line and a blank one, a check digit that fails, a line too short.
+    lines[10:10] = [
+        EXAMPLE_LINE + "\n",
+        EXAMPLE_LINE + "\n",
+        "8|not a number" + "|" * 51 + "\n",
+        "\n",
+        EXAMPLE_LINE.replace("69002|69382|Lyon 2e", "69100||Villeurbanne") + "\n",
+        fails_luhn + "\n",
+        "8|10001|too short\n",
+    ]
+    blocks = ["".join(lines[i : i + block_lines]) for i in range(0, len(lines), block_lines)]
+    layout = read_header(header)
+
+    parser, grouper = ExtractParser(layout), Grouper()
+    fed: list[str] = []
+    fed_records, fed_errors, fed_warnings = 0, [], []
+    line_no = 2
+    for block in blocks:
+        rows, errors, warnings = parser.parse_text(block, line_no)
+        fed += grouper.feed(rows)
+        fed_records += len(rows)
+        fed_errors += errors
+        fed_warnings += warnings
+        line_no += block.count("\n")
+    fed += grouper.flush()
+
+    parser, gatherer = ExtractParser(layout), Grouper()
+    gathered: list[str] = []
+    records, all_errors, all_warnings = 0, [], []
+    line_no = 2
+    for block in blocks:
+        done, count, errors, warnings = parser.gather_text(block, line_no, gatherer)
+        gathered += done
+        records += count
+        all_errors += errors
+        all_warnings += warnings
+        line_no += block.count("\n")
+    gathered += gatherer.flush()
+
+    assert gathered == fed
+    assert (records, all_errors, all_warnings) == (fed_records, fed_errors, fed_warnings)
+    assert gatherer.vocabulary == grouper.vocabulary
+    assert [e.line for e in all_errors] == [14, 18]
+    assert [w.line for w in all_warnings] == [17]
+    martin = [row for row in gathered if "\t10009999995" in row.partition(ROW_SEP)[0]]
+    assert len(martin) == 1 and len(decode_activities(martin[0].split(ROW_SEP)[ACTIVITIES])) == 2
 
 
 def test_control_characters_in_a_line_never_cut_a_stored_row() -> None:

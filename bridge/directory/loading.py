@@ -25,7 +25,7 @@ from bridge.directory.import_tally import (
     ImportProgress,
     Tally,
 )
-from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
+from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord, RecordRow
 from bridge.directory.rows import Grouper, PractitionerRow
 from bridge.directory.rpps import (
     BLOCK_CHARS,
@@ -33,7 +33,6 @@ from bridge.directory.rpps import (
     ExtractFormatError,
     ExtractParser,
     Layout,
-    RecordRow,
     clean_field,
     read_blocks,
     read_header,
@@ -141,13 +140,13 @@ async def _load_here(
     line_no = 2
     try:
         for block in read_blocks(text, BLOCK_CHARS):
-            rows, errors, warnings = parser.parse_text(block, line_no)
+            gathered, records, errors, warnings = parser.gather_text(block, line_no, grouper)
             lines = block.count("\n")
             line_no += lines
             tally.lines += lines
-            tally.records += len(rows)
+            tally.records += records
             tally.count(errors, warnings)
-            await writer.write(grouper.feed(rows))
+            await writer.write(gathered)
             if progress is not None:
                 done += len(block)
                 progress.advanced(done, tally.lines)

@@ -40,6 +40,10 @@ class PractitionerRecord:
     country: str  # `Libellé pays` ("" means France)
 
 
+RecordRow = tuple[str, ...]
+"""A record as a tuple, in `PractitionerRecord` field order (`PractitionerRecord(*row)`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ParseError:
     """A line (or FHIR entry) that cannot become a record; counted against the import's threshold.

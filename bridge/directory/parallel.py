@@ -113,11 +113,11 @@ def _start(layout: Layout, specialties: SpecialtyIndex | None) -> None:
 def parse_block(block: str, first_line_no: int) -> BatchResult:
     """In a worker: one block of whole practitioners' lines, parsed and gathered."""
     assert _parser is not None and _grouper is not None, "worker not started"
-    records, errors, warnings = _parser.parse_text(block, first_line_no)
-    rows = bucketed(_grouper.feed(records) + _grouper.flush())
+    done, records, errors, warnings = _parser.gather_text(block, first_line_no, _grouper)
+    rows = bucketed(done + _grouper.flush())
     learnt = _grouper.vocabulary.take()
     named = _specialties.take_seen() if _specialties is not None else ([], [])
-    return rows, errors, warnings, learnt, len(records), named
+    return rows, errors, warnings, learnt, records, named
 
 
 def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None) -> Executor:

@@ -43,8 +43,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from bridge.directory.model import PractitionerRecord, RppsId
-from bridge.directory.rpps import RecordRow
+from bridge.directory.model import PractitionerRecord, RecordRow, RppsId
 from bridge.directory.vocabulary import fold
 
 SPECIALTY = "9s"
@@ -184,6 +183,11 @@ ROW_FIELDS = (
     "tokens",
 )
 NAME_KEY, RPPS, ACTIVITIES, TOKENS = 0, 1, 8, 9
+HEAD = 7
+"""A practitioner's identity: the first `HEAD` fields of a record row (RPPS to profession),
+taken from their first line."""
+Gathering = tuple[str, tuple[str, ...], list[str], list[str]]
+"""A practitioner being gathered (`Grouper.current`): RPPS, identity, activities, words."""
 
 
 def field_columns(rows: str) -> list[list[str]]:
@@ -199,21 +203,25 @@ class Grouper:
 
     The register lists a practitioner's activities one after another; should the same
     identifier come back later in a file, the store merges the two rows (`merge_rows`).
-    This loop runs 2.2 million times per import, hence the memos: the register repeats the
-    same names, places and specialties, so each is folded and turned into words once (the
-    memos are bounded by the register's vocabulary, not by the file's size).
+    This runs 2.2 million times per import, hence the memos: the register repeats the same
+    names, places and specialties, so each is folded and turned into words once (the memos
+    are bounded by the register's vocabulary, not by the file's size). An extract's lines
+    are gathered as they are parsed (`ExtractParser.gather_text`), without a record row per line
+    in between; other sources feed record rows (`feed`). Both go through the same state:
+    the practitioner being gathered, then `finish` and the memos' `place` and `kind`.
     """
 
     def __init__(self) -> None:
         self._names: dict[str, str] = {}
-        self._places: dict[tuple[str, str, str], str] = {}
-        self._kinds: dict[tuple[str, str], str] = {}
+        self.places: dict[tuple[str, str, str], str] = {}
+        """(postcode, city, department) → its index words (`place` fills it)."""
+        self.kinds: dict[tuple[str, str], str] = {}
+        """(profession code, specialty code) → its index words (`kind` fills it)."""
         self._spelled: dict[str, str] = {}
         self._firsts: set[str] = set()
-        self._rpps = ""
-        self._head: RecordRow = ()
-        self._activities: list[str] = []
-        self._tokens: list[str] = []
+        self.current: Gathering = ("", (), [], [])
+        """The practitioner being gathered: their RPPS, identity (`HEAD` fields), activities
+        and index words so far; empty RPPS when nobody is."""
         self.vocabulary = Vocabulary()
         """Every city key and name word seen (`Vocabulary`)."""
 
@@ -223,7 +231,8 @@ class Grouper:
             found = self._names[text] = " ".join(words(text))
         return found
 
-    def _place(self, postcode: str, city: str, department: str) -> str:
+    def place(self, postcode: str, city: str, department: str) -> str:
+        """The index words of a place (memoised in `places`)."""
         key = city_key(city)
         if key:
             self.vocabulary.cities.add(key)
@@ -232,57 +241,63 @@ class Grouper:
             city_token(key) if key else "",
             DEPARTMENT + department.lower() if department else "",
         ]
-        found = self._places[postcode, city, department] = " ".join(p for p in parts if p)
+        found = self.places[postcode, city, department] = " ".join(p for p in parts if p)
         return found
 
-    def _kind(self, profession_code: str, specialty_code: str) -> str:
+    def kind(self, profession_code: str, specialty_code: str) -> str:
+        """The index words of a profession and specialty (memoised in `kinds`)."""
         found = PROFESSION + profession_code
         if specialty_code:
             found += " " + SPECIALTY + specialty_code.lower()
-        self._kinds[profession_code, specialty_code] = found
+        self.kinds[profession_code, specialty_code] = found
         return found
 
     def feed(self, rows: Iterable[RecordRow]) -> list[PractitionerRow]:
         """Add rows in file order; returns the practitioners completed by them."""
         done: list[PractitionerRow] = []
-        places = self._places
-        kinds = self._kinds
+        places = self.places
+        kinds = self.kinds
+        rpps, head, activities, tokens = self.current
         for row in rows:
-            if row[0] != self._rpps:
-                if self._rpps:
-                    done.append(self._finish())
-                self._rpps = row[0]
-                self._head = row
-                self._activities = [FIELD_SEP.join(row[7:16])]
-                self._tokens = []
+            activity = FIELD_SEP.join(row[7:16])
+            if row[0] != rpps:
+                if rpps:
+                    done.append(self.finish(head, activities, tokens))
+                rpps = row[0]
+                head = row[:HEAD]
+                activities = [activity]
+                tokens = []
+            elif activity in activities:
+                continue
             else:
-                activity = FIELD_SEP.join(row[7:16])
-                if activity in self._activities:
-                    continue
-                self._activities.append(activity)
+                activities.append(activity)
             place = places.get((row[11], row[12], row[13]))
             if place is None:
-                place = self._place(row[11], row[12], row[13])
+                place = self.place(row[11], row[12], row[13])
             kind = kinds.get((row[5], row[7]))
             if kind is None:
-                kind = self._kind(row[5], row[7])
-            self._tokens.append(kind)
-            self._tokens.append(place)
+                kind = self.kind(row[5], row[7])
+            tokens.append(kind)
+            tokens.append(place)
+        self.current = (rpps, head, activities, tokens)
         return done
 
     def flush(self) -> list[PractitionerRow]:
         """The last practitioner, once the input is exhausted."""
-        if not self._rpps:
+        rpps, head, activities, tokens = self.current
+        if not rpps:
             return []
-        row = self._finish()
-        self._rpps = ""
-        return [row]
+        self.current = ("", (), [], [])
+        return [self.finish(head, activities, tokens)]
 
-    def _finish(self) -> PractitionerRow:
-        head = self._head
+    def finish(
+        self, head: tuple[str, ...], activities: list[str], tokens: list[str]
+    ) -> PractitionerRow:
+        """One practitioner's row: `head` holds the `HEAD` fields of their first line,
+        `activities` their distinct activities (fields joined by `FIELD_SEP`), `tokens`
+        the index words of each activity's profession and place."""
         last = self._name(head[2])
         first = self._name(head[3])
-        tokens = self._tokens
         spelled = self._spelled.get(last)
         if spelled is None:
             spelled = self._spelled[last] = " ".join(surname_words(last))
@@ -295,8 +310,8 @@ class Grouper:
         return ROW_SEP.join(
             (
                 last + "\t" + first + "\t" + head[0],
-                *head[:7],
-                ACTIVITY_SEP.join(self._activities),
+                *head,
+                ACTIVITY_SEP.join(activities),
                 " ".join(tokens),
             )
         )
