@@ -215,7 +215,7 @@ def _disk_full_while_spilling(monkeypatch: pytest.MonkeyPatch) -> None:
     def full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spill.Spill, "_flush", full)
+    monkeypatch.setattr(spill.Shard, "_flush", full)
 
 
 def _database_full(monkeypatch: pytest.MonkeyPatch) -> None:

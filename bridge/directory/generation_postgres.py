@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -105,6 +106,15 @@ class PostgresGeneration:
     async def add(self, batch: Bucketed) -> None:
         assert self._spill is not None
         self._spill.add(batch)
+
+    @property
+    def spill_folder(self) -> Path:
+        assert self._spill is not None
+        return self._spill.folder
+
+    def added(self, count: int) -> None:
+        assert self._spill is not None
+        self._spill.added(count)
 
     async def build(self, vocabulary: Vocabulary) -> None:
         """Load practitioners in name order (ids 1..n), then constraints and indexes."""

@@ -15,6 +15,7 @@ import re
 import sqlite3
 from collections import deque
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiosqlite
 
@@ -149,6 +150,15 @@ class SqliteGeneration:
     async def add(self, batch: Bucketed) -> None:
         assert self._spill is not None
         self._spill.add(batch)
+
+    @property
+    def spill_folder(self) -> Path:
+        assert self._spill is not None
+        return self._spill.folder
+
+    def added(self, count: int) -> None:
+        assert self._spill is not None
+        self._spill.added(count)
 
     async def build(self, vocabulary: Vocabulary) -> None:
         """Write the practitioners in name order (ids 1..n), then index their words.

@@ -181,7 +181,7 @@ async def _load_in_workers(
         grouper.vocabulary.update(learnt)
         if specialties is not None:
             specialties.add_seen(*named)
-        await generation.add(rows)
+        generation.added(rows)
 
     def send(batch: str) -> None:
         nonlocal line_no
@@ -190,7 +190,7 @@ async def _load_in_workers(
         line_no += lines
         tally.lines += lines
 
-    with parallel.pool(workers, layout, specialties) as executor:
+    with parallel.pool(workers, layout, specialties, generation.spill_folder) as executor:
         try:
             for block in read_blocks(text, BLOCK_CHARS):
                 batch = carried + block

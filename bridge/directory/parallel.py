@@ -2,9 +2,11 @@
 
 Parsing and gathering 2.2 million lines is pure Python and takes most of an import's time on
 one core. For large files the importer hands blocks of lines to worker processes, each
-running the same pure code (`ExtractParser`, `Grouper`) and sending back practitioner rows
-as text; the importer's process only reads the file, writes the rows to the spill and counts
-errors. Blocks are cut between two practitioners, so a practitioner's lines stay together.
+running the same pure code (`ExtractParser`, `Grouper`) and writing the practitioner rows it
+gathers to the import's spill, in files of its own (`spill.Shard`); the importer's process
+only reads the file, counts what the workers report (rows, errors, the vocabulary learnt)
+and, once they are done, reads the spill back in name order. Blocks are cut between two
+practitioners, so a practitioner's lines stay together.
 
 Workers start from a clean interpreter (`forkserver`), never as a fork of the importer, which
 runs database threads.
@@ -27,28 +29,30 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from bridge.directory.model import ParseError, ParseWarning
 from bridge.directory.rows import Grouper, Vocabulary
 from bridge.directory.rpps import ExtractParser, Layout
 from bridge.directory.savoir_faire import SpecialtyIndex
-from bridge.directory.spill import Bucketed, bucketed
+from bridge.directory.spill import Shard, bucketed
 
 BatchResult = tuple[
-    Bucketed,
+    int,
     list[ParseError],
     list[ParseWarning],
     Vocabulary,
     int,
     tuple[list[int], list[str]],
 ]
-"""(rows cut for the spill, errors, warnings, vocabulary learnt, records, SavoirFaire
-identifiers newly named) for one batch of lines."""
+"""(practitioner rows written to the spill, errors, warnings, vocabulary learnt, records,
+SavoirFaire identifiers newly named) for one batch of lines."""
 
 _parser: ExtractParser | None = None
 _grouper: Grouper | None = None
 _specialties: SpecialtyIndex | None = None
+_shard: Shard | None = None
 
 
 _PR_SET_PDEATHSIG = 1
@@ -101,28 +105,32 @@ def guarded_pool(
     )
 
 
-def _start(layout: Layout, specialties: SpecialtyIndex | None) -> None:
-    global _parser, _grouper, _specialties
+def _start(layout: Layout, specialties: SpecialtyIndex | None, spill: Path) -> None:
+    global _parser, _grouper, _specialties, _shard
     if specialties is not None:
         specialties.track()
     _specialties = specialties
     _parser = ExtractParser(layout, specialties)
     _grouper = Grouper()
+    _shard = Shard(spill, str(os.getpid()))
 
 
 def parse_block(block: str, first_line_no: int) -> BatchResult:
-    """In a worker: one block of whole practitioners' lines, parsed and gathered."""
-    assert _parser is not None and _grouper is not None, "worker not started"
+    """In a worker: one block of whole practitioners' lines, parsed, gathered and written
+    to the import's spill (this process's `Shard`), on disk when this returns."""
+    assert _parser is not None and _grouper is not None and _shard is not None, "not started"
     done, records, errors, warnings = _parser.gather_text(block, first_line_no, _grouper)
     rows = bucketed(done + _grouper.flush())
+    _shard.add(rows)
+    _shard.flush()
     learnt = _grouper.vocabulary.take()
     named = _specialties.take_seen() if _specialties is not None else ([], [])
-    return rows, errors, warnings, learnt, records, named
+    return rows.count, errors, warnings, learnt, records, named
 
 
-def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None) -> Executor:
-    """The parsing processes (`parse_block`)."""
-    return guarded_pool(workers, _start, (layout, specialties))
+def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None, spill: Path) -> Executor:
+    """The parsing processes (`parse_block`), writing their rows into the `spill` folder."""
+    return guarded_pool(workers, _start, (layout, specialties, spill))
 
 
 def cut_point(block: str, rpps_column: int) -> int:

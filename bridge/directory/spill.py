@@ -8,9 +8,10 @@ sorts it itself: rows are spilled to temporary files by the first letters of the
 database in order. Memory is bounded by the largest bucket (a few percent of the register).
 
 Rows are lines of text (bridge.directory.rows) in a private temporary directory, removed on
-close. The folder holds a lock for as long as its import lives; a killed import cannot remove
-its folder (up to the size of the register), so each new spill first removes the folders
-whose lock nobody holds any more (`sweep`).
+close; each process that makes rows writes files of its own there (`Shard`), and a bucket is
+read back from all of them. The folder holds a lock for as long as its import lives; a killed
+import cannot remove its folder (up to the size of the register), so each new spill first
+removes the folders whose lock nobody holds any more (`sweep`).
 
 One identifier, several names. The register lists a practitioner's activities one after
 another, but the same identifier may come back later in the file, and its activities may
@@ -133,8 +134,8 @@ class Bucketed:
 
 
 def bucketed(rows: Iterable[PractitionerRow]) -> Bucketed:
-    """Cut rows for `Spill.add`. Pure: the parsing processes run it, so that the importer's
-    own process only appends a few large texts per batch instead of handling every row."""
+    """Cut rows for `Shard.add`: a few large texts per batch to append, instead of a write
+    per row. Pure: the parsing processes run it on the rows they gathered."""
     buckets: dict[str, list[PractitionerRow]] = {}
     by_prefix: dict[str, list[PractitionerRow]] = {}
     ids: dict[str, list[str]] = {}
@@ -159,6 +160,44 @@ def bucketed(rows: Iterable[PractitionerRow]) -> Bucketed:
     )
 
 
+class Shard:
+    """One process's share of a spill: bucket and identifier files of its own in the spill's
+    folder, which `Spill` reads back with every other shard's.
+
+    The importer's process writes one (`Spill.add`); each parsing process of a large import
+    writes its own (`parallel`), so that the rows it gathers go to disk from where they
+    were made, instead of being sent to the importer's process to be written there.
+    """
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self._folder = folder
+        self._name = name
+        self._files: dict[str, TextIO] = {}
+
+    def add(self, batch: Bucketed) -> None:
+        for key, text in batch.rows.items():
+            self._flush("b", key, text)
+        for key, text in batch.ids.items():
+            self._flush("i", key, text)
+
+    def _flush(self, kind: str, key: str, text: str) -> None:
+        handle = self._files.get(kind + key)
+        if handle is None:
+            path = self._folder / f"{kind}-{key.encode().hex()}.{self._name}"
+            handle = self._files[kind + key] = path.open("a", encoding="utf-8", newline="")
+        handle.write(text)
+
+    def flush(self) -> None:
+        """Everything written so far on disk, for another process to read."""
+        for handle in self._files.values():
+            handle.flush()
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+
+
 class Spill:
     """Accumulates practitioner rows on disk; gives them back sorted by name, then RPPS."""
 
@@ -167,8 +206,7 @@ class Spill:
         self._dir = Path(tempfile.mkdtemp(prefix=PREFIX, dir=directory))
         self._owner = os.open(self._dir / _OWNER, os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._owner, fcntl.LOCK_EX)
-        self._files: dict[str, TextIO] = {}
-        self._id_files: dict[str, TextIO] = {}
+        self._own = Shard(self._dir, "0")
         self.rows = 0
         self.merged: list[Merged] = []
         """Identifiers found under several names, once `sorted_batches` has started."""
@@ -181,50 +219,59 @@ class Spill:
     def add(self, batch: Bucketed | list[PractitionerRow]) -> None:
         if isinstance(batch, list):
             batch = bucketed(batch)
-        for key, text in batch.rows.items():
-            self._flush(self._files, "b", key, text)
-        for key, text in batch.ids.items():
-            self._flush(self._id_files, "i", key, text)
+        self._own.add(batch)
         self.rows += batch.count
 
-    def _flush(self, files: dict[str, TextIO], kind: str, key: str, text: str) -> None:
-        handle = files.get(key)
-        if handle is None:
-            path = self._dir / f"{kind}{len(files)}"
-            handle = files[key] = path.open("w", encoding="utf-8", newline="")
-        handle.write(text)
+    def added(self, count: int) -> None:
+        """`count` rows were written by another process's `Shard` in this spill's folder."""
+        self.rows += count
+
+    def _shards(self, kind: str) -> dict[str, list[Path]]:
+        """Every shard's files of one kind ("b" rows, "i" identifiers), by bucket key."""
+        self._own.close()
+        found: dict[str, list[Path]] = {}
+        for path in self._dir.glob(kind + "-*.*"):
+            key = bytes.fromhex(path.name[2:].partition(".")[0]).decode()
+            found.setdefault(key, []).append(path)
+        return found
+
+    @staticmethod
+    def _read(paths: list[Path]) -> list[str]:
+        """The lines of one bucket's files (every shard's), each file then removed."""
+        lines: list[str] = []
+        for path in sorted(paths):
+            lines += path.read_text(encoding="utf-8").split("\n")
+            lines.pop()  # after the last newline
+            path.unlink()
+        return lines
 
     def _repeated_ids(self) -> set[str]:
         """Identifiers that came in more than one row (rows of one name are merged later, so
         this over-counts; `_gather` keeps only those with several names)."""
         repeated: set[str] = set()
-        for handle in self._id_files.values():
-            handle.close()
-            path = Path(handle.name)
-            ids = path.read_text(encoding="utf-8").split("\n")
-            path.unlink()
-            ids.pop()
+        for paths in self._shards("i").values():
+            ids = self._read(paths)
             if len(set(ids)) != len(ids):
                 ids.sort()
                 repeated.update(a for a, b in itertools.pairwise(ids) if a == b)
-        self._id_files.clear()
         return repeated
 
     def _gather(self, repeated: set[str]) -> dict[str, PractitionerRow]:
         """The merged row of each identifier under several names, keyed by the name key of
         the row that keeps its place (read from the bucket files, which stay in place)."""
         found: dict[str, list[PractitionerRow]] = {}
-        for handle in self._files.values():
-            handle.flush()
-            with Path(handle.name).open(encoding="utf-8", newline="") as bucket:
-                for row in bucket:
-                    rpps = row.split(ROW_SEP, 2)[1]
-                    if rpps in repeated:
-                        found.setdefault(rpps, []).append(row.rstrip("\n"))
+        for paths in self._shards("b").values():
+            for path in paths:
+                with path.open(encoding="utf-8", newline="") as bucket:
+                    for row in bucket:
+                        rpps = row.split(ROW_SEP, 2)[1]
+                        if rpps in repeated:
+                            found.setdefault(rpps, []).append(row.rstrip("\n"))
         winners: dict[str, PractitionerRow] = {}
         for rpps, rows in sorted(found.items()):
             by_name: dict[str, PractitionerRow] = {}
-            for row in rows:
+            # In row order, not in the order the processes happened to write them.
+            for row in sorted(rows):
                 key = row.partition(ROW_SEP)[0]
                 by_name[key] = merge_rows(by_name[key], row) if key in by_name else row
             if len(by_name) < 2:
@@ -253,13 +300,9 @@ class Spill:
         were apart in the file comes back as one row."""
         repeated = self._repeated_ids()
         replaced = self._gather(repeated) if repeated else {}
-        for key in sorted(self._files):
-            handle = self._files.pop(key)
-            handle.close()
-            path = Path(handle.name)
-            rows = path.read_text(encoding="utf-8").split("\n")
-            path.unlink()
-            rows.pop()  # after the last newline
+        buckets = self._shards("b")
+        for key in sorted(buckets):
+            rows = self._read(buckets[key])
             rows.sort()  # the name key leads each line: string order is name order
             # Only an identifier that came more than once can have rows to merge: a clean
             # extract (every identifier once) skips the pass over 1.7 million rows.
@@ -269,10 +312,7 @@ class Spill:
             yield merged
 
     def close(self) -> None:
-        for handle in (*self._files.values(), *self._id_files.values()):
-            handle.close()
-        self._files.clear()
-        self._id_files.clear()
+        self._own.close()
         shutil.rmtree(self._dir, ignore_errors=True)
         if self._owner >= 0:
             os.close(self._owner)
@@ -311,6 +351,7 @@ __all__ = [
     "Bucketed",
     "DuplicateNameError",
     "Merged",
+    "Shard",
     "Spill",
     "bucket_of",
     "bucketed",
