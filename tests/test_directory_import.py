@@ -19,7 +19,7 @@ from bridge.directory.importer import (
     import_directory,
 )
 from bridge.directory.rows import Vocabulary
-from tests.bench.rpps_synth import SAVOIR_FAIRE_NAME, generate
+from tests.bench.rpps_synth import ACTIVITY_NAME, SAVOIR_FAIRE_NAME, generate
 from tests.directory_support import (
     BACKENDS,
     demo_extract,
@@ -258,12 +258,33 @@ async def test_links_survive_reimports_and_respect_visibility(backend: str, tmp_
         assert (await search(db, "10009999995")).results[0].matrix_id is None
 
 
+def _as_published(extract: Path, form: str) -> Path:
+    """The same extract saved another way a register file comes: re-saved on Windows, with
+    a BOM and old line ends, or zipped."""
+    text = extract.read_text(encoding="utf-8")
+    if form == "windows-1252, CRLF":
+        extract.write_bytes(text.replace("\n", "\r\n").encode("cp1252", errors="replace"))
+    elif form == "BOM, CR":
+        extract.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r").encode())
+    elif form == "zip":
+        archive = extract.with_suffix(".zip")
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+            zipped.writestr(ACTIVITY_NAME, text)
+        extract.unlink()
+        return archive
+    return extract
+
+
+@pytest.mark.parametrize("form", ["UTF-8", "windows-1252, CRLF", "BOM, CR", "zip"])
 async def test_parsing_in_worker_processes_gives_the_same_directory(
-    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
 ) -> None:
+    # The workers are handed the file's bytes and decode them themselves: whatever the
+    # encoding, line ends or container, they must read what the importer's process reads.
     extract = demo_extract(tmp_path, lines=3000, seed=21)
     lines = extract.read_text().splitlines(keepends=True)
     extract.write_text("".join([*lines[:1000], "broken|line|\n", *lines[1000:]]))
+    extract = _as_published(extract, form)
     monkeypatch.setattr(loading, "BLOCK_CHARS", 50_000)  # many blocks, cut between people
     async with directory_database(backend, tmp_path) as db:
         single = await import_directory(db, extract)

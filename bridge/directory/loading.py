@@ -14,7 +14,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TextIO
+from typing import IO, TextIO
 
 from bridge.directory import parallel
 from bridge.directory.duplicates import first_lines, merge_warnings
@@ -35,10 +35,11 @@ from bridge.directory.rpps import (
     Layout,
     clean_field,
     read_blocks,
+    read_byte_blocks,
     read_header,
 )
 from bridge.directory.savoir_faire import SpecialtyIndex
-from bridge.directory.sources import Source, open_activity, open_savoir_faire
+from bridge.directory.sources import Source, open_activity, open_activity_bytes, open_savoir_faire
 from bridge.directory.spill import Merged, bucketed
 
 logger = logging.getLogger(__name__)
@@ -111,13 +112,16 @@ async def load_extract(
         if progress is not None:
             progress.started(source.size)
         workers = min(MAX_WORKERS, os.cpu_count() or 1)
-        if (source.size or 0) >= PARALLEL_MIN_CHARS and workers > 1:
-            await _load_in_workers(
-                text, header, layout, specialties, workers, generation, grouper, tally, progress
-            )
-        else:
+        in_workers = (source.size or 0) >= PARALLEL_MIN_CHARS and workers > 1
+        if not in_workers:
             await _load_here(
                 text, header, layout, specialties, generation, grouper, tally, progress
+            )
+    if in_workers:
+        # The workers decode their own blocks: the file is read again, as bytes.
+        with open_activity_bytes(source) as (raw, encoding):
+            await _load_in_workers(
+                raw, encoding, layout, specialties, workers, generation, grouper, tally, progress
             )
     if specialties is not None:
         tally.note_first(_unnamed_warnings(source, specialties))
@@ -156,8 +160,8 @@ async def _load_here(
 
 
 async def _load_in_workers(
-    text: TextIO,
-    header: str,
+    raw: IO[bytes],
+    encoding: str,
     layout: Layout,
     specialties: SpecialtyIndex | None,
     workers: int,
@@ -166,13 +170,15 @@ async def _load_in_workers(
     tally: Tally,
     progress: ImportProgress | None,
 ) -> None:
-    """The same as the single-process loop, with parsing in worker processes (`parallel`)."""
+    """The same as the single-process loop, with parsing in worker processes (`parallel`),
+    from the file's start: its header line, read already, is skipped here."""
     loop = asyncio.get_running_loop()
     rpps_column = layout.positions["rpps"]
     in_flight: deque[asyncio.Future[parallel.BatchResult]] = deque()
-    done = len(header)
+    done = 0
     line_no = 2
-    carried = ""
+    carried = b""
+    header = True
 
     async def collect() -> None:
         rows, errors, warnings, learnt, records, named = await in_flight.popleft()
@@ -183,24 +189,27 @@ async def _load_in_workers(
             specialties.add_seen(*named)
         generation.added(rows)
 
-    def send(batch: str) -> None:
+    def send(batch: bytes) -> None:
         nonlocal line_no
         in_flight.append(loop.run_in_executor(executor, parallel.parse_block, batch, line_no))
-        lines = batch.count("\n")
+        lines = batch.count(b"\n")
         line_no += lines
         tally.lines += lines
 
-    with parallel.pool(workers, layout, specialties, generation.spill_folder) as executor:
+    with parallel.pool(workers, layout, specialties, generation.spill_folder, encoding) as executor:
         try:
-            for block in read_blocks(text, BLOCK_CHARS):
+            for block in read_byte_blocks(raw, BLOCK_CHARS):
+                done += len(block)
+                if header:
+                    block, header = block[block.index(b"\n") + 1 :], False
                 batch = carried + block
-                cut = parallel.cut_point(batch, rpps_column)
-                batch, carried = (batch[:cut], batch[cut:]) if cut else (batch, "")
-                send(batch)
+                cut = parallel.cut_point(batch, rpps_column) if batch else 0
+                batch, carried = (batch[:cut], batch[cut:]) if cut else (batch, b"")
+                if batch:
+                    send(batch)
                 if len(in_flight) > workers:
                     await collect()
                 if progress is not None:
-                    done += len(block)
                     progress.advanced(done, tally.lines)
             if carried:
                 send(carried)

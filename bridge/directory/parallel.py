@@ -1,12 +1,12 @@
 """Parsing a large extract on several processor cores (and the processes an import starts).
 
 Parsing and gathering 2.2 million lines is pure Python and takes most of an import's time on
-one core. For large files the importer hands blocks of lines to worker processes, each
-running the same pure code (`ExtractParser`, `Grouper`) and writing the practitioner rows it
-gathers to the import's spill, in files of its own (`spill.Shard`); the importer's process
-only reads the file, counts what the workers report (rows, errors, the vocabulary learnt)
-and, once they are done, reads the spill back in name order. Blocks are cut between two
-practitioners, so a practitioner's lines stay together.
+one core. For large files the importer hands blocks of lines, undecoded, to worker
+processes, each running the same pure code (`ExtractParser`, `Grouper`) and writing the
+practitioner rows it gathers to the import's spill, in files of its own (`spill.Shard`); the
+importer's process only reads the file's bytes, counts what the workers report (rows,
+errors, the vocabulary learnt) and, once they are done, reads the spill back in name order.
+Blocks are cut between two practitioners, so a practitioner's lines stay together.
 
 Workers start from a clean interpreter (`forkserver`), never as a fork of the importer, which
 runs database threads.
@@ -53,6 +53,7 @@ _parser: ExtractParser | None = None
 _grouper: Grouper | None = None
 _specialties: SpecialtyIndex | None = None
 _shard: Shard | None = None
+_encoding = "utf-8"
 
 
 _PR_SET_PDEATHSIG = 1
@@ -105,21 +106,24 @@ def guarded_pool(
     )
 
 
-def _start(layout: Layout, specialties: SpecialtyIndex | None, spill: Path) -> None:
-    global _parser, _grouper, _specialties, _shard
+def _start(layout: Layout, specialties: SpecialtyIndex | None, spill: Path, encoding: str) -> None:
+    global _parser, _grouper, _specialties, _shard, _encoding
     if specialties is not None:
         specialties.track()
     _specialties = specialties
     _parser = ExtractParser(layout, specialties)
     _grouper = Grouper()
     _shard = Shard(spill, str(os.getpid()))
+    _encoding = encoding
 
 
-def parse_block(block: str, first_line_no: int) -> BatchResult:
-    """In a worker: one block of whole practitioners' lines, parsed, gathered and written
+def parse_block(block: bytes, first_line_no: int) -> BatchResult:
+    """In a worker: one block of whole practitioners' lines (`read_byte_blocks`), decoded
+    as the importer would have (undecodable bytes as U+FFFD), parsed, gathered and written
     to the import's spill (this process's `Shard`), on disk when this returns."""
     assert _parser is not None and _grouper is not None and _shard is not None, "not started"
-    done, records, errors, warnings = _parser.gather_text(block, first_line_no, _grouper)
+    text = block.decode(_encoding, errors="replace")
+    done, records, errors, warnings = _parser.gather_text(text, first_line_no, _grouper)
     rows = bucketed(done + _grouper.flush())
     _shard.add(rows)
     _shard.flush()
@@ -128,27 +132,30 @@ def parse_block(block: str, first_line_no: int) -> BatchResult:
     return rows.count, errors, warnings, learnt, records, named
 
 
-def pool(workers: int, layout: Layout, specialties: SpecialtyIndex | None, spill: Path) -> Executor:
-    """The parsing processes (`parse_block`), writing their rows into the `spill` folder."""
-    return guarded_pool(workers, _start, (layout, specialties, spill))
+def pool(
+    workers: int, layout: Layout, specialties: SpecialtyIndex | None, spill: Path, encoding: str
+) -> Executor:
+    """The parsing processes (`parse_block`), decoding the file's bytes from `encoding` and
+    writing their rows into the `spill` folder."""
+    return guarded_pool(workers, _start, (layout, specialties, spill, encoding))
 
 
-def cut_point(block: str, rpps_column: int) -> int:
-    """Where to end a block of whole lines so that the last practitioner's lines all go to
-    the next one.
+def cut_point(block: bytes, rpps_column: int) -> int:
+    """Where to end a block of whole lines (`read_byte_blocks`) so that the last
+    practitioner's lines all go to the next one.
 
     Returns the offset of the first line of the block's last practitioner (0 when the whole
     block is one practitioner: then the block is kept whole).
     """
 
-    def rpps(line: str) -> str:
-        cells = line.split("|", rpps_column + 1)
-        return cells[rpps_column] if len(cells) > rpps_column else ""
+    def rpps(line: bytes) -> bytes:
+        cells = line.split(b"|", rpps_column + 1)
+        return cells[rpps_column] if len(cells) > rpps_column else b""
 
-    at = block.rfind("\n", 0, len(block) - 1) + 1
+    at = block.rfind(b"\n", 0, len(block) - 1) + 1
     last = rpps(block[at:])
     while at > 0:
-        start = block.rfind("\n", 0, at - 1) + 1
+        start = block.rfind(b"\n", 0, at - 1) + 1
         if rpps(block[start:at]) != last:
             break
         at = start

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, AnyStr, TextIO
 
 from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord, RecordRow
 from bridge.directory.rows import FIELD_SEP
@@ -423,22 +423,33 @@ def read_blocks(text: TextIO, size: int = BLOCK_CHARS) -> Iterator[str]:
     reads, and a block goes to a parsing process as one string. A line longer than a block
     is gathered whole (the parser then refuses it).
     """
-    pieces: list[str] = []
-    while chunk := text.read(size):
-        if chunk.endswith("\r"):
-            chunk += text.read(1)  # a "\r\n" cut between two reads is one line end
-        if "\r" in chunk:
-            chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
-        end = chunk.rfind("\n") + 1
+    return _blocks(text.read, size, "\r", "\n")
+
+
+def read_byte_blocks(raw: IO[bytes], size: int = BLOCK_CHARS) -> Iterator[bytes]:
+    """`read_blocks` for a file's undecoded bytes (UTF-8 or Windows-1252: in both, a line
+    end is the bytes "\r" and "\n" and nothing else), so that a block decodes to what
+    `read_blocks` gives for the same lines: for processes that decode their own share."""
+    return _blocks(raw.read, size, b"\r", b"\n")
+
+
+def _blocks(read: Callable[[int], AnyStr], size: int, cr: AnyStr, lf: AnyStr) -> Iterator[AnyStr]:
+    pieces: list[AnyStr] = []
+    while chunk := read(size):
+        if chunk.endswith(cr):
+            chunk += read(1)  # a "\r\n" cut between two reads is one line end
+        if cr in chunk:
+            chunk = chunk.replace(cr + lf, lf).replace(cr, lf)
+        end = chunk.rfind(lf) + 1
         if not end:
             pieces.append(chunk)
             continue
         pieces.append(chunk[:end])
-        yield "".join(pieces)
+        yield lf[:0].join(pieces)
         pieces = [chunk[end:]] if end < len(chunk) else []
-    rest = "".join(pieces)
+    rest = lf[:0].join(pieces)
     if rest:
-        yield rest + "\n"
+        yield rest + lf
 
 
 def iter_records(

@@ -142,17 +142,22 @@ def _sniff(source: Source) -> str:
 @contextmanager
 def open_activity(source: Source) -> Iterator[TextIO]:
     """The activity text, streamed (its `encoding` says how it was decoded)."""
+    with open_activity_bytes(source) as (raw, encoding), _text(raw, encoding) as text:
+        yield text
+
+
+@contextmanager
+def open_activity_bytes(source: Source) -> Iterator[tuple[IO[bytes], str]]:
+    """The activity file's bytes, streamed, and the encoding to decode them with (as
+    `open_activity` does, undecodable bytes as U+FFFD): for processes that decode their
+    own share of the file."""
     encoding = _sniff(source)
     if source.member is None:
-        with source.path.open("rb") as raw, _text(raw, encoding) as text:
-            yield text
+        with source.path.open("rb") as raw:
+            yield raw, encoding
         return
-    with (
-        zipfile.ZipFile(source.path) as archive,
-        archive.open(source.member) as member,
-        _text(member, encoding) as text,
-    ):
-        yield text
+    with zipfile.ZipFile(source.path) as archive, archive.open(source.member) as member:
+        yield member, encoding
 
 
 @contextmanager
