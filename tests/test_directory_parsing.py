@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.directory import parallel
 from bridge.directory.model import ParseError, ParseWarning, PractitionerRecord
 from bridge.directory.query import Node, Term, phrases_to_look_up, plan_query, to_fts5, to_tsquery
 from bridge.directory.rows import (
@@ -343,6 +344,34 @@ def test_gathering_lines_as_they_are_parsed_gives_what_parsing_then_gathering_gi
     assert [w.line for w in all_warnings] == [17]
     martin = [row for row in gathered if "\t10009999995" in row.partition(ROW_SEP)[0]]
     assert len(martin) == 1 and len(decode_activities(martin[0].split(ROW_SEP)[ACTIVITIES])) == 2
+
+
+@pytest.mark.parametrize(
+    ("lines", "cut_before"),
+    [
+        (["A", "B", "B"], 1),
+        (["A", "B", "", "B"], 1),  # a blank line between one practitioner's lines
+        (["A", "B", "broken|line|", "B"], 1),  # a broken one
+        (["A", "B", "B", ""], 1),  # a blank last line
+        (["A", "", "B"], 2),
+        (["B", "", "B"], None),  # one practitioner: the block is kept whole
+        (["", "broken|line|"], None),
+    ],
+)
+def test_a_block_is_cut_before_its_last_practitioner_whatever_lies_between_their_lines(
+    lines: list[str], cut_before: int | None
+) -> None:
+    """Blocks go to parsing processes cut between practitioners; a line without an
+    identifier between two lines of one practitioner must not cut them apart (each half
+    would be gathered by another process)."""
+    rpps = {"A": "10001111118", "B": "10002222226"}
+    text = [EXAMPLE_LINE.replace("10009999995", rpps[x]) if x in rpps else x for x in lines]
+    block = "".join(line + "\n" for line in text).encode()
+    column = read_header(header_line(HEADER_52)).positions["rpps"]
+    expected = (
+        0 if cut_before is None else len("".join(t + "\n" for t in text[:cut_before]).encode())
+    )
+    assert parallel.cut_point(block, column) == expected
 
 
 def test_control_characters_in_a_line_never_cut_a_stored_row() -> None:

@@ -39,7 +39,13 @@ from bridge.directory.rpps import (
     read_header,
 )
 from bridge.directory.savoir_faire import SpecialtyIndex
-from bridge.directory.sources import Source, open_activity, open_activity_bytes, open_savoir_faire
+from bridge.directory.sources import (
+    Source,
+    decoded,
+    open_activity,
+    open_activity_bytes,
+    open_savoir_faire,
+)
 from bridge.directory.spill import Merged, bucketed
 
 logger = logging.getLogger(__name__)
@@ -98,7 +104,8 @@ async def load_extract(
     progress: ImportProgress | None,
 ) -> None:
     specialties = None
-    with open_activity(source) as text:
+    with open_activity_bytes(source) as (raw, encoding):
+        text = decoded(raw, encoding)
         header = text.readline()
         if not header.strip():
             raise DirectoryImportError(f"{source.path.name}: the file is empty")
@@ -112,16 +119,17 @@ async def load_extract(
         if progress is not None:
             progress.started(source.size)
         workers = min(MAX_WORKERS, os.cpu_count() or 1)
-        in_workers = (source.size or 0) >= PARALLEL_MIN_CHARS and workers > 1
-        if not in_workers:
-            await _load_here(
-                text, header, layout, specialties, generation, grouper, tally, progress
-            )
-    if in_workers:
-        # The workers decode their own blocks: the file is read again, as bytes.
-        with open_activity_bytes(source) as (raw, encoding):
+        if (source.size or 0) >= PARALLEL_MIN_CHARS and workers > 1:
+            # The workers decode their own blocks: the same open file, read again from its
+            # start as bytes (never reopened: a file replaced meanwhile cannot mix in).
+            text.detach()
+            raw.seek(0)
             await _load_in_workers(
                 raw, encoding, layout, specialties, workers, generation, grouper, tally, progress
+            )
+        else:
+            await _load_here(
+                text, header, layout, specialties, generation, grouper, tally, progress
             )
     if specialties is not None:
         tally.note_first(_unnamed_warnings(source, specialties))

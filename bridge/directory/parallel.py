@@ -145,18 +145,26 @@ def cut_point(block: bytes, rpps_column: int) -> int:
     practitioner's lines all go to the next one.
 
     Returns the offset of the first line of the block's last practitioner (0 when the whole
-    block is one practitioner: then the block is kept whole).
+    block is one practitioner: then the block is kept whole). Lines without an identifier
+    (blank, broken: the parser reports or skips them) belong to nobody: one between two
+    lines of the same practitioner does not cut them apart, or each half would be read by
+    another process and the practitioner would come out as two rows merged in another
+    order than the single-process parser's.
     """
 
     def rpps(line: bytes) -> bytes:
         cells = line.split(b"|", rpps_column + 1)
         return cells[rpps_column] if len(cells) > rpps_column else b""
 
-    at = block.rfind(b"\n", 0, len(block) - 1) + 1
-    last = rpps(block[at:])
-    while at > 0:
-        start = block.rfind(b"\n", 0, at - 1) + 1
-        if rpps(block[start:at]) != last:
-            break
-        at = start
-    return at
+    cut = 0
+    last = b""
+    end = len(block)
+    while end > 0:
+        start = block.rfind(b"\n", 0, end - 1) + 1
+        found = rpps(block[start:end])
+        if found.isdigit():
+            if last and found != last:
+                return cut
+            last, cut = found, start
+        end = start
+    return 0

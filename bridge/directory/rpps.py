@@ -420,8 +420,7 @@ def read_blocks(text: TextIO, size: int = BLOCK_CHARS) -> Iterator[str]:
     Lines end where iterating the file would end them (the file is opened with
     ``newline=""``): at "\n", "\r\n" or a lone "\r". Reading blocks instead of lines keeps
     the importer's process out of the per-line work: 2.2 million lines are a few hundred
-    reads, and a block goes to a parsing process as one string. A line longer than a block
-    is gathered whole (the parser then refuses it).
+    reads. A line longer than a block is gathered whole (the parser then refuses it).
     """
     return _blocks(text.read, size, "\r", "\n")
 

@@ -125,9 +125,10 @@ def encoding_of(sample: bytes) -> str:
     return "utf-8"
 
 
-def _text(binary: IO[bytes], encoding: str = "utf-8") -> TextIO:
-    # Undecodable bytes become U+FFFD so the parser can report the line instead of the whole
-    # import failing on the first bad byte.
+def decoded(binary: IO[bytes], encoding: str = "utf-8") -> io.TextIOWrapper:
+    """A register file's text: undecodable bytes become U+FFFD so that the parser reports
+    the line instead of the whole import failing on the first bad byte; line ends are
+    left as they are (the parser's blocks make them "\n")."""
     return io.TextIOWrapper(binary, encoding=encoding, errors="replace", newline="")
 
 
@@ -142,7 +143,7 @@ def _sniff(source: Source) -> str:
 @contextmanager
 def open_activity(source: Source) -> Iterator[TextIO]:
     """The activity text, streamed (its `encoding` says how it was decoded)."""
-    with open_activity_bytes(source) as (raw, encoding), _text(raw, encoding) as text:
+    with open_activity_bytes(source) as (raw, encoding), decoded(raw, encoding) as text:
         yield text
 
 
@@ -164,13 +165,13 @@ def open_activity_bytes(source: Source) -> Iterator[tuple[IO[bytes], str]]:
 def open_savoir_faire(source: Source) -> Iterator[TextIO | None]:
     """The SavoirFaire text when there is one, else None."""
     if source.savoir_faire is not None:
-        with source.savoir_faire.open("rb") as raw, _text(raw) as text:
+        with source.savoir_faire.open("rb") as raw, decoded(raw) as text:
             yield text
     elif source.savoir_faire_member is not None:
         with (
             zipfile.ZipFile(source.path) as archive,
             archive.open(source.savoir_faire_member) as member,
-            _text(member) as text,
+            decoded(member) as text,
         ):
             yield text
     else:

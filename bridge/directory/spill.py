@@ -270,7 +270,8 @@ class Spill:
         winners: dict[str, PractitionerRow] = {}
         for rpps, rows in sorted(found.items()):
             by_name: dict[str, PractitionerRow] = {}
-            # In row order, not in the order the processes happened to write them.
+            # In the order of the rows' text (name key first), not in the order the
+            # processes happened to write them, nor the file's.
             for row in sorted(rows):
                 key = row.partition(ROW_SEP)[0]
                 by_name[key] = merge_rows(by_name[key], row) if key in by_name else row
