@@ -56,6 +56,22 @@ def _from_clean(name: str, change: Callable[[str], bytes]) -> Callable[[Path, st
     return make
 
 
+def _damaged_byte(clean: str) -> bytes:
+    """One byte of a UTF-8 file damaged near its start, in a line of a practitioner who has
+    another: that line is lost (and reported), nobody is."""
+    lines = clean.split("\n")
+    ids = [line.split("|")[1] if "|" in line else "" for line in lines]
+    at = next(n for n in range(1, len(lines) - 1) if ids[n] == ids[n + 1])
+    damaged = lines[at].encode()[:-1] + b"\xff|"  # in its last column, which nobody reads
+    return b"\n".join(
+        [
+            *(line.encode() for line in lines[:at]),
+            damaged,
+            *(line.encode() for line in lines[at + 1 :]),
+        ]
+    )
+
+
 def _zip(name: str, members: dict[str, str], cut: bool = False) -> Callable[[Path, str], Path]:
     def make(folder: Path, clean: str) -> Path:
         buffer = io.BytesIO()
@@ -207,6 +223,13 @@ CASES = [
         _from_clean("PS_LibreAcces_Personne_activite_c.txt", _cut_download),
         1,
         "--allow-shrink",
+    ),
+    Case(
+        "a damaged byte in a UTF-8 file",
+        _from_clean("PS_LibreAcces_Personne_activite_d.txt", _damaged_byte),
+        0,
+        # Last: the damaged line's activity is gone, which the cases after would see.
+        "not valid UTF-8 text",
     ),
 ]
 

@@ -115,14 +115,18 @@ Latin-1 for every letter of French names)."""
 
 
 def encoding_of(sample: bytes) -> str:
-    """UTF-8 when the file's first bytes are valid UTF-8 (a BOM is skipped by the parser),
-    else Windows-1252: "MARTIN-LÉGER" saved in Latin-1 reads right instead of failing on
-    every accented line."""
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-    except UnicodeDecodeError:
-        return LEGACY_ENCODING
-    return "utf-8"
+    """How to read a register file, from its first bytes: UTF-8, unless most of its
+    non-ASCII bytes are not UTF-8, then Windows-1252 ("MARTIN-LÉGER" saved in Latin-1 reads
+    right instead of failing on every accented line).
+
+    Most, not any: a UTF-8 file with one damaged byte near its start (a disk or transfer
+    error) was read whole as Windows-1252, its header's "Prénom" became "PrÃ©nom" and the
+    import was refused for a missing column. Read as UTF-8, it loses the damaged line only,
+    reported with its number (a BOM is skipped by the parser)."""
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(sample, final=False)
+    damaged = text.count("\ufffd")
+    letters = len(text) - len(text.encode("ascii", "ignore")) - damaged
+    return "utf-8" if letters >= damaged else LEGACY_ENCODING
 
 
 def decoded(binary: IO[bytes], encoding: str = "utf-8") -> io.TextIOWrapper:
