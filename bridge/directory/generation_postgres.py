@@ -34,7 +34,7 @@ from bridge.directory.generations import (
     check_shrink,
 )
 from bridge.directory.params import numbered
-from bridge.directory.rows import ROW_SEP, Vocabulary
+from bridge.directory.rows import ROW_SEP, STORED, Vocabulary
 from bridge.directory.spill import Bucketed, DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, WORD, TYPO)
@@ -128,7 +128,7 @@ class PostgresGeneration:
         )
         base = 0
         for batch in self._spill.sorted_batches():
-            records = [(base + i, *row.split(ROW_SEP)) for i, row in enumerate(batch, 1)]
+            records = [(base + i, *row.split(ROW_SEP)[STORED]) for i, row in enumerate(batch, 1)]
             base += len(batch)
             await pg.copy_records_to_table(_STAGE, records=records, columns=["id", *columns])
         self._spill.close()

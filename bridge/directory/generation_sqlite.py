@@ -36,7 +36,14 @@ from bridge.directory.generations import (
     change_report_sql,
     check_shrink,
 )
-from bridge.directory.rows import ROW_FIELDS, ROW_SEP, TOKENS, Vocabulary, field_columns
+from bridge.directory.rows import (
+    ROW_SEP,
+    STORED,
+    STORED_FIELDS,
+    TOKENS,
+    Vocabulary,
+    field_columns,
+)
 from bridge.directory.spill import Bucketed, DuplicateNameError, Merged, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS, WORD, TYPO)
@@ -51,7 +58,7 @@ _BATCHES_IN_FLIGHT = 2
 _BUSY_MS = 30_000
 _INSERT_PRACTITIONER = (
     f"INSERT INTO {PRACTITIONER}{NEXT} ({PRACTITIONER_COLUMNS}) "
-    f"VALUES ({','.join('?' * len(ROW_FIELDS))})"
+    f"VALUES ({','.join('?' * len(STORED_FIELDS))})"
 )
 _INSERT_WORDS = f"INSERT INTO {FTS}{NEXT} (rowid, tokens) VALUES (?, ?)"
 """The same in the scratch database's connection (its index has the same name there)."""
@@ -267,7 +274,7 @@ class SqliteGeneration:
 
     async def _write(self, batch: list[str], after: int) -> None:
         columns = field_columns(ROW_SEP.join(batch))
-        await self.db.executemany(_INSERT_PRACTITIONER, zip(*columns, strict=True))
+        await self.db.executemany(_INSERT_PRACTITIONER, zip(*columns[STORED], strict=True))
         # The words go to the index from here rather than read back from the table just
         # written (a second pass over the whole directory's pages).
         await self.db.executemany(_INSERT_WORDS, enumerate(columns[TOKENS], after + 1))

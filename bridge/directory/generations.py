@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.directory.rows import ROW_FIELDS, Vocabulary
+from bridge.directory.rows import STORED_FIELDS, Vocabulary
 from bridge.directory.spill import Bucketed, Merged
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ PLACE = "directory_place"
 FTS = "directory_fts"
 WORD = "directory_word"
 TYPO = "directory_typo"
-PRACTITIONER_COLUMNS = ", ".join(ROW_FIELDS)
-"""In `PractitionerRow` order."""
+PRACTITIONER_COLUMNS = ", ".join(STORED_FIELDS)
+"""In `PractitionerRow` order, without the name key (`STORED`)."""
 _COMPARED = ("id_type", "last_name", "first_name", "title", "profession_code", "profession")
 
 

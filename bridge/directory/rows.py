@@ -183,6 +183,10 @@ ROW_FIELDS = (
     "tokens",
 )
 NAME_KEY, RPPS, ACTIVITIES, TOKENS = 0, 1, 8, 9
+STORED = slice(RPPS, None)
+"""The fields of `ROW_FIELDS` that `directory_practitioner` stores: all but the name key,
+which only puts the rows in order before they are numbered (the table's order is its ids)."""
+STORED_FIELDS = ROW_FIELDS[STORED]
 HEAD = 7
 """A practitioner's identity: the first `HEAD` fields of a record row (RPPS to profession),
 taken from their first line."""

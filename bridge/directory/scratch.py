@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from bridge.directory.rows import field_columns
+from bridge.directory.rows import STORED, field_columns
 
 SCHEMA = "scratch"
 """The name the importer's connection attaches the scratch database under."""
@@ -66,7 +66,7 @@ _rows_insert = ""
 
 def start_rows(path: str, insert: str, busy_ms: int) -> None:
     """In the other worker: open the database being imported into; `insert` adds one row
-    (`ROW_FIELDS`) to its `_next` table."""
+    (`STORED_FIELDS`) to its `_next` table."""
     global _rows, _rows_insert
     db = sqlite3.connect(path, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
@@ -78,7 +78,7 @@ def start_rows(path: str, insert: str, busy_ms: int) -> None:
 def write_rows(rows: str) -> None:
     """Append practitioner rows in id order: `PractitionerRow`s joined by `ROW_SEP`."""
     assert _rows is not None, "start_rows() first"
-    _rows.executemany(_rows_insert, zip(*field_columns(rows), strict=True))
+    _rows.executemany(_rows_insert, zip(*field_columns(rows)[STORED], strict=True))
 
 
 def finish_rows() -> None:
