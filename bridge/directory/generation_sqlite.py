@@ -76,6 +76,7 @@ class SqliteGeneration:
         self._spill: Spill | None = None
         self._indexes: list[str] = []
         self._fts_ddl = ""
+        self._written = 0
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -222,6 +223,7 @@ class SqliteGeneration:
             base += len(batch)
         if pending is not None:
             await pending
+        self._written = base
 
     async def _write_beside(self, path: str) -> None:
         """Words to the indexing process, rows to the writing process, in name order."""
@@ -248,6 +250,7 @@ class SqliteGeneration:
                         await sent.popleft()
                 while sent:
                     await sent.popleft()
+                self._written = base
                 await asyncio.gather(
                     loop.run_in_executor(indexer, scratch.finish),
                     loop.run_in_executor(writer, scratch.finish_rows),
@@ -283,8 +286,8 @@ class SqliteGeneration:
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            async with db.execute(f"SELECT count(*) FROM {PRACTITIONER}{NEXT}") as cursor:
-                practitioners = int((await cursor.fetchone() or (0,))[0])
+            # As many as were written (counting them again read the whole new table).
+            practitioners = self._written
             async with db.execute(f"SELECT count(*) FROM {PRACTITIONER}") as cursor:
                 live = int((await cursor.fetchone() or (0,))[0])
             initial = live == 0
