@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -29,13 +28,14 @@ from bridge.directory.generations import (
     WORD,
     ImportBusyError,
     ImportFacts,
+    Staged,
     SwapResult,
     change_report_sql,
     check_shrink,
 )
 from bridge.directory.params import numbered
 from bridge.directory.rows import ROW_SEP, STORED, Vocabulary
-from bridge.directory.spill import Bucketed, DuplicateNameError, Merged, Spill
+from bridge.directory.spill import DuplicateNameError, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, WORD, TYPO)
 _LOCK_KEY = 0x43414455  # "CADU": one directory import at a time per database
@@ -48,7 +48,7 @@ def _positional(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
     return text, [params[n] for n in names]
 
 
-class PostgresGeneration:
+class PostgresGeneration(Staged):
     """Stages (`Spill`), builds and swaps one directory generation in PostgreSQL."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -97,24 +97,6 @@ class PostgresGeneration:
     async def _drop_next(self) -> None:
         for table in _SWAPPED:
             await self.pg.execute(f"DROP TABLE IF EXISTS {table}{NEXT}")
-
-    @property
-    def merged(self) -> list[Merged]:
-        """Identifiers found under several names (known once `build` has run)."""
-        return [] if self._spill is None else self._spill.merged
-
-    async def add(self, batch: Bucketed) -> None:
-        assert self._spill is not None
-        self._spill.add(batch)
-
-    @property
-    def spill_folder(self) -> Path:
-        assert self._spill is not None
-        return self._spill.folder
-
-    def added(self, count: int) -> None:
-        assert self._spill is not None
-        self._spill.added(count)
 
     async def build(self, vocabulary: Vocabulary) -> None:
         """Load practitioners in name order (ids 1..n), then constraints and indexes."""

@@ -15,7 +15,6 @@ import re
 import sqlite3
 from collections import deque
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiosqlite
 
@@ -32,6 +31,7 @@ from bridge.directory.generations import (
     WORD,
     ImportBusyError,
     ImportFacts,
+    Staged,
     SwapResult,
     change_report_sql,
     check_shrink,
@@ -44,7 +44,7 @@ from bridge.directory.rows import (
     Vocabulary,
     field_columns,
 )
-from bridge.directory.spill import Bucketed, DuplicateNameError, Merged, Spill
+from bridge.directory.spill import DuplicateNameError, Spill
 
 _SWAPPED = (PRACTITIONER, PLACE, FTS, WORD, TYPO)
 _COMPARE_INDEX = "directory_practitioner_next_compare"
@@ -64,7 +64,7 @@ _INSERT_WORDS = f"INSERT INTO {FTS}{NEXT} (rowid, tokens) VALUES (?, ?)"
 """The same in the scratch database's connection (its index has the same name there)."""
 
 
-class SqliteGeneration:
+class SqliteGeneration(Staged):
     """Stages (`Spill`), builds and swaps one directory generation in an SQLite file."""
 
     def __init__(self, path: str) -> None:
@@ -149,24 +149,6 @@ class SqliteGeneration:
             await self.db.execute(
                 f"INSERT INTO {table} ({FTS}{NEXT}, rank) VALUES ('hashsize', {_HASH_BYTES})"
             )
-
-    @property
-    def merged(self) -> list[Merged]:
-        """Identifiers found under several names (known once `build` has run)."""
-        return [] if self._spill is None else self._spill.merged
-
-    async def add(self, batch: Bucketed) -> None:
-        assert self._spill is not None
-        self._spill.add(batch)
-
-    @property
-    def spill_folder(self) -> Path:
-        assert self._spill is not None
-        return self._spill.folder
-
-    def added(self, count: int) -> None:
-        assert self._spill is not None
-        self._spill.added(count)
 
     async def build(self, vocabulary: Vocabulary) -> None:
         """Write the practitioners in name order (ids 1..n), then index their words.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.directory.rows import STORED_FIELDS, Vocabulary
-from bridge.directory.spill import Bucketed, Merged
+from bridge.directory.spill import Bucketed, Merged, Spill
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,32 @@ class SwapResult:
     changed: int
     disappeared: int
     initial: bool
+
+
+class Staged:
+    """Both back ends stage a generation's practitioners the same way, in a `Spill` (set
+    by their `begin`): rows this process gathered (`add`), rows the parsing processes
+    wrote into its folder themselves (`spill_folder`, `added`)."""
+
+    _spill: Spill | None = None
+
+    @property
+    def merged(self) -> list[Merged]:
+        """Identifiers found under several names (known once `build` has run)."""
+        return [] if self._spill is None else self._spill.merged
+
+    async def add(self, batch: Bucketed) -> None:
+        assert self._spill is not None
+        self._spill.add(batch)
+
+    @property
+    def spill_folder(self) -> Path:
+        assert self._spill is not None
+        return self._spill.folder
+
+    def added(self, count: int) -> None:
+        assert self._spill is not None
+        self._spill.added(count)
 
 
 class Generation(Protocol):
@@ -173,6 +199,7 @@ __all__ = [
     "ImportBusyError",
     "ImportFacts",
     "ImportRefusedError",
+    "Staged",
     "SwapResult",
     "change_report_sql",
     "check_shrink",
